@@ -1,6 +1,7 @@
 """Test session setup: simulate 4 devices on the CPU so sharding is exercised for real."""
 import os
 import sys
+import tempfile
 import warnings
 
 # Must happen before JAX initialises its backend.
@@ -10,3 +11,10 @@ if "xla_force_host_platform_device_count" not in flags:
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 warnings.filterwarnings("ignore", message=".*jaxopt.*", category=DeprecationWarning)
+
+# XLA compilations are most of the suite's time and the same programs recur (the kill -9 tests
+# run one command three times, in subprocesses that inherit this environment): share them
+# through JAX's persistent compilation cache, keyed by the program and the JAX version.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"rum_jax_tests_xla_cache_{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

@@ -27,6 +27,19 @@ def _env():
   return env
 
 
+def _start(cmd, log_path):
+  """Starts `cmd` in the background, its output to log_path (a pipe could fill and block)."""
+  with open(log_path, "wb") as log:
+    return subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log_path
+
+
+def _finish(started):
+  proc, log_path = started
+  proc.wait(timeout=600)
+  with open(log_path, "rb") as log:
+    assert proc.returncode == 0, log.read().decode(errors="replace")[-3000:]
+
+
 def _run_and_kill(cmd, ckpt, seed, max_delay):
   """Starts `cmd`, waits for its first checkpoint in `ckpt`, then kill -9s it after a random
   delay in [0, max_delay) s (seeded for reproducibility)."""
@@ -41,8 +54,9 @@ def _run_and_kill(cmd, ckpt, seed, max_delay):
 
 def test_kill_9_during_training_then_rerun_equals_uninterrupted(tmp_path):
   ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
-  subprocess.run(_cmd(ref), check=True, env=_env(), cwd=ROOT, capture_output=True)
+  reference = _start(_cmd(ref), tmp_path / "ref.log")  # the uninterrupted run, beside the killed one
   _run_and_kill(_cmd(killed), os.path.join(killed, "checkpoints"), seed=0, max_delay=1.0)
+  _finish(reference)
   assert not os.path.exists(os.path.join(killed, "metrics.json")), "the run finished before the kill"
   subprocess.run(_cmd(killed), check=True, env=_env(), cwd=ROOT, capture_output=True)
   for split in ("train", "test"):
@@ -138,8 +152,9 @@ def test_kill_9_during_unlearning_then_rerun_equals_uninterrupted(tmp_path):
             f"--workdir={workdir}", "--config.num_seeds=2", "--config.model.kwargs.hidden=(64,)",
             "--config.train.epochs=10", "--config.unlearn.method=salun", "--config.forget.size=60"]
   ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
-  subprocess.run(cmd(ref), check=True, env=_env(), cwd=ROOT, capture_output=True)
+  reference = _start(cmd(ref), tmp_path / "ref.log")  # the uninterrupted run, beside the killed one
   _run_and_kill(cmd(killed), os.path.join(killed, "original", "checkpoints"), seed=1, max_delay=3.0)
+  _finish(reference)
   assert not os.path.exists(os.path.join(killed, "methods", "salun", "metrics.json")), "finished before the kill"
   subprocess.run(cmd(killed), check=True, env=_env(), cwd=ROOT, capture_output=True)
   a = io.read_json(os.path.join(ref, "methods", "salun", "metrics.json"))
