@@ -138,7 +138,11 @@ def events_loss(forward, params, state, batch, rng):
 
 
 class _EventSums:
-  """Host sums of learning events per seed, snapshotted per epoch so a resumed run matches."""
+  """Host sums of learning events per seed, snapshotted per epoch so a resumed run matches.
+
+  num_seeds is the number of real seeds: the per-step metrics `fit` hands over have the
+  padding seeds (added to fill every device) already dropped.
+  """
 
   def __init__(self, directory: str, num_seeds: int, n: int):
     self.directory = directory
@@ -157,6 +161,8 @@ class _EventSums:
 
   def __call__(self, epoch: int, metrics: Dict[str, np.ndarray]) -> None:
     pos, w = metrics["pos"], metrics["event_weight"]  # [S, steps, B]
+    if pos.shape[0] != self.weight.shape[0]:
+      raise ValueError(f"learning events of {pos.shape[0]} seeds, expected {self.weight.shape[0]}")
     for s in range(self.weight.shape[0]):
       np.add.at(self.weight[s], pos[s].ravel(), w[s].ravel())
       for e in proxies_lib.EVENTS:
@@ -214,13 +220,13 @@ def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool
                         sections=workdir_lib.TRAINING_SECTIONS + ("proxies",))
     setup = Setup.create(config)
     n = len(setup.dataset.train)
-    sums = _EventSums(os.path.join(workdir, "events"), setup.runner.padded_seeds, n)
+    sums = _EventSums(os.path.join(workdir, "events"), config.num_seeds, n)
     ckpt_dir = os.path.join(workdir, "checkpoints")
     latest = Checkpointer(ckpt_dir).latest_step()
     sums.restore(latest or 0)
     states, _ = train_on(setup, [np.arange(n)] * config.num_seeds, config.train, config.seed,
                          ckpt_dir, name="proxies", on_epoch=sums, loss_fn=events_loss)
-    scores = {k: v[: config.num_seeds] for k, v in sums.proxies().items()}
+    scores = sums.proxies()
     train_x = setup.dataset.train.x
     original = loop.predict(setup.runner, setup.forward, states, train_x)
     tuned = heldout_finetune(setup, states, config)
