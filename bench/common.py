@@ -2,14 +2,39 @@
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from typing import Callable, List
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
-HEADER = ("| compared | ours | baseline | ratio | floor (FLOPs / 400 GFLOP/s) | command | machine |\n"
+HEADER = ("| compared | ours | baseline | ratio | floor (FLOPs / measured matmul rate) | command | machine |\n"
           "|---|---|---|---|---|---|---|\n")
+
+
+_MATMUL_RATE = None
+
+
+def matmul_rate() -> float:
+  """FLOP/s of a large float32 matmul through JAX on this machine (best of 5, measured once).
+
+  The floor of a benchmark is its FLOPs at this rate: no implementation does better.
+  (A 2-core AVX-512 machine gave ~400 GFLOP/s, a 2-core AVX2 one ~100.)
+  """
+  global _MATMUL_RATE
+  if _MATMUL_RATE is None:
+    import jax
+    import jax.numpy as jnp
+    n = 2048
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    _MATMUL_RATE = 2 * n ** 3 / best_time(lambda: jax.block_until_ready(f(a)), 5)
+  return _MATMUL_RATE
+
+
+def floor_time(flops: float) -> float:
+  """The best possible time of `flops` on this machine (see matmul_rate)."""
+  return flops / matmul_rate()
 
 
 def machine() -> str:
@@ -20,7 +45,8 @@ def machine() -> str:
   except (OSError, AttributeError):
     pass
   import jax
-  return f"{os.cpu_count()} cores {cpu}, jax {jax.__version__} {jax.default_backend()}"
+  return (f"{os.cpu_count()} cores {cpu}, jax {jax.__version__} {jax.default_backend()}, "
+          f"matmul {matmul_rate() / 1e9:.0f} GFLOP/s")
 
 
 def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
@@ -54,8 +80,9 @@ def record(rows: List[dict]) -> None:
     lines.append(f"| {r['compared']} | {fmt_s(r['ours'])} | {fmt_s(r['baseline'])} | "
                  f"{r['baseline'] / r['ours']:.1f}x | {floor} | `{command}` | {machine()} |")
   text = ("# Benchmark results\n\nRatio = baseline time / our time (higher is better for us). "
-          "Floor = the benchmark's FLOPs at the ~400 GFLOP/s a large float32 matmul reaches on "
-          "this CPU, the best possible time.\nRegenerate with `python bench/run_all.py`.\n\n"
+          "Floor = the benchmark's FLOPs at the rate a large float32 matmul reaches through JAX on "
+          "the same machine in the same run (the GFLOP/s in the machine column), the best possible "
+          "time.\nRegenerate with `python bench/run_all.py`.\n\n"
           + HEADER + "\n".join(lines) + "\n")
   tmp = RESULTS + ".tmp"
   with open(tmp, "w") as f:
@@ -87,9 +114,16 @@ def torch_best_time(run: Callable[[], object], repeats: int = 1) -> float:
   return best
 
 
-def torch_train_mlp(x, y, positions, hidden, num_classes: int, train_cfg, seed: int):
+def torch_train_mlp(x, y, positions, hidden, num_classes: int, train_cfg, seed: int,
+                    dataloader: bool = False):
   """A straightforward PyTorch loop: an MLP trained with SGD (momentum, weight decay, cosine
-  per step) on rows `positions` of (x, y), shuffled each epoch. Returns the model."""
+  per step) on rows `positions` of (x, y), shuffled each epoch. Returns the model.
+
+  dataloader=False gathers each batch by indexing the whole tensors (the fastest plain
+  PyTorch); dataloader=True feeds it the way the original research scripts do:
+  `DataLoader(Subset(dataset, positions), batch_size, shuffle=True)`, one example at a time
+  collated into batches (num_workers=0: worker processes only add overhead on 2 cores).
+  """
   import torch
   torch.manual_seed(seed)
   sizes = [x.shape[1]] + list(hidden)
@@ -101,13 +135,24 @@ def torch_train_mlp(x, y, positions, hidden, num_classes: int, train_cfg, seed: 
   steps = -(-len(positions) // t.batch_size)
   opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
   sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs * steps)
+
+  def step(xb, yb):
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step()
+    sched.step()
+
+  if dataloader:
+    data = torch.utils.data.Subset(torch.utils.data.TensorDataset(x, y), [int(i) for i in positions])
+    loader = torch.utils.data.DataLoader(data, batch_size=t.batch_size, shuffle=True)
+    for _ in range(t.epochs):
+      for xb, yb in loader:
+        step(xb, yb)
+    return model
   positions = torch.as_tensor(positions)
   for _ in range(t.epochs):
     perm = positions[torch.randperm(len(positions))]
     for i in range(steps):
       idx = perm[i * t.batch_size:(i + 1) * t.batch_size]
-      opt.zero_grad()
-      torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-      opt.step()
-      sched.step()
+      step(x[idx], y[idx])
   return model

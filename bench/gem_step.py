@@ -149,7 +149,7 @@ def main():
   t_torch = common.torch_best_time(torch_run) / args.steps
   print(f"PyTorch loop: {violations[0]}/{args.steps} steps violated a constraint and solved the QP")
   sizes = [INPUTS] + list(HIDDEN) + [NUM_TASKS * CLASSES_PER_TASK]
-  floor = common.mlp_flops(sizes, (NUM_TASKS - 1) * args.memories + BATCH) / 400e9
+  floor = common.floor_time(common.mlp_flops(sizes, (NUM_TASKS - 1) * args.memories + BATCH))
   label = (f"GEM step, {NUM_TASKS - 1} constraint tasks x {args.memories} memories, batch {BATCH}, "
            f"MLP 3072-256-256-100")
   common.record([

@@ -1,12 +1,14 @@
 """Memorization estimator throughput and proxy quality.
 
-1. Models trained per second on random 70% subsets: the vectorized estimator (one vmapped
-   chunk of K models) vs the same K models one after another in JAX vs a sequential PyTorch
-   loop of the same model/epochs/batch (how the original scripts train them).
+1. Models trained per second on random 70% subsets: the vectorized estimator (chunks of
+   models, each one vmapped program over the devices) vs the same models one after another
+   in JAX, vs a sequential PyTorch loop of the same model/epochs/batch fed by a DataLoader
+   (how the original scripts train them), and vs the fastest plain PyTorch loop (batches
+   gathered by indexing whole tensors).
 2. With --correlations: Spearman correlation of every one-run proxy with the full
    Feldman-Zhang estimate (runs train.py's memorization and proxies modes into runs/bench_*).
 
-python bench/memorization.py [--dataset mnist1d] [--models 64] [--epochs 10] [--correlations]
+python bench/memorization.py [--dataset mnist1d] [--models 64] [--epochs 10] [--chunk C] [--correlations]
 """
 import argparse
 import math
@@ -21,7 +23,7 @@ import numpy as np
 
 from bench import common
 from rum_jax.memorization.estimator import sample_subset_masks
-from rum_jax.training import loop, plans, trainer
+from rum_jax.training import plans, trainer
 
 
 def get_config(dataset):
@@ -29,16 +31,31 @@ def get_config(dataset):
   return {"digits": digits, "mnist1d": mnist1d}[dataset].get_config()
 
 
-def timings(config, num_models):
-  setup = trainer.Setup.create(config, num_seeds=num_models)
+def memorization_chunk(dataset):
+  from configs import digits_memorization, mnist1d_memorization
+  mod = {"digits": digits_memorization, "mnist1d": mnist1d_memorization}[dataset]
+  return mod.get_config().memorization.chunk_size
+
+
+def timings(config, num_models, chunk):
+  """Trains the same `num_models` subset models four ways and records the ratios.
+
+  Every way ends with each model's correctness on the train and test splits, which is what
+  the estimator needs from a model (the per-chunk work of `run_memorization`, without files).
+  """
+  if num_models % chunk:
+    raise SystemExit(f"--models {num_models} must be a multiple of --chunk {chunk}")
+  setup = trainer.Setup.create(config, num_seeds=chunk)
   ds = setup.dataset
   n = len(ds.train)
   masks = sample_subset_masks(0, num_models, n)
   positions = [np.flatnonzero(r) for r in masks]
   t = config.train
 
-  def vectorized():
-    trainer.train_on(setup, positions, t, 0, None)
+  def vectorized():  # chunks of `chunk` models, each one vmapped program over the devices
+    for j in range(0, num_models, chunk):
+      states, _ = trainer.train_on(setup, positions[j:j + chunk], t, j, None)
+      trainer.accuracies(setup, states, t.eval_batch_size)
 
   one = trainer.Setup.create(config, num_seeds=1)
   steps = math.ceil(len(positions[0]) / t.batch_size)
@@ -46,37 +63,48 @@ def timings(config, num_models):
   data = one.train_data()
   init = setup.init_states(tx, 0)
 
-  def sequential():
+  def sequential():  # the same engine, one model after another
     for k in range(num_models):
-      state = one.runner.shard(jax.tree.map(lambda a: a[k:k + 1], init))
+      state = one.runner.shard(jax.tree.map(lambda a: a[k % chunk:k % chunk + 1], init))
       for epoch in range(t.epochs):
         plan = {"train": plans.stream_plan([positions[k]], t.batch_size, [plans.epoch_rng(0, k, epoch)], steps=steps)}
         state, _ = fn(state, one.runner.shard(plan), data)
-      jax.block_until_ready(state)
+      trainer.accuracies(one, state, t.eval_batch_size)
 
   import torch
   x = torch.from_numpy(ds.train.x.reshape(n, -1))
   y = torch.from_numpy(ds.train.y.astype(np.int64))
+  x_test = torch.from_numpy(ds.test.x.reshape(len(ds.test), -1))
   hidden = list(config.model.kwargs.hidden)
 
-  def torch_loop():
-    for k in range(num_models):
-      model = common.torch_train_mlp(x, y, positions[k], hidden, ds.num_classes, t, seed=k)
-      with torch.no_grad():
-        model(x).argmax(1)  # the correctness pass every estimator needs
+  def torch_loop(dataloader):
+    def run():
+      for k in range(num_models):
+        model = common.torch_train_mlp(x, y, positions[k], hidden, ds.num_classes, t, seed=k,
+                                       dataloader=dataloader)
+        with torch.no_grad():  # the correctness pass every estimator needs
+          model(x).argmax(1), model(x_test).argmax(1)
+    return run
 
   vectorized(), sequential()  # compile
-  t_vec = common.best_time(vectorized, 2)
+  t_vec = common.best_time(vectorized, 3)
   t_seq = common.best_time(sequential, 1)
-  t_torch = common.torch_best_time(torch_loop)
+  t_torch = common.torch_best_time(torch_loop(False))
+  t_loader = common.torch_best_time(torch_loop(True))
   sizes = [int(np.prod(ds.input_shape))] + hidden + [ds.num_classes]
-  floor = common.mlp_flops(sizes, len(positions[0]) * t.epochs * num_models) / 400e9
+  flops = common.mlp_flops(sizes, len(positions[0]) * t.epochs * num_models)
+  floor = common.floor_time(flops)
   label = f"memorization {num_models} models {config.data.name} MLP {t.epochs} ep"
-  print(f"vectorized: {num_models / t_vec:.1f} models/s; sequential JAX {num_models / t_seq:.1f}; "
-        f"PyTorch {num_models / t_torch:.1f}")
+  print(f"vectorized (chunks of {chunk}): {num_models / t_vec:.1f} models/s, "
+        f"{flops / t_vec / 1e9:.0f} GFLOP/s of {common.matmul_rate() / 1e9:.0f}; sequential JAX "
+        f"{num_models / t_seq:.1f}; PyTorch {num_models / t_torch:.1f}; PyTorch DataLoader "
+        f"{num_models / t_loader:.1f}")
   common.record([
       {"compared": f"{label}: vectorized vs sequential JAX", "ours": t_vec, "baseline": t_seq, "floor": floor},
-      {"compared": f"{label}: vectorized vs PyTorch loop", "ours": t_vec, "baseline": t_torch, "floor": floor},
+      {"compared": f"{label}: vectorized vs PyTorch loop as the original scripts (DataLoader over a Subset)",
+       "ours": t_vec, "baseline": t_loader, "floor": floor},
+      {"compared": f"{label}: vectorized vs PyTorch loop with whole-tensor indexing (fastest plain PyTorch)",
+       "ours": t_vec, "baseline": t_torch, "floor": floor},
   ])
 
 
@@ -105,11 +133,13 @@ def main():
   parser.add_argument("--dataset", default="mnist1d", choices=["digits", "mnist1d"])
   parser.add_argument("--models", type=int, default=64)
   parser.add_argument("--epochs", type=int, default=10)
+  parser.add_argument("--chunk", type=int, default=None,
+                      help="models per vmapped program (default: the memorization config's chunk_size)")
   parser.add_argument("--correlations", action="store_true")
   args = parser.parse_args()
   config = get_config(args.dataset)
   config.train.epochs = args.epochs
-  timings(config, args.models)
+  timings(config, args.models, min(args.chunk or memorization_chunk(args.dataset), args.models))
   if args.correlations:
     rows = []
     for dataset in ("digits", "mnist1d"):

@@ -17,7 +17,6 @@ import numpy as np
 from bench import common
 from configs import digits
 from rum_jax.training import loop, plans, trainer
-from rum_jax.training.parallel import SeedRunner
 
 
 def jax_vectorized(config, num_seeds):
@@ -75,7 +74,7 @@ def main():
   t_vec, t_seq, t_torch = common.best_time(vec), common.best_time(seq), common.torch_best_time(tor)
   n = len(trainer.Setup.create(config, num_seeds=1).dataset.train)
   sizes = [64] + list(config.model.kwargs.hidden) + [10]
-  floor = common.mlp_flops(sizes, n * args.epochs * args.seeds) / 400e9
+  floor = common.floor_time(common.mlp_flops(sizes, n * args.epochs * args.seeds))
   label = f"train {args.seeds} seeds digits MLP {args.epochs} ep"
   common.record([
       {"compared": f"{label}: vmapped vs sequential JAX", "ours": t_vec, "baseline": t_seq, "floor": floor},

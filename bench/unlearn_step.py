@@ -131,7 +131,7 @@ def main():
           "compared": f"unlearn 1 epoch {method} digits MLP {num_seeds} seed(s): compiled epoch vs PyTorch loop",
           "ours": common.best_time(ours, args.repeats),
           "baseline": common.torch_best_time(baseline, args.repeats),
-          "floor": common.mlp_flops(sizes, examples * num_seeds) / 400e9})
+          "floor": common.floor_time(common.mlp_flops(sizes, examples * num_seeds))})
   common.record(rows)
 
 
