@@ -10,6 +10,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.mode = "train"           # train.py: train | memorization | proxies
   c.seed = 0                 # base seed; seed s of a run uses fold_in(PRNGKey(seed), s)
   c.num_seeds = 3            # models trained at once (vmapped, spread over devices)
+  c.vmap_size = 0            # seeds vmapped together per device, the rest looped in the same
+  #                            program; 0 = 1 on CPUs (faster there), all on GPUs/TPUs
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "digits"     # digits | mnist1d | cifar10 | cifar100

@@ -52,6 +52,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.get("mode", "train") not in modes:
     raise ConfigError(f"config.mode {config.mode!r} is unknown; valid choices: {', '.join(modes)}")
   _positive_int(config.num_seeds, "num_seeds")
+  vmap_size = config.get("vmap_size", 0)
+  if isinstance(vmap_size, bool) or not isinstance(vmap_size, int) or vmap_size < 0:
+    raise ConfigError(f"config.vmap_size must be a non-negative integer (0 = automatic), got {vmap_size!r}")
   if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
     raise ConfigError(f"config.seed must be a non-negative integer, got {config.seed!r}")
   validate_train(config.train)

@@ -14,6 +14,7 @@ ROWS = [
     ("model.name", "vgg", "valid choices: cnn, mlp, reduced_resnet18, resnet18"),
     ("num_seeds", 0, "num_seeds must be a positive integer"),
     ("seed", -1, "seed must be a non-negative integer"),
+    ("vmap_size", -1, "vmap_size must be a non-negative integer"),
     ("train.epochs", 0, "train.epochs must be a positive integer"),
     ("train.batch_size", 2.5, "train.batch_size must be a positive integer"),
     ("train.lr", 0.0, "train.lr must be a number in (0.0"),

@@ -105,7 +105,7 @@ def test_stream_plan_covers_each_seed_subset_once_and_pads():
   assert cyc["weight"].sum() == 12 and np.bincount(cyc["idx"].ravel(), minlength=3).tolist() == [4, 4, 4]
 
 
-def _toy_setup(num_seeds, devices=None, n=96, epochs=3, lr=0.1):
+def _toy_setup(num_seeds, devices=None, n=96, epochs=3, lr=0.1, vmap_size=0):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(n, 6)).astype(np.float32)
   y = (x[:, 0] > 0).astype(np.int32) + 2 * (x[:, 1] > 0).astype(np.int32)
@@ -116,7 +116,7 @@ def _toy_setup(num_seeds, devices=None, n=96, epochs=3, lr=0.1):
       "train": {"epochs": epochs, "batch_size": 16, "lr": lr, "schedule": "cosine",
                 "momentum": 0.9, "weight_decay": 5e-4, "eval_batch_size": 32}})
   model = create_model("mlp", 4, hidden=(16,))
-  return trainer.Setup(config, ds, model, Forward(model), SeedRunner(num_seeds, devices)), config
+  return trainer.Setup(config, ds, model, Forward(model), SeedRunner(num_seeds, devices, vmap_size)), config
 
 
 def _train(setup, config, ckpt=None, positions=None):
@@ -124,9 +124,10 @@ def _train(setup, config, ckpt=None, positions=None):
   return trainer.train_on(setup, positions, config.train, config.seed, ckpt)
 
 
-def test_vmapped_seeds_equal_separately_trained_seeds():
+@pytest.mark.parametrize("vmap_size", [1, 2, 3])  # a loop, groups of 2 and a remainder, one vmap
+def test_vmapped_seeds_equal_separately_trained_seeds(vmap_size):
   one = [jax.devices()[0]]
-  setup, config = _toy_setup(3, devices=one)
+  setup, config = _toy_setup(3, devices=one, vmap_size=vmap_size)
   subsets = [np.arange(0, 60), np.arange(20, 80), np.arange(36, 96)]  # each seed its own data
   together, _ = _train(setup, config, positions=subsets)
   # Seed s alone: same key, same plan, a runner of one seed.
@@ -157,6 +158,14 @@ def test_sharded_over_4_devices_equals_single_device():
   # Seeds must differ from each other (each has its own key and data order).
   k = a.params["Dense_0"]["kernel"]
   assert not np.allclose(k[0], k[1])
+
+
+def test_vmap_size_defaults_to_one_seed_at_a_time_on_cpu_and_is_capped_per_device():
+  assert SeedRunner(8).vmap_size == 1  # CPU: each seed's program stays in cache
+  assert SeedRunner(8, vmap_size=16).vmap_size == 2  # 8 seeds on 4 devices: 2 per device
+  assert SeedRunner(3, [jax.devices()[0]], vmap_size=2).vmap_size == 2
+  with pytest.raises(ValueError, match="vmap_size must be >= 0"):
+    SeedRunner(2, vmap_size=-1)
 
 
 def test_odd_seed_count_is_padded_and_dropped():

@@ -91,7 +91,8 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
     if on_epoch is not None:
       on_epoch(epoch, metrics)
     done = epoch + 1
-    host_states = runner.to_host(device_states, keep_padding=True)
+    if checkpointer is not None or done == epochs:  # no copy to the host on other epochs
+      host_states = runner.to_host(device_states, keep_padding=True)
     if checkpointer is not None:
       checkpointer.save(done, host_states, {"history": history, "epoch": done})
     elapsed = time.time() - t0

@@ -49,7 +49,8 @@ class Setup:
     dataset = load_dataset(config.data.name, data_dir=config.data.data_dir or None,
                            split_seed=config.data.split_seed, **config.data.get("options", {}))
     model = create_model(config.model.name, dataset.num_classes, **config.model.kwargs.to_dict())
-    return cls(config, dataset, model, Forward(model), SeedRunner(num_seeds or config.num_seeds))
+    runner = SeedRunner(num_seeds or config.num_seeds, vmap_size=config.get("vmap_size", 0))
+    return cls(config, dataset, model, Forward(model), runner)
 
   def train_data(self) -> Dict[str, Any]:
     """The train split on device (replicated), with each row's position for per-example state."""
