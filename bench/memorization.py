@@ -1,10 +1,12 @@
 """Memorization estimator throughput and proxy quality.
 
-1. Models trained per second on random 70% subsets: the vectorized estimator (chunks of
-   models, each one vmapped program over the devices) vs the same models one after another
-   in JAX, vs a sequential PyTorch loop of the same model/epochs/batch fed by a DataLoader
-   (how the original scripts train them), and vs the fastest plain PyTorch loop (batches
-   gathered by indexing whole tensors).
+1. Models trained per second on random 70% subsets: the estimator (chunks of models, each
+   chunk one compiled program spread over the devices, the models of a device looped inside
+   it: the CPU default) vs the same chunks with all of a device's models vmapped
+   (vmap_size = chunk), vs the same models one after another in JAX (one program call per
+   model and epoch), vs a sequential PyTorch loop of the same model/epochs/batch fed by a
+   DataLoader (how the original scripts train them), and vs the fastest plain PyTorch loop
+   (batches gathered by indexing whole tensors).
 2. With --correlations: Spearman correlation of every one-run proxy with the full
    Feldman-Zhang estimate (runs train.py's memorization and proxies modes into runs/bench_*).
 
@@ -38,7 +40,7 @@ def memorization_chunk(dataset):
 
 
 def timings(config, num_models, chunk):
-  """Trains the same `num_models` subset models four ways and records the ratios.
+  """Trains the same `num_models` subset models five ways and records the ratios.
 
   Every way ends with each model's correctness on the train and test splits, which is what
   the estimator needs from a model (the per-chunk work of `run_memorization`, without files).
@@ -52,10 +54,17 @@ def timings(config, num_models, chunk):
   positions = [np.flatnonzero(r) for r in masks]
   t = config.train
 
-  def vectorized():  # chunks of `chunk` models, each one vmapped program over the devices
-    for j in range(0, num_models, chunk):
-      states, _ = trainer.train_on(setup, positions[j:j + chunk], t, j, None)
-      trainer.accuracies(setup, states, t.eval_batch_size)
+  def estimator(setup):  # chunks of `chunk` models, each chunk one program over the devices
+    def run():
+      for j in range(0, num_models, chunk):
+        states, _ = trainer.train_on(setup, positions[j:j + chunk], t, j, None)
+        trainer.accuracies(setup, states, t.eval_batch_size)
+    return run
+
+  vectorized = estimator(setup)
+  all_vmapped = config.copy_and_resolve_references()
+  all_vmapped.vmap_size = chunk
+  vmapped = estimator(trainer.Setup.create(all_vmapped, num_seeds=chunk))
 
   one = trainer.Setup.create(config, num_seeds=1)
   steps = math.ceil(len(positions[0]) / t.batch_size)
@@ -86,8 +95,9 @@ def timings(config, num_models, chunk):
           model(x).argmax(1), model(x_test).argmax(1)
     return run
 
-  vectorized(), sequential()  # compile
+  vectorized(), vmapped(), sequential()  # compile
   t_vec = common.best_time(vectorized, 3)
+  t_vmap = common.best_time(vmapped, 3)
   t_seq = common.best_time(sequential, 1)
   t_torch = common.torch_best_time(torch_loop(False))
   t_loader = common.torch_best_time(torch_loop(True))
@@ -95,15 +105,19 @@ def timings(config, num_models, chunk):
   flops = common.mlp_flops(sizes, len(positions[0]) * t.epochs * num_models)
   floor = common.floor_time(flops)
   label = f"memorization {num_models} models {config.data.name} MLP {t.epochs} ep"
-  print(f"vectorized (chunks of {chunk}): {num_models / t_vec:.1f} models/s, "
-        f"{flops / t_vec / 1e9:.0f} GFLOP/s of {common.matmul_rate() / 1e9:.0f}; sequential JAX "
+  print(f"estimator (chunks of {chunk}): {num_models / t_vec:.1f} models/s, "
+        f"{flops / t_vec / 1e9:.0f} GFLOP/s of {common.matmul_rate() / 1e9:.0f}; all vmapped "
+        f"{num_models / t_vmap:.1f}; sequential JAX "
         f"{num_models / t_seq:.1f}; PyTorch {num_models / t_torch:.1f}; PyTorch DataLoader "
         f"{num_models / t_loader:.1f}")
   common.record([
-      {"compared": f"{label}: vectorized vs sequential JAX", "ours": t_vec, "baseline": t_seq, "floor": floor},
-      {"compared": f"{label}: vectorized vs PyTorch loop as the original scripts (DataLoader over a Subset)",
+      {"compared": f"{label}: estimator (models looped per device) vs all of a device's models vmapped",
+       "ours": t_vec, "baseline": t_vmap, "floor": floor},
+      {"compared": f"{label}: estimator vs sequential JAX (a program call per model and epoch)",
+       "ours": t_vec, "baseline": t_seq, "floor": floor},
+      {"compared": f"{label}: estimator vs PyTorch loop as the original scripts (DataLoader over a Subset)",
        "ours": t_vec, "baseline": t_loader, "floor": floor},
-      {"compared": f"{label}: vectorized vs PyTorch loop with whole-tensor indexing (fastest plain PyTorch)",
+      {"compared": f"{label}: estimator vs PyTorch loop with whole-tensor indexing (fastest plain PyTorch)",
        "ours": t_vec, "baseline": t_torch, "floor": floor},
   ])
 

@@ -2,7 +2,7 @@
 
 Digits, the default MLP (64-256-256-10), a random forget set of 150, each method's default
 settings (batch 64, SGD momentum 0.9, weight decay 5e-4). Ours: the compiled epoch that
-`unlearn` runs (all seeds in one vmapped program), timed after compilation, including the
+`unlearn` runs (all seeds in one program), timed after compilation, including the
 host-side batch plan. Baseline: the same model, batches, losses and optimizer as a plain
 PyTorch loop, one seed after another. SalUn's mask is computed before the timed epoch on
 both sides.

@@ -9,7 +9,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.mode = "train"           # train.py: train | memorization | proxies
   c.seed = 0                 # base seed; seed s of a run uses fold_in(PRNGKey(seed), s)
-  c.num_seeds = 3            # models trained at once (vmapped, spread over devices)
+  c.num_seeds = 3            # models trained at once (one program, spread over devices)
   c.vmap_size = 0            # seeds vmapped together per device, the rest looped in the same
   #                            program; 0 = 1 on CPUs (faster there), all on GPUs/TPUs
 
@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   # mode=memorization: Feldman & Zhang subsampling (SPEC.md section 4), trained with c.train.
   c.memorization = ml_collections.ConfigDict()
   c.memorization.num_models = 256   # K; raise it later to add models to an estimate
-  c.memorization.chunk_size = 64    # models trained at once as one vmapped program
+  c.memorization.chunk_size = 64    # models trained at once as one program
   c.memorization.ratio = 0.7        # |S_k| / N
   c.memorization.seed = 0           # seeds the subsets and the models' initialisation
   c.memorization.influence = False  # also estimate the test x train influence matrix

@@ -2,7 +2,7 @@
 
 A run follows a task sequence (`sequences.make_sequence`: A4, ..., or "0,1,2,-2,3") on a
 task-incremental split of the data set (`tasks.TaskLayout`: classes shuffled per seed,
-`classes_per_task` per task), for `config.num_seeds` seeds at once (vmapped, spread over
+`classes_per_task` per task), for `config.num_seeds` seeds at once (one program, spread over
 devices). Every step is the one training engine:
 
 - learn task k: `config.continual.epochs` epochs of `engine.train_step` over the task's
