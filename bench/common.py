@@ -63,34 +63,58 @@ def fmt_s(seconds: float) -> str:
   return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+def _read_results() -> tuple:
+  """(table rows, sections) of bench/RESULTS.md: sections are the `## ` blocks after the table."""
+  rows, sections = [], {}
+  if os.path.exists(RESULTS):
+    with open(RESULTS) as f:
+      text = f.read()
+    table, _, rest = text.partition("\n## ")
+    rows = [l for l in table.splitlines() if l.startswith("| ") and not l.startswith("| compared")]
+    for block in ("## " + rest).split("\n## ") if rest else []:
+      block = block if block.startswith("## ") else "## " + block
+      title = block.splitlines()[0][3:].strip()
+      sections[title] = block.rstrip("\n") + "\n"
+  return rows, sections
+
+
+def _write_results(rows: List[str], sections: dict) -> None:
+  text = ("# Benchmark results\n\nRatio = baseline time / our time (higher is better for us). "
+          "Floor = the benchmark's FLOPs at the rate a large float32 matmul reaches through JAX on "
+          "the same machine in the same run (the GFLOP/s in the machine column), the best possible "
+          "time.\nRegenerate with `python bench/run_all.py`.\n\n"
+          + HEADER + "\n".join(rows) + "\n"
+          + "".join("\n" + sections[t] for t in sorted(sections)))
+  tmp = RESULTS + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, RESULTS)
+
+
 def record(rows: List[dict]) -> None:
   """Replaces rows of the same `compared` name in bench/RESULTS.md (creating it if needed).
 
   Each row: compared, ours (s), baseline (s), floor (s or None). ratio = baseline / ours.
   """
   command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
-  lines = []
-  if os.path.exists(RESULTS):
-    with open(RESULTS) as f:
-      lines = [l for l in f.read().splitlines() if l.startswith("| ") and not l.startswith("| compared")]
+  lines, sections = _read_results()
   names = {r["compared"] for r in rows}
   lines = [l for l in lines if l.split("|")[1].strip() not in names]
   for r in rows:
     floor = f"{fmt_s(r['floor'])} ({r['floor'] / r['ours'] * 100:.0f}% of ours)" if r.get("floor") else "-"
     lines.append(f"| {r['compared']} | {fmt_s(r['ours'])} | {fmt_s(r['baseline'])} | "
                  f"{r['baseline'] / r['ours']:.1f}x | {floor} | `{command}` | {machine()} |")
-  text = ("# Benchmark results\n\nRatio = baseline time / our time (higher is better for us). "
-          "Floor = the benchmark's FLOPs at the rate a large float32 matmul reaches through JAX on "
-          "the same machine in the same run (the GFLOP/s in the machine column), the best possible "
-          "time.\nRegenerate with `python bench/run_all.py`.\n\n"
-          + HEADER + "\n".join(lines) + "\n")
-  tmp = RESULTS + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, RESULTS)
+  _write_results(lines, sections)
   for r in rows:
     print(f"{r['compared']}: ours {fmt_s(r['ours'])}, baseline {fmt_s(r['baseline'])}, "
           f"ratio {r['baseline'] / r['ours']:.1f}x")
+
+
+def record_section(title: str, body: str) -> None:
+  """Replaces (or adds) the `## title` section after the table in bench/RESULTS.md."""
+  lines, sections = _read_results()
+  sections[title] = f"## {title}\n\n{body.strip()}\n"
+  _write_results(lines, sections)
 
 
 def mlp_flops(sizes: List[int], examples: int) -> float:

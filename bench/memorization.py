@@ -158,14 +158,11 @@ def main():
     rows = []
     for dataset in ("digits", "mnist1d"):
       rows += correlations(dataset)
-    table = ("\n## Spearman correlation of one-run proxies with the Feldman-Zhang estimate\n\n"
-             f"Command: `python bench/memorization.py --correlations`. Machine: {common.machine()}.\n\n"
-             "| data set | proxy | Spearman rho | models in the estimate |\n|---|---|---|---|\n"
-             + "\n".join(rows) + "\n")
-    path = os.path.join(os.path.dirname(common.RESULTS), "PROXIES.md")
-    with open(path, "w") as f:
-      f.write(table)
-    print(table)
+    body = (f"Command: `python bench/memorization.py --correlations`. Machine: {common.machine()}.\n\n"
+            "| data set | proxy | Spearman rho | models in the estimate |\n|---|---|---|---|\n"
+            + "\n".join(rows))
+    common.record_section("Spearman correlation of one-run proxies with the Feldman-Zhang estimate", body)
+    print(body)
 
 
 if __name__ == "__main__":
