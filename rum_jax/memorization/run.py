@@ -2,9 +2,10 @@
 
 `run_memorization`: Feldman & Zhang (2020) subsampling. K models, each trained on its own
 random 70% subset, are trained `chunk_size` at a time as ONE compiled program (spread over
-devices; vmapped, or looped within a device on CPUs: `config.vmap_size`), and their correctness on every train/test example is added to `MemorizationStats`.
-A killed run resumes from the last finished chunk;
-raising `num_models` later adds models to the existing estimate.
+devices; vmapped, or looped within a device on CPUs: `config.vmap_size`), and their
+correctness on every train/test example is added to `MemorizationStats`. A killed run
+resumes from the last finished chunk; raising `num_models` later adds models to the
+existing estimate.
 
 `run_proxies`: the cheap proxies of one ordinary training run (Zhao & Triantafillou 2024):
 learning events recorded inside the jitted step, plus held-out retraining.

@@ -5,9 +5,9 @@ leading seed axis and are split across devices; shared inputs (the data) are rep
 Inside a device, groups of `vmap_size` seeds run as one vmapped batch and the groups run
 one after another in the same program (`jax.lax.map`). On accelerators the default vmaps
 all of a device's seeds; on CPUs it runs them one at a time, because each seed's small
-program then stays in the core's cache: training 64 MLPs (bench/memorization.py) is ~1.25x
-faster that way than with all seeds vmapped, and XLA's CPU convolutions gain nothing from
-a batch of models either. Multi-host runs call `maybe_initialize_distributed` first
+program then stays in the core's cache: training 64 MLPs (bench/memorization.py) is 1.4-1.7x
+faster that way than with each device's 32 seeds vmapped, and XLA's CPU convolutions gain
+nothing from a batch of models either. Multi-host runs call `maybe_initialize_distributed` first
 (every process builds the same host arrays, so `make_array_from_callback` takes its part).
 """
 import math
