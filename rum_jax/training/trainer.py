@@ -202,8 +202,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
     results = {"per_seed": {k: v.tolist() for k, v in per_seed.items()},
                "summary": summarize_seeds(per_seed)}
     io.write_json(os.path.join(workdir, "metrics.json"), results)
-    io.write_csv(os.path.join(workdir, "metrics.csv"),
-                 [{"seed": s, **{k: v[s] for k, v in per_seed.items()}} for s in range(config.num_seeds)])
+    rows = [{"seed": s, **{k: v[s] for k, v in per_seed.items()}} for s in range(config.num_seeds)]
+    rows += [{"seed": stat, **{k: v[stat] for k, v in results["summary"].items()}}
+             for stat in ("mean", "ci95")]
+    io.write_csv(os.path.join(workdir, "metrics.csv"), rows)
     io.write_csv(os.path.join(workdir, "history.csv"), history_rows(history))
     plot_history(history, os.path.join(workdir, "curves.png"), f"{ds.name} / {config.model.name}")
     logging.info("final accuracy (mean over %d seeds): %s", config.num_seeds,
