@@ -270,9 +270,29 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   models = io.read_json(os.path.join(workdir, "sets", "memorization_high", "evaluation.json"))["models"]
   assert evaluation.cell(models["neggrad"]["summary"]["tow"]) in text
 
+  timings = os.path.join(workdir, "timings.json")
+  first = io.read_json(timings)["invocations"]
+  assert len(first) == 1 and "original" in first[0] and "memorization_high/neggrad" in first[0]
+  assert first[0]["total"] >= sum(v for k, v in first[0].items() if k != "total")
+
+  # A rerun killed after its first piece still counts, with the piece it finished.
+  tried.clear()
+
+  def killed_at_second_piece(cfg, *args, **kwargs):
+    if tried:
+      raise KeyboardInterrupt
+    return diverging_neggrad_plus(cfg, *args, **kwargs)
+  monkeypatch.setattr(unlearning, "run_unlearning", killed_at_second_piece)
+  with pytest.raises(KeyboardInterrupt):
+    evaluation.evaluate(workdir, _study_config(results))
+  killed = io.read_json(timings)["invocations"]
+  assert killed[0] == first[0] and len(killed) == 2 and len(killed[1]) == 2  # one piece + total
+  monkeypatch.setattr(unlearning, "run_unlearning", diverging_neggrad_plus)
+
   # Rerun: every finished run is skipped; only the diverged ones are tried again.
   tried.clear()
   again = evaluation.evaluate(workdir, _study_config(results))
   assert sorted(tried) == ["neggrad_plus", "neggrad_plus", "rum_f_neggrad_plus"]
   drop_timing = lambda t: [line for line in t.splitlines() if "wall-clock" not in line]
   assert drop_timing(again) == drop_timing(text)
+  assert len(io.read_json(timings)["invocations"]) == 3 and "over 3 invocation(s)" in again

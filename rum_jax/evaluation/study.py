@@ -181,8 +181,6 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   """
   from rum_jax.config_validation import validate
   validate(config)
-  t_start = time.time()
-  timings: Dict[str, float] = {}
   failures: Dict[str, str] = {}
   s = config.study
   with workdir_lib.WorkdirLock(workdir):
@@ -190,7 +188,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
                         ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn."))])
     original_dir = os.path.join(workdir, "original")
     t0 = time.time()
-    if not os.path.exists(os.path.join(original_dir, "metrics.json")):
+    new_original = not os.path.exists(os.path.join(original_dir, "metrics.json"))
+    timings = _InvocationLog(workdir, start_over=new_original)
+    if new_original:
       trainer.train_and_evaluate(_training_config(config), original_dir, overwrite)
       timings["original"] = time.time() - t0
     sources = _sources(config)
@@ -226,19 +226,29 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
       logging.info("study: RUM plan on %s mix: %s", source, plans[source])
       _run(rum_config, set_dirs["mix"], setup, overwrite, timings, failures)
       evaluation.evaluate_workdir(set_dirs["mix"])
-    timings["total"] = time.time() - t_start
-    return write_study(config, workdir, plans, _record_invocation(workdir, timings), failures)
+    return write_study(config, workdir, plans, timings.invocations(), failures)
 
 
-def _record_invocation(workdir: str, timings: Dict[str, float]) -> List[Dict[str, float]]:
-  """Appends this invocation's timings to <workdir>/timings.json if it computed anything (a new
-  original model starts the list over); returns the list: the study's cost over resumes."""
-  path = os.path.join(workdir, "timings.json")
-  invocations = io.read_json(path)["invocations"] if os.path.exists(path) and "original" not in timings else []
-  if len(timings) > 1:  # more than the total: something was computed
-    invocations.append(timings)
-  io.write_json(path, {"invocations": invocations})
-  return invocations
+class _InvocationLog(dict):
+  """This invocation's timings (piece -> seconds, plus "total"), saved in <workdir>/timings.json
+  after every finished piece, so that an invocation killed part-way still counts in the
+  study's cost with the work it finished. A new original model starts the list over."""
+
+  def __init__(self, workdir: str, start_over: bool):
+    super().__init__()
+    self._path = os.path.join(workdir, "timings.json")
+    self._start = time.time()
+    self._earlier = ([] if start_over or not os.path.exists(self._path)
+                     else io.read_json(self._path)["invocations"])
+
+  def __setitem__(self, piece: str, seconds: float) -> None:
+    super().__setitem__(piece, seconds)
+    super().__setitem__("total", time.time() - self._start)
+    io.write_json(self._path, {"invocations": self.invocations()})
+
+  def invocations(self) -> List[Dict[str, float]]:
+    """Earlier invocations, then this one if it computed anything."""
+    return self._earlier + ([dict(self)] if self else [])
 
 
 # ---------------------------------------------------------------------------------------
