@@ -19,7 +19,8 @@ def test_levels_by_hand():
   assert _select("high", 3) == [0, 5, 8]
   assert _select("low", 3) == [1, 4, 9]
   assert _select("mid", 3) == [2, 3, 6]
-  assert _select("mid", 4) == [2, 3, 5, 6]  # 5 and 7 tie at .25: the lower position wins.
+  with pytest.warns(UserWarning, match="tie with 1 left out"):
+    assert _select("mid", 4) == [2, 3, 5, 6]  # 5 and 7 tie at .25: the lower position wins.
   assert _select("mid", 1, center=0.0) == [9]
 
 
@@ -28,16 +29,24 @@ def test_mix_thirds_and_remainder():
   # n = 4: high gets the extra one (8, 0), low 4, mid 2.
   assert _select("mix", 4) == [0, 2, 4, 8]
   # n = 5: high 8, 0; low 4; mid 2 then 3 (ties with 6 at .125, lower position first).
-  assert _select("mix", 5) == [0, 2, 3, 4, 8]
+  with pytest.warns(UserWarning, match="mix, mid third"):
+    assert _select("mix", 5) == [0, 2, 3, 4, 8]
   # n = 9: high 8, 0, 5; low 4, 9, 1; mid 2, 3, 6, all disjoint.
   assert _select("mix", 9) == [0, 1, 2, 3, 4, 5, 6, 8, 9]
 
 
-def test_ties_broken_by_position():
+def test_ties_broken_by_position_with_a_warning_when_the_cut_splits_a_tie():
   scores = np.array([0.5, 0.5, 0.5, 0.1])
   kw = dict(num_train=4, scores=scores)
-  assert select_forget("memorization", 2, level="high", **kw).tolist() == [0, 1]
-  assert select_forget("memorization", 2, level="low", **kw).tolist() == [0, 3]
+  with pytest.warns(UserWarning, match=r"high forget set: the last 2 chosen examples tie with 1 left out"):
+    assert select_forget("memorization", 2, level="high", **kw).tolist() == [0, 1]
+  with pytest.warns(UserWarning, match=r"low forget set: the last 1 chosen examples tie with 2 left out"):
+    assert select_forget("memorization", 2, level="low", **kw).tolist() == [0, 3]
+  import warnings
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a cut between distinct scores says nothing
+    assert select_forget("memorization", 3, level="high", **kw).tolist() == [0, 1, 2]
+    assert _select("high", 3) == [0, 5, 8]
 
 
 def test_proxy_mid_uses_median():

@@ -9,6 +9,7 @@ must be aligned to them first (`load_scores(...)[dataset.train.index]`).
 Ties in every ranking are broken by position (the lower position ranks first), so a
 selection never depends on sort stability or platform.
 """
+import warnings
 from typing import List, Optional
 
 import numpy as np
@@ -41,8 +42,16 @@ def _ranked(keys: np.ndarray, exclude: np.ndarray) -> np.ndarray:
   return order[~exclude[order]]
 
 
-def _take(keys: np.ndarray, count: int, taken: np.ndarray) -> np.ndarray:
-  chosen = _ranked(keys, taken)[:count]
+def _take(keys: np.ndarray, count: int, taken: np.ndarray, what: str) -> np.ndarray:
+  """The `count` untaken positions of lowest key; warns when the cut falls inside a tie."""
+  ranked = _ranked(keys, taken)
+  chosen = ranked[:count]
+  tied_out = int(np.sum(keys[ranked[count:]] == keys[chosen[-1]]))
+  if tied_out:
+    tied_in = int(np.sum(keys[chosen] == keys[chosen[-1]]))
+    warnings.warn(f"{what}: the last {tied_in} chosen examples tie with {tied_out} left out "
+                  f"(key {abs(keys[chosen[-1]]):.4g}); the tie is broken by position, lowest first. "
+                  "Scores from more models (or a proxy) separate them.", stacklevel=3)
   taken[chosen] = True
   return chosen
 
@@ -96,18 +105,18 @@ def select_forget(kind: str, n: int, *, num_train: int, scores=None, level: Opti
   distance = np.abs(scores - center)
   taken = np.zeros(num_train, dtype=bool)
   if level == "high":
-    chosen = _take(-scores, n, taken)
+    chosen = _take(-scores, n, taken, "high forget set")
   elif level == "low":
-    chosen = _take(scores, n, taken)
+    chosen = _take(scores, n, taken, "low forget set")
   elif level == "mid":
-    chosen = _take(distance, n, taken)
+    chosen = _take(distance, n, taken, f"mid forget set (distance to {center:g})")
   else:
     if n < 3:
       raise ValueError(f"a 'mix' forget set takes n/3 from each level, so n >= 3; got {n}")
     q, r = divmod(n, 3)
-    chosen = np.concatenate([_take(-scores, q + (r >= 1), taken),
-                             _take(scores, q, taken),
-                             _take(distance, q + (r >= 2), taken)])
+    chosen = np.concatenate([_take(-scores, q + (r >= 1), taken, "mix, high third"),
+                             _take(scores, q, taken, "mix, low third"),
+                             _take(distance, q + (r >= 2), taken, f"mix, mid third (distance to {center:g})")])
   return np.sort(chosen).astype(np.int64)
 
 
