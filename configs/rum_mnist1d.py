@@ -19,7 +19,7 @@ def get_config():
   c.forget.kind = "memorization"
   c.forget.level = "mix"
   c.unlearn.method = "rum"
-  c.unlearn.rum.low.method = "neggrad_plus"
+  c.unlearn.rum.low.method = "none"
   c.unlearn.rum.low.overrides = {}
   c.unlearn.rum.mid.method = "salun"
   c.unlearn.rum.mid.overrides = {}
