@@ -19,7 +19,7 @@ def test_levels_by_hand():
   assert _select("high", 3) == [0, 5, 8]
   assert _select("low", 3) == [1, 4, 9]
   assert _select("mid", 3) == [2, 3, 6]
-  with pytest.warns(UserWarning, match="tie with 1 left out"):
+  with pytest.warns(UserWarning, match=r"tie with 1 left out \(distance to 0.5 0.25\)"):
     assert _select("mid", 4) == [2, 3, 5, 6]  # 5 and 7 tie at .25: the lower position wins.
   assert _select("mid", 1, center=0.0) == [9]
 
@@ -38,8 +38,10 @@ def test_mix_thirds_and_remainder():
 def test_ties_broken_by_position_with_a_warning_when_the_cut_splits_a_tie():
   scores = np.array([0.5, 0.5, 0.5, 0.1])
   kw = dict(num_train=4, scores=scores)
-  with pytest.warns(UserWarning, match=r"high forget set: the last 2 chosen examples tie with 1 left out"):
+  with pytest.warns(UserWarning, match=r"high forget set: the last 2 chosen examples tie with 1 left out \(score 0.5\)"):
     assert select_forget("memorization", 2, level="high", **kw).tolist() == [0, 1]
+  with pytest.warns(UserWarning, match=r"\(score -0.5\)"):  # the score itself, sign included
+    assert select_forget("memorization", 2, num_train=4, scores=-scores, level="high").tolist() == [0, 3]
   with pytest.warns(UserWarning, match=r"low forget set: the last 1 chosen examples tie with 2 left out"):
     assert select_forget("memorization", 2, level="low", **kw).tolist() == [0, 3]
   import warnings

@@ -42,15 +42,17 @@ def _ranked(keys: np.ndarray, exclude: np.ndarray) -> np.ndarray:
   return order[~exclude[order]]
 
 
-def _take(keys: np.ndarray, count: int, taken: np.ndarray, what: str) -> np.ndarray:
-  """The `count` untaken positions of lowest key; warns when the cut falls inside a tie."""
+def _take(keys: np.ndarray, count: int, taken: np.ndarray, what: str, shown: np.ndarray,
+          shown_name: str = "score") -> np.ndarray:
+  """The `count` untaken positions of lowest key; warns when the cut falls inside a tie
+  (naming the tied value of `shown`, the scores or the distances the keys come from)."""
   ranked = _ranked(keys, taken)
   chosen = ranked[:count]
   tied_out = int(np.sum(keys[ranked[count:]] == keys[chosen[-1]]))
   if tied_out:
     tied_in = int(np.sum(keys[chosen] == keys[chosen[-1]]))
     warnings.warn(f"{what}: the last {tied_in} chosen examples tie with {tied_out} left out "
-                  f"(key {abs(keys[chosen[-1]]):.4g}); the tie is broken by position, lowest first. "
+                  f"({shown_name} {shown[chosen[-1]]:.4g}); the tie is broken by position, lowest first. "
                   "Scores from more models (or a proxy) separate them.", stacklevel=3)
   taken[chosen] = True
   return chosen
@@ -105,18 +107,19 @@ def select_forget(kind: str, n: int, *, num_train: int, scores=None, level: Opti
   distance = np.abs(scores - center)
   taken = np.zeros(num_train, dtype=bool)
   if level == "high":
-    chosen = _take(-scores, n, taken, "high forget set")
+    chosen = _take(-scores, n, taken, "high forget set", scores)
   elif level == "low":
-    chosen = _take(scores, n, taken, "low forget set")
+    chosen = _take(scores, n, taken, "low forget set", scores)
   elif level == "mid":
-    chosen = _take(distance, n, taken, f"mid forget set (distance to {center:g})")
+    chosen = _take(distance, n, taken, "mid forget set", distance, f"distance to {center:g}")
   else:
     if n < 3:
       raise ValueError(f"a 'mix' forget set takes n/3 from each level, so n >= 3; got {n}")
     q, r = divmod(n, 3)
-    chosen = np.concatenate([_take(-scores, q + (r >= 1), taken, "mix, high third"),
-                             _take(scores, q, taken, "mix, low third"),
-                             _take(distance, q + (r >= 2), taken, f"mix, mid third (distance to {center:g})")])
+    chosen = np.concatenate([_take(-scores, q + (r >= 1), taken, "mix, high third", scores),
+                             _take(scores, q, taken, "mix, low third", scores),
+                             _take(distance, q + (r >= 2), taken, "mix, mid third", distance,
+                                   f"distance to {center:g}")])
   return np.sort(chosen).astype(np.int64)
 
 
