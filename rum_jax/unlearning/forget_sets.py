@@ -42,8 +42,8 @@ def _ranked(keys: np.ndarray, exclude: np.ndarray) -> np.ndarray:
   return order[~exclude[order]]
 
 
-def _take(keys: np.ndarray, count: int, taken: np.ndarray, what: str, shown: np.ndarray,
-          shown_name: str = "score") -> np.ndarray:
+def _take(keys: np.ndarray, shown: np.ndarray, shown_name: str, count: int, taken: np.ndarray,
+          what: str) -> np.ndarray:
   """The `count` untaken positions of lowest key; warns when the cut falls inside a tie
   (naming the tied value of `shown`, the scores or the distances the keys come from)."""
   ranked = _ranked(keys, taken)
@@ -105,21 +105,21 @@ def select_forget(kind: str, n: int, *, num_train: int, scores=None, level: Opti
   if center is None:
     center = 0.5 if kind == "memorization" else float(np.median(scores))
   distance = np.abs(scores - center)
+  # level -> (ranking keys, the values a tie warning names, their name)
+  ranking = {"high": (-scores, scores, "score"), "low": (scores, scores, "score"),
+             "mid": (distance, distance, f"distance to {center:g}")}
   taken = np.zeros(num_train, dtype=bool)
-  if level == "high":
-    chosen = _take(-scores, n, taken, "high forget set", scores)
-  elif level == "low":
-    chosen = _take(scores, n, taken, "low forget set", scores)
-  elif level == "mid":
-    chosen = _take(distance, n, taken, "mid forget set", distance, f"distance to {center:g}")
+  if level != "mix":
+    chosen = _take(*ranking[level], n, taken, f"{level} forget set")
   else:
     if n < 3:
       raise ValueError(f"a 'mix' forget set takes n/3 from each level, so n >= 3; got {n}")
     q, r = divmod(n, 3)
-    chosen = np.concatenate([_take(-scores, q + (r >= 1), taken, "mix, high third", scores),
-                             _take(scores, q, taken, "mix, low third", scores),
-                             _take(distance, q + (r >= 2), taken, "mix, mid third", distance,
-                                   f"distance to {center:g}")])
+    counts = {"high": q + (r >= 1), "low": q, "mid": q + (r >= 2)}  # taken in this order
+    parts = []
+    for lv, count in counts.items():  # a loop, not a comprehension: warnings name the caller's line
+      parts.append(_take(*ranking[lv], count, taken, f"mix, {lv} third"))
+    chosen = np.concatenate(parts)
   return np.sort(chosen).astype(np.int64)
 
 
