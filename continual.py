@@ -6,7 +6,7 @@ python continual.py --config=configs/continual_digits.py --config.algorithm=negg
 from absl import app, flags
 from ml_collections import config_flags
 
-from rum_jax.continual.run import run_continual
+from rum_jax import commands, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/continual_digits.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/continual_digits", "Where checkpoints and results go.")
@@ -15,7 +15,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Discard a run in --workdir m
 
 def main(argv):
   del argv
-  run_continual(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+  runtime.initialize()
+  commands.continual(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
 
 
 if __name__ == "__main__":

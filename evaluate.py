@@ -7,7 +7,7 @@ python evaluate.py --config=configs/study_mnist1d.py --workdir=runs/study_mnist1
 from absl import app, flags
 from ml_collections import config_flags
 
-from rum_jax.evaluation.run import evaluate
+from rum_jax import commands, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A study config (config.mode='study'); "
                                           "leave unset to evaluate the runs in --workdir.")
@@ -18,7 +18,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Study: discard results made 
 
 def main(argv):
   del argv
-  evaluate(_WORKDIR.value, _CONFIG.value, overwrite=_OVERWRITE.value)
+  runtime.initialize()
+  commands.evaluate(_WORKDIR.value, _CONFIG.value, overwrite=_OVERWRITE.value)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ config.mode selects ordinary training (`train`), the Feldman-Zhang memorization 
 from absl import app, flags
 from ml_collections import config_flags
 
-from rum_jax import commands
+from rum_jax import commands, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/digits.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/digits", "Where checkpoints and results go.")
@@ -15,6 +15,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Discard a run in --workdir m
 
 def main(argv):
   del argv
+  runtime.initialize()
   commands.train(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
 
 

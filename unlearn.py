@@ -4,14 +4,14 @@ python unlearn.py --config=configs/digits.py --config.unlearn.method=salun \
     --config.forget.kind=memorization --config.forget.level=high --config.forget.size=150 \
     --workdir=runs/digits_unlearn
 
-With config.unlearn.method=rum it is RUM's whole pipeline (scores if absent, original, RUM,
-evaluation): python unlearn.py --config=configs/rum_digits.py --workdir=runs/rum_digits
+Every method runs the same pipeline (scores if a forget set or method needs them and they are
+absent, original, forget set, retrain reference, the method, evaluation); RUM is one of them:
+python unlearn.py --config=configs/rum_digits.py --workdir=runs/rum_digits
 """
 from absl import app, flags
 from ml_collections import config_flags
 
-from rum_jax.unlearning.rum import run_rum
-from rum_jax.unlearning.run import run_unlearning
+from rum_jax import commands, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/digits.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/digits_unlearn", "Where models and results go.")
@@ -21,8 +21,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 
 def main(argv):
   del argv
-  command = run_rum if _CONFIG.value.unlearn.method == "rum" else run_unlearning
-  command(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+  runtime.initialize()
+  commands.unlearn(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import rum_jax  # noqa: F401  (first: one CPU device per core, before JAX starts)
+from rum_jax import runtime
+
+runtime.use_cpu_cores()  # one CPU device per core, before JAX starts
 import jax
 import jax.numpy as jnp
 import numpy as np

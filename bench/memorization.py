@@ -19,13 +19,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import rum_jax  # noqa: F401  (first: one CPU device per core, before JAX starts)
+from rum_jax import runtime
+
+runtime.use_cpu_cores()  # one CPU device per core, before JAX starts
 import jax
 import numpy as np
 
 from bench import common
 from rum_jax.memorization.estimator import sample_subset_masks
-from rum_jax.training import plans, trainer
+from rum_jax.training import plans
+from rum_jax.training import setup as trainer
 
 
 def get_config(dataset):

@@ -17,14 +17,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import rum_jax  # noqa: F401  (first: one CPU device per core, before JAX starts)
+from rum_jax import runtime
+
+runtime.use_cpu_cores()  # one CPU device per core, before JAX starts
 import jax
 import numpy as np
 
 from bench import common
 from configs import digits
-from rum_jax.training import optim, trainer
-from rum_jax.unlearning import forget_sets, run
+from rum_jax.training import optim
+from rum_jax.training import setup as trainer
+from rum_jax.unlearning import forget_sets, runners
 
 METHODS = ("neggrad_plus", "salun")
 
@@ -33,7 +36,7 @@ def jax_epoch(config, method, num_seeds, forget, retain):
   """A function running one epoch of `method` on all seeds (compiled on its first call)."""
   setup = trainer.Setup.create(config, num_seeds=num_seeds)
   states = setup.init_states(optim.make_optimizer(0.1), config.seed)
-  program = run.build_program(setup, states, method, config.unlearn[method], forget, retain)
+  program = runners.build_program(setup, states, method, config.unlearn[method], forget, retain)
   runner = setup.runner
   data = setup.train_data()
   carry = [runner.shard(program.states)]
@@ -114,7 +117,7 @@ def main():
   args = parser.parse_args()
   config = digits.get_config()
   n = len(trainer.Setup.create(config, num_seeds=1).dataset.train)
-  forget = forget_sets.select_forget("random", 150, num_train=n, seed=0)
+  forget = forget_sets.select_random(150, num_train=n, seed=0)
   retain = np.setdiff1d(np.arange(n), forget)
   sizes = [64] + list(config.model.kwargs.hidden) + [10]
   rows = []

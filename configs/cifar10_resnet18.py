@@ -1,4 +1,4 @@
-"""CIFAR-10, ResNet-18 as in RUM (SPEC.md sections 3, 5, 6). Meant for GPUs.
+"""CIFAR-10, ResNet-18 as in RUM (Zhao et al. 2024: original training, forget sets, methods). Meant for GPUs.
 
 Training: SGD 0.9, wd 5e-4, lr 0.1 cosine, batch 256, 30 epochs, 45k/5k/10k split.
 Unlearning: RUM's typical settings (batch 256, constant lr); forget set: 3,000 examples,

@@ -24,14 +24,14 @@ def get_config() -> ml_collections.ConfigDict:
   #                                                    steps like "0,1,2,-2,3"
   k.classes_per_task = 2
   k.num_tasks = 0               # 0 = all classes: num_classes // classes_per_task
-  # Learning (SPEC section 9).
+  # Learning (GEM, Lopez-Paz & Ranzato 2017).
   k.epochs = 1                  # per task
   k.batch_size = 10
   k.lr = 0.1
   k.margin = 0.5                # GEM memory strength (lower bound of the dual variables)
   k.eps = 1e-3                  # ridge of GEM's dual QP
   k.agem_ref_size = 256         # A-GEM reference batch
-  # Buffers, filled from each task's examples once it is learned (SPEC section 10).
+  # Buffers, filled from each task's examples once it is learned (docs/continual.md).
   k.memories = 40               # learn buffer (GEM memory) per task
   k.learn_buffer_kind = "least"   # most | least | random: how `split` of it is chosen
   k.learn_buffer_split = 0.2

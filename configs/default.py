@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.weight_decay = 5e-4
   c.train.eval_batch_size = 1024
 
-  # mode=memorization: Feldman & Zhang subsampling (SPEC.md section 4), trained with c.train.
+  # mode=memorization: Feldman & Zhang 2020 subsampling, trained with c.train.
   c.memorization = ml_collections.ConfigDict()
   c.memorization.num_models = 256   # K; raise it later to add models to an estimate
   c.memorization.chunk_size = 64    # models trained at once as one program
@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.proxies.heldout_max_epochs = 50
   c.proxies.patience = 4            # early stop: epochs without held-out improvement
 
-  # Forget set (SPEC section 5). Positions are into the train split.
+  # Forget set (Zhao et al. 2024, Sec. 4). Positions are into the train split.
   c.forget = ml_collections.ConfigDict()
   c.forget.kind = "random"     # random | memorization | proxy | entanglement
   c.forget.level = "mix"       # memorization / proxy: low | mid | high | mix (n/3 of each)
@@ -58,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.forget.seed = 0            # seeds a random forget set
   c.forget.group = 0           # entanglement: ES group (0 = closest to the feature mean)
 
-  # Unlearning (SPEC section 6): SGD momentum 0.9, weight decay 5e-4, constant lr. RUM's
+  # Unlearning (the methods of RUM's study, README): SGD momentum 0.9, weight decay 5e-4, constant lr. RUM's
   # typical epochs; batch 64 and learning rates tuned on digits (a `mix` forget set of 150,
   # 3 seeds) so that each method moves the forget accuracy toward the retrained model's.
   # `retrain` trains from scratch with c.train; every other method has its settings here.
@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.unlearn.method = "finetune"  # retrain | finetune | l1_sparse | neggrad | neggrad_plus |
   #                                scrub | wfisher | random_label | salun
   c.unlearn.original_workdir = ""  # a finished train.py workdir; "" = <workdir>/original
+  c.unlearn.compute_scores = True  # compute a missing default score file (<workdir>/memorization) first
   sgd = dict(batch_size=64, momentum=0.9, weight_decay=5e-4)
   c.unlearn.finetune = ml_collections.ConfigDict(dict(epochs=10, lr=0.01, **sgd))
   c.unlearn.l1_sparse = ml_collections.ConfigDict(dict(epochs=10, lr=0.1, alpha=5e-4, **sgd))
@@ -78,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
       alpha=150.0, damping=1.0, num_samples=1000, chunk_size=256))
   c.unlearn.random_label = ml_collections.ConfigDict(dict(epochs=10, lr=0.05, **sgd))
   c.unlearn.salun = ml_collections.ConfigDict(dict(epochs=10, lr=0.05, mask_ratio=0.5, **sgd))
-  # RUM (SPEC section 7; unlearn.method=rum): refine the forget set by score into low/mid/high
+  # RUM (Zhao et al. 2024, Sec. 5; unlearn.method=rum): refine the forget set by score into low/mid/high
   # thirds and unlearn them in that order, each step with its own method ("none" = skip) and
   # `overrides` of that method's settings above; results in methods/<name>/. The paper's
   # example plan: low nothing, mid FT (lr 0.1), high SalUn (5 epochs, lr 0.1).
@@ -86,7 +87,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.unlearn.rum.name = "rum"          # folder methods/<name>; several plans can share a workdir
   c.unlearn.rum.scores = ""           # refinement scores; "" = the forget set's score file
   c.unlearn.rum.score_key = ""        # "" = config.forget.score_key ("" = memorization)
-  c.unlearn.rum.compute_scores = True  # unlearn.py: compute a missing default score file first
   c.unlearn.rum.low = ml_collections.ConfigDict(dict(method="none", overrides={}))
   c.unlearn.rum.mid = ml_collections.ConfigDict(dict(method="finetune", overrides={"lr": 0.1}))
   c.unlearn.rum.high = ml_collections.ConfigDict(dict(method="salun", overrides={"epochs": 5, "lr": 0.1}))

@@ -1,14 +1,15 @@
-"""rum-jax: memorization-aware machine unlearning in JAX/Flax (one-shot and continual)."""
-import os
-import sys
+"""rum-jax: memorization-aware machine unlearning in JAX/Flax (one-shot and continual).
+
+Layers, each importing only the ones below it (docs/architecture.md):
+  commands   `rum_jax.commands`: one function per command line (validate once, lock the work
+             directory, call one pipeline); `rum_jax.config_validation`, `rum_jax.runtime`
+  pipelines  `rum_jax.pipelines`: training, memorization, unlearning, evaluation, study,
+             continual: the runs that read and write work directories
+  library    data, models, training (the engine), memorization, unlearning, continual,
+             evaluation; `results`, `workdir`, `io`
+  pure       formulas as functions of arrays (losses, projections, metrics), with
+             `registry` and `checks`
+Importing rum_jax has no side effects; the command lines set the process up (`runtime`).
+"""
 
 __version__ = "0.1.0"
-
-# On a CPU, XLA runs one small program on one core at a time; exposing one CPU device per
-# core lets the seed axis (shard_map over devices) keep every core busy: 1.8x faster
-# memorization on 2 cores (bench/RESULTS.md). Results do not depend on the device count
-# (tests/test_training.py). Only CPU devices are affected (GPUs and TPUs are unchanged),
-# only before JAX starts, and never over a device count the user set in XLA_FLAGS.
-if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             f" --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()

@@ -1,18 +1,54 @@
-"""The library functions behind the command lines (each command line calls exactly one)."""
+"""One function per command line: validate the config once, lock the work directory, run one pipeline.
+
+  train.py      `train`      config.mode train | memorization | proxies
+  unlearn.py    `unlearn`    any method of `unlearning.METHODS`, RUM included
+  continual.py  `continual`  a task sequence of learning and unlearning
+  evaluate.py   `evaluate`   finished unlearning runs, or a study (config.mode study)
+"""
+from typing import Any, Optional
+
 import ml_collections
 
-from rum_jax.config_validation import validate
+from rum_jax import checks, workdir as workdir_lib
+from rum_jax.config_validation import require_mode, validate
+from rum_jax.pipelines import continual as continual_pipeline
+from rum_jax.pipelines import evaluation, memorization, study, training, unlearning
+
+TRAIN_MODES = {"train": training.train_and_evaluate, "memorization": memorization.run_memorization,
+               "proxies": memorization.run_proxies}
+EVALUATE_MODES = {"study": study.run_study}
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False):
+def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
   """train.py: ordinary training, memorization estimation or proxy scoring (config.mode)."""
   validate(config)
-  mode = config.get("mode", "train")
-  if mode == "train":
-    from rum_jax.training.trainer import train_and_evaluate
-    return train_and_evaluate(config, workdir, overwrite)
-  if mode == "memorization":
-    from rum_jax.memorization.run import run_memorization
-    return run_memorization(config, workdir, overwrite)
-  from rum_jax.memorization.run import run_proxies  # mode == "proxies" (validated above)
-  return run_proxies(config, workdir, overwrite)
+  mode = require_mode(config, "train.py", TRAIN_MODES)
+  with workdir_lib.WorkdirLock(workdir):
+    return TRAIN_MODES[mode](config, workdir, overwrite)
+
+
+def unlearn(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
+  """unlearn.py: scores if needed, original, forget set, retrain reference, the method, evaluation."""
+  validate(config)
+  checks.require("unlearn" in config and "forget" in config,
+                 "unlearn.py needs config.forget and config.unlearn; start from configs/digits.py")
+  with workdir_lib.WorkdirLock(workdir):
+    return unlearning.run_unlearning(config, workdir, overwrite)
+
+
+def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
+  """continual.py: a task sequence of learning and unlearning for all seeds at once."""
+  checks.require("continual" in config, "config.continual is missing; start from configs/continual_digits.py")
+  validate(config)
+  with workdir_lib.WorkdirLock(workdir):
+    return continual_pipeline.run_continual(config, workdir, overwrite)
+
+
+def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, overwrite: bool = False) -> str:
+  """evaluate.py: with a config, the study it describes; without, the finished runs in `workdir`."""
+  if config is None:
+    return evaluation.evaluate_path(workdir)
+  validate(config)
+  mode = require_mode(config, "evaluate.py", EVALUATE_MODES)
+  with workdir_lib.WorkdirLock(workdir):
+    return EVALUATE_MODES[mode](config, workdir, overwrite)

@@ -13,12 +13,10 @@ import numpy as np
 def is_writer() -> bool:
   """Only process 0 of a multi-host run writes result files (all hosts hold the same results).
 
-  Every command asks this first (through its work-directory lock), so it is also where a
-  multi-host run joins the cluster: jax.distributed must start before any other JAX call.
+  A multi-host run joins its cluster in the command line's main (`rum_jax.runtime`), before
+  this is first asked.
   """
   import jax
-  from rum_jax.training.parallel import maybe_initialize_distributed
-  maybe_initialize_distributed()
   return jax.process_index() == 0
 
 
@@ -90,9 +88,17 @@ def write_text(path: str, text: str) -> None:
   _atomic_write_bytes(path, text.encode())
 
 
+def pyplot() -> Any:
+  """matplotlib.pyplot on the non-interactive Agg backend (figures are only written to files)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
 def save_figure(fig: Any, path: str, dpi: int = 100) -> None:
   """Saves a matplotlib figure as PNG atomically (process 0 only) and closes it."""
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=dpi)
   plt.close(fig)

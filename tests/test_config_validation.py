@@ -9,7 +9,7 @@ from rum_jax.config_validation import ConfigError, validate
 
 # (field, bad value, what the message must say)
 ROWS = [
-    ("mode", "finetune", "valid choices: train, memorization, proxies"),
+    ("mode", "finetune", "valid choices: train, memorization, proxies, study"),
     ("data.name", "imagenet", "valid choices: cifar10, cifar100, digits, mnist1d"),
     ("model.name", "vgg", "valid choices: cnn, mlp, reduced_resnet18, resnet18"),
     ("num_seeds", 0, "num_seeds must be a positive integer"),
@@ -29,7 +29,7 @@ ROWS = [
     ("memorization.influence", "yes", "memorization.influence must be True or False"),
     ("proxies.heldout_lr", -0.1, "proxies.heldout_lr must be a number in (0.0"),
     ("proxies.patience", 0, "proxies.patience must be a positive integer"),
-    ("forget.kind", "hardest", "valid choices: random, memorization, proxy, entanglement"),
+    ("forget.kind", "hardest", "valid choices: entanglement, memorization, proxy, random"),
     ("forget.size", 0, "forget.size must be a positive integer"),
     ("forget.seed", -3, "forget.seed must be a non-negative integer"),
     ("unlearn.method", "amnesiac", "valid choices: finetune, l1_sparse, neggrad"),
@@ -103,3 +103,16 @@ RUNTIME = """## Run-time checks
 
 if __name__ == "__main__":
   write_docs()
+
+
+def test_a_command_refuses_a_mode_it_does_not_run_and_names_the_one_that_does(tmp_path):
+  from rum_jax import commands
+  from configs import study_mnist1d
+  with pytest.raises(ConfigError, match=r"config.mode='study' is run by evaluate.py, not train.py .*"
+                                        r"python evaluate.py --config="):
+    commands.train(study_mnist1d.get_config(), str(tmp_path / "w"))
+  c = default.get_config()
+  c.mode = "proxies"
+  with pytest.raises(ConfigError, match="config.mode='proxies' is run by train.py, not evaluate.py"):
+    commands.evaluate(str(tmp_path / "w"), c)
+  assert not (tmp_path / "w").exists(), "refused before the work directory is touched"

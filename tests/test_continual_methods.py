@@ -105,7 +105,7 @@ def test_gem_learning_step_equals_exact_dual_solution():
   expected = _gem_reference(G, g, 0.5)
   np.testing.assert_allclose(_applied(state, new), expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
   assert np.all(G @ _applied(state, new) > 0)
-  assert metrics["pos"].shape == (10,) and np.all(metrics["true_class_confidence"] <= 1)
+  assert metrics["pos"].shape == (10,) and np.all(metrics["event/true_class_confidence"] <= 1)
 
 
 def test_gem_without_violation_or_constraints_is_plain_sgd():
@@ -189,8 +189,8 @@ def test_unlearn_step_stops_at_threshold_and_measures_buffer_accuracy():
   real = buf["weight"][1] > 0
   accuracy = np.mean(logits.argmax(1)[real] == (buf["y"][1][real] - 2))
   rows = np.flatnonzero(np.isin(y, CLASSES[1]))[:10]
-  updates = methods.unlearn_updates(methods.METHODS.get("negagem"), margin=0.5, eps=1e-3, ref_size=8,
-                                    alpha=0.5, masked=False)
+  updates = methods.unlearn_updates(methods.METHODS.get("negagem"),
+                                    methods.ProjectionSettings(margin=0.5, eps=1e-3, ref_size=8, alpha=0.5))
   batch = _batch(x, y, rows, "forget")
   step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy)  # already reached
   same, m = jax.jit(step)(state, batch)
@@ -215,7 +215,9 @@ def test_saliency_mask_keeps_the_largest_forget_gradients_of_both_buffers():
 
 
 def test_unknown_names_list_valid_choices():
-  with pytest.raises(ValueError, match="valid choices: sgd, gem, agem"):
-    methods.learn_transform("ewc", 0.5, 1e-3, 10)
+  with pytest.raises(ValueError, match="valid choices: agem, gem, sgd"):
+    methods.learn_transform("ewc", methods.ProjectionSettings())
+  with pytest.raises(ValueError, match="valid choices: agem, gem, gem_with_forget, neggrad_plus"):
+    methods.PROJECTIONS.get("ogd")
   with pytest.raises(ValueError, match="alt_neggem, negagem, neggem, neggrad_plus, rl_agem, rl_gem"):
     methods.METHODS.get("scrub")

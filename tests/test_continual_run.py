@@ -8,8 +8,10 @@ import pytest
 from configs import continual_digits
 from rum_jax import io
 from rum_jax.config_validation import ConfigError
-from rum_jax.continual import run as run_lib
-from rum_jax.training import trainer
+from rum_jax import commands
+from rum_jax.continual import config as continual_config
+from rum_jax.pipelines import continual as run_lib
+from rum_jax.training import setup as trainer
 
 
 def _config(**continual):
@@ -129,7 +131,7 @@ def test_bad_sequences_are_refused_before_any_work(sequence, message, tmp_path):
 
 @pytest.mark.parametrize("field,value,message", [
     ("algorithm", "scrub", "valid choices: alt_neggem, negagem, neggem, neggrad_plus, rl_agem, rl_gem"),
-    ("learn_algorithm", "ewc", "valid choices: auto, sgd, gem, agem"),
+    ("learn_algorithm", "ewc", "valid choices: auto, agem, gem, sgd"),
     ("learn_buffer_kind", "middle", "valid choices: most, least, random"),
     ("salun", 1.5, r"fraction in \[0, 1\)"),
     ("classes_per_task", 1, "integer >= 2"),
@@ -137,12 +139,12 @@ def test_bad_sequences_are_refused_before_any_work(sequence, message, tmp_path):
 ])
 def test_bad_config_fields_name_the_valid_choices(field, value, message):
   with pytest.raises(ConfigError, match=message):
-    run_lib.validate_continual(_config(**{field: value}))
+    continual_config.validate(_config(**{field: value}))
 
 
 def test_algorithm_alias_and_auto_learning():
   c = continual_digits.get_config()
   c.algorithm = "rl_agem"  # what --config.algorithm=rl_agem does
-  assert c.continual.algorithm == "rl_agem" and run_lib.learn_algorithm(c) == "agem"
+  assert c.continual.algorithm == "rl_agem" and continual_config.learn_algorithm(c) == "agem"
   c.sequence = "B4"
   assert c.continual.sequence == "B4"

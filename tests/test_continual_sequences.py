@@ -16,7 +16,7 @@ def F(*tasks):
 
 ALL_20 = tuple(range(20))
 
-# SPEC.md section 10, word for word, at T = 20.
+# The thesis' sequences (docs/continual.md), word for word, at T = 20.
 EXPECTED_20 = {
     # "A4 learn 0..19 then forget 19..1"
     "A4": L(*ALL_20) + F(19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1),

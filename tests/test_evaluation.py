@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from rum_jax.evaluation import mia
-from rum_jax.evaluation import stats
+from rum_jax import results as stats
 from rum_jax.evaluation.tow import SPLITS
 from rum_jax.evaluation.tow import accuracy
 from rum_jax.evaluation.tow import tow

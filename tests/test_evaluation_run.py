@@ -7,8 +7,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from rum_jax import io
-from rum_jax.evaluation import mia, study
-from rum_jax.evaluation import run as evaluation
+from rum_jax import commands, results, workdir as workdir_lib
+from rum_jax.evaluation import mia
+from rum_jax.pipelines import evaluation, study
 from rum_jax.evaluation.tow import tow
 
 NUM_SEEDS, NUM_TRAIN, NUM_VAL, NUM_TEST, C = 2, 120, 30, 60, 4
@@ -125,8 +126,8 @@ def test_workdir_evaluation_tables_cache_and_reference_row(tmp_path, monkeypatch
          "test": np.mean(logits["retrain"]["test"][s].argmax(-1) == labels["test"])}
     np.testing.assert_allclose(models["other"]["per_seed"][s]["tow"], tow(u, r))
   # One seed has no interval: JSON stores null and the table shows the mean alone.
-  assert evaluation.cell({"mean": 0.5, "ci95": None}) == "50.0"
-  assert evaluation.cell({"mean": 0.5, "ci95": 0.0123}) == "50.0 ± 1.2"
+  assert results.cell({"mean": 0.5, "ci95": None}) == "50.0"
+  assert results.cell({"mean": 0.5, "ci95": 0.0123}) == "50.0 ± 1.2"
   # Mean and interval are the t-interval over seeds.
   values = [models["other"]["per_seed"][s]["tow"] for s in range(NUM_SEEDS)]
   lo, hi = scipy_stats.t.interval(0.95, NUM_SEEDS - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
@@ -147,7 +148,7 @@ def test_one_method_folder_and_bad_input(tmp_path):
   forget = _forget(rng)
   workdir, _, _ = _make_workdir(tmp_path / "run", rng, forget, {"copy": None})
   method_dir = os.path.join(workdir, "methods", "copy")
-  table = evaluation.evaluate(method_dir)
+  table = commands.evaluate(method_dir)
   assert "| copy |" in table and "| retrain |" in table
   assert os.path.exists(os.path.join(method_dir, "evaluation.json"))
 
@@ -173,7 +174,7 @@ def test_one_method_folder_and_bad_input(tmp_path):
     evaluation.evaluate_method(method_dir)
 
   with pytest.raises(FileNotFoundError, match="neither an unlearning work directory"):
-    evaluation.evaluate(str(tmp_path / "empty"))
+    commands.evaluate(str(tmp_path / "empty"))
   with pytest.raises(FileNotFoundError, match="no finished unlearning run"):
     evaluation.evaluate_workdir(str(tmp_path / "empty"))
 
@@ -238,24 +239,25 @@ def _study_config(results_dir):
 
 
 def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypatch):
+  from rum_jax.pipelines import unlearning
   from rum_jax.training import loop
-  from rum_jax.unlearning import run as unlearning
-  results = str(tmp_path / "results")
+  from rum_jax.unlearning import METHODS
+  results_dir = str(tmp_path / "results")
   workdir = str(tmp_path / "study")
   tried = []
   real = unlearning.run_unlearning
 
   def diverging_neggrad_plus(cfg, *args, **kwargs):
-    name = unlearning.method_settings(cfg)[0]
+    name = METHODS.get(cfg.unlearn.method).folder_of(cfg)
     tried.append(name)
     if name.endswith("neggrad_plus"):
       raise loop.NonFiniteLossError(f"[{name}] non-finite loss at epoch 1")
     return real(cfg, *args, **kwargs)
   monkeypatch.setattr(unlearning, "run_unlearning", diverging_neggrad_plus)
 
-  text = evaluation.evaluate(workdir, _study_config(results))
+  text = commands.evaluate(workdir, _study_config(results_dir))
   for name in ("study.md", "study.png", "study.csv"):
-    assert os.path.exists(os.path.join(results, name)), name
+    assert os.path.exists(os.path.join(results_dir, name)), name
   assert "| neggrad |" in text and "## RUM on the mix forget set" in text
   record = io.read_json(os.path.join(workdir, "study.json"))
   assert set(record["diverged"]) == {"memorization_high/neggrad_plus", "memorization_mix/neggrad_plus",
@@ -264,11 +266,11 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   assert record["rum_plans"]["memorization"] == {"low": "none", "mid": "neggrad", "high": "neggrad"}
   steps = io.read_json(os.path.join(workdir, "sets", "memorization_mix", "methods", "rum", "steps.json"))
   assert [s["method"] for s in steps["steps"]] == ["", "none", "neggrad", "neggrad"]
-  mix_runs = evaluation.finished_runs(os.path.join(workdir, "sets", "memorization_mix"))
+  mix_runs = workdir_lib.finished_runs(os.path.join(workdir, "sets", "memorization_mix"))
   assert mix_runs == ["neggrad", "rum", "rum_f_neggrad"]
   # A ToW cell of the table is the mean ± t-interval of that set's evaluation.
   models = io.read_json(os.path.join(workdir, "sets", "memorization_high", "evaluation.json"))["models"]
-  assert evaluation.cell(models["neggrad"]["summary"]["tow"]) in text
+  assert results.cell(models["neggrad"]["summary"]["tow"]) in text
 
   timings = os.path.join(workdir, "timings.json")
   first = io.read_json(timings)["invocations"]
@@ -284,14 +286,14 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
     return diverging_neggrad_plus(cfg, *args, **kwargs)
   monkeypatch.setattr(unlearning, "run_unlearning", killed_at_second_piece)
   with pytest.raises(KeyboardInterrupt):
-    evaluation.evaluate(workdir, _study_config(results))
+    commands.evaluate(workdir, _study_config(results_dir))
   killed = io.read_json(timings)["invocations"]
   assert killed[0] == first[0] and len(killed) == 2 and len(killed[1]) == 2  # one piece + total
   monkeypatch.setattr(unlearning, "run_unlearning", diverging_neggrad_plus)
 
   # Rerun: every finished run is skipped; only the diverged ones are tried again.
   tried.clear()
-  again = evaluation.evaluate(workdir, _study_config(results))
+  again = commands.evaluate(workdir, _study_config(results_dir))
   assert sorted(tried) == ["neggrad_plus", "neggrad_plus", "rum_f_neggrad_plus"]
   drop_timing = lambda t: [line for line in t.splitlines() if "wall-clock" not in line]
   assert drop_timing(again) == drop_timing(text)

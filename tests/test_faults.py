@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from rum_jax import io, workdir as workdir_lib
-from rum_jax.training import trainer
+from rum_jax import commands, io, workdir as workdir_lib
 from configs import default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +76,7 @@ def _small_config(epochs=3):
 def test_corrupted_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
   workdir = str(tmp_path)
   c = _small_config()
-  trainer.train_and_evaluate(c, workdir)
+  commands.train(c, workdir)
   ckpt = os.path.join(workdir, "checkpoints")
   steps = sorted(int(d) for d in os.listdir(ckpt) if d.isdigit())
   assert steps == [2, 3]
@@ -89,7 +88,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
           fh.truncate(3)
   os.remove(os.path.join(workdir, "metrics.json"))
   before = np.load(os.path.join(workdir, "predictions", "test.npz"))["logits"]
-  trainer.train_and_evaluate(c, workdir)  # restores epoch 2, retrains epoch 3
+  commands.train(c, workdir)  # restores epoch 2, retrains epoch 3
   assert any("unreadable" in r.getMessage() for r in caplog.records)
   after = np.load(os.path.join(workdir, "predictions", "test.npz"))["logits"]
   np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-5)
@@ -98,7 +97,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
 def test_two_runs_on_one_workdir_are_refused(tmp_path):
   with workdir_lib.WorkdirLock(str(tmp_path)):
     with pytest.raises(RuntimeError, match="another run is using"):
-      trainer.train_and_evaluate(_small_config(), str(tmp_path))
+      commands.train(_small_config(), str(tmp_path))
 
 
 def test_full_disk_gives_a_clear_error_and_keeps_old_files(tmp_path, monkeypatch):
@@ -118,16 +117,16 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
   not_a_dir = tmp_path / "file"
   not_a_dir.write_text("x")
   with pytest.raises((FileExistsError, NotADirectoryError, PermissionError)):
-    trainer.train_and_evaluate(_small_config(), str(not_a_dir))
+    commands.train(_small_config(), str(not_a_dir))
 
 
 def test_changed_config_refuses_to_resume_unless_overwrite(tmp_path):
   c = _small_config(epochs=2)
-  trainer.train_and_evaluate(c, str(tmp_path))
+  commands.train(c, str(tmp_path))
   c2 = _small_config(epochs=3)
   with pytest.raises(ValueError, match="train.epochs: 2 -> 3"):
-    trainer.train_and_evaluate(c2, str(tmp_path))
-  results = trainer.train_and_evaluate(c2, str(tmp_path), overwrite=True)
+    commands.train(c2, str(tmp_path))
+  results = commands.train(c2, str(tmp_path), overwrite=True)
   assert len(results["per_seed"]["test_accuracy"]) == 2
   # metrics.csv: a row per seed, then the mean and the t-based 95% half-width over seeds.
   import csv
@@ -147,12 +146,12 @@ def test_fields_of_other_commands_do_not_block_a_resume(tmp_path):
   """A train.py run depends on seed/num_seeds/data/model/train only: changing the forget set
   or an unlearning setting (or a newer version adding such fields) must not refuse it."""
   c = _small_config(epochs=2)
-  trainer.train_and_evaluate(c, str(tmp_path))
+  commands.train(c, str(tmp_path))
   c.forget.size = 7
   c.unlearn.method = "salun"
   with c.unlearn.ignore_type():
     c.unlearn.new_field_of_a_later_version = 1
-  trainer.train_and_evaluate(c, str(tmp_path))  # no error: nothing it depends on changed
+  commands.train(c, str(tmp_path))  # no error: nothing it depends on changed
 
 
 def test_kill_9_during_unlearning_then_rerun_equals_uninterrupted(tmp_path):

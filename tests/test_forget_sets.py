@@ -1,9 +1,11 @@
 """Forget-set selection on hand-built scores, and the entanglement score against closed forms."""
+import ml_collections
 import numpy as np
 import pytest
 
-from rum_jax.unlearning.forget_sets import (entanglement_groups, entanglement_score,
-                                            group_entanglement, refine, select_forget)
+from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
+from rum_jax.unlearning.forget_sets import (MEMORIZATION_CENTER, entanglement_groups, entanglement_score,
+                                            group_entanglement, refine, select_by_score, select_random)
 
 # Multiples of 1/8, so every distance below is exact and the ties are real ties.
 #           pos:  0      1      2     3      4      5     6      7     8     9
@@ -11,8 +13,8 @@ SCORES = np.array([0.875, 0.125, 0.5, 0.375, -0.25, 0.75, 0.625, 0.25, 1.0, 0.0]
 # |score - 0.5|:  .375   .375    0    .125   .75    .25   .125   .25   .5    .5
 
 
-def _select(level, n, **kw):
-  return select_forget("memorization", n, num_train=10, scores=SCORES, level=level, **kw).tolist()
+def _select(level, n, center=MEMORIZATION_CENTER):
+  return select_by_score(n, SCORES, level, center).tolist()
 
 
 def test_levels_by_hand():
@@ -37,58 +39,58 @@ def test_mix_thirds_and_remainder():
 
 def test_ties_broken_by_position_with_a_warning_when_the_cut_splits_a_tie():
   scores = np.array([0.5, 0.5, 0.5, 0.1])
-  kw = dict(num_train=4, scores=scores)
   with pytest.warns(UserWarning, match=r"high forget set: the last 2 chosen examples tie with 1 left out \(score 0.5\)"):
-    assert select_forget("memorization", 2, level="high", **kw).tolist() == [0, 1]
+    assert select_by_score(2, scores, "high").tolist() == [0, 1]
   with pytest.warns(UserWarning, match=r"\(score -0.5\)"):  # the score itself, sign included
-    assert select_forget("memorization", 2, num_train=4, scores=-scores, level="high").tolist() == [0, 3]
+    assert select_by_score(2, -scores, "high").tolist() == [0, 3]
   with pytest.warns(UserWarning, match=r"low forget set: the last 1 chosen examples tie with 2 left out"):
-    assert select_forget("memorization", 2, level="low", **kw).tolist() == [0, 3]
+    assert select_by_score(2, scores, "low").tolist() == [0, 3]
   import warnings
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # a cut between distinct scores says nothing
-    assert select_forget("memorization", 3, level="high", **kw).tolist() == [0, 1, 2]
+    assert select_by_score(3, scores, "high").tolist() == [0, 1, 2]
     assert _select("high", 3) == [0, 5, 8]
 
 
 def test_proxy_mid_uses_median():
   scores = np.array([3.0, 10.0, 1.0, 7.0, 5.0])  # median 5; distances 2, 5, 4, 2, 0.
-  kw = dict(num_train=5, scores=scores, level="mid")
-  assert select_forget("proxy", 1, **kw).tolist() == [4]
-  assert select_forget("proxy", 3, **kw).tolist() == [0, 3, 4]
-  assert select_forget("memorization", 1, **kw).tolist() == [2]  # Center 0.5 instead.
+  assert select_by_score(1, scores, "mid").tolist() == [4]
+  assert select_by_score(3, scores, "mid").tolist() == [0, 3, 4]
+  assert select_by_score(1, scores, "mid", MEMORIZATION_CENTER).tolist() == [2]  # Center 0.5 instead.
+  # The registry's kinds: 'proxy' ranks around the median, 'memorization' around 0.5.
+  f = ml_collections.ConfigDict(dict(size=1, level="mid", seed=0, group=0))
+  for kind, expected in (("proxy", [4]), ("memorization", [2])):
+    forget, report = FORGET_KINDS.get(kind).build(ForgetRequest(f, 2, 5, scores))
+    assert [p.tolist() for p in forget] == [expected, expected] and report["level"] == "mid"
 
 
 def test_random_selection():
-  a = select_forget("random", 30, num_train=100, seed=1)
+  a = select_random(30, num_train=100, seed=1)
   assert len(a) == 30 and len(np.unique(a)) == 30 and np.all(np.diff(a) > 0)
   assert a.min() >= 0 and a.max() < 100
-  np.testing.assert_array_equal(a, select_forget("random", 30, num_train=100, seed=1))
-  assert not np.array_equal(a, select_forget("random", 30, num_train=100, seed=2))
-  assert select_forget("random", 100, num_train=100).tolist() == list(range(100))
+  np.testing.assert_array_equal(a, select_random(30, num_train=100, seed=1))
+  assert not np.array_equal(a, select_random(30, num_train=100, seed=2))
+  assert select_random(100, num_train=100).tolist() == list(range(100))
 
 
 def test_selection_errors():
-  kw = dict(num_train=10, scores=SCORES)
   for n in (0, -1, 11):
     with pytest.raises(ValueError, match="must be in \\[1, 10\\]"):
-      select_forget("memorization", n, level="high", **kw)
+      select_by_score(n, SCORES, "high")
+    with pytest.raises(ValueError, match="must be in \\[1, 10\\]"):
+      select_random(n, num_train=10)
   with pytest.raises(ValueError, match="python train.py --config=configs/<x>_memorization.py"):
-    select_forget("memorization", 3, num_train=10, level="high")
-  with pytest.raises(ValueError, match="shape \\(10,\\)"):
-    select_forget("memorization", 3, num_train=10, scores=SCORES[:9], level="high")
-  with pytest.raises(ValueError, match="valid choices: random, memorization, proxy"):
-    select_forget("es", 3, **kw)
+    select_by_score(3, None, "high")
+  with pytest.raises(ValueError, match="valid choices: entanglement, memorization, proxy, random"):
+    FORGET_KINDS.get("es")
   with pytest.raises(ValueError, match="needs level in low, mid, high, mix"):
-    select_forget("memorization", 3, level="top", **kw)
+    select_by_score(3, SCORES, "top")
   with pytest.raises(ValueError, match="n >= 3"):
-    select_forget("memorization", 2, level="mix", **kw)
-  with pytest.raises(ValueError, match="takes no level"):
-    select_forget("random", 3, level="high", **kw)
+    select_by_score(2, SCORES, "mix")
   nan_scores = SCORES.copy()
   nan_scores[6] = np.nan
   with pytest.raises(ValueError, match="1 NaN/inf values \\(first positions \\[6\\]"):
-    select_forget("memorization", 3, num_train=10, scores=nan_scores, level="low")
+    select_by_score(3, nan_scores, "low")
 
 
 def test_refine_into_thirds():

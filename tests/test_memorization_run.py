@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import rum_jax.data
+import rum_jax.training.setup
 from configs import default
-from rum_jax.memorization import run as mem_run
+from rum_jax.pipelines import memorization as mem_run
 from rum_jax.memorization.estimator import MemorizationStats
 from rum_jax.memorization.files import scores_for_split
 
@@ -38,7 +39,7 @@ def flipped_digits(monkeypatch):
     train = rum_jax.data.Split(ds.train.x, y, ds.train.index)
     load.positions = pos
     return rum_jax.data.Dataset(ds.name, train, ds.val, ds.test, ds.num_classes, ds.class_names)
-  monkeypatch.setattr(rum_jax.data, "load_dataset", load)
+  monkeypatch.setattr(rum_jax.training.setup, "load_dataset", load)  # what Setup.create calls
   return load
 
 

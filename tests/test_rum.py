@@ -9,9 +9,10 @@ from configs import default
 from rum_jax import io
 from rum_jax.memorization import files as score_files
 from rum_jax.config_validation import ConfigError, validate
-from rum_jax.training import trainer
-from rum_jax.unlearning import rum
-from rum_jax.unlearning import run as run_lib
+from rum_jax import commands
+from rum_jax.pipelines import unlearning as run_lib
+from rum_jax.training import setup as trainer
+from rum_jax.unlearning import interface, rum
 
 
 def test_step_sets_refine_and_shrink_the_retain_sets():
@@ -59,8 +60,10 @@ def test_step_settings_overrides_and_validation():
   assert settings.epochs == 5 and settings.lr == 0.1 and settings.mask_ratio == c.unlearn.salun.mask_ratio
   assert c.unlearn.salun.epochs == 2, "the base settings are not modified"
   assert rum.step_settings(c.unlearn, "low") is None
-  resolved = rum.resolved_settings(c)
+  resolved = rum.resolved_settings(c, "/somewhere/run")
   assert resolved.steps.high.method == "salun" and resolved.steps.high.settings.lr == 0.1
+  # Refined by the forget set's scores, by default the work directory's memorization file.
+  assert resolved.scores == "/somewhere/run/memorization/memorization.npz" and resolved.score_key == ""
   validate(c)
 
   bad = _config(mid="retrain")
@@ -78,7 +81,7 @@ def test_step_settings_overrides_and_validation():
     validate(bad)
   bad = _config()
   bad.unlearn.rum.name = "salun"
-  with pytest.raises(ConfigError, match="must be a folder name other than a method's"):
+  with pytest.raises(ConfigError, match="must be a folder name other than another method's"):
     validate(bad)
   with pytest.raises(ValueError, match="valid choices: low, mid, high"):
     rum.step_settings(c.unlearn, "mix")
@@ -94,18 +97,18 @@ def pipeline(tmp_path_factory, setup):
   """One tiny whole-pipeline run (memorization computed on the way), plus a neggrad run beside it."""
   workdir = str(tmp_path_factory.mktemp("rum") / "run")
   config = _config(low="none", mid="finetune", high="neggrad_plus")
-  calls = []
-  real_unlearn = run_lib.unlearn
+  calls = []  # RUM's calls of its step methods
+  real_unlearn = rum.unlearn
 
   def recording_unlearn(setup, states, method, settings, forget, retain, **kwargs):
     calls.append((method, [np.array(f) for f in forget], [np.array(r) for r in retain], kwargs))
     return real_unlearn(setup, states, method, settings, forget, retain, **kwargs)
 
-  run_lib.unlearn, saved = recording_unlearn, run_lib.unlearn
+  rum.unlearn, saved = recording_unlearn, rum.unlearn
   try:
-    record = rum.run_rum(config, workdir, setup=setup)
+    record = run_lib.run_unlearning(config, workdir, setup=setup)
   finally:
-    run_lib.unlearn = saved
+    rum.unlearn = saved
   single = _config()
   single.unlearn.method = "neggrad"
   run_lib.run_unlearning(single, workdir, setup=setup)
@@ -119,7 +122,7 @@ def test_pipeline_steps_get_the_refined_forget_and_shrinking_retain_sets(pipelin
                                      setup.dataset.train)
   forget = np.load(os.path.join(workdir, "forget_set.npz"))["forget_positions"]
   num_train = len(scores)
-  step_calls = [c for c in calls if c[0] != "retrain"]
+  step_calls = calls
   assert [c[0] for c in step_calls] == ["finetune", "neggrad_plus"], "low is 'none': no call"
   for seed in range(config.num_seeds):
     f = forget[seed]
@@ -130,7 +133,7 @@ def test_pipeline_steps_get_the_refined_forget_and_shrinking_retain_sets(pipelin
         (step_calls[1], high, f)):
       np.testing.assert_array_equal(forgets[seed], subset)
       np.testing.assert_array_equal(retains[seed], np.setdiff1d(np.arange(num_train), removed))
-      assert "steps" in kwargs["checkpoint_dir"]
+      assert "steps" in kwargs["run_dir"]
   # The run is evaluated against the WHOLE forget set and the shared retrain reference.
   neggrad = io.read_json(os.path.join(workdir, "methods", "neggrad", "metrics.json"))
   assert record["retrain_reference"] == neggrad["retrain_reference"]
@@ -155,7 +158,7 @@ def test_pipeline_writes_steps_and_evaluation(pipeline, setup):
   for f in ("evaluation.md", "evaluation.png", "evaluation.csv"):
     assert os.path.exists(os.path.join(workdir, f))
   table = open(os.path.join(workdir, "evaluation.md")).read()
-  assert "| rum |" in table and "| original |" in table  # the neggrad run came after the evaluation
+  assert "| rum |" in table and "| original |" in table and "| neggrad |" in table
 
 
 def test_rum_of_nothing_is_the_original_and_reruns_resume(pipeline, setup):
@@ -180,9 +183,14 @@ def test_rum_of_nothing_is_the_original_and_reruns_resume(pipeline, setup):
 
 def test_missing_scores_say_how_to_make_them(tmp_path):
   config = _config()
-  config.unlearn.rum.compute_scores = False
+  config.unlearn.compute_scores = False
   with pytest.raises(FileNotFoundError, match="configs/digits_memorization.py"):
-    rum.run_rum(config, str(tmp_path / "run"))
-  config.unlearn.method = "finetune"
-  with pytest.raises(ValueError, match="run_rum runs config.unlearn.method='rum'"):
-    rum.run_rum(config, str(tmp_path / "run"))
+    commands.unlearn(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run" / "original"), "refused before any training"
+  config.unlearn.method = "finetune"  # the forget set (by memorization) needs them too
+  with pytest.raises(FileNotFoundError, match="configs/digits_memorization.py"):
+    commands.unlearn(config, str(tmp_path / "run"))
+  config.forget.kind = "random"  # RUM refines by them even when the forget set is random
+  config.unlearn.method = "rum"
+  with pytest.raises(FileNotFoundError, match="configs/digits_memorization.py"):
+    commands.unlearn(config, str(tmp_path / "random"))

@@ -9,7 +9,8 @@ import pytest
 
 from rum_jax.data.base import Dataset, Split
 from rum_jax.models import create_model
-from rum_jax.training import engine, loop, optim, plans, trainer
+from rum_jax.training import engine, loop, optim, plans
+from rum_jax.training import setup as trainer
 from rum_jax.training.checkpoint import Checkpointer
 from rum_jax.training.parallel import SeedRunner
 from rum_jax.training.state import Forward, init_state

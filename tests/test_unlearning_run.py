@@ -10,9 +10,12 @@ import pytest
 from configs import default
 from rum_jax import io
 from rum_jax.memorization import files as score_files
-from rum_jax.training import loop, optim, trainer
+from rum_jax import commands
+from rum_jax.pipelines import unlearning as run
+from rum_jax.training import loop, optim
+from rum_jax.training import setup as trainer
 from rum_jax.training.checkpoint import Checkpointer
-from rum_jax.unlearning import forget_sets, run
+from rum_jax.unlearning import forget_sets, interface, runners
 
 
 def _config(method="finetune", **forget):
@@ -40,11 +43,11 @@ def _files(directory):
 
 def test_methods_share_the_retrain_reference_and_write_their_results(tmp_path):
   workdir = str(tmp_path / "run")
-  records = {"salun": run.run_unlearning(_config("salun"), workdir)}
+  records = {"salun": commands.unlearn(_config("salun"), workdir)}
   retrain_root = os.path.join(workdir, "retrain")
   assert len(os.listdir(retrain_root)) == 1, "one forget set and training config: one reference"
   before = {f: os.path.getmtime(os.path.join(retrain_root, f)) for f in _files(retrain_root)}
-  records["scrub"] = run.run_unlearning(_config("scrub"), workdir)
+  records["scrub"] = commands.unlearn(_config("scrub"), workdir)
   after = {f: os.path.getmtime(os.path.join(retrain_root, f)) for f in _files(retrain_root)}
   assert before == after, "the cached reference must be reused, not retrained"
 
@@ -56,7 +59,7 @@ def test_methods_share_the_retrain_reference_and_write_their_results(tmp_path):
     assert len(f) == 60 and np.array_equal(np.union1d(f, r), np.arange(len(train)))
     np.testing.assert_array_equal(sets["forget_index"][s], train.index[f])
   np.testing.assert_array_equal(sets["forget_positions"][0],
-                                forget_sets.select_forget("random", 60, num_train=len(train), seed=0))
+                                forget_sets.select_random(60, num_train=len(train), seed=0))
 
   for method, record in records.items():
     directory = os.path.join(workdir, "methods", method)
@@ -146,10 +149,10 @@ def test_diverging_method_stops_and_keeps_its_last_good_state(tmp_path, setup):
   settings = ml_collections.ConfigDict(dict(epochs=5, lr=10.0, batch_size=128, momentum=0.9, weight_decay=5e-4))
   ckpt = str(tmp_path / "ckpt")
   with pytest.raises(loop.NonFiniteLossError, match="non-finite loss at epoch 4") as err:
-    run.unlearn(setup, states, "neggrad", settings, np.arange(300), np.arange(300, n), checkpoint_dir=ckpt)
+    interface.unlearn(setup, states, "neggrad", settings, np.arange(300), np.arange(300, n), run_dir=ckpt)
   assert "last good checkpoint (epoch 3)" in str(err.value)
-  _, restored, _ = Checkpointer(ckpt).restore(
-      run.build_program(setup, states, "neggrad", settings, np.arange(300), np.arange(300, n)).states)
+  _, restored, _ = Checkpointer(os.path.join(ckpt, "checkpoints")).restore(
+      runners.build_program(setup, states, "neggrad", settings, np.arange(300), np.arange(300, n)).states)
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored.params))
 
 
@@ -159,22 +162,22 @@ def test_unlearn_chains_from_given_states_with_per_seed_sets(tmp_path, setup):
   n = len(setup.dataset.train)
   settings = _config().unlearn.neggrad_plus
   first = [np.arange(0, 40), np.arange(40, 80)]  # each seed its own forget set
-  out, history = run.unlearn(setup, states, "neggrad_plus", settings, first,
+  out, history = interface.unlearn(setup, states, "neggrad_plus", settings, first,
                              [np.arange(80, n), np.arange(80, n)])
   assert np.asarray(history["loss"]).shape == (2, 2)
   ckpt = str(tmp_path / "wfisher")
-  again, history = run.unlearn(setup, out, "wfisher", _config().unlearn.wfisher, np.arange(80, 120),
-                               np.arange(120, n), checkpoint_dir=ckpt)
-  assert history == {} and Checkpointer(ckpt).latest_step() == 1
+  again, history = interface.unlearn(setup, out, "wfisher", _config().unlearn.wfisher, np.arange(80, 120),
+                               np.arange(120, n), run_dir=ckpt)
+  assert history == {} and Checkpointer(os.path.join(ckpt, "checkpoints")).latest_step() == 1
   assert jax.tree.structure(again.params) == jax.tree.structure(states.params)
   assert not np.allclose(again.params["Dense_0"]["kernel"], out.params["Dense_0"]["kernel"])
-  resumed, _ = run.unlearn(setup, out, "wfisher", _config().unlearn.wfisher, np.arange(80, 120),
-                           np.arange(120, n), checkpoint_dir=ckpt)
+  resumed, _ = interface.unlearn(setup, out, "wfisher", _config().unlearn.wfisher, np.arange(80, 120),
+                           np.arange(120, n), run_dir=ckpt)
   np.testing.assert_array_equal(resumed.params["Dense_0"]["kernel"], again.params["Dense_0"]["kernel"])
 
   with pytest.raises(ValueError, match="overlap"):
-    run.unlearn(setup, states, "finetune", settings, np.arange(10), np.arange(5, n))
+    interface.unlearn(setup, states, "finetune", settings, np.arange(10), np.arange(5, n))
   with pytest.raises(ValueError, match="empty"):
-    run.unlearn(setup, states, "finetune", settings, np.arange(0), np.arange(n))
+    interface.unlearn(setup, states, "finetune", settings, np.arange(0), np.arange(n))
   with pytest.raises(ValueError, match="valid choices: finetune"):
-    run.unlearn(setup, states, "forget_it", settings, np.arange(10), np.arange(10, n))
+    interface.unlearn(setup, states, "forget_it", settings, np.arange(10), np.arange(10, n))

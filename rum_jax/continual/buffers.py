@@ -1,4 +1,4 @@
-"""Per-task episodic buffers chosen by memorization (SPEC.md section 10).
+"""Per-task episodic buffers chosen by memorization (the thesis' buffers, docs/continual.md).
 
 After task k is learned, two buffers are filled from its training examples (the thesis'
 `update_memory_from_dataset`):

@@ -17,19 +17,19 @@ episodic memories held in the per-seed `TrainState.aux`:
 Every task always has its (zero-padded) rows, so T is fixed and each program compiles once;
 inactive rows are ignored by the projections.
 
-Learning (SPEC.md section 9):
+Learning:
 - GEM (Lopez-Paz & Ranzato 2017, eq. 10-12): g_k = gradient of task k's whole learn buffer,
   computed for all T rows with one vmapped grad; `projection.gem_project` solves the dual QP.
 - A-GEM (Chaudhry et al. 2019, eq. 11): g_ref = gradient of a random batch drawn from the
   learn buffers of all active tasks; standard rule (project only if g.g_ref < 0).
 
-Unlearning task t (SPEC.md section 10), one of two objectives per update, on a batch of t's
-buffers:
+Unlearning task t (the thesis "Machine Unlearning in Continual Learning", NegGEM and
+friends), one of two objectives per update (`OBJECTIVES`), on a batch of t's buffers:
 - "negative": g_f = grad(-CE(forget batch))  (gradient ascent on the task);
 - "random_label": grad(CE(forget batch, random labels)), each label replaced by one drawn
   uniformly from the OTHER classes of the example's task (the thesis shuffled the labels of
   the batch, which leaves many of them unchanged);
-then one projection:
+then one projection (`PROJECTIONS`):
 - "gem": GEM QP against the active (retained) tasks, margin = unlearn margin;
 - "gem_with_forget": the same with the update's own gradient as one more constraint row
   (ALT-NegGEM: the projected step may not undo the forgetting direction);
@@ -58,9 +58,21 @@ from rum_jax.training.state import Forward, TrainState
 PyTree = Any
 Update = Tuple[engine.LossFn, engine.GradTransform]
 
-LEARN_ALGORITHMS = ("sgd", "gem", "agem")
-OBJECTIVES = ("negative", "random_label")
-PROJECTIONS = ("gem", "gem_with_forget", "agem", "neggrad_plus")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionSettings:
+  """What a projection or learning algorithm is built from (hashable: compiled programs are
+  cached by it).
+
+  margin / eps: GEM's memory strength and QP ridge; ref_size: A-GEM's reference batch;
+  alpha: NegGrad+'s weight of the retained tasks; masked: apply the SalUn mask first.
+  """
+  margin: float = 0.5
+  eps: float = 1e-3
+  ref_size: int = 256
+  alpha: float = 0.5
+  masked: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,9 +104,8 @@ def learn_loss(forward: Forward, params: PyTree, state: TrainState, batch: engin
   logits = _masked(state, logits, b["y"])
   loss = engine.weighted_mean(engine.cross_entropy(logits, b["y"]), b["weight"])
   correct = (jnp.argmax(logits, -1) == b["y"]).astype(jnp.float32)
-  events = jax.tree.map(jax.lax.stop_gradient, proxies.batch_learning_events(logits, b["y"]))
   metrics = {"loss": loss, "accuracy": engine.weighted_mean(correct, b["weight"]),
-             "pos": b["pos"], "weight": b["weight"], **events}
+             **proxies.event_metrics(logits, b["y"], b)}
   return loss, (batch_stats, metrics)
 
 
@@ -126,7 +137,9 @@ def random_label_loss(forward: Forward, params: PyTree, state: TrainState, batch
   return loss, (batch_stats, {"loss": loss})
 
 
-LOSSES = {"negative": negative_loss, "random_label": random_label_loss}
+OBJECTIVES: Registry[engine.LossFn] = Registry("continual unlearning objective")
+OBJECTIVES.register("negative")(negative_loss)
+OBJECTIVES.register("random_label")(random_label_loss)
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,17 +219,29 @@ def neggrad_plus_transform(alpha: float, masked: bool = False) -> engine.GradTra
   return transform
 
 
-def learn_transform(algorithm: str, margin: float, eps: float,
-                    ref_size: int) -> Optional[engine.GradTransform]:
-  """The grad_transform of a learning step: None (sgd), GEM or A-GEM."""
-  if algorithm == "sgd":
-    return None
-  if algorithm == "gem":
-    return gem_transform(margin, eps)
-  if algorithm == "agem":
-    return agem_transform(ref_size)
-  raise ValueError(f"unknown learning algorithm {algorithm!r}; valid choices: "
-                   f"{', '.join(LEARN_ALGORITHMS)}")
+def _identity(forward, grads, state, batch, rng):
+  """Plain SGD: the gradient unchanged."""
+  del forward, state, batch, rng
+  return grads
+
+
+# Factories ProjectionSettings -> GradTransform, by the names configs use.
+PROJECTIONS: Registry[Callable[[ProjectionSettings], engine.GradTransform]] = Registry("projection")
+PROJECTIONS.register("gem")(lambda p: gem_transform(p.margin, p.eps, p.masked))
+PROJECTIONS.register("gem_with_forget")(lambda p: gem_transform(p.margin, p.eps, p.masked, with_forget=True))
+PROJECTIONS.register("agem")(lambda p: agem_transform(p.ref_size, p.masked))
+PROJECTIONS.register("neggrad_plus")(lambda p: neggrad_plus_transform(p.alpha, p.masked))
+
+# How a task is learned (config.continual.learn_algorithm): the grad_transform of its steps.
+LEARN_ALGORITHMS: Registry[Callable[[ProjectionSettings], engine.GradTransform]] = Registry("learning algorithm")
+LEARN_ALGORITHMS.register("sgd")(lambda p: _identity)
+LEARN_ALGORITHMS.register("gem")(lambda p: gem_transform(p.margin, p.eps))
+LEARN_ALGORITHMS.register("agem")(lambda p: agem_transform(p.ref_size))
+
+
+def learn_transform(algorithm: str, settings: ProjectionSettings) -> engine.GradTransform:
+  """The grad_transform of a learning step of `algorithm` (an entry of LEARN_ALGORITHMS)."""
+  return LEARN_ALGORITHMS.get(algorithm)(settings)
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,23 +274,10 @@ for _method in (
   METHODS.register(_method.name)(_method)
 
 
-def unlearn_updates(method: UnlearnMethod, *, margin: float, eps: float, ref_size: int,
-                    alpha: float, masked: bool) -> List[Update]:
+def unlearn_updates(method: UnlearnMethod, settings: ProjectionSettings) -> List[Update]:
   """(loss_fn, grad_transform) of every update of one iteration of `method`."""
-  out = []
-  for objective, proj in method.updates:
-    if proj == "gem":
-      transform = gem_transform(margin, eps, masked)
-    elif proj == "gem_with_forget":
-      transform = gem_transform(margin, eps, masked, with_forget=True)
-    elif proj == "agem":
-      transform = agem_transform(ref_size, masked)
-    elif proj == "neggrad_plus":
-      transform = neggrad_plus_transform(alpha, masked)
-    else:
-      raise ValueError(f"unknown projection {proj!r}; valid choices: {', '.join(PROJECTIONS)}")
-    out.append((LOSSES[objective], transform))
-  return out
+  return [(OBJECTIVES.get(objective), PROJECTIONS.get(projection)(settings))
+          for objective, projection in method.updates]
 
 
 def _forget_slot(state: TrainState, name: str):

@@ -8,7 +8,7 @@ those of the model before the first step (random initialisation).
 - ACC, BWT, FWT: Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory for Continual
   Learning", NeurIPS, Sec. 2, on the learning steps only.
 - CL-ToW and CLU: the continual-unlearning metrics of the DROP-TABLE-CS407 thesis
-  ("Machine Unlearning in Continual Learning"; SPEC.md section 10). CL-ToW carries the
+  ("Machine Unlearning in Continual Learning"; docs/continual.md). CL-ToW carries the
   Tug-of-War score of Zhao et al. 2024 (arXiv:2406.01257) over to a sequence, comparing each
   forget step with the mirrored learning step instead of a retrained model.
 """
@@ -234,7 +234,7 @@ def clu(acc, sequence: Sequence[Step], chance, beta: float = 0.2) -> np.ndarray:
 
     CLU = ((1 - L_ret)(1 - L_res) + beta B) / (1 + beta),
 
-  with L_ret, L_res and B from `clu_terms` (thesis, `CUL/allMetrics.py`; SPEC.md section
+  with L_ret, L_res and B from `clu_terms` (thesis, `CUL/allMetrics.py`; docs/continual.md,
   10). CLU is in [0, 1]: 1 - L_ret rewards keeping the retained tasks, 1 - L_res forgetting
   down to chance, and the bonus B (weight beta) retained tasks that improved.
 

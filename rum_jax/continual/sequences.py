@@ -5,7 +5,7 @@ A sequence is a list of `Step`s: `Step("learn", k)` (written "+k") trains on tas
 signed integer because -0 does not exist: the thesis code wrote "forget task 0" as 0 and so
 could never forget it (its E4 drew task 0 one time in 20 and then learned it again).
 
-Named sequences (the thesis' experiments, SPEC.md section 10) are defined for any number of
+Named sequences (the thesis' experiments, docs/continual.md) are defined for any number of
 tasks T >= 4 with q = T // 4 ("a quarter"), h = T // 2 ("a half") and s = max(2, T // 4);
 at T = 20 (q = 5, h = 10, s = 5) they are exactly the thesis' lists:
 

@@ -1,6 +1,6 @@
 """Task-incremental splits of a classification data set: which classes form each task.
 
-Split CIFAR-100 / Split digits (Lopez-Paz & Ranzato 2017, Sec. 5; SPEC.md section 9): the
+Split CIFAR-100 / Split digits (Lopez-Paz & Ranzato 2017, Sec. 5): the
 classes are shuffled once per run and seed, and task k is the k-th block of
 `classes_per_task` of them. The model keeps ONE output per class of the data set; the task
 identity is known at train and test time, so an example of task k is classified among task

@@ -1,7 +1,7 @@
 """The standard CIFAR augmentation, random crop with padding + horizontal flip, in JAX.
 
 Runs on device inside the jitted train step, so augmentation needs no input pipeline,
-and it can be vmapped over seeds like the step itself. Off in RUM runs (SPEC.md, sec. 1).
+and it can be vmapped over seeds like the step itself. RUM trains the original CIFAR models with it and unlearns without it.
 """
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,7 @@ says how to get it.
 
 Every example keeps its ORIGINAL index: its position in data_batch_1..5 (train) or
 test_batch, which is also the k of TFDS's `train_<k>` ids. Memorization scores are
-published in that order (SPEC.md, section 1).
+published in that order (Feldman & Zhang 2020; RUM's estimates).
 """
 import dataclasses
 import os

@@ -1,9 +1,10 @@
-"""Evaluation of unlearning (SPEC section 8), on logits the caller computed with the model.
+"""Evaluation of unlearning, on logits the caller computed with the model.
 
-* `tow`: top-1 `accuracy`; ToW and ToW-MIA of an unlearned model against retraining.
+* `tow`: top-1 `accuracy`, per-seed `set_accuracies`; ToW and ToW-MIA of an unlearned model
+  against retraining.
 * `mia`: the SalUn/RUM SVC membership-inference attack (MIA-efficacy per output feature),
   the loss-threshold logistic attack's AUC, and `per_example_ce`.
-* `stats`: means over seeds with t-based confidence intervals (`mean_ci`, `summarize`).
+Means over seeds with t intervals are `rum_jax.results.mean_ci` / `summarize`.
 
 The re-exported function `tow` shadows the submodule of the same name as a package
 attribute; import the module's other names with `from rum_jax.evaluation.tow import ...`.
@@ -13,9 +14,8 @@ from rum_jax.evaluation.mia import loss_mia_auc
 from rum_jax.evaluation.mia import per_example_ce
 from rum_jax.evaluation.mia import shadow_positions
 from rum_jax.evaluation.mia import svc_mia
-from rum_jax.evaluation.stats import mean_ci
-from rum_jax.evaluation.stats import summarize
 from rum_jax.evaluation.tow import accuracy
+from rum_jax.evaluation.tow import set_accuracies
 from rum_jax.evaluation.tow import tow
 from rum_jax.evaluation.tow import tow_mia
 
@@ -23,10 +23,9 @@ __all__ = [
     "FEATURES",
     "accuracy",
     "loss_mia_auc",
-    "mean_ci",
     "per_example_ce",
+    "set_accuracies",
     "shadow_positions",
-    "summarize",
     "svc_mia",
     "tow",
     "tow_mia",

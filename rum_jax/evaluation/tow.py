@@ -12,7 +12,7 @@ uses the SVC MIA-efficacy of the 'confidence' feature, see `mia.svc_mia`) replac
 (1 - |MIA^u - MIA^r|).
 """
 import math
-from typing import Mapping
+from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +34,23 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
   if len(labels) == 0:
     raise ValueError("accuracy of an empty set is undefined; pass at least one example")
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def set_accuracies(logits: np.ndarray, labels: np.ndarray,
+                   sets: Mapping[str, Sequence[np.ndarray]]) -> Dict[str, np.ndarray]:
+  """Per-seed accuracy [S] on each named set of positions into one split.
+
+  Args:
+    logits: [S, N, C] every seed's logits on the split.
+    labels: [N] the split's labels.
+    sets: name -> one position array per seed (at least S; extra padded seeds are ignored).
+
+  Returns:
+    name -> float [S], seed s's accuracy on sets[name][s].
+  """
+  correct = np.argmax(logits, axis=-1) == np.asarray(labels)[None]
+  return {name: np.array([correct[s, np.asarray(p)].mean() for s, p in zip(range(len(correct)), positions)])
+          for name, positions in sets.items()}
 
 
 def _unit_interval(name: str, value: float) -> float:

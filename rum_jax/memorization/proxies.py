@@ -25,10 +25,14 @@ The held-out retraining proxy (ho_ret, same paper): fine-tune a copy of the trai
 held-out data; an example the first model memorized is predicted differently afterwards, so
 its score is `symmetric_kl` between the two models' predictions (already high = memorized).
 """
+import os
 from typing import Dict, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from rum_jax import io
 
 # Raw per-step events, and the oriented proxy each becomes: event -> (proxy name, offset)
 # with proxy = offset - mean(event) (every event grows with confidence, so all flip sign).
@@ -107,6 +111,61 @@ class ProxyAccumulator(NamedTuple):
     for event, (name, offset) in _ORIENTATION.items():
       out[name] = jnp.where(seen, offset - self.sums[event] / denominator, jnp.nan)
     return out
+
+
+def event_metrics(logits: jnp.ndarray, labels: jnp.ndarray, batch: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
+  """The per-step metrics a loss returns so that `EventSums` can accumulate learning events.
+
+  "pos" and "event_weight" are the batch's train positions and 0/1 weights; "event/<e>" the
+  events of `batch_learning_events` (no gradient flows through them).
+  """
+  events = jax.tree.map(jax.lax.stop_gradient, batch_learning_events(logits, labels))
+  return {"pos": batch["pos"], "event_weight": batch["weight"], **{f"event/{k}": v for k, v in events.items()}}
+
+
+class EventSums:
+  """Host sums of learning events per seed, fed the per-step metrics of every epoch.
+
+  Pass it as `on_epoch` to `training.loop.fit` with a loss that adds `event_metrics`. With a
+  `directory`, the sums after every epoch are saved there (the previous snapshot removed),
+  so a resumed run restores them with `restore(epochs_done)` and matches an uninterrupted one.
+  num_seeds is the number of real seeds: `fit` hands over metrics without padding seeds.
+  """
+
+  def __init__(self, num_seeds: int, n: int, directory: Optional[str] = None):
+    self.directory = directory
+    self.sums = {e: np.zeros((num_seeds, n)) for e in EVENTS}
+    self.weight = np.zeros((num_seeds, n))
+
+  def _path(self, epoch: int) -> str:
+    return os.path.join(self.directory, f"events_{epoch:05d}.npz")
+
+  def restore(self, epoch: int) -> None:
+    """The sums after `epoch` epochs (none: zeros), from the snapshot saved then."""
+    if epoch == 0:
+      return
+    data = np.load(self._path(epoch))
+    self.weight = data["weight"]
+    self.sums = {e: data[e] for e in EVENTS}
+
+  def __call__(self, epoch: int, metrics: Dict[str, np.ndarray]) -> None:
+    pos, w = metrics["pos"], metrics["event_weight"]  # [S, steps, B]
+    if pos.shape[0] != self.weight.shape[0]:
+      raise ValueError(f"learning events of {pos.shape[0]} seeds, expected {self.weight.shape[0]}")
+    for s in range(self.weight.shape[0]):
+      np.add.at(self.weight[s], pos[s].ravel(), w[s].ravel())
+      for e in EVENTS:
+        np.add.at(self.sums[e][s], pos[s].ravel(), (w[s] * metrics[f"event/{e}"][s]).ravel())
+    if self.directory is not None:
+      io.write_npz(self._path(epoch + 1), weight=self.weight, **self.sums)
+      stale = self._path(epoch - 1)
+      if os.path.exists(stale):
+        os.remove(stale)
+
+  def proxies(self) -> Dict[str, np.ndarray]:
+    """Oriented proxies per seed [S, N] (high = more memorized; NaN where never seen)."""
+    acc = ProxyAccumulator({e: jnp.asarray(v) for e, v in self.sums.items()}, jnp.asarray(self.weight))
+    return {k: np.asarray(v) for k, v in acc.finalize().items()}
 
 
 def symmetric_kl(p_logits: jnp.ndarray, q_logits: jnp.ndarray) -> jnp.ndarray:

@@ -2,7 +2,7 @@
 
 Every model is called as `model.apply(variables, x, train=..., features=False)`; with
 `features=True` it returns the penultimate representation (used by the entanglement score of
-SPEC.md section 5). BatchNorm statistics live in the `batch_stats` collection, so they are
+Zhao et al. 2024, Sec. 4). BatchNorm statistics live in the `batch_stats` collection, so they are
 part of the explicit functional training state.
 """
 from rum_jax.models.registry import MODELS, create_model

@@ -22,7 +22,15 @@ PlanFn = Callable[[int], Dict[str, Dict[str, np.ndarray]]]
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+  """Training produced a NaN/inf loss or weights; the last good checkpoint is kept."""
+
+
+def check_finite_weights(params: Any, num_seeds: int, what: str, advice: str) -> None:
+  """Raises NonFiniteLossError naming the seeds (of the first num_seeds) with NaN/inf weights."""
+  leaves = jax.tree.leaves(params)
+  bad = [s for s in range(num_seeds) if not all(np.all(np.isfinite(np.asarray(l[s]))) for l in leaves)]
+  if bad:
+    raise NonFiniteLossError(f"{what} made non-finite weights for seeds {bad}; {advice}")
 
 
 def _format_seconds(s: float) -> str:
@@ -34,7 +42,11 @@ def make_epoch_fn(runner: SeedRunner, forward: Forward, tx: optax.GradientTransf
                   loss_fn: engine.LossFn = engine.supervised_loss,
                   grad_transform: Optional[engine.GradTransform] = None,
                   augment: Optional[engine.Augment] = None) -> Callable:
-  """(states, plan, data) -> (states, per-step metrics), one compiled program for all seeds."""
+  """(states, plan, data) -> (states, per-step metrics), one compiled program for all seeds.
+
+  A factory for `runner.compiled(make_epoch_fn, forward, tx, loss_fn, ...)`, which builds
+  it once per runner and arguments.
+  """
   step = functools.partial(engine.train_step, forward=forward, tx=tx, loss_fn=loss_fn,
                            grad_transform=grad_transform, augment=augment)
 
@@ -103,17 +115,19 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
   return host_states, history
 
 
-def predict(runner: SeedRunner, forward: Forward, states: Any, x: np.ndarray,
-            batch_size: int = 1024, features: bool = False) -> np.ndarray:
-  """Eval-mode logits (or penultimate features) of every seed: [num_seeds, N, C]."""
+def predict_program(runner: SeedRunner, forward: Forward, features: bool) -> Callable:
+  """(states, x batch) -> eval-mode logits (or penultimate features) of every seed."""
   def one_seed(state: TrainState, xb):
     if features:
       return forward.features(state.params, state.batch_stats, xb)
     return forward(state.params, state.batch_stats, xb, train=False)[0]
-  key = ("predict", forward, features)
-  if key not in runner.cache:  # compile once per (model, output kind) for this runner
-    runner.cache[key] = runner.map(one_seed, n_seeded=1)
-  fn = runner.cache[key]
+  return runner.map(one_seed, n_seeded=1)
+
+
+def predict(runner: SeedRunner, forward: Forward, states: Any, x: np.ndarray,
+            batch_size: int = 1024, features: bool = False) -> np.ndarray:
+  """Eval-mode logits (or penultimate features) of every seed: [num_seeds, N, C]."""
+  fn = runner.compiled(predict_program, forward, features)
   device_states = runner.shard(states)
   n = len(x)
   batch_size = min(batch_size, n)

@@ -9,39 +9,23 @@ program then stays in the core's cache: training 64 MLPs (bench/memorization.py)
 faster that way than with each device's 32 seeds vmapped, and XLA's CPU convolutions gain
 nothing from a batch of models either. With only a few seeds per device the two are close
 (3 seeds of a study's scrub run: vmapping them was ~10% faster; groups of 2 or 4 train the
-64 MLPs as fast as a loop), so `vmap_size` is worth setting for such runs. Multi-host runs call `maybe_initialize_distributed` first
-(every process builds the same host arrays, so `make_array_from_callback` takes its part).
+64 MLPs as fast as a loop), so `vmap_size` is worth setting for such runs. Multi-host runs
+join their cluster first (`rum_jax.runtime`); every process builds the same host arrays, so
+`make_array_from_callback` takes its part.
+
+Compiled programs are kept per runner by `SeedRunner.compiled(factory, *args)`: the factory
+(a module-level function) and its hashable arguments are the key, so a program is traced and
+compiled once per runner however many runs use it (memorization chunks, resumed runs,
+benchmarks).
 """
 import math
-import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Dict, Hashable, Sequence, Tuple
 
 import jax
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "seeds"
-
-_COORDINATOR_VARS = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
-
-
-def maybe_initialize_distributed() -> None:
-  """Calls jax.distributed.initialize() when the environment describes a multi-host job.
-
-  Set JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID on every
-  host (or run under SLURM / Open MPI, which JAX detects itself when RUM_JAX_DISTRIBUTED=1).
-  """
-  if jax.distributed.is_initialized():
-    return
-  if any(v in os.environ for v in _COORDINATOR_VARS):
-    jax.distributed.initialize(
-        coordinator_address=os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ["COORDINATOR_ADDRESS"],
-        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-        process_id=int(os.environ["JAX_PROCESS_ID"]))
-  elif os.environ.get("RUM_JAX_DISTRIBUTED") == "1":
-    jax.distributed.initialize()  # cluster auto-detection (SLURM, Open MPI, ...)
-
 
 class SeedRunner:
   """Runs per-seed functions for `num_seeds` seeds, vmapped and sharded over devices.
@@ -63,11 +47,23 @@ class SeedRunner:
     self.mesh = Mesh(np.array(devices[:n_dev]), (AXIS,))
     self._seeded = NamedSharding(self.mesh, P(AXIS))
     self._shared = NamedSharding(self.mesh, P())
-    self.cache: dict = {}  # compiled per-seed programs, keyed by their callers
+    self._programs: Dict[Tuple[Callable, Tuple[Hashable, ...]], Any] = {}
     per_device = self.padded_seeds // n_dev
     if vmap_size == 0:
       vmap_size = 1 if devices[0].platform == "cpu" else per_device
     self.vmap_size = min(vmap_size, per_device)
+
+  def compiled(self, factory: Callable[..., Any], *args: Hashable) -> Any:
+    """factory(self, *args), built once per (factory, args) and reused.
+
+    `factory` is a module-level function and `args` hashable (models' Forward objects,
+    optax transformations, loss functions, numbers, frozen dataclasses), so equal requests
+    share one compiled program.
+    """
+    key = (factory, args)
+    if key not in self._programs:
+      self._programs[key] = factory(self, *args)
+    return self._programs[key]
 
   @property
   def num_devices(self) -> int:

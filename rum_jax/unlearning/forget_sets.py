@@ -1,4 +1,4 @@
-"""Forget-set selection: random, by memorization level, and by entanglement (SPEC section 5).
+"""Forget-set selection: random, by memorization level, and by entanglement.
 
 Zhao et al. 2024, "What makes unlearning hard and what to do about it", NeurIPS
 (arXiv:2406.01257), Sec. 4: unlearning difficulty depends on how memorized the forget
@@ -14,8 +14,9 @@ from typing import List, Optional
 
 import numpy as np
 
-KINDS = ("random", "memorization", "proxy")
 LEVELS = ("low", "mid", "high", "mix")
+# The 'mid' level of memorization scores (in [-1, 1]): halfway between typical and fully memorized.
+MEMORIZATION_CENTER = 0.5
 
 _HOW_TO_SCORE = ("compute memorization scores with `python train.py "
                  "--config=configs/<x>_memorization.py` (or load a published file with "
@@ -58,52 +59,50 @@ def _take(keys: np.ndarray, shown: np.ndarray, shown_name: str, count: int, take
   return chosen
 
 
-def select_forget(kind: str, n: int, *, num_train: int, scores=None, level: Optional[str] = None,
-                  seed: int = 0, center: Optional[float] = None) -> np.ndarray:
-  """Sorted positions of a forget set of n train examples.
-
-  kind 'random': n positions uniformly without replacement (numpy Generator seeded by `seed`).
-  kind 'memorization' / 'proxy' with a level (Zhao et al. 2024, memorization study and RUM):
-    'high': the n highest scores;  'low': the n lowest;
-    'mid': the n closest to `center` (default 0.5 for memorization, which lies in [-1, 1]
-      and is 0.5 halfway between typical and fully memorized; the median of the scores for
-      proxies, whose scale is arbitrary);
-    'mix': disjoint thirds: high, then low from the rest, then mid from the rest. With
-      n = 3q + r, high gets q + (r >= 1), mid q + (r >= 2), low q.
-
-  Args:
-    kind: 'random', 'memorization' or 'proxy'.
-    n: forget-set size, 1..num_train (3..num_train for 'mix').
-    num_train: number of train examples.
-    scores: float [num_train] memorization or oriented proxy (high = more memorized).
-    level: 'low', 'mid', 'high' or 'mix'; required unless kind is 'random'.
-    seed: seed of the 'random' selection.
-    center: overrides the 'mid' center.
-
-  Returns:
-    int64 [n] positions, ascending.
-  """
-  if kind not in KINDS:
-    raise ValueError(f"unknown forget-set kind {kind!r}; valid choices: {', '.join(KINDS)}")
+def _check_size(n: int, num_train: int) -> None:
   if num_train <= 0:
     raise ValueError(f"num_train must be positive; got {num_train}")
   if not 0 < n <= num_train:
     raise ValueError(f"forget-set size n must be in [1, {num_train}] (the number of train "
                      f"examples); got {n}")
-  if kind == "random":
-    if level is not None or scores is not None:
-      raise ValueError("a 'random' forget set takes no level or scores; use kind "
-                       "'memorization' or 'proxy' to select by score")
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(num_train, size=n, replace=False)).astype(np.int64)
+
+
+def select_random(n: int, *, num_train: int, seed: int = 0) -> np.ndarray:
+  """Sorted positions of n train examples drawn uniformly without replacement (numpy, `seed`)."""
+  _check_size(n, num_train)
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(num_train, size=n, replace=False)).astype(np.int64)
+
+
+def select_by_score(n: int, scores, level: str, center: Optional[float] = None) -> np.ndarray:
+  """Sorted positions of a forget set of n train examples chosen by score level.
+
+  Zhao et al. 2024 (memorization study and RUM):
+    'high': the n highest scores;  'low': the n lowest;
+    'mid': the n closest to `center` (`MEMORIZATION_CENTER` for memorization, which lies in
+      [-1, 1]; the median of the scores, the default, for proxies, whose scale is arbitrary);
+    'mix': disjoint thirds: high, then low from the rest, then mid from the rest. With
+      n = 3q + r, high gets q + (r >= 1), mid q + (r >= 2), low q.
+
+  Args:
+    n: forget-set size, 1..num_train (3..num_train for 'mix').
+    scores: float [num_train] memorization or oriented proxy (high = more memorized).
+    level: 'low', 'mid', 'high' or 'mix'.
+    center: the 'mid' center (None: the median of the scores).
+
+  Returns:
+    int64 [n] positions, ascending.
+  """
   if level not in LEVELS:
-    raise ValueError(f"kind {kind!r} needs level in {', '.join(LEVELS)}; got {level!r}")
+    raise ValueError(f"a forget set by score needs level in {', '.join(LEVELS)}; got {level!r}")
   if scores is None:
     raise ValueError(f"level {level!r} ranks examples by score but no scores were given: "
                      f"{_HOW_TO_SCORE}")
+  num_train = len(np.asarray(scores))
+  _check_size(n, num_train)
   scores = _check_scores(scores, num_train)
   if center is None:
-    center = 0.5 if kind == "memorization" else float(np.median(scores))
+    center = float(np.median(scores))
   distance = np.abs(scores - center)
   # level -> (ranking keys, the values a tie warning names, their name)
   ranking = {"high": (-scores, scores, "score"), "low": (scores, scores, "score"),

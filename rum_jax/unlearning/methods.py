@@ -1,111 +1,31 @@
-"""Unlearning methods (SPEC section 6): each is a loss and/or a gradient transform for the engine.
+"""The unlearning methods of the RUM paper's study: each a loss and/or a gradient transform.
 
-`METHODS` maps the names users type to a `Method` of one of three kinds:
-  "train"     `phases(settings, ctx)` gives the losses the one training engine runs every
-              epoch (one phase for most methods; SCRUB: a max pass on the forget set, then a
-              min pass on the retain set); `prepare(ctx, states)` gives the per-seed constants
-              a step reads from `state.aux` (SCRUB's frozen teacher, which examples get
-              random labels, SalUn's saliency mask).
-  "one_shot"  `apply(ctx, states)` edits the weights once (wfisher).
-  "retrain"   training from scratch on the retain set with the original's settings.
+Registered in `interface.METHODS` under the names users type (`config.unlearn.method`),
+each with the one `Method` interface (rum_jax/unlearning/interface.py):
+  training methods  `phases(settings, ctx)` gives the losses the one training engine runs
+                    every epoch (one phase for most methods; SCRUB: a max pass on the forget
+                    set, then a min pass on the retain set); `prepare(ctx, states)` gives the
+                    per-seed constants a step reads from `state.aux` (SCRUB's frozen teacher,
+                    which examples get random labels, SalUn's saliency mask);
+  one-shot methods  `apply(ctx, states)` edits the weights once (wfisher);
+  retrain           training from scratch on the retain set with the original's settings.
 `checks` gives the valid range of each method-specific setting (config validation); the
-values themselves live in the config, `config.unlearn.<method>`.
-
-Streams, the named inputs of a step: "retain", "forget", and "train" = the retain and forget
-sets shuffled together (random labels). A phase's FIRST stream sets the steps of an epoch
-(one pass over it); its other streams are cycled to as many steps, so a small forget set is
-revisited while the retain set is passed once (NegGrad+).
+values themselves live in the config, `config.unlearn.<method>`. RUM, the meta-method over
+these, is in rum_jax/unlearning/rum.py.
 """
-import dataclasses
 import functools
-import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rum_jax.registry import Registry
 from rum_jax.training import engine, plans
 from rum_jax.training.engine import cross_entropy, weighted_mean
 from rum_jax.training.state import TrainState
-from rum_jax.unlearning import saliency, woodfisher
-
-STREAMS = ("retain", "forget", "train")
-
-
-@dataclasses.dataclass(frozen=True)
-class MethodContext:
-  """What a method needs to build its losses and per-seed constants.
-
-  forget / retain: one array of train-split positions per (padded) seed.
-  saliency_path: where SalUn caches |grad| of the forget loss (None: not cached).
-  """
-  setup: Any  # trainer.Setup
-  settings: ml_collections.ConfigDict
-  forget: List[np.ndarray]
-  retain: List[np.ndarray]
-  base_seed: int = 0
-  saliency_path: Optional[str] = None
-
-  @property
-  def num_classes(self) -> int:
-    return self.setup.dataset.num_classes
-
-  def positions(self, stream: str) -> List[np.ndarray]:
-    if stream == "retain":
-      return self.retain
-    if stream == "forget":
-      return self.forget
-    if stream == "train":
-      return [np.concatenate([r, f]) for r, f in zip(self.retain, self.forget)]
-    raise ValueError(f"unknown stream {stream!r}; valid choices: {', '.join(STREAMS)}")
-
-  def steps_per_epoch(self, stream: str) -> int:
-    return math.ceil(max(len(p) for p in self.positions(stream)) / self.settings.batch_size)
-
-  def chunk_plan(self, positions: Sequence[np.ndarray], chunk_size: int, what: str) -> Dict[str, np.ndarray]:
-    """Every seed's positions cut into chunks [S, C, B] (for set-wide gradients)."""
-    rngs = [plans.epoch_rng(self.base_seed, s, 0, what) for s in range(len(positions))]
-    return plans.stream_plan(positions, chunk_size, rngs)
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-  """One loss the engine runs over its streams every epoch (or only while epoch < active_epochs)."""
-  name: str
-  streams: Tuple[str, ...]
-  loss_fn: engine.LossFn
-  grad_transform: Optional[engine.GradTransform] = None
-  active_epochs: Optional[int] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-  """A numeric setting's valid range: low <= value <= high (low < value if low_open)."""
-  key: str
-  low: float = 0.0
-  high: float = math.inf
-  integer: bool = False
-  low_open: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Method:
-  name: str
-  kind: str  # "train" | "one_shot" | "retrain"
-  checks: Tuple[Check, ...] = ()
-  phases: Optional[Callable[[ml_collections.ConfigDict, MethodContext], List[Phase]]] = None
-  prepare: Optional[Callable[[MethodContext, TrainState], Dict[str, Any]]] = None
-  apply: Optional[Callable[[MethodContext, TrainState], TrainState]] = None
-
-
-METHODS: Registry[Method] = Registry("unlearning method")
-
-
-def _register(method: Method) -> Method:
-  return METHODS.register(method.name)(method)
+from rum_jax.unlearning import runners, saliency, woodfisher
+from rum_jax.unlearning.interface import Check, Method, MethodContext, Phase, register
 
 
 # ---------------------------------------------------------------------------------------
@@ -252,18 +172,19 @@ def _forget_mask(ctx: MethodContext, states: TrainState) -> Dict[str, Any]:
   return {"forget_mask": mask}
 
 
+def _saliency_program(runner, forward):
+  return runner.map(functools.partial(saliency.saliency_magnitudes, forward=forward), n_seeded=2)
+
+
 def forget_saliency(ctx: MethodContext, states: TrainState) -> np.ndarray:
   """|grad of the forget CE| per seed [S, P], read from ctx.saliency_path or computed (and saved there)."""
   cached = saliency.load_saliency(ctx.saliency_path, ctx.forget, states.params) if ctx.saliency_path else None
   if cached is not None:
     return cached
   runner = ctx.setup.runner
-  key = ("saliency", ctx.setup.forward)
-  if key not in runner.cache:
-    runner.cache[key] = runner.map(functools.partial(saliency.saliency_magnitudes, forward=ctx.setup.forward),
-                                   n_seeded=2)
+  program = runner.compiled(_saliency_program, ctx.setup.forward)
   plan = ctx.chunk_plan(ctx.forget, ctx.settings.batch_size, "saliency")
-  magnitudes = runner.to_host(runner.cache[key](runner.shard(states), runner.shard(plan), ctx.setup.train_data()),
+  magnitudes = runner.to_host(program(runner.shard(states), runner.shard(plan), ctx.setup.train_data()),
                               keep_padding=True)
   if ctx.saliency_path:
     saliency.save_saliency(ctx.saliency_path, magnitudes, ctx.forget, states.params)
@@ -294,45 +215,43 @@ def _wfisher_apply(ctx: MethodContext, states: TrainState) -> TrainState:
 # ---------------------------------------------------------------------------------------
 # The registry.
 
-_register(Method("retrain", "retrain"))
 
-_register(Method(
-    "finetune", "train",
-    phases=lambda s, ctx: [Phase("finetune", ("retain",),
-                                 functools.partial(engine.supervised_loss, stream="retain"))]))
+def _training(name: str, **kwargs) -> Method:
+  return register(Method(name, runners.training_method(name), **kwargs))
 
-_register(Method(
-    "l1_sparse", "train", checks=(Check("alpha"),),
-    phases=lambda s, ctx: [Phase("l1_sparse", ("retain",),
-                                 l1_sparse_loss(s.alpha, s.epochs, ctx.steps_per_epoch("retain")))]))
 
-_register(Method("neggrad", "train", phases=lambda s, ctx: [Phase("neggrad", ("forget",), neggrad_loss)]))
+register(Method("retrain", runners.retrain_run, sgd_recipe=False, from_scratch=True,
+                custom_settings=lambda config, workdir: config.train,
+                custom_validate=lambda unlearn: None))  # trains like the original: config.train
 
-_register(Method(
-    "neggrad_plus", "train", checks=(Check("alpha", 0.0, 1.0),),
-    phases=lambda s, ctx: [Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss(s.alpha))]))
+_training("finetune", phases=lambda s, ctx: [
+    Phase("finetune", ("retain",), functools.partial(engine.supervised_loss, stream="retain"))])
 
-_register(Method(
-    "scrub", "train",
+_training("l1_sparse", checks=(Check("alpha"),), phases=lambda s, ctx: [
+    Phase("l1_sparse", ("retain",), l1_sparse_loss(s.alpha, s.epochs, ctx.steps_per_epoch("retain")))])
+
+_training("neggrad", phases=lambda s, ctx: [Phase("neggrad", ("forget",), neggrad_loss)])
+
+_training("neggrad_plus", checks=(Check("alpha", 0.0, 1.0),), phases=lambda s, ctx: [
+    Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss(s.alpha))])
+
+_training(
+    "scrub",
     checks=(Check("msteps", integer=True), Check("temperature", low_open=True), Check("gamma"), Check("beta")),
     phases=lambda s, ctx: [
         Phase("max", ("forget",), scrub_max_loss(s.temperature), active_epochs=s.msteps),
         Phase("min", ("retain",), scrub_min_loss(s.temperature, s.gamma, s.beta))],
-    prepare=_teacher))
+    prepare=_teacher)
 
-_register(Method(
-    "wfisher", "one_shot",
+register(Method(
+    "wfisher", runners.one_shot_method("wfisher"), sgd_recipe=False,
     checks=(Check("alpha", low_open=True), Check("damping", low_open=True),
             Check("num_samples", 1, integer=True), Check("chunk_size", 1, integer=True)),
     apply=_wfisher_apply))
 
-_register(Method(
-    "random_label", "train",
-    phases=lambda s, ctx: [Phase("random_label", ("train",), random_label_loss(ctx.num_classes))],
-    prepare=_forget_mask))
+_training("random_label", prepare=_forget_mask, phases=lambda s, ctx: [
+    Phase("random_label", ("train",), random_label_loss(ctx.num_classes))])
 
-_register(Method(
-    "salun", "train", checks=(Check("mask_ratio", 0.0, 1.0, low_open=True),),
-    phases=lambda s, ctx: [Phase("salun", ("train",), random_label_loss(ctx.num_classes),
-                                 grad_transform=apply_saliency_mask)],
-    prepare=_salun_aux))
+_training("salun", checks=(Check("mask_ratio", 0.0, 1.0, low_open=True),), prepare=_salun_aux,
+          phases=lambda s, ctx: [Phase("salun", ("train",), random_label_loss(ctx.num_classes),
+                                       grad_transform=apply_saliency_mask)])

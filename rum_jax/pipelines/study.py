@@ -13,13 +13,13 @@ Triantafillou 2024, arXiv:2410.16516) does the same with a cheap proxy instead o
   2. for each score source (memorization; the proxy `config.study.proxy`) and each forget set
      of `config.study.levels` (low, mid, high, mix; `config.forget.size` examples), an
      unlearning work directory <workdir>/sets/<source>_<level> in which every method of
-     `config.study.methods` runs against one retrain reference (`run.run_unlearning`);
+     `config.study.methods` runs against one retrain reference (`unlearning.run_unlearning`);
   3. on each `mix` set: RUM^F for every method (the same method on low -> mid -> high,
      `rum_f_<method>`: refinement alone) and RUM (`rum`) with a per-subset plan: with
      `config.study.rum_plan = "auto"` the method with the highest mean ToW on the source's
      low/mid/high forget set (or none, if the original model scores highest), otherwise
      `config.unlearn.rum`;
-  4. `evaluation.run.evaluate_workdir` on every set, then study.json/.csv, study.md (ToW and
+  4. `evaluation.evaluate_workdir` on every set, then study.json/.csv, study.md (ToW and
      ToW-MIA, mean ± 95% t-interval over seeds, per method x forget set; RUM against the
      best single method on mix, with paired per-seed differences) and study.png, copied to
      `config.study.results_dir`.
@@ -35,20 +35,17 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, workdir as workdir_lib
-from rum_jax.evaluation import run as evaluation, stats
-from rum_jax.training import loop, trainer
-from rum_jax.unlearning import run as unlearning, rum
+from rum_jax import io, results, workdir as workdir_lib
+from rum_jax.pipelines import evaluation, memorization, training, unlearning
+from rum_jax.training import loop
+from rum_jax.training.config import training_config
+from rum_jax.training.setup import Setup
+from rum_jax.unlearning import METHODS, rum
 
 MEMORIZATION = "memorization"
 RUM_NAME = "rum"
 RUM_F_PREFIX = "rum_f_"
 LEVEL_ORDER = ("low", "mid", "high", "mix")
-
-
-def _training_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({k: config[k].to_dict() if isinstance(config[k], ml_collections.ConfigDict)
-                                    else config[k] for k in unlearning.TRAINING_FIELDS})
 
 
 def _sources(config: ml_collections.ConfigDict) -> List[Tuple[str, str]]:
@@ -76,15 +73,15 @@ def _ensure_scores(config: ml_collections.ConfigDict, workdir: str, source: str)
                               f"file (e.g. RUM's estimates_results_woShuffle.npz) or '' to compute them")
     return False
   mode = "memorization" if source == MEMORIZATION else "proxies"
-  score_config = rum.score_run_config(config, mode)
+  score_config = unlearning.score_run_config(config, mode)
   path = _scores_path(config, workdir, source)
   directory = os.path.dirname(path)
   config_file = os.path.join(directory, workdir_lib.CONFIG_FILE)
   if os.path.exists(path) and os.path.exists(config_file) and (
       workdir_lib.flatten(io.read_json(config_file)) == workdir_lib.flatten(score_config)):
     return False
-  from rum_jax import commands
-  commands.train(score_config, directory)
+  run = memorization.run_memorization if mode == "memorization" else memorization.run_proxies
+  run(score_config, directory)
   return True
 
 
@@ -105,7 +102,7 @@ def set_config(config: ml_collections.ConfigDict, workdir: str, source: str, key
 def _rum_config(cfg: ml_collections.ConfigDict, name: str, plan: Dict[str, str]) -> ml_collections.ConfigDict:
   """cfg running RUM as `name` with plan level -> method (no overrides: the study's settings)."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
-  cfg.unlearn.method = "rum"
+  cfg.unlearn.method = rum.NAME
   cfg.unlearn.rum.name = name
   cfg.unlearn.rum.scores = ""       # refine by the forget set's own scores
   cfg.unlearn.rum.score_key = ""
@@ -116,30 +113,30 @@ def _rum_config(cfg: ml_collections.ConfigDict, name: str, plan: Dict[str, str])
 
 def _finished(cfg: ml_collections.ConfigDict, set_dir: str, forget: List[np.ndarray]) -> bool:
   """Whether the run of cfg in set_dir is done with the same settings and forget set."""
-  name, settings = unlearning.method_settings(cfg)
-  run_dir = os.path.join(set_dir, "methods", name)
-  files = [os.path.join(run_dir, f) for f in ("metrics.json", workdir_lib.CONFIG_FILE, "forget_set.npz")]
+  method = METHODS.get(cfg.unlearn.method)
+  run_dir = workdir_lib.method_dir(set_dir, method.folder_of(cfg))
+  files = [os.path.join(run_dir, f) for f in (workdir_lib.METRICS_FILE, workdir_lib.CONFIG_FILE, "forget_set.npz")]
   if not all(os.path.exists(f) for f in files):
     return False
   recorded = workdir_lib.flatten(io.read_json(files[1]))
-  if recorded != workdir_lib.flatten(ml_collections.ConfigDict({"method": cfg.unlearn.method, "settings": settings})):
+  settings = method.settings_of(cfg, set_dir)
+  if recorded != workdir_lib.flatten(ml_collections.ConfigDict({"method": method.name, "settings": settings})):
     return False
   with np.load(files[2]) as data:
     return np.array_equal(data["forget_positions"], np.stack(forget))
 
 
-def _run(cfg: ml_collections.ConfigDict, set_dir: str, setup: trainer.Setup, overwrite: bool,
+def _run(cfg: ml_collections.ConfigDict, set_dir: str, setup: Setup, overwrite: bool,
          timings: Dict[str, float], failures: Dict[str, str]) -> None:
   """Runs one (forget set, method) unless it is finished; a diverging method is recorded, not fatal."""
   forget, _ = unlearning.build_forget_set(cfg, set_dir, setup, None)
-  name = unlearning.method_settings(cfg)[0]
-  key = f"{os.path.basename(set_dir)}/{name}"
+  key = f"{os.path.basename(set_dir)}/{METHODS.get(cfg.unlearn.method).folder_of(cfg)}"
   if _finished(cfg, set_dir, forget):
     logging.info("study: %s is done", key)
     return
   t0 = time.time()
   try:
-    unlearning.run_unlearning(cfg, set_dir, overwrite, setup=setup)
+    unlearning.run_unlearning(cfg, set_dir, overwrite, setup=setup, evaluate=False)
   except loop.NonFiniteLossError as e:
     logging.warning("study: %s diverged; it is left out of the tables: %s", key, e)
     failures[key] = str(e)
@@ -175,58 +172,55 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   """Runs (or resumes) the whole study; returns study.md (also in config.study.results_dir).
 
   Args:
-    config: a study config (config.mode == 'study'; configs/study_*.py).
+    config: a study config (config.mode == 'study'; configs/study_*.py), validated.
     workdir: the study's work directory (layout in the module docstring).
     overwrite: discard results made with another training config or other settings.
   """
-  from rum_jax.config_validation import validate
-  validate(config)
   failures: Dict[str, str] = {}
   s = config.study
-  with workdir_lib.WorkdirLock(workdir):
-    workdir_lib.prepare(workdir, config, overwrite, clear=(),
-                        ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn."))])
-    original_dir = os.path.join(workdir, "original")
+  workdir_lib.prepare(workdir, config, overwrite, clear=(),
+                      ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn."))])
+  original_dir = workdir_lib.original_dir(workdir)
+  t0 = time.time()
+  new_original = not workdir_lib.is_finished(original_dir)
+  timings = _InvocationLog(workdir, start_over=new_original)
+  if new_original:
+    training.train_and_evaluate(training_config(config), original_dir, overwrite)
+    timings["original"] = time.time() - t0
+  sources = _sources(config)
+  for source, _ in sources:
     t0 = time.time()
-    new_original = not os.path.exists(os.path.join(original_dir, "metrics.json"))
-    timings = _InvocationLog(workdir, start_over=new_original)
-    if new_original:
-      trainer.train_and_evaluate(_training_config(config), original_dir, overwrite)
-      timings["original"] = time.time() - t0
-    sources = _sources(config)
-    for source, _ in sources:
-      t0 = time.time()
-      if _ensure_scores(config, workdir, source):
-        timings[f"scores/{source}"] = time.time() - t0
-    setup = trainer.Setup.create(config)
-    plans: Dict[str, Dict[str, str]] = {}
-    for source, key in sources:
-      set_dirs = {level: os.path.join(workdir, "sets", f"{source}_{level}") for level in s.levels}
-      for level, set_dir in set_dirs.items():
-        for method in s.methods:
-          _run(set_config(config, workdir, source, key, level, method), set_dir, setup, overwrite, timings,
-               failures)
-        evaluation.evaluate_workdir(set_dir)
-      if "mix" not in s.levels:
-        continue
-      mix_config = set_config(config, workdir, source, key, "mix", s.methods[0])
-      if s.rum_f:
-        for method in s.methods:
-          plan = {level: method for level in rum.LEVELS}
-          _run(_rum_config(mix_config, RUM_F_PREFIX + method, plan), set_dirs["mix"], setup, overwrite, timings,
-               failures)
-      if s.rum_plan == "auto":
-        plans[source] = auto_plan({level: _models(set_dirs[level]) for level in rum.LEVELS}, s.methods)
-        rum_config = _rum_config(mix_config, RUM_NAME, plans[source])
-      else:
-        rum_config = ml_collections.ConfigDict(mix_config.to_dict())
-        rum_config.unlearn.method = "rum"
-        rum_config.unlearn.rum.name = RUM_NAME
-        plans[source] = {level: rum_config.unlearn.rum[level].method for level in rum.LEVELS}
-      logging.info("study: RUM plan on %s mix: %s", source, plans[source])
-      _run(rum_config, set_dirs["mix"], setup, overwrite, timings, failures)
-      evaluation.evaluate_workdir(set_dirs["mix"])
-    return write_study(config, workdir, plans, timings.invocations(), failures)
+    if _ensure_scores(config, workdir, source):
+      timings[f"scores/{source}"] = time.time() - t0
+  setup = Setup.create(config)
+  plans: Dict[str, Dict[str, str]] = {}
+  for source, key in sources:
+    set_dirs = {level: os.path.join(workdir, "sets", f"{source}_{level}") for level in s.levels}
+    for level, set_dir in set_dirs.items():
+      for method in s.methods:
+        _run(set_config(config, workdir, source, key, level, method), set_dir, setup, overwrite, timings,
+             failures)
+      evaluation.evaluate_workdir(set_dir)
+    if "mix" not in s.levels:
+      continue
+    mix_config = set_config(config, workdir, source, key, "mix", s.methods[0])
+    if s.rum_f:
+      for method in s.methods:
+        plan = {level: method for level in rum.LEVELS}
+        _run(_rum_config(mix_config, RUM_F_PREFIX + method, plan), set_dirs["mix"], setup, overwrite, timings,
+             failures)
+    if s.rum_plan == "auto":
+      plans[source] = auto_plan({level: _models(set_dirs[level]) for level in rum.LEVELS}, s.methods)
+      rum_config = _rum_config(mix_config, RUM_NAME, plans[source])
+    else:
+      rum_config = ml_collections.ConfigDict(mix_config.to_dict())
+      rum_config.unlearn.method = rum.NAME
+      rum_config.unlearn.rum.name = RUM_NAME
+      plans[source] = {level: rum_config.unlearn.rum[level].method for level in rum.LEVELS}
+    logging.info("study: RUM plan on %s mix: %s", source, plans[source])
+    _run(rum_config, set_dirs["mix"], setup, overwrite, timings, failures)
+    evaluation.evaluate_workdir(set_dirs["mix"])
+  return write_study(config, workdir, plans, timings.invocations(), failures)
 
 
 class _InvocationLog(dict):
@@ -269,17 +263,14 @@ def _values(model: Dict[str, Any], metric: str) -> np.ndarray:
 def paired_difference(a: Dict[str, Any], b: Dict[str, Any], metric: str = "tow") -> Tuple[float, float]:
   """(mean, 95% t half width) over seeds of metric(a) - metric(b); seeds are paired (same
   original model, same retrain reference)."""
-  return stats.mean_ci(_values(a, metric) - _values(b, metric))
+  return results.mean_ci(_values(a, metric) - _values(b, metric))
 
 
-def _method_table(results: Dict[str, Dict[str, Any]], levels: Sequence[str], rows: Sequence[str],
+def _method_table(by_level: Dict[str, Dict[str, Any]], levels: Sequence[str], rows: Sequence[str],
                   metric: str) -> List[str]:
-  lines = ["| method | " + " | ".join(levels) + " |", "|" + "---|" * (len(levels) + 1)]
-  for name in rows:
-    cells = [evaluation.cell(results[level][name]["summary"][metric]) if name in results[level] else "n/a"
-             for level in levels]
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  return lines
+  cells = [[name] + [results.cell(by_level[level][name]["summary"][metric]) if name in by_level[level] else "n/a"
+                     for level in levels] for name in rows]
+  return results.markdown_table(["method"] + list(levels), cells).splitlines()
 
 
 def _best(models: Dict[str, Dict[str, Any]], names: Sequence[str], metric: str = "tow") -> str:
@@ -287,14 +278,10 @@ def _best(models: Dict[str, Dict[str, Any]], names: Sequence[str], metric: str =
   return max(present, key=lambda n: models[n]["summary"][metric]["mean"])
 
 
-def _signed(mean: float, half: float) -> str:
-  return f"{100 * mean:+.1f}" + ("" if np.isnan(half) else f" ± {100 * half:.1f}")
-
-
-def claims(results: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], rum_f: bool) -> List[str]:
+def claims(collected: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], rum_f: bool) -> List[str]:
   """Plain statements of the numbers behind the paper's two claims, per score source."""
   lines = []
-  for source, by_level in results.items():
+  for source, by_level in collected.items():
     if all(level in by_level for level in rum.LEVELS):
       present = [m for m in methods if all(m in by_level[level] for level in rum.LEVELS)]
       for metric, label in (("tow", "ToW"), ("tow_mia", "ToW-MIA")):
@@ -321,7 +308,7 @@ def claims(results: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str]
         verdict = ("higher" if mean - half > 0 else "lower" if mean + half < 0
                    else "not distinguishable at 95%")
         lines.append(f"- {source} mix: RUM - the best single method by {label} ({best}): "
-                     f"{_signed(mean, half)} points (paired over seeds): {verdict}.")
+                     f"{results.signed(mean, half)} points (paired over seeds): {verdict}.")
   return lines
 
 
@@ -329,13 +316,13 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
                 invocations: List[Dict[str, float]], failures: Dict[str, str]) -> str:
   """study.json, study.csv, study.md and study.png in workdir and config.study.results_dir."""
   s = config.study
-  results = _collect(config, workdir)
+  collected = _collect(config, workdir)
   levels = [level for level in LEVEL_ORDER if level in s.levels]
-  first = results[MEMORIZATION][levels[0]]
+  first = collected[MEMORIZATION][levels[0]]
   num_seeds = len(next(iter(first.values()))["per_seed"])
   rum_rows = ([RUM_F_PREFIX + m for m in s.methods] if s.rum_f else []) + [RUM_NAME]
   rows_csv = []
-  for source, by_level in results.items():
+  for source, by_level in collected.items():
     for level, models in by_level.items():
       for name, m in models.items():
         summary = m["summary"]
@@ -343,13 +330,13 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
                          **{f"{k}_{stat}": summary[k][stat] for k in ("tow", "tow_mia") for stat in ("mean", "ci95")},
                          **{f"{k}_accuracy_mean": summary["accuracy"][k]["mean"] for k in ("forget", "retain", "test")},
                          f"mia_{evaluation.MIA_FEATURE}_mean": summary["mia"][evaluation.MIA_FEATURE]["mean"]})
-  statements = claims(results, s.methods, s.rum_f)
+  statements = claims(collected, s.methods, s.rum_f)
   io.write_json(os.path.join(workdir, "study.json"),
                 {"data": config.data.name, "num_seeds": num_seeds, "forget_size": config.forget.size,
                  "methods": list(s.methods), "levels": levels, "rum_plans": plans, "claims": statements,
                  "invocations": invocations, "diverged": failures,
                  "results": {src: {lvl: {n: m["summary"] for n, m in ms.items()} for lvl, ms in bl.items()}
-                             for src, bl in results.items()}})
+                             for src, bl in collected.items()}})
 
   lines = [f"# RUM study on {config.data.name}", "",
            f"{num_seeds} seeds (mean ± 95% t-interval), forget sets of {config.forget.size} train examples, "
@@ -369,12 +356,12 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
     for level in levels:
       set_dir = os.path.join(workdir, "sets", f"{source}_{level}")
       score = io.read_json(os.path.join(set_dir, "forget_set.json"))["forget_score_mean"]
-      acc = {m: results[source][level][m]["summary"]["accuracy"]["forget"]["mean"] for m in ("original", "retrain")}
+      acc = {m: collected[source][level][m]["summary"]["accuracy"]["forget"]["mean"] for m in ("original", "retrain")}
       cells.append(f"score {score:.2f}, acc {100 * acc['original']:.0f} / {100 * acc['retrain']:.0f}")
     lines.append(f"| {source} | " + " | ".join(cells) + " |")
   lines.append("")
   for source, key in _sources(config):
-    by_level = results[source]
+    by_level = collected[source]
     title = "memorization (Feldman-Zhang)" if source == MEMORIZATION else f"the proxy `{key}`"
     for metric, label in (("tow", "ToW"), ("tow_mia", "ToW-MIA")):
       lines += [f"## {label}, forget sets by {title}", ""]
@@ -393,12 +380,12 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
       for name in ["retrain", best] + [r for r in rum_rows if r in mix]:
         sm = mix[name]["summary"]
         alone = name[len(RUM_F_PREFIX):] if name.startswith(RUM_F_PREFIX) else ""
-        vs_alone = _signed(*paired_difference(mix[name], mix[alone])) if alone in mix else ""
-        vs_best = _signed(*paired_difference(mix[name], mix[best])) if name not in ("retrain", best) else ""
+        vs_alone = results.signed(*paired_difference(mix[name], mix[alone])) if alone in mix else ""
+        vs_best = results.signed(*paired_difference(mix[name], mix[best])) if name not in ("retrain", best) else ""
         label = f"{name} (best single method)" if name == best else name
-        lines.append(f"| {label} | {evaluation.cell(sm['tow'])} | {evaluation.cell(sm['tow_mia'])} | "
-                     f"{evaluation.cell(sm['accuracy']['forget'])} | {evaluation.cell(sm['accuracy']['retain'])} | "
-                     f"{evaluation.cell(sm['accuracy']['test'])} | {vs_alone} | {vs_best} |")
+        lines.append(f"| {label} | {results.cell(sm['tow'])} | {results.cell(sm['tow_mia'])} | "
+                     f"{results.cell(sm['accuracy']['forget'])} | {results.cell(sm['accuracy']['retain'])} | "
+                     f"{results.cell(sm['accuracy']['test'])} | {vs_alone} | {vs_best} |")
       lines.append("")
   if failures:
     lines += ["Runs left out because their loss diverged (NaN/inf): " + ", ".join(sorted(failures)) + ".", ""]
@@ -413,25 +400,23 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
   for directory in [workdir] + ([s.results_dir] if s.results_dir else []):
     io.write_text(os.path.join(directory, "study.md"), text)
     io.write_csv(os.path.join(directory, "study.csv"), rows_csv)
-    plot_study(results, s.methods, levels, os.path.join(directory, "study.png"),
+    plot_study(collected, s.methods, levels, os.path.join(directory, "study.png"),
                f"{config.data.name}: {num_seeds} seeds, forget sets of {config.forget.size}")
   logging.info("study written to %s (and %s):\n%s", os.path.join(workdir, "study.md"), s.results_dir or "-", text)
   return text
 
 
-def plot_study(results: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], levels: Sequence[str],
+def plot_study(collected: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], levels: Sequence[str],
                path: str, title: str) -> None:
   """Per score source (rows): ToW and ToW-MIA per method grouped by forget set (bars = levels),
   and on mix, each method beside RUM^F of it and RUM."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  sources = list(results)
+  plt = io.pyplot()
+  sources = list(collected)
   fig, axes = plt.subplots(len(sources), 3, figsize=(17, 3.8 * len(sources)), squeeze=False)
   names = ["original"] + list(methods)
   x = np.arange(len(names))
   for row, source in enumerate(sources):
-    by_level = results[source]
+    by_level = collected[source]
     for col, (metric, label) in enumerate((("tow", "ToW"), ("tow_mia", "ToW-MIA"))):
       ax = axes[row, col]
       width = 0.8 / len(levels)
@@ -439,7 +424,7 @@ def plot_study(results: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[
         missing = {"mean": np.nan, "ci95": np.nan}  # a diverged run: no bar
         sm = [by_level[level][n]["summary"][metric] if n in by_level[level] else missing for n in names]
         ax.bar(x + (i - (len(levels) - 1) / 2) * width, [v["mean"] for v in sm], width,
-               yerr=[np.nan_to_num(evaluation.half_width(v)) for v in sm], capsize=1.5, label=level)
+               yerr=[np.nan_to_num(results.half_width(v)) for v in sm], capsize=1.5, label=level)
       ax.set_xticks(x)
       ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
       ax.set_ylim(0, 1.25)  # room for the legend above the bars
@@ -451,11 +436,11 @@ def plot_study(results: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[
     refined = [mix.get(RUM_F_PREFIX + m) for m in single]
     xs = np.arange(len(single))
     sm = [mix[m]["summary"]["tow"] for m in single]
-    ax.bar(xs - 0.2, [v["mean"] for v in sm], 0.4, yerr=[np.nan_to_num(evaluation.half_width(v)) for v in sm],
+    ax.bar(xs - 0.2, [v["mean"] for v in sm], 0.4, yerr=[np.nan_to_num(results.half_width(v)) for v in sm],
            capsize=1.5, label="method on mix")
     if any(r is not None for r in refined):
       sm = [r["summary"]["tow"] if r is not None else {"mean": np.nan, "ci95": np.nan} for r in refined]
-      ax.bar(xs + 0.2, [v["mean"] for v in sm], 0.4, yerr=[np.nan_to_num(evaluation.half_width(v)) for v in sm],
+      ax.bar(xs + 0.2, [v["mean"] for v in sm], 0.4, yerr=[np.nan_to_num(results.half_width(v)) for v in sm],
              capsize=1.5, label="RUM^F (low->mid->high)")
     if RUM_NAME in mix:
       v = mix[RUM_NAME]["summary"]["tow"]

@@ -1,4 +1,4 @@
-"""Continual learning and unlearning runs: `run_continual(config, workdir)` behind continual.py.
+"""Continual learning and unlearning runs (continual.py): `run_continual(config, workdir)`.
 
 A run follows a task sequence (`sequences.make_sequence`: A4, ..., or "0,1,2,-2,3") on a
 task-incremental split of the data set (`tasks.TaskLayout`: classes shuffled per seed,
@@ -45,88 +45,21 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, workdir as workdir_lib
-from rum_jax.config_validation import ConfigError
+from rum_jax import io, results, workdir as workdir_lib
+from rum_jax.checks import ConfigError
 from rum_jax.continual import buffers, methods, metrics as cl_metrics, plots, sequences, tasks
-from rum_jax.evaluation import mia, stats
+from rum_jax.continual.config import learn_algorithm
+from rum_jax.evaluation import mia
 from rum_jax.memorization import files as score_files, proxies
-from rum_jax.training import engine, loop, optim, plans, trainer
+from rum_jax.training import engine, loop, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.config import TRAINING_SECTIONS
+from rum_jax.training.setup import Setup
 
-LEARN_CHOICES = ("auto",) + methods.LEARN_ALGORITHMS
 EVAL_KEYS = ("train_accuracy", "test_accuracy", "train_confidence", "test_confidence",
              "mia_auc", "unlearn_buffer_accuracy")
 # Mixed into the seed of the buffer choices so they are independent of every other draw.
 _BUFFER_STREAM = 0xB0FF
-
-
-# ---------------------------------------------------------------------------------------
-# Config.
-
-
-def _check(ok: bool, message: str) -> None:
-  if not ok:
-    raise ConfigError(message)
-
-
-def _is_int(v: Any) -> bool:
-  return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def validate_continual(config: ml_collections.ConfigDict) -> None:
-  """Checks config.continual (types, ranges, names) before any work starts."""
-  _check("continual" in config, "config.continual is missing; start from configs/continual_digits.py")
-  c = config.continual
-  _check(c.algorithm in methods.METHODS, f"config.continual.algorithm {c.algorithm!r} is unknown; "
-         f"valid choices: {', '.join(methods.METHODS.names())}")
-  _check(c.learn_algorithm in LEARN_CHOICES, f"config.continual.learn_algorithm "
-         f"{c.learn_algorithm!r} is unknown; valid choices: {', '.join(LEARN_CHOICES)}")
-  _check(isinstance(c.sequence, str) and c.sequence.strip() != "",
-         f"config.continual.sequence must be a name ({', '.join(sequences.SEQUENCES.names())}) "
-         f"or steps such as '0,1,2,-2,3'; got {c.sequence!r}")
-  for key in ("epochs", "batch_size", "memories", "unlearn_memories", "agem_ref_size",
-              "unlearn_batch_size", "unlearn_max_epochs"):
-    _check(_is_int(c[key]) and c[key] > 0,
-           f"config.continual.{key} must be a positive integer, got {c[key]!r}")
-  _check(_is_int(c.classes_per_task) and c.classes_per_task >= 2,
-         f"config.continual.classes_per_task must be an integer >= 2 (random labels need another "
-         f"class of the task), got {c.classes_per_task!r}")
-  _check(_is_int(c.num_tasks) and c.num_tasks >= 0,
-         f"config.continual.num_tasks must be an integer >= 0 (0 = all classes), got {c.num_tasks!r}")
-  for key in ("lr", "unlearn_lr", "eps"):
-    _check(_is_number(c[key]) and c[key] > 0,
-           f"config.continual.{key} must be a number > 0, got {c[key]!r}")
-  for key in ("margin", "unlearn_margin", "clu_beta"):
-    _check(_is_number(c[key]) and c[key] >= 0,
-           f"config.continual.{key} must be a number >= 0, got {c[key]!r}")
-  for key in ("learn_buffer_split", "unlearn_buffer_split", "alpha", "stop_above_chance"):
-    _check(_is_number(c[key]) and 0 <= c[key] <= 1,
-           f"config.continual.{key} must be a number in [0, 1], got {c[key]!r}")
-  _check(_is_number(c.salun) and 0 <= c.salun < 1,
-         f"config.continual.salun must be a fraction in [0, 1) (0 = off; 0.02..0.2 typical), "
-         f"got {c.salun!r}")
-  for key in ("learn_buffer_kind", "unlearn_buffer_kind"):
-    _check(c[key] in buffers.BUFFER_KINDS, f"config.continual.{key} {c[key]!r} is unknown; "
-           f"valid choices: {', '.join(buffers.BUFFER_KINDS)}")
-  _check(isinstance(c.scores, str) and isinstance(c.score_key, str),
-         "config.continual.scores and score_key must be strings")
-  if not c.scores:
-    _check(c.score_key in ("",) + proxies.PROXIES,
-           f"config.continual.score_key {c.score_key!r} is not a one-run proxy (scores='' uses the "
-           f"proxy recorded while each task is learned); valid choices: {', '.join(proxies.PROXIES)}")
-  _check(isinstance(c.mia, bool), f"config.continual.mia must be True or False, got {c.mia!r}")
-
-
-def learn_algorithm(config: ml_collections.ConfigDict) -> str:
-  """config.continual.learn_algorithm, with "auto" resolved from the unlearning method."""
-  c = config.continual
-  if c.learn_algorithm == "auto":
-    return methods.METHODS.get(c.algorithm).learn_algorithm
-  return c.learn_algorithm
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,42 +102,51 @@ def _task_mask(task_set, num_tasks: int, padded: int) -> np.ndarray:
   return np.tile(mask, (padded, 1))
 
 
+def _opt_init_program(runner, tx):
+  del runner
+  return jax.jit(jax.vmap(tx.init))
+
+
 def _fresh_optimizer(runner, states, tx):
-  key = ("continual_opt_init", tx)
-  if key not in runner.cache:
-    runner.cache[key] = jax.jit(jax.vmap(tx.init))
-  return states.replace(opt_state=jax.device_get(runner.cache[key](states.params)))
+  init = runner.compiled(_opt_init_program, tx)
+  return states.replace(opt_state=jax.device_get(init(states.params)))
+
+
+def _sgd(runner, lr: float):
+  """Plain SGD as in GEM; one object per (runner, lr) so programs keyed by it are reused."""
+  del runner
+  return optim.make_optimizer(lr, 0.0, 0.0)
+
+
+def _learn_program(runner, forward, tx, algorithm: str, settings: methods.ProjectionSettings, augment: bool):
+  """(states, plan, data) -> (states, metrics): one epoch of learning."""
+  from rum_jax.data.augment import random_crop_flip
+  return loop.make_epoch_fn(runner, forward, tx, loss_fn=methods.learn_loss,
+                            grad_transform=methods.learn_transform(algorithm, settings),
+                            augment=random_crop_flip if augment else None)
+
+
+def _unlearn_program(runner, forward, tx, method_name: str, settings: methods.ProjectionSettings,
+                     threshold: float):
+  """(states, plan, data) -> (states, metrics): one pass of unlearning."""
+  updates = methods.unlearn_updates(methods.METHODS.get(method_name), settings)
+  step = methods.make_unlearn_step(forward, tx, updates, threshold)
+  return runner.map(lambda state, plan, data: engine.run_plan(state, data, plan, step), n_seeded=2, donate=True)
+
+
+def _saliency_program(runner, forward, fraction: float):
+  """states -> SalUn masks of the task being forgotten (aux["forget_task"])."""
+  return runner.map(lambda st: methods.saliency_mask(forward, st, fraction), n_seeded=1)
 
 
 # ---------------------------------------------------------------------------------------
 # The run.
 
 
-class _EventSums:
-  """Per-example learning events of the current learning step (`on_epoch` of loop.fit)."""
-
-  def __init__(self, num_seeds: int, n: int):
-    self.sums = {e: np.zeros((num_seeds, n)) for e in proxies.EVENTS}
-    self.count = np.zeros((num_seeds, n))
-
-  def __call__(self, epoch: int, m: Dict[str, np.ndarray]) -> None:
-    del epoch
-    for s in range(self.count.shape[0]):
-      pos, w = m["pos"][s].ravel(), m["weight"][s].ravel()
-      np.add.at(self.count[s], pos, w)
-      for e in proxies.EVENTS:
-        np.add.at(self.sums[e][s], pos, w * m[e][s].ravel())
-
-  def proxy(self, name: str) -> np.ndarray:
-    """[S, N] oriented proxy (high = more memorized); NaN for examples not seen."""
-    acc = proxies.ProxyAccumulator({e: v for e, v in self.sums.items()}, self.count)
-    return np.asarray(jax.vmap(lambda a: a.finalize()[name])(acc))
-
-
 class ContinualRun:
   """One run of a task sequence for all seeds (see the module docstring)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, setup: trainer.Setup):
+  def __init__(self, config: ml_collections.ConfigDict, setup: Setup):
     c = config.continual
     self.config, self.c, self.setup = config, c, setup
     ds = setup.dataset
@@ -229,9 +171,8 @@ class ContinualRun:
     self.learn_algorithm = learn_algorithm(config)
     self.file_scores = self._load_scores()
     self.forward = setup.forward
-    # Plain SGD as in GEM; cached so that programs keyed by the optimizer are reused.
-    sgd = lambda lr: self._cached(("sgd", lr), lambda: optim.make_optimizer(lr, 0.0, 0.0))
-    self.learn_tx, self.unlearn_tx = sgd(c.lr), sgd(c.unlearn_lr)
+    self.learn_tx = self.runner.compiled(_sgd, c.lr)
+    self.unlearn_tx = self.runner.compiled(_sgd, c.unlearn_lr)
     self.learn_steps = math.ceil(max(len(p) for seed in self.train_pos for p in seed) / c.batch_size)
     self.pass_steps = math.ceil((c.memories + c.unlearn_memories) / c.unlearn_batch_size)
     self.step_labels = ["init"] + [str(s) for s in self.sequence]
@@ -249,45 +190,26 @@ class ContinualRun:
     return score_files.scores_for_split(self.c.scores, self.setup.dataset.train,
                                         self.c.score_key or "memorization")
 
-  def _cached(self, key: tuple, build):
-    """A program kept in the runner's cache, so runs with the same settings on this runner
-    (a resumed run, benchmarks, tests) reuse its compilation."""
-    key = ("continual", self.forward) + key
-    if key not in self.runner.cache:
-      self.runner.cache[key] = build()
-    return self.runner.cache[key]
-
   @property
   def learn_program(self):
     """(states, plan, data) -> (states, metrics): one epoch of learning, compiled once."""
     c = self.c
-    transform = methods.learn_transform(self.learn_algorithm, c.margin, c.eps, c.agem_ref_size)
-    return self._cached(
-        ("learn", self.learn_algorithm, c.margin, c.eps, c.agem_ref_size, c.lr,
-         bool(self.config.data.augment)),
-        lambda: loop.make_epoch_fn(self.runner, self.forward, self.learn_tx,
-                                   loss_fn=methods.learn_loss, grad_transform=transform,
-                                   augment=trainer.augment_fn(self.config)))
+    return self.runner.compiled(_learn_program, self.forward, self.learn_tx, self.learn_algorithm,
+                                methods.ProjectionSettings(c.margin, c.eps, c.agem_ref_size),
+                                bool(self.config.data.augment))
 
   @property
   def unlearn_program(self):
     """(states, plan, data) -> (states, metrics): one pass of unlearning, compiled once."""
     c = self.c
-
-    def build():
-      updates = methods.unlearn_updates(self.method, margin=c.unlearn_margin, eps=c.eps,
-                                        ref_size=c.agem_ref_size, alpha=c.alpha, masked=c.salun > 0)
-      step = methods.make_unlearn_step(self.forward, self.unlearn_tx, updates, self.threshold)
-      return self.runner.map(lambda state, plan, data: engine.run_plan(state, data, plan, step),
-                             n_seeded=2, donate=True)
-    return self._cached(("unlearn", self.method.name, c.unlearn_margin, c.eps, c.agem_ref_size, c.alpha,
-                         c.salun > 0, self.threshold, c.unlearn_lr), build)
+    settings = methods.ProjectionSettings(c.unlearn_margin, c.eps, c.agem_ref_size, c.alpha, c.salun > 0)
+    return self.runner.compiled(_unlearn_program, self.forward, self.unlearn_tx, self.method.name, settings,
+                                self.threshold)
 
   @property
   def saliency_program(self):
     """states -> SalUn masks of the task being forgotten (aux["forget_task"])."""
-    return self._cached(("saliency", self.c.salun), lambda: self.runner.map(
-        lambda st: methods.saliency_mask(self.forward, st, self.c.salun), n_seeded=1))
+    return self.runner.compiled(_saliency_program, self.forward, self.c.salun)
 
   def initial_states(self):
     states = self.setup.init_states(self.learn_tx, self.config.seed)
@@ -308,14 +230,14 @@ class ContinualRun:
               for s in range(self.num_seeds)]
       return {"train": plans.stream_plan(positions, c.batch_size, rngs, steps=self.learn_steps)}
 
-    events = _EventSums(self.num_seeds, len(ds.train))
+    events = proxies.EventSums(self.num_seeds, len(ds.train))
     states, history = loop.fit(states, runner=self.runner, epoch_fn=self.learn_program,
                                data=self.data, plan_fn=plan_fn, epochs=c.epochs,
                                name=f"step {i + 1}/{len(self.sequence)} learn {task}", on_epoch=events)
     states = self._fill_buffers(states, i, task, events)
     return states, {"train_loss": history["loss"][-1]}
 
-  def _fill_buffers(self, states, i: int, task: int, events: _EventSums):
+  def _fill_buffers(self, states, i: int, task: int, events: proxies.EventSums):
     """Chooses the task's learn and unlearn buffers for every seed and writes them into aux."""
     c, tr = self.c, self.setup.dataset.train
     scores = None  # [S, N] memorization scores of the train split, high = more memorized
@@ -323,7 +245,7 @@ class ContinualRun:
       if self.file_scores is not None:
         scores = np.broadcast_to(self.file_scores, (self.num_seeds, len(tr)))
       else:
-        scores = events.proxy(c.score_key or "confidence")
+        scores = events.proxies()[c.score_key or "confidence"]
     aux = {name: {k: np.array(v) for k, v in states.aux[name].items()} for name in ("learn", "unlearn")}
     for s in range(self.padded):
       src = s if s < self.num_seeds else 0  # padded seeds copy seed 0
@@ -365,12 +287,8 @@ class ContinualRun:
       if not updated[:, -1].any():  # every seed reached the threshold during this pass
         break
     states = self.runner.to_host(device_states, keep_padding=True)
-    bad = [s for s in range(self.num_seeds)
-           if not all(np.all(np.isfinite(leaf[s])) for leaf in jax.tree.leaves(states.params))]
-    if bad:
-      raise loop.NonFiniteLossError(
-          f"forgetting task {task} (step {i + 1}) made non-finite weights for seeds {bad}; the "
-          "checkpoint of the previous step is kept. Lower config.continual.unlearn_lr.")
+    loop.check_finite_weights(states.params, self.num_seeds, f"forgetting task {task} (step {i + 1})",
+                              "the checkpoint of the previous step is kept. Lower config.continual.unlearn_lr.")
     return states, {"iterations": iterations.tolist()}
 
   # -- evaluation --------------------------------------------------------------------------
@@ -379,13 +297,13 @@ class ContinualRun:
     """Per-seed, per-task metrics of the model after step i (-1: initial model)."""
     ds, bs = self.setup.dataset, self.config.train.eval_batch_size
     out = {}
-    results = {}
+    per_split = {}
     for split in ("train", "test"):
       data = ds.split(split)
       logits = loop.predict(self.runner, self.forward, states, data.x, bs)
-      results[split] = tasks.evaluate_tasks(logits, data.y, self.class_task, self.num_tasks)
-      out[f"{split}_accuracy"] = results[split]["accuracy"]
-      out[f"{split}_confidence"] = results[split]["confidence"]
+      per_split[split] = tasks.evaluate_tasks(logits, data.y, self.class_task, self.num_tasks)
+      out[f"{split}_accuracy"] = per_split[split]["accuracy"]
+      out[f"{split}_confidence"] = per_split[split]["confidence"]
     auc = np.full((self.num_seeds, self.num_tasks), np.nan)
     buffer_acc = np.full((self.num_seeds, self.num_tasks), np.nan)
     unlearn = states.aux["unlearn"]
@@ -393,10 +311,10 @@ class ContinualRun:
       for t in range(self.num_tasks):
         real = unlearn["weight"][s, t] > 0
         if real.any():
-          buffer_acc[s, t] = results["train"]["correct"][s, unlearn["pos"][s, t][real]].mean()
+          buffer_acc[s, t] = per_split["train"]["correct"][s, unlearn["pos"][s, t][real]].mean()
         if self.c.mia:
-          members = results["train"]["loss"][s][results["train"]["task"][s] == t]
-          outsiders = results["test"]["loss"][s][results["test"]["task"][s] == t]
+          members = per_split["train"]["loss"][s][per_split["train"]["task"][s] == t]
+          outsiders = per_split["test"]["loss"][s][per_split["test"]["task"][s] == t]
           if min(len(members), len(outsiders)) >= 2:
             auc[s, t] = mia.loss_mia_auc(members, outsiders, seed=(i + 1) * 1000 + s)
     out["mia_auc"] = auc
@@ -452,18 +370,14 @@ class ContinualRun:
             "learn_algorithm": self.learn_algorithm, "num_tasks": self.num_tasks,
             "chance": self.chance, "threshold": self.threshold,
             "forget_steps": forget_rows, "retained_tasks": retained, "forgotten_tasks": forgotten,
-            "per_seed": per_seed, "summary": stats.summarize(per_seed)}
+            "per_seed": per_seed, "summary": results.summarize(per_seed)}
 
   def write_results(self, workdir: str, record: Dict[str, Any], states) -> Dict[str, Any]:
-    results = self.final_metrics(record)
-    io.write_json(os.path.join(workdir, "metrics.json"), results)
-    scalars = [k for k, v in results["per_seed"][0].items() if not isinstance(v, list)]
-    rows = [{"seed": s, **{k: e[k] for k in scalars}} for s, e in enumerate(results["per_seed"])]
-    rows += [{"seed": stat, **{k: results["summary"][k][stat] for k in scalars}}
-             for stat in ("mean", "ci95")]
-    io.write_csv(os.path.join(workdir, "metrics.csv"), rows)
-    summary = results["summary"]
-    tow_rows = results["forget_steps"]
+    final = self.final_metrics(record)
+    io.write_json(os.path.join(workdir, "metrics.json"), final)
+    io.write_csv(os.path.join(workdir, "metrics.csv"), results.seed_rows(final["per_seed"], final["summary"]))
+    summary = final["summary"]
+    tow_rows = final["forget_steps"]
     curve_rows = []
     for i, label in enumerate(self.step_labels[1:]):
       row = {"step": i + 1, "action": label, "clu_mix_mean": summary["clu_mix"]["mean"][i],
@@ -481,10 +395,10 @@ class ContinualRun:
                  learn_buffer_weight=states.aux["learn"]["weight"][:self.num_seeds],
                  unlearn_buffer_index=index[states.aux["unlearn"]["pos"][:self.num_seeds]],
                  unlearn_buffer_weight=states.aux["unlearn"]["weight"][:self.num_seeds])
-    shown = results["sequence"] if len(self.sequence) <= 12 else self.c.sequence
+    shown = final["sequence"] if len(self.sequence) <= 12 else self.c.sequence
     title = (f"{self.setup.dataset.name}: {shown}\n"
              f"{self.c.algorithm} (learning: {self.learn_algorithm}), {self.num_seeds} seeds")
-    mean, half = stats.mean_ci(m["test_accuracy"])
+    mean, half = results.mean_ci(m["test_accuracy"])
     plots.accuracy_heatmap(mean, self.step_labels,
                            os.path.join(workdir, "task_accuracy_heatmap.png"), title)
     plots.task_curves(mean, half, self.step_labels, [r + 1 for r in tow_rows],
@@ -495,7 +409,7 @@ class ContinualRun:
                             as_array(tow["ci95"]), as_array(summary["clu_mix"]["mean"]),
                             as_array(summary["clu_mix"]["ci95"]),
                             os.path.join(workdir, "cl_tow.png"), title)
-    return results
+    return final
 
   # -- driver ------------------------------------------------------------------------------
 
@@ -536,18 +450,18 @@ class ContinualRun:
                      f", unlearning iterations {info['iterations']}" if step.is_forget else "")
     finally:
       checkpointer.close()
-    results = self.write_results(workdir, record, states)
-    logging.info("[continual] %s", {k: round(v["mean"], 4) for k, v in results["summary"].items()
+    final = self.write_results(workdir, record, states)
+    logging.info("[continual] %s", {k: round(v["mean"], 4) for k, v in final["summary"].items()
                                     if isinstance(v.get("mean"), float)})
-    return results
+    return final
 
 
 def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
-                  setup: Optional[trainer.Setup] = None) -> Dict[str, Any]:
+                  setup: Optional[Setup] = None) -> Dict[str, Any]:
   """Runs config.continual's task sequence for config.num_seeds seeds; see the module docstring.
 
   Args:
-    config: the run's config (configs/continual_*.py).
+    config: the run's config (configs/continual_*.py), validated.
     workdir: where checkpoints and results go; a finished or killed run with the same config
       is resumed after its last finished step.
     overwrite: discard a run in `workdir` made with another config.
@@ -557,13 +471,8 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
   Returns:
     The contents of metrics.json.
   """
-  if setup is None:
-    from rum_jax.config_validation import validate
-    validate(config)
-  validate_continual(config)
-  setup = setup or trainer.Setup.create(config)
+  setup = setup or Setup.create(config)
   run = ContinualRun(config, setup)  # refuses a bad sequence or score file before any work
-  with workdir_lib.WorkdirLock(workdir):
-    workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints",),
-                        sections=workdir_lib.TRAINING_SECTIONS + ("continual", "algorithm", "sequence"))
-    return run.run(workdir)
+  workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints",),
+                      sections=TRAINING_SECTIONS + ("continual", "algorithm", "sequence"))
+  return run.run(workdir)

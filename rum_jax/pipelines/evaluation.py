@@ -1,4 +1,4 @@
-"""Evaluating unlearning runs (SPEC section 8), behind evaluate.py.
+"""Evaluating finished unlearning runs (RUM and SalUn's protocol), behind evaluate.py.
 
 For a model (an unlearned run, the retrain reference, the original) and the forget set F of its
 run, from the saved logits of every seed (predictions/{train,val,test}.npz):
@@ -8,7 +8,7 @@ run, from the saved logits of every seed (predictions/{train,val,test}.npz):
   (`mia.loss_mia_auc`);
   ToW and ToW-MIA against the retrain reference of the same seed (`tow.tow`, `tow.tow_mia`
   with the MIA-efficacy of `MIA_FEATURE`, as RUM's analysis);
-then means over seeds with t-based 95% intervals (`stats.summarize`).
+then means over seeds with t-based 95% intervals (`results.summarize`).
 
 Results are cached next to their inputs as evaluation.json (a method's in methods/<m>/, the
 reference's in retrain/<key>/, the original's in <workdir>/original_evaluation.json), keyed
@@ -18,27 +18,26 @@ cheap, and a changed run is re-evaluated. A work directory gets
   evaluation.md                      the table (percent)
   evaluation.png                     accuracies, ToW and ToW-MIA per model with 95% intervals
 
-`evaluate(path, config)` is evaluate.py: a study config runs the study (`study.run_study`);
-otherwise `path` is an unlearning work directory (every finished run) or one method folder.
+`evaluate_path(path)` is evaluate.py without a config: `path` is an unlearning work directory
+(every finished run) or one method folder. Nothing here trains: it reads the saved logits.
 """
 import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io
-from rum_jax.evaluation import mia, stats
-from rum_jax.evaluation.tow import accuracy, tow, tow_mia
+from rum_jax import io, results, workdir as workdir_lib
+from rum_jax.evaluation import mia
+from rum_jax.evaluation.tow import set_accuracies, tow, tow_mia
 
 SPLITS = ("train", "val", "test")
 ACCURACIES = ("forget", "retain", "val", "test")
 # RUM's ToW-MIA uses the SVC attack on the true-class confidence (tow.py's docstring).
 MIA_FEATURE = "confidence"
-NUM_SHADOW = 10_000  # SPEC section 8: a 10k retain sample (capped at the test size)
+NUM_SHADOW = 10_000  # RUM/SalUn: a 10k retain sample as shadow members (capped at the test size)
 CACHE_FILE = "evaluation.json"
 ORIGINAL_CACHE = "original_evaluation.json"
 TABLE_FILE = "evaluation.md"
@@ -68,14 +67,16 @@ def model_metrics(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], 
   if len(forget) != num_seeds:
     raise ValueError(f"the forget set has {len(forget)} rows but the logits {num_seeds} seeds")
   y, y_test = labels["train"], labels["test"]
+  retain = [np.setdiff1d(np.arange(num_train), f) for f in forget]
+  acc = set_accuracies(logits["train"], y, {"forget": forget, "retain": retain})
+  acc["val"] = (logits["val"].argmax(-1) == labels["val"][None]).mean(-1)
+  acc["test"] = (logits["test"].argmax(-1) == y_test[None]).mean(-1)
   out = []
   for s in range(num_seeds):
-    f = np.asarray(forget[s])
-    r = np.setdiff1d(np.arange(num_train), f)
+    f, r = np.asarray(forget[s]), retain[s]
     train, test = logits["train"][s], logits["test"][s]
     out.append({
-        "accuracy": {"forget": accuracy(train[f], y[f]), "retain": accuracy(train[r], y[r]),
-                     "val": accuracy(logits["val"][s], labels["val"]), "test": accuracy(test, y_test)},
+        "accuracy": {k: float(acc[k][s]) for k in ACCURACIES},
         "mia": mia.svc_mia(train[r], y[r], test, y_test, train[f], y[f], num_shadow=num_shadow, seed=seed + s),
         "loss_mia_auc": mia.loss_mia_auc(mia.per_example_ce(train[f], y[f]),
                                          mia.per_example_ce(test, y_test), seed=seed + s),
@@ -136,7 +137,7 @@ def _cached(cache: str, logits: Dict[str, np.ndarray], forget: np.ndarray, setti
     if record.get("digest") == digest:
       return record
   per_seed = compute()
-  record = {"digest": digest, "settings": settings, "per_seed": per_seed, "summary": stats.summarize(per_seed)}
+  record = {"digest": digest, "settings": settings, "per_seed": per_seed, "summary": results.summarize(per_seed)}
   io.write_json(cache, record)
   return record
 
@@ -168,7 +169,7 @@ def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, 
     FileNotFoundError: no finished run, or no retrain reference (the message says how to make it).
     ValueError: the run's forget set differs from the one its reference was retrained without.
   """
-  metrics_path = os.path.join(method_dir, "metrics.json")
+  metrics_path = os.path.join(method_dir, workdir_lib.METRICS_FILE)
   workdir = os.path.dirname(os.path.dirname(os.path.abspath(method_dir)))
   if not os.path.exists(metrics_path):
     raise FileNotFoundError(f"{method_dir} holds no finished unlearning run (no metrics.json); run "
@@ -234,14 +235,7 @@ def _evaluate_original(workdir: str, reference: Dict[str, Any], settings: Dict[s
 def _reference_row(reference: Dict[str, Any], feature: str) -> Dict[str, Any]:
   """The retrain reference as a model row: its ToW and ToW-MIA against itself are 1."""
   per_seed = against_reference(reference["per_seed"], reference["per_seed"], feature)
-  return {"per_seed": per_seed, "summary": stats.summarize(per_seed)}
-
-
-def finished_runs(workdir: str) -> List[str]:
-  """Names of the finished runs in workdir/methods (with metrics.json), sorted."""
-  root = os.path.join(workdir, "methods")
-  names = os.listdir(root) if os.path.isdir(root) else []
-  return sorted(n for n in names if os.path.exists(os.path.join(root, n, "metrics.json")))
+  return {"per_seed": per_seed, "summary": results.summarize(per_seed)}
 
 
 def _flat(per_seed_or_summary: Dict[str, Any]) -> Dict[str, Any]:
@@ -266,7 +260,7 @@ def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, se
   Returns:
     The markdown table (also in <workdir>/evaluation.md).
   """
-  runs = finished_runs(workdir)
+  runs = workdir_lib.finished_runs(workdir)
   if not runs:
     raise FileNotFoundError(f"{workdir} holds no finished unlearning run (methods/<name>/metrics.json); "
                             f"run unlearn.py with --workdir={workdir} first")
@@ -302,34 +296,19 @@ def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, se
   return table
 
 
-def half_width(summary: Dict[str, Any]) -> float:
-  """The 95% half width of a summary leaf; NaN when undefined (one seed: null in the JSON files)."""
-  return np.nan if summary["ci95"] is None else float(summary["ci95"])
-
-
-def cell(summary: Dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
-  """'mean ± ci95' of a summary leaf, scaled (percent by default); '±' dropped for one seed."""
-  mean, half = summary["mean"] * scale, half_width(summary) * scale
-  return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
-
-
 def markdown_table(summaries: Dict[str, Dict[str, Any]], feature: str = MIA_FEATURE) -> str:
   """One row per model: accuracies, MIA-efficacy (`feature`), loss-MIA AUC, ToW, ToW-MIA (percent)."""
   header = ["model", "forget acc", "retain acc", "test acc", f"MIA-efficacy ({feature})",
             "loss-MIA AUC", "ToW", "ToW-MIA"]
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for name, s in summaries.items():
-    cells = [cell(s["accuracy"][k]) for k in ("forget", "retain", "test")]
-    cells += [cell(s["mia"][feature]), cell(s["loss_mia_auc"]), cell(s["tow"]), cell(s["tow_mia"])]
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
+  rows = [[name] + [results.cell(s["accuracy"][k]) for k in ("forget", "retain", "test")]
+          + [results.cell(s["mia"][feature]), results.cell(s["loss_mia_auc"]), results.cell(s["tow"]),
+             results.cell(s["tow_mia"])] for name, s in summaries.items()]
+  return results.markdown_table(header, rows)
 
 
 def plot_models(summaries: Dict[str, Dict[str, Any]], path: str, title: str) -> None:
   """Two panels: forget/retain/test accuracy per model; ToW and ToW-MIA per model (95% CI bars)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = io.pyplot()
   names = list(summaries)
   x = np.arange(len(names))
   fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(names)), 3.8))
@@ -339,7 +318,7 @@ def plot_models(summaries: Dict[str, Dict[str, Any]], path: str, title: str) -> 
     width = 0.8 / len(series)
     for i, (label, get) in enumerate(series):
       means = [get(summaries[n])["mean"] for n in names]
-      errors = [np.nan_to_num(half_width(get(summaries[n]))) for n in names]
+      errors = [np.nan_to_num(results.half_width(get(summaries[n]))) for n in names]
       ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errors, capsize=2, label=label)
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
@@ -356,25 +335,18 @@ def plot_models(summaries: Dict[str, Dict[str, Any]], path: str, title: str) -> 
 # evaluate.py
 
 
-def evaluate(path: str, config: Optional[ml_collections.ConfigDict] = None, overwrite: bool = False) -> str:
-  """evaluate.py: a study (config.mode == 'study'), a work directory, or one method folder.
+def evaluate_path(path: str) -> str:
+  """evaluate.py without a config: an unlearning work directory, or one method folder of one.
 
   Returns:
-    The markdown table written (study.md, evaluation.md, or one method's rows).
+    The markdown table written (evaluation.md, or one method's rows).
   """
-  if config is not None:
-    if config.get("mode") != "study":
-      raise ValueError(f"evaluate.py takes --config only for a study (config.mode='study', e.g. "
-                       f"configs/study_mnist1d.py); got mode {config.get('mode')!r}. To evaluate "
-                       f"unlearning runs, pass just --workdir")
-    from rum_jax.evaluation import study
-    return study.run_study(config, path, overwrite)
-  if os.path.isdir(os.path.join(path, "methods")):
+  if os.path.isdir(workdir_lib.methods_dir(path)):
     table = evaluate_workdir(path)
     logging.info("evaluation of %s:\n%s\ntable: %s  figure: %s", path, table,
                  os.path.join(path, TABLE_FILE), os.path.join(path, FIGURE_FILE))
     return table
-  if os.path.exists(os.path.join(path, "metrics.json")):
+  if workdir_lib.is_finished(path):
     record = evaluate_method(path)
     table = markdown_table({"retrain": _reference_row(record["reference"], MIA_FEATURE)["summary"],
                             record["name"]: record["summary"]})

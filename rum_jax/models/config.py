@@ -1,0 +1,16 @@
+"""config.model, validated by the models package that owns it."""
+import ml_collections
+
+from rum_jax import checks
+from rum_jax.models.registry import MODELS
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """The model name, and every integer (or integer sequence) keyword, a width, is positive."""
+  m = config.model
+  checks.choice(m.name, "model.name", MODELS.names())
+  for key, value in m.kwargs.items():
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if values and all(checks.is_int(v) for v in values):
+      checks.require(all(v > 0 for v in values),
+                     f"config.model.kwargs.{key} must hold positive layer widths, got {value!r}")

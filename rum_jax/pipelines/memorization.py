@@ -1,0 +1,196 @@
+"""Runs that produce memorization scores (Feldman & Zhang 2020; proxies), behind `train.py`.
+
+`run_memorization`: Feldman & Zhang (2020) subsampling. K models, each trained on its own
+random 70% subset, are trained `chunk_size` at a time as ONE compiled program (spread over
+devices; vmapped, or looped within a device on CPUs: `config.vmap_size`), and their
+correctness on every train/test example is added to `MemorizationStats`. A killed run
+resumes from the last finished chunk; raising `num_models` later adds models to the
+existing estimate.
+
+`run_proxies`: the cheap proxies of one ordinary training run (Zhao & Triantafillou 2024):
+learning events recorded inside the jitted step, plus held-out retraining.
+
+Both write `<workdir>/memorization.npz` (keys `memorization` and friends, per train-split
+example, with the ORIGINAL `index`) that `unlearn.py` reads.
+"""
+import math
+import os
+import time
+from typing import Any, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from rum_jax import io, workdir as workdir_lib
+from rum_jax.memorization import proxies as proxies_lib
+from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
+from rum_jax.training import engine, loop, optim, plans
+from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.config import TRAINING_SECTIONS
+from rum_jax.training.setup import SPLITS, Setup, accuracies, train_on
+
+SCORES_FILE = workdir_lib.SCORES_FILE
+STATS_FILE = "stats.npz"
+
+
+def _chunk_seed(base: int, chunk: int) -> int:
+  """Model keys of chunk j: fold_in(PRNGKey(base * 1_000_003 + j), s); distinct across chunks."""
+  return base * 1_000_003 + chunk
+
+
+def _write_scores(path: str, setup: Setup, scores: Dict[str, np.ndarray], **extra: Any) -> None:
+  tr = setup.dataset.train
+  io.write_npz(path, index=tr.index, labels=tr.y, **scores, **extra)
+
+
+def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
+  """Trains config.memorization.num_models subset models and writes memorization.npz."""
+  m = config.memorization
+  # num_models may grow between runs: that adds models instead of starting over.
+  workdir_lib.prepare(workdir, config, overwrite, clear=("chunks", STATS_FILE),
+                      sections=("data", "model", "train", "memorization"),
+                      ignore=("memorization.num_models",))
+  setup = Setup.create(config, num_seeds=m.chunk_size)
+  ds = setup.dataset
+  n, t = len(ds.train), len(ds.test)
+  stats_path = os.path.join(workdir, STATS_FILE)
+  stats = (MemorizationStats.load(stats_path) if os.path.exists(stats_path)
+           else MemorizationStats.empty(n, t if m.influence else None))
+  if stats.num_models % m.chunk_size:
+    raise ValueError(f"{stats_path} holds {stats.num_models} models, not a multiple of "
+                     f"memorization.chunk_size={m.chunk_size}: keep the chunk size of the run")
+  n_chunks = math.ceil(m.num_models / m.chunk_size)
+  if n_chunks * m.chunk_size != m.num_models:
+    logging.info("rounding num_models %d up to %d (whole chunks of %d)", m.num_models,
+                 n_chunks * m.chunk_size, m.chunk_size)
+  first = stats.num_models // m.chunk_size
+  if first:
+    logging.info("resuming: %d models already estimated in %s", stats.num_models, stats_path)
+  t0 = time.time()
+  for j in range(first, n_chunks):
+    masks = sample_subset_masks(m.seed, m.chunk_size, n, m.ratio, first_model=j * m.chunk_size)
+    # No per-epoch checkpoints inside a chunk: saving chunk_size models every epoch costs
+    # more than retraining one chunk; the resume unit is the finished chunk.
+    states, _ = train_on(setup, [np.flatnonzero(row) for row in masks], config.train,
+                         _chunk_seed(m.seed, j), None, name=f"chunk {j + 1}/{n_chunks}")
+    logits, _ = accuracies(setup, states, config.train.eval_batch_size)
+    correct = {s: logits[s].argmax(-1) == setup.dataset.split(s).y[None] for s in SPLITS}
+    io.write_npz(os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz"), in_mask=masks,
+                 correct_train=correct["train"], correct_test=correct["test"])
+    stats.add(masks, correct["train"], correct["test"] if m.influence else None)
+    stats.save(stats_path)  # the chunk counts only once this atomic write is done
+    done = j + 1 - first
+    elapsed = time.time() - t0
+    logging.info("memorization: %d/%d models (%.2f models/s), elapsed %.0fs, eta %.0fs",
+                 stats.num_models, n_chunks * m.chunk_size, done * m.chunk_size / elapsed,
+                 elapsed, elapsed / done * (n_chunks - j - 1))
+  est = stats.estimate(with_influence=bool(m.influence))
+  extra = {}
+  if n * stats.num_models <= 50_000_000:  # keep per-model arrays when they are small
+    chunk_files = [np.load(os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz"))
+                   for j in range(stats.num_models // m.chunk_size)]
+    extra = {k: np.concatenate([c[k] for c in chunk_files])
+             for k in ("in_mask", "correct_train", "correct_test")}
+  _write_scores(os.path.join(workdir, SCORES_FILE), setup, est, num_models=stats.num_models, **extra)
+  se = est["memorization_se"]
+  summary = {"num_models": stats.num_models, "num_train": n,
+             "mean_memorization": float(np.nanmean(est["memorization"])),
+             "mean_standard_error": float(np.nanmean(se)),
+             "max_standard_error": float(np.nanmax(se)),
+             "undefined": int(np.isnan(est["memorization"]).sum()),
+             "fraction_above_0.5": float(np.nanmean(est["memorization"] > 0.5))}
+  io.write_json(os.path.join(workdir, "memorization_summary.json"), summary)
+  _plot_histogram({"memorization": est["memorization"]}, os.path.join(workdir, "memorization_hist.png"),
+                  f"{ds.name}: memorization, {stats.num_models} models")
+  logging.info("memorization written to %s: %s", os.path.join(workdir, SCORES_FILE), summary)
+  return summary
+
+
+def _plot_histogram(values: Dict[str, np.ndarray], path: str, title: str) -> None:
+  """One histogram per named score array, side by side."""
+  plt = io.pyplot()
+  fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3.2), squeeze=False)
+  for ax, (name, v) in zip(axes[0], values.items()):
+    ax.hist(v[np.isfinite(v)], bins=40)
+    ax.set_xlabel(name)
+    ax.set_ylabel("examples")
+  fig.suptitle(title)
+  fig.tight_layout()
+  io.save_figure(fig, path)
+
+
+def events_loss(forward, params, state, batch, rng):
+  """Cross-entropy, plus each example's learning events (train mode, before the update)."""
+  del rng
+  b = batch["train"]
+  logits, batch_stats = forward(params, state.batch_stats, b["x"], train=True)
+  loss = engine.weighted_mean(engine.cross_entropy(logits, b["y"]), b["weight"])
+  acc = engine.weighted_mean((jnp.argmax(logits, -1) == b["y"]).astype(jnp.float32), b["weight"])
+  return loss, (batch_stats, {"loss": loss, "accuracy": acc, **proxies_lib.event_metrics(logits, b["y"], b)})
+
+
+def heldout_finetune(setup: Setup, states: Any, config: ml_collections.ConfigDict) -> Any:
+  """A copy of the models fine-tuned on held-out data (the validation split).
+
+  Constant learning rate, until the held-out loss (eval mode) has not improved for
+  `config.proxies.patience` epochs (or `heldout_max_epochs`); returns the best states.
+  """
+  p = config.proxies
+  runner = setup.runner
+  tx = optim.make_optimizer(p.heldout_lr, config.train.momentum, config.train.weight_decay)
+  states = states.replace(opt_state=jax.device_get(jax.vmap(tx.init)(states.params)))
+  val = setup.dataset.val
+  data = runner.replicate({"x": val.x, "y": val.y, "pos": np.arange(len(val), dtype=np.int32)})
+  epoch_fn = loop.make_epoch_fn(runner, setup.forward, tx)
+  best, best_states, waited = np.full(runner.num_seeds, np.inf), states, 0
+  for epoch in range(p.heldout_max_epochs):
+    rngs = [plans.epoch_rng(config.seed, s, epoch, "heldout") for s in range(runner.padded_seeds)]
+    plan = {"train": plans.stream_plan([np.arange(len(val))] * runner.padded_seeds,
+                                       config.train.batch_size, rngs)}
+    dev, _ = epoch_fn(runner.shard(states), runner.shard(plan), data)
+    states = runner.to_host(dev, keep_padding=True)
+    logits = loop.predict(runner, setup.forward, states, val.x)
+    loss = -np.take_along_axis(jax.nn.log_softmax(logits), val.y[None, :, None], -1).mean((1, 2))
+    improved = loss < best - 1e-4
+    if improved.any():
+      best = np.where(improved, loss, best)
+      best_states = states
+      waited = 0
+    else:
+      waited += 1
+      if waited >= p.patience:
+        break
+  return best_states
+
+
+def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
+  """One ordinary training run (num_seeds models) recording learning events; writes the proxies."""
+  workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints", "events"),
+                      sections=TRAINING_SECTIONS + ("proxies",))
+  setup = Setup.create(config)
+  n = len(setup.dataset.train)
+  sums = proxies_lib.EventSums(config.num_seeds, n, os.path.join(workdir, "events"))
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  latest = Checkpointer(ckpt_dir).latest_step()
+  sums.restore(latest or 0)
+  states, _ = train_on(setup, [np.arange(n)] * config.num_seeds, config.train, config.seed,
+                       ckpt_dir, name="proxies", on_epoch=sums, loss_fn=events_loss)
+  scores = sums.proxies()
+  train_x = setup.dataset.train.x
+  original = loop.predict(setup.runner, setup.forward, states, train_x)
+  tuned = heldout_finetune(setup, states, config)
+  finetuned = loop.predict(setup.runner, setup.forward, tuned, train_x)
+  scores["heldout_retraining"] = np.asarray(proxies_lib.symmetric_kl(
+      jnp.asarray(original), jnp.asarray(finetuned)))
+  mean_scores = {k: v.mean(0) for k, v in scores.items()}
+  _write_scores(os.path.join(workdir, SCORES_FILE), setup, mean_scores,
+                **{f"{k}_per_seed": v for k, v in scores.items()})
+  io.write_json(os.path.join(workdir, "proxies_summary.json"),
+                {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in mean_scores.items()})
+  _plot_histogram(mean_scores, os.path.join(workdir, "proxies_hist.png"),
+                  f"{setup.dataset.name}: memorization proxies (high = more memorized)")
+  logging.info("proxies %s written to %s", sorted(mean_scores), os.path.join(workdir, SCORES_FILE))
+  return mean_scores

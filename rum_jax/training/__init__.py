@@ -1,0 +1,1 @@
+"""The one training engine and what runs on it: state, steps, plans, seeds over devices, checkpoints."""

@@ -1,0 +1,280 @@
+"""The one interface every unlearning method has, its registry, and `unlearn`.
+
+A `Method` is a registry entry of `METHODS`, keyed by the name users type. Every method,
+the retrain reference and the RUM meta-method alike, runs through `unlearn(...)`, which
+builds a `MethodContext` and calls `method.run(ctx, states)`; no caller knows which method
+it runs. What a method reads from the config is its own too:
+
+  settings_of(config, workdir)  the settings that decide its result (recorded in the run's
+                                config.json); default config.unlearn.<name>
+  folder_of(config)             its folder under methods/; default its name
+  validate(unlearn)             checks config.unlearn for it; default: an SGD recipe (when
+                                `sgd_recipe`) and the ranges of `checks`
+  score_sources(config, workdir) the score files it reads, so the pipeline can compute a
+                                missing default one first; default none
+
+Kinds of `run` (rum_jax.unlearning.runners): training methods (losses the one engine runs
+epoch after epoch: `phases` and `prepare`), one-shot weight edits (`apply`), training from
+scratch (the retrain reference), and composites of other methods (RUM).
+
+Streams, the named inputs of a step: "retain", "forget", and "train" = the retain and forget
+sets shuffled together (random labels). A phase's FIRST stream sets the steps of an epoch
+(one pass over it); its other streams are cycled to as many steps, so a small forget set is
+revisited while the retain set is passed once (NegGrad+).
+"""
+import dataclasses
+import math
+import os
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import ml_collections
+import numpy as np
+
+from rum_jax import checks
+from rum_jax.registry import Registry
+from rum_jax.training import engine, plans
+from rum_jax.training.config import validate_recipe
+from rum_jax.training.state import TrainState
+
+STREAMS = ("retain", "forget", "train")
+Positions = Union[np.ndarray, Sequence[np.ndarray]]
+History = Dict[str, list]
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodContext:
+  """What a method needs to run on every seed at once.
+
+  setup: data, model and seed runner (`training.setup.Setup`).
+  settings: the method's settings (its `settings_of`).
+  forget / retain: one array of train-split positions per (padded) seed.
+  base_seed: seeds the batch order, random labels and samples.
+  run_dir: the run's folder (checkpoints go in run_dir/checkpoints); None: no checkpoints.
+  saliency_path: where SalUn caches |grad| of the forget loss (None: not cached).
+  label: the name shown in progress logs.
+  """
+  setup: Any
+  settings: Optional[ml_collections.ConfigDict]
+  forget: List[np.ndarray]
+  retain: List[np.ndarray]
+  base_seed: int = 0
+  run_dir: Optional[str] = None
+  saliency_path: Optional[str] = None
+  label: str = ""
+
+  @property
+  def num_classes(self) -> int:
+    return self.setup.dataset.num_classes
+
+  @property
+  def checkpoint_dir(self) -> Optional[str]:
+    return os.path.join(self.run_dir, "checkpoints") if self.run_dir else None
+
+  def positions(self, stream: str) -> List[np.ndarray]:
+    if stream == "retain":
+      return self.retain
+    if stream == "forget":
+      return self.forget
+    if stream == "train":
+      return [np.concatenate([r, f]) for r, f in zip(self.retain, self.forget)]
+    raise ValueError(f"unknown stream {stream!r}; valid choices: {', '.join(STREAMS)}")
+
+  def steps_per_epoch(self, stream: str) -> int:
+    return math.ceil(max(len(p) for p in self.positions(stream)) / self.settings.batch_size)
+
+  def chunk_plan(self, positions: Sequence[np.ndarray], chunk_size: int, what: str) -> Dict[str, np.ndarray]:
+    """Every seed's positions cut into chunks [S, C, B] (for set-wide gradients)."""
+    rngs = [plans.epoch_rng(self.base_seed, s, 0, what) for s in range(len(positions))]
+    return plans.stream_plan(positions, chunk_size, rngs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One loss the engine runs over its streams every epoch (or only while epoch < active_epochs)."""
+  name: str
+  streams: Tuple[str, ...]
+  loss_fn: engine.LossFn
+  grad_transform: Optional[engine.GradTransform] = None
+  active_epochs: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+  """A numeric setting's valid range: low <= value <= high (low < value if low_open)."""
+  key: str
+  low: float = 0.0
+  high: float = math.inf
+  integer: bool = False
+  low_open: bool = False
+
+  def __call__(self, settings: ml_collections.ConfigDict, prefix: str) -> None:
+    checks.require(self.key in settings, f"config.{prefix}.{self.key} is missing")
+    value = settings[self.key]
+    if not self.integer:
+      checks.number(value, f"{prefix}.{self.key}", self.low, self.high, self.low_open)
+    else:
+      checks.require(checks.is_int(value) and self.low <= value <= self.high,
+                     f"config.{prefix}.{self.key} must be an integer in [{self.low:g}, {self.high:g}], got {value!r}")
+
+
+class ScoreSource(NamedTuple):
+  """A score file a run reads: its path, the array in it ('' = memorization), and whether it
+  holds one-run proxies (computed by train.py's proxies mode) rather than memorization."""
+  path: str
+  key: str
+  proxies: bool
+
+
+RunFn = Callable[[MethodContext, Optional[TrainState]], Tuple[TrainState, History]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """An unlearning method: how it runs and what it reads from the config (module docstring).
+
+  sgd_recipe: its settings include an SGD recipe (epochs, batch_size, lr, momentum,
+    weight_decay) to validate.
+  from_scratch: it ignores the given models (the retrain reference): not a step of RUM or
+    a method of a study.
+  composite: it runs other methods (RUM): not a step of RUM either.
+  phases / prepare: of training methods (`runners.train_run`); apply: of one-shot ones.
+  """
+  name: str
+  run: RunFn
+  checks: Tuple[Check, ...] = ()
+  sgd_recipe: bool = True
+  from_scratch: bool = False
+  composite: bool = False
+  phases: Optional[Callable[[ml_collections.ConfigDict, MethodContext], List[Phase]]] = None
+  prepare: Optional[Callable[[MethodContext, TrainState], Dict[str, Any]]] = None
+  apply: Optional[Callable[[MethodContext, TrainState], TrainState]] = None
+  custom_settings: Optional[Callable[[ml_collections.ConfigDict, str], ml_collections.ConfigDict]] = None
+  custom_folder: Optional[Callable[[ml_collections.ConfigDict], str]] = None
+  custom_validate: Optional[Callable[[ml_collections.ConfigDict], None]] = None
+  custom_sources: Optional[Callable[[ml_collections.ConfigDict, str], List[ScoreSource]]] = None
+
+  def settings_of(self, config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+    """The settings that decide this method's result."""
+    if self.custom_settings is not None:
+      return self.custom_settings(config, workdir)
+    return config.unlearn[self.name]
+
+  def folder_of(self, config: ml_collections.ConfigDict) -> str:
+    """Its folder name under methods/."""
+    return self.custom_folder(config) if self.custom_folder is not None else self.name
+
+  def validate(self, unlearn: ml_collections.ConfigDict) -> None:
+    """Raises checks.ConfigError if config.unlearn is wrong for this method."""
+    if self.custom_validate is not None:
+      self.custom_validate(unlearn)
+      return
+    validate_settings(self, unlearn[self.name], f"unlearn.{self.name}")
+
+  def score_sources(self, config: ml_collections.ConfigDict, workdir: str) -> List[ScoreSource]:
+    """The score files this method reads (beyond the forget set's)."""
+    return self.custom_sources(config, workdir) if self.custom_sources is not None else []
+
+  @property
+  def is_step_method(self) -> bool:
+    """Unlearns from given models by itself (a step of RUM, a method of a study)."""
+    return not (self.from_scratch or self.composite)
+
+
+METHODS: Registry[Method] = Registry("unlearning method")
+
+
+def register(method: Method) -> Method:
+  """Adds `method` to METHODS under its name."""
+  return METHODS.register(method.name)(method)
+
+
+def step_methods() -> List[str]:
+  """Names of the methods that unlearn from given models by themselves, sorted."""
+  return [m for m in METHODS.names() if METHODS.get(m).is_step_method]
+
+
+def validate_settings(method: Method, settings: ml_collections.ConfigDict, prefix: str) -> None:
+  """One method's settings at config.<prefix>: its SGD recipe, then the ranges of its checks."""
+  if method.sgd_recipe:
+    validate_recipe(settings, prefix)
+  for check in method.checks:
+    check(settings, prefix)
+
+
+# ---------------------------------------------------------------------------------------
+# unlearn(): any method, all seeds.
+
+
+def per_seed(positions: Positions, runner: Any, what: str) -> List[np.ndarray]:
+  """One int64 array per padded seed, from one shared array or one array per seed."""
+  if (isinstance(positions, np.ndarray) and positions.ndim == 1) or np.ndim(positions[0]) == 0:
+    positions = [positions] * runner.num_seeds
+  out = [np.asarray(p, np.int64) for p in positions]
+  if len(out) == runner.num_seeds:
+    out += [out[0]] * (runner.padded_seeds - runner.num_seeds)
+  if len(out) != runner.padded_seeds:
+    raise ValueError(f"{what} positions: got {len(out)} arrays for {runner.num_seeds} seeds")
+  return out
+
+
+def check_sets(forget: List[np.ndarray], retain: List[np.ndarray], num_train: int) -> None:
+  """Per seed: non-empty, distinct, in-range and disjoint forget and retain positions."""
+  for s, (f, r) in enumerate(zip(forget, retain)):
+    for name, p in (("forget", f), ("retain", r)):
+      if p.ndim != 1:
+        raise ValueError(f"the {name} set of seed {s} must be a 1-D array of positions; got shape {p.shape}")
+      if not len(p):
+        raise ValueError(f"the {name} set of seed {s} is empty; an unlearning run needs a "
+                         f"non-empty forget set and a non-empty retain set")
+      if p.min() < 0 or p.max() >= num_train or len(np.unique(p)) != len(p):
+        raise ValueError(f"the {name} set of seed {s} must hold distinct train-split positions "
+                         f"in [0, {num_train})")
+    if np.intersect1d(f, r).size:
+      raise ValueError(f"forget and retain sets of seed {s} overlap at "
+                       f"{np.intersect1d(f, r)[:5].tolist()}...; the retain set excludes the forget set")
+
+
+def context(setup: Any, method_name: str, settings: Optional[ml_collections.ConfigDict],
+            forget_positions: Positions, retain_positions: Positions, *, base_seed: int = 0,
+            run_dir: Optional[str] = None, saliency_path: Optional[str] = None,
+            name: Optional[str] = None) -> MethodContext:
+  """The checked MethodContext of one call of `unlearn`."""
+  runner = setup.runner
+  ctx = MethodContext(setup, settings, per_seed(forget_positions, runner, "forget"),
+                      per_seed(retain_positions, runner, "retain"), base_seed, run_dir, saliency_path,
+                      name or method_name)
+  check_sets(ctx.forget, ctx.retain, len(setup.dataset.train))
+  return ctx
+
+
+def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
+            settings: Optional[ml_collections.ConfigDict], forget_positions: Positions,
+            retain_positions: Positions, *, base_seed: int = 0, run_dir: Optional[str] = None,
+            saliency_path: Optional[str] = None, name: Optional[str] = None) -> Tuple[TrainState, History]:
+  """Unlearns the forget set from every seed's model at once with any registered method.
+
+  Args:
+    setup: data, model and seed runner (`training.setup.Setup`).
+    states: host per-seed states to start from (leading axis num_seeds or padded_seeds);
+      ignored by methods that train from scratch (`retrain`).
+    method_name: a name in `METHODS` (an unknown one lists the valid names).
+    settings: the method's settings (its `settings_of`); for `retrain` the training
+      settings (None: `setup.config.train`).
+    forget_positions / retain_positions: train-split positions, one array shared by all seeds
+      or one per seed; disjoint and non-empty.
+    base_seed: seeds the batch order, random labels and the Fisher sample.
+    run_dir: resume from / checkpoint into this folder (None: no checkpoints).
+    saliency_path: SalUn's cache of forget-loss gradient magnitudes (None: not cached).
+    name: for the progress log (default: the method name).
+
+  Returns:
+    (host states incl. padded seeds with `aux` emptied, history: metric -> per-epoch lists
+    of per-seed means; empty for one-shot methods).
+
+  Raises:
+    training.loop.NonFiniteLossError: the method diverged; the last good epoch stays in run_dir.
+  """
+  method = METHODS.get(method_name)
+  ctx = context(setup, method_name, settings, forget_positions, retain_positions, base_seed=base_seed,
+                run_dir=run_dir, saliency_path=saliency_path, name=name)
+  return method.run(ctx, states)

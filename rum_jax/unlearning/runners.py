@@ -1,0 +1,154 @@
+"""How each kind of method runs on all seeds at once: `Method.run` implementations.
+
+- `train_run`: a training method's phases (losses and gradient transforms) as compiled
+  epochs of the one engine (`training.loop.fit`), resumable from checkpoints.
+- `one_shot_run`: one weight edit (`Method.apply`), checkpointed once.
+- `retrain_run`: fresh models trained on the retain set (the retrain reference).
+"""
+import dataclasses
+import functools
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rum_jax.training import loop, optim, plans
+from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.setup import augment_fn, train_on
+from rum_jax.training.state import TrainState
+from rum_jax.unlearning.interface import METHODS, History, MethodContext, Phase, context
+
+# Folded into each seed's key so unlearning draws differ from the original training's.
+_RNG_STREAM = 0x0C1EA2
+
+
+def _fresh_states(runner, states: TrainState, tx, aux: Dict[str, Any], base_seed: int) -> TrainState:
+  """The models of `states` with a new optimizer state, step 0, new keys and the method's aux."""
+  keys = jax.vmap(lambda k: jax.random.fold_in(k, _RNG_STREAM))(jnp.asarray(runner.seed_keys(base_seed)))
+  return jax.device_get(TrainState(
+      step=np.zeros(runner.padded_seeds, np.int32), params=states.params, batch_stats=states.batch_stats,
+      opt_state=jax.jit(jax.vmap(tx.init))(states.params), rng=keys, aux=aux))
+
+
+def _phases_epoch_fn(runner, forward, tx, phases: List[Phase], augment) -> Callable:
+  """One epoch = every active phase in order, each a compiled epoch of the engine.
+
+  The LAST phase is the primary one: its per-step metrics (and its first stream's weights,
+  which `_plan` puts first) make the epoch means; an earlier phase's metrics are reduced to
+  their epoch mean, prefixed with the phase name and repeated over the primary's steps.
+  """
+  fns = [loop.make_epoch_fn(runner, forward, tx, p.loss_fn, p.grad_transform, augment) for p in phases]
+  if len(phases) == 1:
+    return fns[0]
+
+  def epoch_fn(states, plan, data):
+    extra = {}
+    for phase, fn in zip(phases, fns):
+      sub = {s: plan[s] for s in phase.streams if s in plan}
+      if not sub:
+        continue
+      states, metrics = fn(states, sub, data)
+      if phase is phases[-1]:
+        primary = metrics
+      else:
+        w = sub[phase.streams[0]]["weight"].sum(-1)  # [S, steps]
+        extra.update({f"{phase.name}_{k}": (v * w).sum(1) / jnp.maximum(w.sum(1), 1e-12)
+                      for k, v in metrics.items() if v.ndim == 2})
+    shape = next(iter(primary.values())).shape
+    return states, {**primary, **{k: jnp.broadcast_to(v[:, None], shape) for k, v in extra.items()}}
+  return epoch_fn
+
+
+def _plan(ctx: MethodContext, phases: List[Phase], epoch: int) -> Dict[str, Dict[str, np.ndarray]]:
+  """Host plan of one epoch: a pass over each active phase's first stream, the others cycled."""
+  plan = {}
+  for phase in [phases[-1]] + phases[:-1]:  # the primary phase's first stream weights the means
+    if phase.active_epochs is not None and epoch >= phase.active_epochs:
+      continue
+    steps = ctx.steps_per_epoch(phase.streams[0])
+    for i, stream in enumerate(phase.streams):
+      rngs = [plans.epoch_rng(ctx.base_seed, s, epoch, stream) for s in range(len(ctx.forget))]
+      plan[stream] = plans.stream_plan(ctx.positions(stream), ctx.settings.batch_size, rngs,
+                                       steps=steps, cycle=i > 0)
+  return plan
+
+
+@dataclasses.dataclass
+class Program:
+  """A training method ready to run: initial states, one compiled epoch, the plans."""
+  states: TrainState
+  epoch_fn: Callable
+  plan_fn: Callable[[int], Dict[str, Dict[str, np.ndarray]]]
+  epochs: int
+
+
+def build_program(setup: Any, states: TrainState, method_name: str, settings, forget, retain, *,
+                  base_seed: int = 0, saliency_path: Optional[str] = None) -> Program:
+  """The pieces `train_run` hands to `loop.fit`, for a training method (also used by bench/)."""
+  ctx = context(setup, method_name, settings, forget, retain, base_seed=base_seed, saliency_path=saliency_path)
+  return _build_program(METHODS.get(method_name), ctx, states)
+
+
+def _build_program(method, ctx: MethodContext, states: TrainState) -> Program:
+  if method.phases is None:
+    raise ValueError(f"{method.name!r} is not a training method (it has no phases)")
+  runner, settings = ctx.setup.runner, ctx.settings
+  states = runner.pad(states)
+  phases = method.phases(settings, ctx)
+  aux = method.prepare(ctx, states) if method.prepare else {}
+  tx = optim.make_optimizer(settings.lr, settings.momentum, settings.weight_decay)
+  return Program(_fresh_states(runner, states, tx, aux, ctx.base_seed),
+                 _phases_epoch_fn(runner, ctx.setup.forward, tx, phases, augment_fn(ctx.setup.config)),
+                 functools.partial(_plan, ctx, phases), settings.epochs)
+
+
+def train_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple[TrainState, History]:
+  """A training method's epochs on every seed, resumable from ctx.checkpoint_dir."""
+  program = _build_program(METHODS.get(method_name), ctx, states)
+  checkpointer = Checkpointer(ctx.checkpoint_dir) if ctx.checkpoint_dir else None
+  try:
+    out, history = loop.fit(program.states, runner=ctx.setup.runner, epoch_fn=program.epoch_fn,
+                            data=ctx.setup.train_data(), plan_fn=program.plan_fn, epochs=program.epochs,
+                            checkpointer=checkpointer, name=ctx.label)
+  finally:
+    if checkpointer:
+      checkpointer.close()
+  return out.replace(aux={}), history
+
+
+def one_shot_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple[TrainState, History]:
+  """A one-shot weight edit (`Method.apply`) of every seed, checkpointed once."""
+  method = METHODS.get(method_name)
+  states = ctx.setup.runner.pad(states)
+  checkpointer = Checkpointer(ctx.checkpoint_dir) if ctx.checkpoint_dir else None
+  try:
+    restored = checkpointer.restore(states) if checkpointer else None
+    if restored is not None:
+      return restored[1].replace(aux={}), {}
+    out = method.apply(ctx, states)
+    loop.check_finite_weights(out.params, ctx.setup.runner.num_seeds, f"[{ctx.label}] the update",
+                              "the given models are unchanged. Lower alpha or raise damping.")
+    if checkpointer:
+      checkpointer.save(1, out, {"history": {}, "epoch": 1})
+    return out.replace(aux={}), {}
+  finally:
+    if checkpointer:
+      checkpointer.close()
+
+
+def retrain_run(ctx: MethodContext, states: Optional[TrainState]) -> Tuple[TrainState, History]:
+  """Fresh models trained on each seed's retain set (settings: a training recipe, default config.train)."""
+  del states  # trained from scratch
+  train_cfg = ctx.setup.config.train if ctx.settings is None else ctx.settings
+  return train_on(ctx.setup, ctx.retain, train_cfg, ctx.base_seed, ctx.checkpoint_dir, name=ctx.label)
+
+
+def training_method(name: str) -> Callable[[MethodContext, TrainState], Tuple[TrainState, History]]:
+  """The `run` of the training method registered as `name`."""
+  return functools.partial(train_run, name)
+
+
+def one_shot_method(name: str) -> Callable[[MethodContext, TrainState], Tuple[TrainState, History]]:
+  """The `run` of the one-shot method registered as `name`."""
+  return functools.partial(one_shot_run, name)
