@@ -4,6 +4,9 @@
 * `mia`: the SalUn/RUM SVC membership-inference attack (MIA-efficacy per output feature),
   the loss-threshold logistic attack's AUC, and `per_example_ce`.
 * `stats`: means over seeds with t-based confidence intervals (`mean_ci`, `summarize`).
+* `forgetting`: forgetting quality from banks of many models: the NeurIPS 2023 unlearning
+  challenge score (`challenge_epsilons`, `forget_score`, `challenge_score`) and LiRA / U-LiRA
+  (`lira_scores`, `attack_metrics`), on `logit_scaled_confidence`s.
 
 The re-exported function `tow` shadows the submodule of the same name as a package
 attribute; import the module's other names with `from rum_jax.evaluation.tow import ...`.
