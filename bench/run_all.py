@@ -18,6 +18,7 @@ BENCHMARKS = [
     ("memorization.py", ["--correlations"], ["--models", "16", "--epochs", "3"]),
     ("unlearn_step.py", [], []),
     ("gem_step.py", [], ["--steps", "3"]),
+    ("epsilon.py", [], ["--examples", "100", "--reference-examples", "2"]),
 ]
 
 

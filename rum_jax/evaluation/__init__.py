@@ -4,6 +4,9 @@
   against retraining.
 * `mia`: the SalUn/RUM SVC membership-inference attack (MIA-efficacy per output feature),
   the loss-threshold logistic attack's AUC, and `per_example_ce`.
+* `forgetting`: forgetting quality from banks of many models: the NeurIPS 2023 unlearning
+  challenge score (`challenge_epsilons`, `forget_score`, `challenge_score`) and LiRA / U-LiRA
+  (`lira_scores`, `attack_metrics`), on `logit_scaled_confidence`s.
 Means over seeds with t intervals are `rum_jax.results.mean_ci` / `summarize`.
 
 The re-exported function `tow` shadows the submodule of the same name as a package
