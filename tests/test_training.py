@@ -89,7 +89,7 @@ def test_models_output_shape_and_one_step_lowers_loss(name, kwargs, shape):
 
 
 def test_unknown_model_lists_valid_names():
-  with pytest.raises(ValueError, match="valid choices: cnn, mlp, reduced_resnet18, resnet18"):
+  with pytest.raises(ValueError, match="valid choices: airbench, cnn, mlp, reduced_resnet18, resnet18"):
     create_model("vgg", 10)
 
 
