@@ -29,9 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.epochs = 30
   c.train.batch_size = 64
   c.train.lr = 0.1
-  c.train.schedule = "cosine"  # constant | cosine | step
+  c.train.schedule = "cosine"  # constant | cosine | step | triangle (airbench's warmup-decay)
   c.train.momentum = 0.9
+  c.train.nesterov = False     # Nesterov momentum, in torch.optim.SGD's form (airbench uses it)
   c.train.weight_decay = 5e-4
+  c.train.label_smoothing = 0.0  # cross-entropy target (1 - a) onehot + a / K; 0 = plain CE
   c.train.eval_batch_size = 1024
 
   # mode=memorization: Feldman & Zhang subsampling (SPEC.md section 4), trained with c.train.

@@ -139,3 +139,26 @@ def test_a_jitted_train_step_uses_the_options():
     state, metrics = step(state, batch)
     losses.append(float(metrics["loss"]))
   assert int(state.step) == 5 and losses[-1] < losses[0]
+
+
+def test_fast_cifar_config_is_airbenchs_recipe_on_the_mean_loss():
+  """configs/cifar10_memorization_fast.py's lr and weight decay, applied to the batch-mean
+  gradient, make the same updates as airbench94's torch settings on the batch-sum gradient."""
+  from configs import cifar10_memorization_fast
+  c = cifar10_memorization_fast.get_config()
+  assert (c.mode, c.model.name, c.train.schedule, c.memorization.num_models) == (
+      "memorization", "airbench", "triangle", 2000)
+  assert c.train.nesterov and c.train.label_smoothing == 0.2 and c.train.batch_size == 1024
+  # airbench94.py: lr 11.5 and weight decay 0.0153 per 1024 examples, momentum 0.85.
+  k = 1024 * (1 + 1 / (1 - 0.85))
+  torch_lr, torch_wd = 11.5 / k, 0.0153 * 1024 / k / (11.5 / k)
+  rng = np.random.default_rng(4)
+  theta0 = rng.normal(size=6)
+  a = rng.normal(size=(6, 6)) * 0.1
+  mean_grad = lambda t: a @ t + 0.5  # any gradient field will do
+  lrs = [float(optim.make_schedule("triangle", 1.0, 100)(t)) for t in range(2)]
+  expected = _torch_sgd(theta0, lambda t: c.train.batch_size * mean_grad(t),
+                        [torch_lr * f for f in lrs], c.train.momentum, torch_wd, True)
+  got = _torch_sgd(theta0, mean_grad, [c.train.lr * f for f in lrs], c.train.momentum,
+                   c.train.weight_decay, True)
+  npt.assert_allclose(got, expected, rtol=1e-9)
