@@ -3,7 +3,7 @@
 tensorflow-datasets, mnist1d, jaxopt and matplotlib are each needed by one feature only.
 A subprocess makes them unimportable (`sys.modules[name] = None` makes `import name` raise
 ImportError, exactly as for a package that is not installed) and then imports rum_jax,
-loads the embedded digits and a CIFAR-10 archive, and checks that the features needing a
+loads the embedded digits, a CIFAR-10 archive and an .npz file, and checks that the features needing a
 missing package fail with a one-line message naming the package and the feature.
 """
 import os
@@ -50,6 +50,9 @@ SCRIPT = textwrap.dedent("""
     cifar = data.load_dataset("cifar10", data_dir=root, split_seed=0, val_per_class=0,
                               source="archive")
     assert len(cifar.train) == 20 and len(cifar.test) == 10
+    npz_file = os.path.join(root, "mine.npz")
+    np.savez(npz_file, x=rng.normal(size=(30, 4)), y=np.arange(30) % 3)
+    assert len(data.load_dataset("npz", split_seed=0, path=npz_file).train) == 21
 
     def message(fn):
       try:
@@ -59,6 +62,7 @@ SCRIPT = textwrap.dedent("""
       raise AssertionError("no ImportError")
     print("TFDS|" + message(lambda: data.load_dataset("cifar10", data_dir=root, source="tfds")))
     print("MNIST1D|" + message(lambda: data.load_dataset("mnist1d")))
+    print("TFDS_ANY|" + message(lambda: data.load_dataset("tfds", name="svhn_cropped")))
     print("JAXOPT|" + message(qp._solver))
     try:
       data.load_dataset("cifar10", data_dir=tempfile.mkdtemp(), source="auto")
@@ -75,10 +79,11 @@ def _run(missing):
   return dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
 
 
-def test_rum_jax_digits_and_cifar_archive_work_without_the_optional_packages():
+def test_rum_jax_digits_cifar_archive_and_npz_work_without_the_optional_packages():
   messages = _run(MISSING)
   for key, package, feature in [("TFDS", "tensorflow-datasets", "reading CIFAR-10 from TFDS"),
                                 ("MNIST1D", "mnist1d", "the mnist1d data set"),
+                                ("TFDS_ANY", "tensorflow-datasets", "the tfds data set ('svhn_cropped')"),
                                 ("JAXOPT", "jaxopt", "GEM's gradient projection")]:
     text = messages[key]
     assert "\n" not in text
