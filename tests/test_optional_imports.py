@@ -28,6 +28,9 @@ SCRIPT = textwrap.dedent("""
     from rum_jax import data
     import rum_jax.continual.qp as qp
     import rum_jax.models
+    # Every command's modules import too (their optional packages load inside functions).
+    import rum_jax.commands, rum_jax.training.trainer, rum_jax.memorization.run
+    import rum_jax.unlearning.run, rum_jax.continual.run, rum_jax.evaluation.study
 
     digits = data.load_dataset("digits", split_seed=0)
     assert len(digits.train) + len(digits.val) + len(digits.test) == 1797
