@@ -14,12 +14,13 @@ def get_config() -> ml_collections.ConfigDict:
   #                            program; 0 = 1 on CPUs (faster there), all on GPUs/TPUs
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "digits"     # digits | mnist1d | cifar10 | cifar100
+  c.data.name = "digits"     # digits | mnist1d | cifar10 | cifar100 | npz | tfds
   c.data.data_dir = ""       # CIFAR: folder with the python archive or a TFDS data_dir
   c.data.split_seed = 0      # seeds the train/validation split
   c.data.augment = False     # random crop(4) + horizontal flip (images only; off in RUM runs)
   c.data.options = ml_collections.ConfigDict()  # loader options, e.g. CIFAR's source
-  #                            ('auto' | 'archive' | 'tfds') and val_per_class
+  #                            ('auto' | 'archive' | 'tfds') and val_per_class; npz: path
+  #                            (your own .npz file); tfds: name (any TFDS image data set)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mlp"       # mlp | cnn | resnet18 | reduced_resnet18
@@ -29,9 +30,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.epochs = 30
   c.train.batch_size = 64
   c.train.lr = 0.1
-  c.train.schedule = "cosine"  # constant | cosine | step
+  c.train.schedule = "cosine"  # constant | cosine | step | triangle (airbench's warmup-decay)
   c.train.momentum = 0.9
+  c.train.nesterov = False     # Nesterov momentum, in torch.optim.SGD's form (airbench uses it)
   c.train.weight_decay = 5e-4
+  c.train.label_smoothing = 0.0  # cross-entropy target (1 - a) onehot + a / K; 0 = plain CE
   c.train.eval_batch_size = 1024
 
   # mode=memorization: Feldman & Zhang 2020 subsampling, trained with c.train.

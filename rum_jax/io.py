@@ -90,7 +90,8 @@ def write_text(path: str, text: str) -> None:
 
 def pyplot() -> Any:
   """matplotlib.pyplot on the non-interactive Agg backend (figures are only written to files)."""
-  import matplotlib
+  from rum_jax.optional import require
+  matplotlib = require("matplotlib", "writing figures (PNG)")
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt

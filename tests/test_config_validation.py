@@ -10,8 +10,8 @@ from rum_jax.config_validation import ConfigError, validate
 # (field, bad value, what the message must say)
 ROWS = [
     ("mode", "finetune", "valid choices: train, memorization, proxies, study"),
-    ("data.name", "imagenet", "valid choices: cifar10, cifar100, digits, mnist1d"),
-    ("model.name", "vgg", "valid choices: cnn, mlp, reduced_resnet18, resnet18"),
+    ("data.name", "imagenet", "valid choices: cifar10, cifar100, digits, mnist1d, npz, tfds"),
+    ("model.name", "vgg", "valid choices: airbench, cnn, mlp, reduced_resnet18, resnet18"),
     ("num_seeds", 0, "num_seeds must be a positive integer"),
     ("seed", -1, "seed must be a non-negative integer"),
     ("vmap_size", -1, "vmap_size must be a non-negative integer"),

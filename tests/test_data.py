@@ -41,8 +41,8 @@ def _assert_same_dataset(a, b):
 
 
 def test_registry_names_and_unknown_name():
-  assert set(data.DATASETS.names()) == {"digits", "mnist1d", "cifar10", "cifar100"}
-  with pytest.raises(ValueError, match="valid choices: cifar10, cifar100, digits, mnist1d"):
+  assert set(data.DATASETS.names()) == {"digits", "mnist1d", "cifar10", "cifar100", "npz", "tfds"}
+  with pytest.raises(ValueError, match="valid choices: cifar10, cifar100, digits, mnist1d, npz, tfds"):
     data.load_dataset("imagenet")
 
 

@@ -13,12 +13,13 @@ PACKAGE = os.path.join(ROOT, "rum_jax")
 COMMANDS = {"rum_jax.commands", "rum_jax.config_validation", "rum_jax.runtime"}
 # Library packages by rank: a package imports only packages of lower rank (and itself).
 LIBRARY_RANK = {
-    "registry": 0, "checks": 0, "io": 0,
-    "results": 1, "workdir": 1,
-    "data": 2, "models": 2,
-    "training": 3,
-    "memorization": 4, "evaluation": 4,
-    "unlearning": 5, "continual": 5,
+    "registry": 0, "checks": 0, "optional": 0,
+    "io": 1,
+    "results": 2, "workdir": 2,
+    "data": 3, "models": 3,
+    "training": 4,
+    "memorization": 5, "evaluation": 5,
+    "unlearning": 6, "continual": 6,
 }
 # Pipelines by rank: a pipeline imports only pipelines of lower rank.
 PIPELINE_RANK = {"config": 0, "training": 0, "memorization": 1, "evaluation": 1, "continual": 1,

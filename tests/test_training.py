@@ -90,7 +90,7 @@ def test_models_output_shape_and_one_step_lowers_loss(name, kwargs, shape):
 
 
 def test_unknown_model_lists_valid_names():
-  with pytest.raises(ValueError, match="valid choices: cnn, mlp, reduced_resnet18, resnet18"):
+  with pytest.raises(ValueError, match="valid choices: airbench, cnn, mlp, reduced_resnet18, resnet18"):
     create_model("vgg", 10)
 
 
@@ -220,3 +220,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert f"epoch {last})" in str(err.value)
     _, states, _ = Checkpointer(ckpt).restore(setup.init_states(trainer.make_tx(config.train, 6), 0))
     assert all(np.all(np.isfinite(l)) for l in jax.tree.leaves(states.params))
+
+
+def test_recipe_options_reach_the_compiled_training():
+  """train.label_smoothing and train.nesterov change the trained model exactly as the engine's
+  loss and optimizer options do when given by hand."""
+  setup, config = _toy_setup(1, devices=[jax.devices()[0]], epochs=1)
+  plain, _ = _train(setup, config)
+  config.train.update(label_smoothing=0.3, nesterov=True)
+  smoothed, _ = _train(setup, config)
+  tx = optim.make_optimizer(optim.make_schedule("cosine", 0.1, 6), 0.9, 5e-4, nesterov=True)
+  fn = loop.make_epoch_fn(setup.runner, setup.forward, tx,
+                          loss_fn=functools.partial(engine.supervised_loss, label_smoothing=0.3))
+  rngs = [plans.epoch_rng(0, 0, 0)]
+  plan = {"train": plans.stream_plan([np.arange(96)], 16, rngs, steps=6)}
+  by_hand, _ = fn(setup.runner.shard(setup.init_states(tx, 0)), setup.runner.shard(plan), setup.train_data())
+  by_hand = setup.runner.to_host(by_hand)
+  np.testing.assert_allclose(smoothed.params["Dense_0"]["kernel"], by_hand.params["Dense_0"]["kernel"],
+                             rtol=1e-5, atol=1e-6)
+  assert not np.allclose(smoothed.params["Dense_0"]["kernel"], plain.params["Dense_0"]["kernel"])

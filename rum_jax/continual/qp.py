@@ -14,24 +14,30 @@ coordinate-descent `BoxCDQP`: gradients of different tasks are often strongly co
 which makes coordinate descent need thousands of sweeps, while ADMM on the Jacobi-scaled
 problem below converges in tens of iterations to ~1e-5 relative accuracy in float32.
 """
+import functools
 import warnings
 
 import jax
 import jax.numpy as jnp
 
-with warnings.catch_warnings():
-  # jaxopt 0.8.5 warns on import that it is no longer maintained. The warning concerns the
-  # package's future, not this use; silence only that message, only here.
-  warnings.filterwarnings(
-      "ignore", message="JAXopt is no longer maintained", category=DeprecationWarning)
-  import jaxopt
+from rum_jax import optional
 
-# tol is ADMM's stopping threshold on the sup-norm of the primal and dual residuals. The
-# problem is rescaled below so that P has a unit diagonal and max(|q|, |lower|) = 1, which
-# makes this absolute threshold a relative one. maxiter caps the rare slow instance (nearly
-# collinear constraint rows); in tests the solution then still matches an exact active-set
-# solver to ~1e-4 relative.
-_SOLVER = jaxopt.BoxOSQP(eq_qp_solve="lu", tol=1e-6, maxiter=500)
+
+@functools.lru_cache(maxsize=None)
+def _solver():
+  """The jaxopt solver, built on first use so that only GEM needs jaxopt installed."""
+  with warnings.catch_warnings():
+    # jaxopt 0.8.5 warns on import that it is no longer maintained. The warning concerns the
+    # package's future, not this use; silence only that message, only here.
+    warnings.filterwarnings(
+        "ignore", message="JAXopt is no longer maintained", category=DeprecationWarning)
+    jaxopt = optional.require("jaxopt", "GEM's gradient projection (the QP solver)")
+  # tol is ADMM's stopping threshold on the sup-norm of the primal and dual residuals. The
+  # problem is rescaled below so that P has a unit diagonal and max(|q|, |lower|) = 1, which
+  # makes this absolute threshold a relative one. maxiter caps the rare slow instance (nearly
+  # collinear constraint rows); in tests the solution then still matches an exact active-set
+  # solver to ~1e-4 relative.
+  return jaxopt.BoxOSQP(eq_qp_solve="lu", tol=1e-6, maxiter=500)
 
 
 def solve_gem_dual(P: jax.Array, q: jax.Array, lower: jax.Array,
@@ -73,7 +79,7 @@ def solve_gem_dual(P: jax.Array, q: jax.Array, lower: jax.Array,
   c = jnp.where(c > 0, c, 1.0)  # q = lower = 0: the solution is v = 0 at any scale.
   P_scaled = P * s[:, None] * s[None, :]
   lower_scaled = lower / (s * c)
-  solution = _SOLVER.run(
+  solution = _solver().run(
       params_obj=(P_scaled, q * s / c),
       params_eq=jnp.eye(active.shape[0], dtype=dtype),
       params_ineq=(lower_scaled, upper / (s * c))).params

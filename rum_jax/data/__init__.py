@@ -6,6 +6,8 @@ the names. Importing the loader modules below registers them.
 from rum_jax.data import cifar
 from rum_jax.data import digits
 from rum_jax.data import mnist1d
+from rum_jax.data import npz
+from rum_jax.data import tfds_images
 from rum_jax.data.augment import random_crop_flip
 from rum_jax.data.base import Dataset, Split
 from rum_jax.data.catalog import DATASETS, load_dataset

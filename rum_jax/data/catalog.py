@@ -16,6 +16,7 @@ DATASETS: Registry[Loader] = Registry("data set")
 
 def load_dataset(
     name: str,
+    /,
     *,
     data_dir: Optional[str] = None,
     split_seed: int = 0,
@@ -24,7 +25,8 @@ def load_dataset(
   """Loads the data set `name` with train/val/test splits and original indices.
 
   Args:
-    name: a registered name (`DATASETS.names()`), e.g. "digits", "mnist1d", "cifar10".
+    name: a registered name (`DATASETS.names()`), e.g. "digits", "mnist1d", "cifar10";
+      positional-only, so that a loader can take an option called `name` (tfds, npz).
     data_dir: folder holding downloaded data (CIFAR); ignored by embedded data sets.
     split_seed: seed of the validation split (the test split never depends on it).
     **options: loader-specific options, e.g. `source` and `val_per_class` for CIFAR.

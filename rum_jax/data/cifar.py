@@ -21,8 +21,8 @@ import tarfile
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import tensorflow_datasets as tfds
 
+from rum_jax import optional
 from rum_jax.data import normalize
 from rum_jax.data import splits
 from rum_jax.data.base import Dataset, Split
@@ -223,8 +223,11 @@ def _original_order(examples: List[dict], split: str) -> Tuple[np.ndarray, ...]:
 def read_tfds(spec: CifarSpec, data_dir: Optional[str]) -> RawCifar:
   """Reads a TFDS ArrayRecord build with `tfds.data_source` (no TensorFlow needed).
 
-  `download=False`: a missing build raises instead of trying the network.
+  `download=False`: a missing build raises instead of trying the network. TFDS is
+  imported here, not at the top, so the archive path works without it.
   """
+  tfds = optional.require("tensorflow_datasets", f"reading {spec.title} from TFDS (source='tfds')",
+                          package="tensorflow-datasets")
   try:
     train_source, test_source = tfds.data_source(
         spec.name, split=["train", "test"], data_dir=data_dir, download=False)
@@ -256,7 +259,13 @@ def read_raw(spec: CifarSpec, data_dir: Optional[str], source: str = "auto") -> 
       return raw
     if source == "archive":
       raise FileNotFoundError(missing_data_message(spec, data_dir))
-  return read_tfds(spec, data_dir)
+  try:
+    return read_tfds(spec, data_dir)
+  except ImportError as err:
+    if source == "tfds":
+      raise
+    # 'auto' without TFDS installed: what is missing is the data, and the archive needs no TFDS.
+    raise FileNotFoundError(missing_data_message(spec, data_dir, detail=str(err))) from err
 
 
 def build_dataset(spec: CifarSpec, raw: RawCifar, split_seed: int,

@@ -9,8 +9,8 @@ import random
 from typing import Optional
 
 import numpy as np
-from mnist1d import data as mnist1d_data
 
+from rum_jax import optional
 from rum_jax.data import normalize
 from rum_jax.data import splits
 from rum_jax.data.base import Dataset, Split
@@ -23,8 +23,10 @@ def _make_raw() -> dict:
   """Runs `make_dataset` with the published arguments, leaving global RNGs untouched.
 
   `make_dataset` reseeds Python's and NumPy's global generators (seed 42); restoring
-  them keeps loading data from silently changing the caller's random stream.
+  them keeps loading data from silently changing the caller's random stream. The package
+  is imported here so that the other data sets work without it.
   """
+  mnist1d_data = optional.require("mnist1d.data", "the mnist1d data set", package="mnist1d")
   python_state, numpy_state = random.getstate(), np.random.get_state()
   try:
     return mnist1d_data.make_dataset(mnist1d_data.get_dataset_args())

@@ -3,9 +3,11 @@
 Every model is called as `model.apply(variables, x, train=..., features=False)`; with
 `features=True` it returns the penultimate representation (used by the entanglement score of
 Zhao et al. 2024, Sec. 4). BatchNorm statistics live in the `batch_stats` collection, so they are
-part of the explicit functional training state.
+part of the explicit functional training state. A model that initialises from training
+data (airbench's whitening layer) says so through `data_init_size`, and
+`data_dependent_init` applies it (the identity for the others).
 """
-from rum_jax.models.registry import MODELS, create_model
-from rum_jax.models import mlp, cnn, resnet  # noqa: F401  (registers the models)
+from rum_jax.models.registry import MODELS, create_model, data_dependent_init, data_init_size
+from rum_jax.models import mlp, cnn, resnet, airbench  # noqa: F401  (registers the models)
 
-__all__ = ["MODELS", "create_model"]
+__all__ = ["MODELS", "create_model", "data_dependent_init", "data_init_size"]

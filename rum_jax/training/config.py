@@ -2,8 +2,7 @@
 import ml_collections
 
 from rum_jax import checks
-
-SCHEDULES = ("constant", "cosine", "step")
+from rum_jax.training.optim import SCHEDULES
 # The config sections that decide a trained model: a work directory's original models, the
 # retrain reference and the score runs compare exactly these.
 TRAINING_SECTIONS = ("seed", "num_seeds", "data", "model", "train")
@@ -24,6 +23,12 @@ def validate_recipe(t: ml_collections.ConfigDict, prefix: str = "train") -> None
   checks.number(t.weight_decay, f"{prefix}.weight_decay", 0.0, 1.0)
   if "schedule" in t:
     checks.choice(t.schedule, f"{prefix}.schedule", SCHEDULES)
+  if "nesterov" in t:
+    checks.boolean(t.nesterov, f"{prefix}.nesterov")
+    checks.require(not t.nesterov or t.momentum > 0,
+                   f"config.{prefix}.nesterov=True needs momentum > 0, got momentum {t.momentum!r}")
+  if "label_smoothing" in t:
+    checks.number(t.label_smoothing, f"{prefix}.label_smoothing", 0.0, 1.0)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -34,18 +34,37 @@ def weighted_mean(values: jnp.ndarray, weight: jnp.ndarray) -> jnp.ndarray:
   return jnp.sum(values * weight) / jnp.maximum(total, 1e-12)
 
 
-def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
-  """Per-example softmax cross-entropy with integer labels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
+                  label_smoothing: float = 0.0) -> jnp.ndarray:
+  """Per-example softmax cross-entropy with integer labels, optionally label-smoothed.
+
+  With smoothing a and K classes the target is q = (1 - a) onehot(y) + a / K, and the loss
+  is -sum_k q_k log softmax(z)_k (Szegedy et al. 2016, "Rethinking the Inception
+  architecture for computer vision", Sec. 7; torch's CrossEntropyLoss(label_smoothing=a)).
+  a = 0 is the plain cross-entropy -log softmax(z)_y.
+  """
+  if not 0.0 <= label_smoothing <= 1.0:
+    raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+  if not label_smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  num_classes = logits.shape[-1]
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=logits.dtype),
+                                label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
 
 
 def supervised_loss(forward: Forward, params: Any, state: TrainState, batch: Batch,
-                    rng: jnp.ndarray, stream: str = "train") -> Tuple[jnp.ndarray, Tuple[Any, Metrics]]:
-  """Weighted mean cross-entropy on one stream, in train mode (the default loss)."""
+                    rng: jnp.ndarray, stream: str = "train",
+                    label_smoothing: float = 0.0) -> Tuple[jnp.ndarray, Tuple[Any, Metrics]]:
+  """Weighted mean cross-entropy on one stream, in train mode (the default loss).
+
+  `label_smoothing` (see `cross_entropy`) changes the training target only; the reported
+  "loss" is the smoothed one, "accuracy" compares argmax with the true labels.
+  """
   del rng
   b = batch[stream]
   logits, batch_stats = forward(params, state.batch_stats, b["x"], train=True)
-  loss = weighted_mean(cross_entropy(logits, b["y"]), b["weight"])
+  loss = weighted_mean(cross_entropy(logits, b["y"], label_smoothing), b["weight"])
   acc = weighted_mean((jnp.argmax(logits, -1) == b["y"]).astype(jnp.float32), b["weight"])
   return loss, (batch_stats, {"loss": loss, "accuracy": acc})
 

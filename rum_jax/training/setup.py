@@ -5,6 +5,7 @@ seeds. On top of it: `train_on` (fresh models, seed s on its own train positions
 `accuracies` (logits and accuracy of every seed on every split) and `save_predictions`.
 """
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -19,11 +20,12 @@ import optax
 from rum_jax import io
 from rum_jax.data import load_dataset
 from rum_jax.data.base import Dataset
-from rum_jax.models import create_model
-from rum_jax.training import loop, optim, plans
+from rum_jax.models import create_model, data_init_size
+from rum_jax.training import engine, loop, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.data_init import init_sample, init_state_from_data
 from rum_jax.training.parallel import SeedRunner
-from rum_jax.training.state import Forward, init_state
+from rum_jax.training.state import Forward
 
 SPLITS = ("train", "val", "test")
 
@@ -32,7 +34,8 @@ def make_tx(train_cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> optax
   """The optimizer of a training recipe, its schedule spanning epochs x steps_per_epoch."""
   total = train_cfg.epochs * steps_per_epoch
   schedule = optim.make_schedule(train_cfg.schedule, train_cfg.lr, total)
-  return optim.make_optimizer(schedule, train_cfg.momentum, train_cfg.weight_decay)
+  return optim.make_optimizer(schedule, train_cfg.momentum, train_cfg.weight_decay,
+                              nesterov=train_cfg.get("nesterov", False))
 
 
 def augment_fn(config: ml_collections.ConfigDict):
@@ -45,15 +48,22 @@ def augment_fn(config: ml_collections.ConfigDict):
 
 def _init_program(runner: SeedRunner, forward: Forward, tx: optax.GradientTransformation,
                   shape: Tuple[int, ...], dtype: str) -> Callable:
-  """keys [S, 2] -> freshly initialised states of every seed (initialisers see shapes only)."""
+  """(keys [S, 2], data [S, n, ...] or None) -> freshly initialised states of every seed.
+
+  Initialisers see shapes only, except a model's data-dependent init (airbench's whitening),
+  which sees each seed's own sample of training inputs.
+  """
   sample = np.zeros(shape, dtype)
-  return jax.jit(jax.vmap(lambda k: init_state(forward.model, tx, k, sample)))
+  return jax.jit(jax.vmap(lambda k, d: init_state_from_data(forward.model, tx, k, sample, d)))
 
 
 def _training_program(runner: SeedRunner, forward: Forward, recipe: str, steps_per_epoch: int,
                       loss_fn: Optional[Callable], augment: bool) -> Tuple[optax.GradientTransformation, Callable]:
   """(tx, epoch_fn) of a training recipe (its config section as JSON)."""
-  tx = make_tx(ml_collections.ConfigDict(json.loads(recipe)), steps_per_epoch)
+  train_cfg = ml_collections.ConfigDict(json.loads(recipe))
+  tx = make_tx(train_cfg, steps_per_epoch)
+  if loss_fn is None and train_cfg.get("label_smoothing", 0.0):
+    loss_fn = functools.partial(engine.supervised_loss, label_smoothing=train_cfg.label_smoothing)
   kwargs = {} if loss_fn is None else {"loss_fn": loss_fn}
   from rum_jax.data.augment import random_crop_flip
   epoch_fn = loop.make_epoch_fn(runner, forward, tx, augment=random_crop_flip if augment else None, **kwargs)
@@ -83,11 +93,21 @@ class Setup:
     tr = self.dataset.train
     return self.runner.replicate({"x": tr.x, "y": tr.y, "pos": np.arange(len(tr), dtype=np.int32)})
 
-  def init_states(self, tx: optax.GradientTransformation, base_seed: int) -> Any:
-    """Host states for every (padded) seed; seed s starts from fold_in(PRNGKey(base_seed), s)."""
+  def init_states(self, tx: optax.GradientTransformation, base_seed: int,
+                  positions: Optional[Sequence[np.ndarray]] = None) -> Any:
+    """Host states for every (padded) seed; seed s starts from fold_in(PRNGKey(base_seed), s).
+
+    positions: the train positions each padded seed will train on, for a model whose init
+    looks at training data (so a memorization model never sees its held-out examples);
+    None: the whole train split.
+    """
     x = self.dataset.train.x
     init = self.runner.compiled(_init_program, self.forward, tx, (2,) + x.shape[1:], str(x.dtype))
-    return jax.device_get(init(self.runner.seed_keys(base_seed)))
+    data = None
+    if data_init_size(self.model):
+      per_seed = list(positions) if positions is not None else [None] * self.runner.padded_seeds
+      data = np.stack([init_sample(self.model, x, p) for p in per_seed])
+    return jax.device_get(init(self.runner.seed_keys(base_seed), data))
 
   def compiled_training(self, train_cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                         loss_fn=None) -> tuple:
@@ -112,7 +132,7 @@ def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collec
   positions = list(positions) + [positions[0]] * (runner.padded_seeds - len(positions))
   steps = math.ceil(max(len(p) for p in positions) / train_cfg.batch_size)
   tx, epoch_fn = setup.compiled_training(train_cfg, steps, loss_fn)
-  states = setup.init_states(tx, base_seed)
+  states = setup.init_states(tx, base_seed, positions)
 
   def plan_fn(epoch):
     rngs = [plans.epoch_rng(base_seed, s, epoch) for s in range(runner.padded_seeds)]
