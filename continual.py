@@ -15,8 +15,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Discard a run in --workdir m
 
 def main(argv):
   del argv
-  runtime.initialize()
-  commands.continual(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+  runtime.main(lambda: commands.continual(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Study: discard results made 
 
 def main(argv):
   del argv
-  runtime.initialize()
-  commands.evaluate(_WORKDIR.value, _CONFIG.value, overwrite=_OVERWRITE.value)
+  runtime.main(lambda: commands.evaluate(_WORKDIR.value, _CONFIG.value, overwrite=_OVERWRITE.value))
 
 
 if __name__ == "__main__":

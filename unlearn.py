@@ -21,8 +21,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 
 def main(argv):
   del argv
-  runtime.initialize()
-  commands.unlearn(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+  runtime.main(lambda: commands.unlearn(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value))
 
 
 if __name__ == "__main__":

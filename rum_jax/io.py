@@ -1,13 +1,40 @@
-"""Result files written atomically (temp file + rename), so a crash never leaves half a file."""
+"""Result files written atomically (temp file + rename), so a crash never leaves half a file.
+
+Files get the usual permissions (0666 less the umask, as `open` gives), so colleagues on a
+shared file system can read them; a full disk is reported first, with the file's path.
+"""
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
 import tempfile
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
+
+
+class DiskFullError(OSError):
+  """No space left on the device while writing a result; the previous file is intact."""
+
+
+class DamagedFileError(ValueError):
+  """A result or config file cannot be parsed (truncated, edited by hand, or another format)."""
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def disk_full(path: str, err: OSError) -> Optional[DiskFullError]:
+  """A DiskFullError naming `path` if `err` is ENOSPC, else None."""
+  if err.errno != errno.ENOSPC:
+    return None
+  return DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path}; free some space "
+                       f"(results written before are intact) and run the same command again to resume")
 
 
 def is_writer() -> bool:
@@ -31,10 +58,14 @@ def _atomic_write_bytes(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as err:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
+    full = disk_full(path, err) if isinstance(err, OSError) else None
+    if full is not None:
+      raise full from None
     raise
 
 
@@ -58,15 +89,21 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-  """Parses a JSON file written by `write_json`."""
+  """Parses a JSON file written by `write_json`; a damaged one raises DamagedFileError naming it."""
   with open(path) as f:
-    return json.load(f)
+    text = f.read()
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as err:
+    raise DamagedFileError(f"{path} is damaged (not valid JSON: {err}); delete it (the run that wrote "
+                           f"it will write it again) or restore it from a copy") from None
 
 
-def write_csv(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
-  """Writes a list of flat dicts as CSV (union of keys, in first-seen order), atomically."""
+def write_csv(path: str, rows: Iterable[Mapping[str, Any]], fields: Optional[Iterable[str]] = None) -> None:
+  """Writes a list of flat dicts as CSV, atomically: columns `fields` first (a fixed order),
+  then any other keys in first-seen order."""
   rows = [dict(_to_jsonable(r)) for r in rows]
-  fields: list = []
+  fields = [f for f in (fields or ()) if any(f in r for r in rows)]
   for r in rows:
     fields.extend(k for k in r if k not in fields)
   buf = io.StringIO()

@@ -5,9 +5,13 @@ any JAX computation; importing rum_jax changes nothing. A library user who wants
 set-up calls `rum_jax.runtime.initialize()` right after starting Python.
 """
 import os
+import sys
+from typing import Any, Callable
 
 import jax
 from absl import logging
+
+from rum_jax import provenance
 
 _COORDINATOR_VARS = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
 
@@ -52,3 +56,31 @@ def initialize() -> None:
   """What every command line does first: CPU devices, then the cluster (if any)."""
   use_cpu_cores()
   initialize_distributed()
+
+
+# Errors that are the user's to fix (a config, a work directory, a file, the disk): the command
+# line prints their message, which names the problem and the fix, as one line; `-v 1` (absl's
+# verbosity) shows the traceback instead. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError, RuntimeError)
+
+
+def main(command: Callable[[], Any]) -> Any:
+  """What a command line's `main` does: `initialize()`, then `command()`, errors as one line."""
+  provenance.record_command(sys.argv)
+  initialize()
+  try:
+    return command()
+  except USER_ERRORS as err:
+    if logging.level_debug() or not _is_users(err):
+      raise
+    message = " ".join(str(err).split())  # one line, whatever the message's layout
+    sys.stderr.write(f"error: {message} [-v 1 shows the traceback]\n")
+    sys.exit(1)
+
+
+def _is_users(err: BaseException) -> bool:
+  """A RuntimeError is the user's only when rum-jax raised it (a busy or damaged work directory),
+  not when JAX or XLA did (those are RuntimeError subclasses and keep their tracebacks)."""
+  if not isinstance(err, RuntimeError):
+    return True
+  return type(err).__module__.startswith("rum_jax") or type(err) is RuntimeError

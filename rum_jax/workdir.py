@@ -9,11 +9,13 @@ Layout of an unlearning work directory (the other commands use parts of it):
   methods/<name>/          one finished or resumable unlearning run per method (or RUM plan)
 """
 import fcntl
+import hashlib
 import os
 import shutil
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import ml_collections
+import numpy as np
 
 from rum_jax import io
 
@@ -47,9 +49,88 @@ def retrain_dir(workdir: str, key: str) -> str:
   return os.path.join(workdir, "retrain", key)
 
 
-def is_finished(run_dir: str) -> bool:
-  """Whether a run wrote its metrics (the last file every run writes)."""
-  return os.path.exists(os.path.join(run_dir, METRICS_FILE))
+def kind_of(workdir: str) -> str:
+  """What made a work directory, from its config.json: 'unlearning', 'method' (one run of an
+  unlearning work directory), 'study', 'continual', 'scores' (memorization or proxies),
+  'training', or 'none' (no readable config.json)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    config = io.read_json(path)
+  except (OSError, io.DamagedFileError):
+    return "none"
+  mode = config.get("mode", "train")
+  if set(config) == {"method", "settings"}:
+    return "method"
+  if mode == "study":
+    return "study"
+  if "continual" in config:
+    return "continual"
+  if mode in ("memorization", "proxies"):
+    return "scores"
+  if os.path.isdir(methods_dir(workdir)) or os.path.exists(os.path.join(workdir, "forget_set.npz")):
+    return "unlearning"
+  return "training"
+
+
+def is_finished(run_dir: str, also: Sequence[str] = ()) -> bool:
+  """Whether a run is done: its metrics (the last file every run writes) are there and readable,
+  and so is every file of `also` (paths relative to run_dir). A run that is not done is redone,
+  from its checkpoints where they are."""
+  try:
+    io.read_json(os.path.join(run_dir, METRICS_FILE))
+  except (OSError, io.DamagedFileError):
+    return False
+  return all(readable(os.path.join(run_dir, f)) for f in also)
+
+
+def readable(path: str) -> bool:
+  """Whether a result file is there and parses (npz: every array loads; json: valid JSON)."""
+  if path.endswith(".npz"):
+    try:
+      with np.load(path) as data:
+        for key in data.files:
+          data[key]
+      return True
+    except Exception:  # pylint: disable=broad-except  (missing, truncated, not a zip: all unreadable)
+      return False
+  if path.endswith(".json"):
+    try:
+      io.read_json(path)
+      return True
+    except (OSError, io.DamagedFileError):
+      return False
+  return os.path.exists(path)
+
+
+def digest(*arrays: Any) -> str:
+  """sha256 (16 hex digits) of arrays' contents (int64 for integer arrays): names a forget set
+  in the files that depend on it, so a run never pairs results of two different sets."""
+  h = hashlib.sha256()
+  for a in arrays:
+    a = np.asarray(a)
+    h.update(np.ascontiguousarray(a, np.int64 if a.dtype.kind in "biu" else None).tobytes())
+  return h.hexdigest()[:16]
+
+
+def file_digest(path: str) -> str:
+  """sha256 (16 hex digits) of a file's bytes: what a run read, wherever the file now is."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()[:16]
+
+
+def relative(workdir: str, path: str) -> str:
+  """`path` relative to `workdir` when it lies inside it (so a copied or moved work directory
+  keeps pointing at its own files), else absolute."""
+  path, workdir = os.path.abspath(path), os.path.abspath(workdir)
+  return os.path.relpath(path, workdir) if os.path.commonpath([path, workdir]) == workdir else path
+
+
+def resolve(workdir: str, path: str) -> str:
+  """The inverse of `relative`: a recorded path as a path that exists from here."""
+  return path if os.path.isabs(path) else os.path.join(workdir, path)
 
 
 def finished_runs(workdir: str) -> List[str]:
@@ -73,6 +154,10 @@ def flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
   return out
 
 
+class WorkdirBusyError(RuntimeError):
+  """Another run holds the work directory's lock."""
+
+
 class WorkdirLock:
   """An exclusive advisory lock on `<workdir>/.lock`, held while a command runs."""
 
@@ -90,8 +175,8 @@ class WorkdirLock:
     except BlockingIOError:
       os.close(self._fd)
       self._fd = None
-      raise RuntimeError(f"another run is using {os.path.dirname(self.path)}; wait for it to "
-                         "finish or choose another --workdir") from None
+      raise WorkdirBusyError(f"another run is using {os.path.dirname(self.path)}; wait for it to "
+                             "finish or choose another --workdir") from None
     return self
 
   def __exit__(self, *exc) -> None:
@@ -113,27 +198,51 @@ def differences(old: Dict[str, Any], new: Dict[str, Any], sections: Optional[Ite
           and old.get(k, "<absent>") != new.get(k, "<absent>")]
 
 
+class WorkdirError(ValueError):
+  """A work directory holds something this run must not build on; the message says what to do."""
+
+
+def _clear(workdir: str, names: Iterable[str]) -> None:
+  for name in names:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+      os.remove(path)
+
+
 def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = False,
             clear: Iterable[str] = ("checkpoints",), ignore: Iterable[str] = (),
-            sections: Optional[Iterable[str]] = None) -> None:
+            sections: Optional[Iterable[str]] = None, outputs: Iterable[str] = ()) -> None:
   """Writes config.json; refuses to resume a work directory made with another config.
 
   With `overwrite`, the differing run's `clear` subfolders are deleted and it starts over.
   Only the top-level `sections` the run depends on are compared (None: all), so a field
   added to an unrelated section never blocks a resume; keys in `ignore` may differ too.
+  A work directory that holds results (`clear`, `outputs` or metrics.json) but no config.json
+  is refused as well: nothing says what made them.
   """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir={workdir} is a file, not a folder; choose another --workdir")
   os.makedirs(workdir, exist_ok=True)
   if not os.access(workdir, os.W_OK):
     raise PermissionError(f"work directory {workdir} is not writable")
   path = os.path.join(workdir, CONFIG_FILE)
   new = config.to_dict()
+  clear = list(clear)
   if os.path.exists(path):
     diff = differences(io.read_json(path), new, sections, ignore)
     if diff and not overwrite:
       shown = "; ".join(diff[:8])
-      raise ValueError(f"{workdir} holds a run with a different config ({shown}). Use another "
-                       "--workdir, or pass --overwrite to discard that run.")
+      raise WorkdirError(f"{workdir} holds a run with a different config ({shown}). Use another "
+                         "--workdir, or pass --overwrite to discard that run.")
     if diff:
-      for sub in clear:
-        shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
+      _clear(workdir, clear)
+  else:
+    found = [n for n in clear + list(outputs) + [METRICS_FILE] if os.path.exists(os.path.join(workdir, n))]
+    if found and not overwrite:
+      raise WorkdirError(f"{workdir} holds results ({', '.join(sorted(set(found)))}) but no {CONFIG_FILE}, so "
+                         "nothing says which config made them. Use another --workdir, or pass --overwrite "
+                         "to discard them.")
+    _clear(workdir, found)
   io.write_json(path, config.to_dict())

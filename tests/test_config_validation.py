@@ -20,7 +20,7 @@ ROWS = [
     ("train.lr", 0.0, "train.lr must be a number in (0.0"),
     ("train.momentum", 1.5, "train.momentum must be a number in [0.0, 0.999]"),
     ("train.weight_decay", -1e-4, "train.weight_decay must be a number in [0.0, 1.0]"),
-    ("train.schedule", "linear", "valid choices: constant, cosine, step"),
+    ("train.schedule", "linear", "valid choices: constant, cosine, step, triangle"),
     ("train.eval_batch_size", 0, "train.eval_batch_size must be a positive integer"),
     ("memorization.num_models", 0, "memorization.num_models must be a positive integer"),
     ("memorization.chunk_size", -4, "memorization.chunk_size must be a positive integer"),
@@ -36,6 +36,13 @@ ROWS = [
     ("unlearn.salun.mask_ratio", 1.5, "unlearn.salun.mask_ratio"),
     ("unlearn.neggrad_plus.alpha", 2.0, "unlearn.neggrad_plus.alpha"),
     ("unlearn.finetune.lr", -1.0, "unlearn.finetune.lr must be a number in (0.0"),
+    ("unlearn.compute_scores", "no", "unlearn.compute_scores must be True or False"),
+    ("data.split_seed", -1, "data.split_seed must be a non-negative integer"),
+    ("data.augment", 1, "data.augment must be True or False"),
+    ("model.kwargs.hidden", (0,), "model.kwargs.hidden must hold positive layer widths"),
+    ("num_seeds", 10 ** 8, "num_seeds=100000000 is more than 4096 models in one program"),
+    ("train.nesterov", "on", "train.nesterov must be True or False"),
+    ("train.label_smoothing", 1.5, "train.label_smoothing must be a number in [0.0, 1.0]"),
 ]
 
 
@@ -92,17 +99,26 @@ RUNTIME = """## Run-time checks
 | `forget.level` without a score file | FileNotFoundError with the `train.py --config=configs/<data>_memorization.py` command | tests/test_unlearning_run.py |
 | score file of the wrong length, with NaNs, other labels, or unreadable | ValueError naming the file, key, expected and actual length | tests/test_memorization_files.py |
 | NaN/inf loss | NonFiniteLossError naming epoch and seeds; the last good checkpoint is kept | tests/test_training.py, tests/test_unlearning_run.py |
-| work directory made with another config | refused, listing the differing fields, unless `--overwrite` | tests/test_faults.py |
+| work directory made with another config | refused, listing the differing fields, unless `--overwrite`; a moved or copied one (paths differ, contents do not) is not | tests/test_faults.py |
 | a second run on the same work directory | refused by a lock | tests/test_faults.py |
-| damaged newest checkpoint | set aside as `unreadable-<step>-<time>`, the previous one is used | tests/test_faults.py |
-| full disk while writing a result | the OSError surfaces; the previous file is intact, no temp files left | tests/test_faults.py |
+| damaged newest checkpoint | one warning line; set aside as `unreadable-<step>-<time>`, the previous one is used | tests/test_faults.py, tests/test_workdirs.py |
+| full disk while writing a result or a checkpoint | one line that starts with "no space left on the device while writing <path>"; the previous file is intact, no temp files left | tests/test_faults.py, tests/test_workdirs.py |
+| the forget set of a work directory changed (scores recomputed, another score file) | refused, naming the runs made with the old set and how many examples are shared, unless `--overwrite`, which discards those runs | tests/test_workdirs.py |
+| a work directory with results but no config.json | refused (nothing says what made them) unless `--overwrite` | tests/test_workdirs.py |
+| forget_set.npz edited by hand | evaluate.py refuses: it is not the forget set its runs were unlearned from | tests/test_workdirs.py |
+| fewer `memorization.num_models` than already estimated | the estimate of exactly the first models (chunk files kept; raising it again reuses them) | tests/test_workdirs.py |
+| a damaged metrics.json / evaluation.json / config.json | the run is redone / the cache recomputed with a warning / an error naming the file | tests/test_workdirs.py |
+| a copied or moved work directory or study | evaluated against its own reference and original; a moved study resumes | tests/test_workdirs.py |
+| a study whose retrain reference or predictions were deleted | the rerun redoes only what is missing | tests/test_workdirs.py |
+| evaluate.py on a train.py, memorization, continual or study work directory | says what kind it is and where its results are (or how to run it) | tests/test_workdirs.py |
+| `train.batch_size` larger than the examples a model trains on | refused (every step would be one padded batch) | tests/test_workdirs.py |
+| `forget.size` not smaller than the train split | refused before any training | tests/test_workdirs.py |
+| a config, work-directory, data or disk error in a command line | one line `error: <what and the fix>`; `-v 1` shows the traceback | tests/test_workdirs.py |
+| a killed save (`*.orbax-checkpoint-tmp*`) or a set-aside damaged checkpoint | named in the next run's log; removed (the first at once, the second once a newer checkpoint is saved) | tests/test_workdirs.py |
 | CIFAR not on disk | FileNotFoundError saying where to download it or how to build it with TFDS | tests/test_data.py |
 | unknown data set / model / method / sequence name | ValueError listing the valid names | tests/test_data.py, tests/test_training.py, tests/test_continual_sequences.py |
 | subset ratio outside (0, 1); too few models for every example to be in and out | ValueError; a warning with the count of undefined examples | tests/test_memorization_estimator.py |
 """
-
-if __name__ == "__main__":
-  write_docs()
 
 
 def test_a_command_refuses_a_mode_it_does_not_run_and_names_the_one_that_does(tmp_path):
@@ -116,3 +132,8 @@ def test_a_command_refuses_a_mode_it_does_not_run_and_names_the_one_that_does(tm
   with pytest.raises(ConfigError, match="config.mode='proxies' is run by train.py, not evaluate.py"):
     commands.evaluate(str(tmp_path / "w"), c)
   assert not (tmp_path / "w").exists(), "refused before the work directory is touched"
+
+
+if __name__ == "__main__":
+  write_docs()
+

@@ -59,6 +59,7 @@ def _make_workdir(root, rng, forget, methods):
     _write_predictions(os.path.join(method_dir, "predictions"), logits, labels)
     io.write_npz(os.path.join(method_dir, "forget_set.npz"), forget_positions=forget_stack)
     io.write_json(os.path.join(method_dir, "metrics.json"), {"retrain_reference": reference_dir})
+    io.write_json(os.path.join(method_dir, "config.json"), {"method": name, "settings": {}})
     all_logits[name] = logits
   return workdir, labels, all_logits
 
@@ -173,7 +174,7 @@ def test_one_method_folder_and_bad_input(tmp_path):
   with pytest.raises(FileNotFoundError, match="val.npz missing.*re-running the same unlearn.py"):
     evaluation.evaluate_method(method_dir)
 
-  with pytest.raises(FileNotFoundError, match="neither an unlearning work directory"):
+  with pytest.raises(FileNotFoundError, match="is no work directory of rum-jax"):
     commands.evaluate(str(tmp_path / "empty"))
   with pytest.raises(FileNotFoundError, match="no finished unlearning run"):
     evaluation.evaluate_workdir(str(tmp_path / "empty"))

@@ -107,7 +107,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_old_files(tmp_path, monkeypatch
   def full(*args, **kwargs):
     raise OSError(28, "No space left on device")
   monkeypatch.setattr(os, "fsync", full)
-  with pytest.raises(OSError, match="No space left"):
+  with pytest.raises(OSError, match="no space left on the device while writing"):
     io.write_json(path, {"a": 2})
   assert io.read_json(path) == {"a": 1}  # the old result is intact
   assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []  # no temp litter

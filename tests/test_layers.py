@@ -13,7 +13,7 @@ PACKAGE = os.path.join(ROOT, "rum_jax")
 COMMANDS = {"rum_jax.commands", "rum_jax.config_validation", "rum_jax.runtime"}
 # Library packages by rank: a package imports only packages of lower rank (and itself).
 LIBRARY_RANK = {
-    "registry": 0, "checks": 0, "optional": 0,
+    "registry": 0, "checks": 0, "optional": 0, "provenance": 0,
     "io": 1,
     "results": 2, "workdir": 2,
     "data": 3, "models": 3,

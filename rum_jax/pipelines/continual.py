@@ -474,5 +474,6 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
   setup = setup or Setup.create(config)
   run = ContinualRun(config, setup)  # refuses a bad sequence or score file before any work
   workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints",),
-                      sections=TRAINING_SECTIONS + ("continual", "algorithm", "sequence"))
+                      sections=TRAINING_SECTIONS + ("continual", "algorithm", "sequence"),
+                      outputs=("steps.csv", "progress.json"))
   return run.run(workdir)

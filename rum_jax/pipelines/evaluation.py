@@ -133,7 +133,11 @@ def _cached(cache: str, logits: Dict[str, np.ndarray], forget: np.ndarray, setti
   """The record in `cache` if it was made from the same inputs, else compute() written there."""
   digest = _digest(logits, forget, settings)
   if os.path.exists(cache):
-    record = io.read_json(cache)
+    try:
+      record = io.read_json(cache)
+    except io.DamagedFileError as err:
+      logging.warning("%s; recomputing it (it is a cache)", err)
+      record = {}
     if record.get("digest") == digest:
       return record
   per_seed = compute()
@@ -175,7 +179,9 @@ def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, 
     raise FileNotFoundError(f"{method_dir} holds no finished unlearning run (no metrics.json); run "
                             f"unlearn.py with --workdir={workdir} first")
   record = io.read_json(metrics_path)
-  reference_dir = record.get("retrain_reference", "")
+  # Recorded relative to the work directory (absolute in runs made before), so a copied or
+  # moved work directory is evaluated against its own reference.
+  reference_dir = workdir_lib.resolve(workdir, record["retrain_reference"]) if record.get("retrain_reference") else ""
   if not reference_dir or not os.path.exists(os.path.join(reference_dir, "forget_set.npz")):
     raise FileNotFoundError(f"the run in {method_dir} has no retrain reference (expected in "
                             f"{reference_dir or os.path.join(workdir, 'retrain', '<key>')}), which ToW and "
@@ -209,17 +215,34 @@ def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, 
                 lambda: against_reference(model_metrics(logits, labels, forget, num_shadow=num_shadow,
                                                         seed=seed), reference["per_seed"], feature))
   return {**out, "name": os.path.basename(os.path.normpath(method_dir)), "reference": reference,
-          "reference_dir": reference_dir}
+          "reference_dir": os.path.abspath(reference_dir), "forget": forget}
 
 
-def _evaluate_original(workdir: str, reference: Dict[str, Any], settings: Dict[str, Any]) -> Optional[Dict]:
-  """The original model on the work directory's forget set (None if its predictions are gone)."""
-  info = io.read_json(os.path.join(workdir, "forget_set.json"))
-  predictions = os.path.join(info.get("original_workdir", ""), "predictions")
+def _original_dir(workdir: str, info: Dict[str, Any]) -> str:
+  """The original model's folder recorded in forget_set.json: relative to the work directory
+  first (a copied or moved tree), then absolute (a moved work directory whose original is
+  elsewhere); runs made before recorded only the absolute path."""
+  for path in (info.get("original_workdir", ""), info.get("original_workdir_absolute", "")):
+    if path and os.path.exists(os.path.join(workdir_lib.resolve(workdir, path), "predictions", "test.npz")):
+      return workdir_lib.resolve(workdir, path)
+  return workdir_lib.resolve(workdir, info.get("original_workdir", ""))
+
+
+def _evaluate_original(workdir: str, forget: np.ndarray, reference: Dict[str, Any],
+                       settings: Dict[str, Any]) -> Optional[Dict]:
+  """The original model on the forget set of the work directory's runs (None if its predictions
+  are gone). The work directory's forget_set.npz must be that same set."""
+  recorded = _load_forget(os.path.join(workdir, "forget_set.npz"))
+  if recorded.shape != forget.shape or not np.array_equal(recorded, forget):
+    raise workdir_lib.WorkdirError(
+        f"{os.path.join(workdir, 'forget_set.npz')} is not the forget set its runs were unlearned from (digest "
+        f"{workdir_lib.digest(recorded)}, the runs' {workdir_lib.digest(forget)}): it was edited or replaced. "
+        f"Restore it, or re-run unlearn.py with --workdir={workdir} --overwrite")
+  predictions = os.path.join(_original_dir(workdir, io.read_json(os.path.join(workdir, "forget_set.json"))),
+                             "predictions")
   if not os.path.exists(os.path.join(predictions, "test.npz")):
     logging.warning("no predictions of the original model in %s: its row is left out", predictions)
     return None
-  forget = _load_forget(os.path.join(workdir, "forget_set.npz"))
   logits, labels, _ = _load_predictions(predictions, "the original model", "re-run train.py")
   return _cached(os.path.join(workdir, ORIGINAL_CACHE), logits, forget,
                  {**settings, "reference": reference["digest"]},
@@ -268,18 +291,20 @@ def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, se
                                      seed=seed, feature=feature) for name in runs}
   references = {e["reference_dir"] for e in evaluated.values()}
   if len(references) > 1:
-    raise ValueError(f"the runs of {workdir} compare against different retrain references "
-                     f"({', '.join(sorted(references))}): the work directory mixes forget sets")
+    raise workdir_lib.WorkdirError(
+        f"the runs of {workdir} compare against different retrain references "
+        f"({', '.join(sorted(references))}): the work directory mixes forget sets")
   first = next(iter(evaluated.values()))
   reference = first["reference"]
   models: Dict[str, Dict[str, Any]] = {}
-  original = _evaluate_original(workdir, reference, _settings(num_shadow, seed, feature))
+  original = _evaluate_original(workdir, first["forget"], reference, _settings(num_shadow, seed, feature))
   if original is not None:
     models["original"] = original
   models["retrain"] = _reference_row(reference, feature)
   models.update({name: e for name, e in evaluated.items() if name != "retrain"})
   io.write_json(os.path.join(workdir, "evaluation.json"),
-                {"settings": _settings(num_shadow, seed, feature), "retrain_reference": first["reference_dir"],
+                {"settings": _settings(num_shadow, seed, feature),
+                 "retrain_reference": workdir_lib.relative(workdir, first["reference_dir"]),
                  "models": {name: {"per_seed": m["per_seed"], "summary": m["summary"]} for name, m in models.items()}})
   rows = []
   for name, m in models.items():
@@ -288,7 +313,9 @@ def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, se
     for stat in ("mean", "ci95"):
       summary = _flat(m["summary"])
       rows.append({"model": name, "seed": stat, **{k: v[stat] for k, v in summary.items()}})
-  io.write_csv(os.path.join(workdir, "evaluation.csv"), rows)
+  columns = (["model", "seed"] + [f"{split}_accuracy" for split in ACCURACIES]
+             + [f"mia_{f}" for f in mia.FEATURES] + ["loss_mia_auc", "tow", "tow_mia"])
+  io.write_csv(os.path.join(workdir, "evaluation.csv"), rows, fields=columns)
   table = markdown_table({name: m["summary"] for name, m in models.items()}, feature)
   io.write_text(os.path.join(workdir, TABLE_FILE), table)
   plot_models({name: m["summary"] for name, m in models.items()}, os.path.join(workdir, FIGURE_FILE),
@@ -340,17 +367,34 @@ def evaluate_path(path: str) -> str:
 
   Returns:
     The markdown table written (evaluation.md, or one method's rows).
+
+  Raises:
+    FileNotFoundError: `path` is another kind of work directory, or none; the message says
+      where its results are or what to run.
   """
-  if os.path.isdir(workdir_lib.methods_dir(path)):
+  kind = workdir_lib.kind_of(path)
+  if kind == "unlearning" or (kind == "none" and os.path.isdir(workdir_lib.methods_dir(path))):
     table = evaluate_workdir(path)
     logging.info("evaluation of %s:\n%s\ntable: %s  figure: %s", path, table,
                  os.path.join(path, TABLE_FILE), os.path.join(path, FIGURE_FILE))
     return table
-  if workdir_lib.is_finished(path):
+  if kind == "method":
     record = evaluate_method(path)
     table = markdown_table({"retrain": _reference_row(record["reference"], MIA_FEATURE)["summary"],
                             record["name"]: record["summary"]})
     logging.info("evaluation of %s (in %s):\n%s", path, os.path.join(path, CACHE_FILE), table)
     return table
-  raise FileNotFoundError(f"{path} is neither an unlearning work directory (with methods/) nor a run "
-                          f"of one (with metrics.json); make one with unlearn.py --workdir={path}")
+  where = {
+      "study": (f"is a study's work directory: run it (or resume it) with python evaluate.py --config=<the study "
+                f"config, recorded in {os.path.join(path, workdir_lib.CONFIG_FILE)}> --workdir={path}; its tables are "
+                f"in study.md and each forget set's evaluation in sets/<set>/evaluation.md"),
+      "continual": ("is a continual.py work directory: continual.py itself writes its metrics (ACC, BWT, FWT, "
+                    "CL-ToW, CLU, per-task MIA) to metrics.json / metrics.csv there"),
+      "scores": ("holds memorization scores (train.py with mode memorization or proxies): nothing to evaluate; "
+                 "unlearn.py reads them through --config.forget.scores"),
+      "training": ("is a train.py work directory (original models; accuracies in metrics.json): evaluate.py "
+                   "evaluates unlearning runs; make some with unlearn.py --config.unlearn.original_workdir="
+                   f"{path} --workdir=<another folder>"),
+      "none": f"is no work directory of rum-jax (no {workdir_lib.CONFIG_FILE}); make one with unlearn.py --workdir={path}",
+  }[kind]
+  raise FileNotFoundError(f"{path} {where}")

@@ -16,7 +16,7 @@ example, with the ORIGINAL `index`) that `unlearn.py` reads.
 import math
 import os
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -46,13 +46,23 @@ def _write_scores(path: str, setup: Setup, scores: Dict[str, np.ndarray], **extr
   io.write_npz(path, index=tr.index, labels=tr.y, **scores, **extra)
 
 
+def _finished_chunk(path: str, masks: np.ndarray) -> Optional[Dict[str, np.ndarray]]:
+  """The correctness arrays of a chunk file already trained with exactly these subsets, or None."""
+  if not workdir_lib.readable(path):
+    return None
+  with np.load(path) as data:
+    if not np.array_equal(data["in_mask"], masks):
+      return None
+    return {"train": data["correct_train"], "test": data["correct_test"]}
+
+
 def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
   """Trains config.memorization.num_models subset models and writes memorization.npz."""
   m = config.memorization
   # num_models may grow between runs: that adds models instead of starting over.
   workdir_lib.prepare(workdir, config, overwrite, clear=("chunks", STATS_FILE),
                       sections=("data", "model", "train", "memorization"),
-                      ignore=("memorization.num_models",))
+                      ignore=("memorization.num_models",), outputs=(SCORES_FILE,))
   setup = Setup.create(config, num_seeds=m.chunk_size)
   ds = setup.dataset
   n, t = len(ds.train), len(ds.test)
@@ -66,20 +76,28 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   if n_chunks * m.chunk_size != m.num_models:
     logging.info("rounding num_models %d up to %d (whole chunks of %d)", m.num_models,
                  n_chunks * m.chunk_size, m.chunk_size)
+  if stats.num_models > n_chunks * m.chunk_size:
+    # Fewer models than estimated so far: the estimate of exactly the first ones (their chunk
+    # files are kept, so raising num_models again reuses the others instead of retraining).
+    logging.warning("memorization.num_models=%d is below the %d models of %s: the estimate now uses the "
+                    "first %d", m.num_models, stats.num_models, stats_path, n_chunks * m.chunk_size)
+    stats = MemorizationStats.empty(n, t if m.influence else None)
   first = stats.num_models // m.chunk_size
   if first:
     logging.info("resuming: %d models already estimated in %s", stats.num_models, stats_path)
   t0 = time.time()
   for j in range(first, n_chunks):
     masks = sample_subset_masks(m.seed, m.chunk_size, n, m.ratio, first_model=j * m.chunk_size)
-    # No per-epoch checkpoints inside a chunk: saving chunk_size models every epoch costs
-    # more than retraining one chunk; the resume unit is the finished chunk.
-    states, _ = train_on(setup, [np.flatnonzero(row) for row in masks], config.train,
-                         _chunk_seed(m.seed, j), None, name=f"chunk {j + 1}/{n_chunks}")
-    logits, _ = accuracies(setup, states, config.train.eval_batch_size)
-    correct = {s: logits[s].argmax(-1) == setup.dataset.split(s).y[None] for s in SPLITS}
-    io.write_npz(os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz"), in_mask=masks,
-                 correct_train=correct["train"], correct_test=correct["test"])
+    chunk_file = os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz")
+    correct = _finished_chunk(chunk_file, masks)
+    if correct is None:
+      # No per-epoch checkpoints inside a chunk: saving chunk_size models every epoch costs
+      # more than retraining one chunk; the resume unit is the finished chunk.
+      states, _ = train_on(setup, [np.flatnonzero(row) for row in masks], config.train,
+                           _chunk_seed(m.seed, j), None, name=f"chunk {j + 1}/{n_chunks}")
+      logits, _ = accuracies(setup, states, config.train.eval_batch_size)
+      correct = {s: logits[s].argmax(-1) == setup.dataset.split(s).y[None] for s in SPLITS}
+      io.write_npz(chunk_file, in_mask=masks, correct_train=correct["train"], correct_test=correct["test"])
     stats.add(masks, correct["train"], correct["test"] if m.influence else None)
     stats.save(stats_path)  # the chunk counts only once this atomic write is done
     done = j + 1 - first
@@ -169,7 +187,7 @@ def heldout_finetune(setup: Setup, states: Any, config: ml_collections.ConfigDic
 def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
   """One ordinary training run (num_seeds models) recording learning events; writes the proxies."""
   workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints", "events"),
-                      sections=TRAINING_SECTIONS + ("proxies",))
+                      sections=TRAINING_SECTIONS + ("proxies",), outputs=(SCORES_FILE,))
   setup = Setup.create(config)
   n = len(setup.dataset.train)
   sums = proxies_lib.EventSums(config.num_seeds, n, os.path.join(workdir, "events"))

@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, results, workdir as workdir_lib
+from rum_jax import io, provenance, results, workdir as workdir_lib
 from rum_jax.pipelines import evaluation, memorization, training, unlearning
 from rum_jax.training import loop
 from rum_jax.training.config import training_config
@@ -77,7 +77,7 @@ def _ensure_scores(config: ml_collections.ConfigDict, workdir: str, source: str)
   path = _scores_path(config, workdir, source)
   directory = os.path.dirname(path)
   config_file = os.path.join(directory, workdir_lib.CONFIG_FILE)
-  if os.path.exists(path) and os.path.exists(config_file) and (
+  if workdir_lib.readable(path) and workdir_lib.readable(config_file) and (
       workdir_lib.flatten(io.read_json(config_file)) == workdir_lib.flatten(score_config)):
     return False
   run = memorization.run_memorization if mode == "memorization" else memorization.run_proxies
@@ -112,17 +112,24 @@ def _rum_config(cfg: ml_collections.ConfigDict, name: str, plan: Dict[str, str])
 
 
 def _finished(cfg: ml_collections.ConfigDict, set_dir: str, forget: List[np.ndarray]) -> bool:
-  """Whether the run of cfg in set_dir is done with the same settings and forget set."""
+  """Whether the run of cfg in set_dir is done with the same settings and forget set, and
+  everything it and its evaluation read is there and readable (its predictions, its retrain
+  reference); otherwise it is run again, which redoes only what is missing."""
   method = METHODS.get(cfg.unlearn.method)
   run_dir = workdir_lib.method_dir(set_dir, method.folder_of(cfg))
-  files = [os.path.join(run_dir, f) for f in (workdir_lib.METRICS_FILE, workdir_lib.CONFIG_FILE, "forget_set.npz")]
-  if not all(os.path.exists(f) for f in files):
+  predictions = [os.path.join("predictions", f"{split}.npz") for split in ("train", "val", "test")]
+  if not workdir_lib.is_finished(run_dir, also=[workdir_lib.CONFIG_FILE, "forget_set.npz"] + predictions):
     return False
-  recorded = workdir_lib.flatten(io.read_json(files[1]))
+  reference = io.read_json(os.path.join(run_dir, workdir_lib.METRICS_FILE)).get("retrain_reference", "")
+  if not (reference and all(workdir_lib.readable(os.path.join(workdir_lib.resolve(set_dir, reference), f))
+                            for f in ["forget_set.npz"] + predictions)):
+    return False
+  recorded = io.read_json(os.path.join(run_dir, workdir_lib.CONFIG_FILE))
   settings = method.settings_of(cfg, set_dir)
-  if recorded != workdir_lib.flatten(ml_collections.ConfigDict({"method": method.name, "settings": settings})):
+  if workdir_lib.differences(recorded, {"method": method.name, "settings": settings.to_dict()},
+                             ignore=unlearning.METHOD_PATH_KEYS):
     return False
-  with np.load(files[2]) as data:
+  with np.load(os.path.join(run_dir, "forget_set.npz")) as data:
     return np.array_equal(data["forget_positions"], np.stack(forget))
 
 
@@ -179,11 +186,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   failures: Dict[str, str] = {}
   s = config.study
   workdir_lib.prepare(workdir, config, overwrite, clear=(),
-                      ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn."))])
+                      ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn."))],
+                      outputs=("sets", "study.json"))
   original_dir = workdir_lib.original_dir(workdir)
   t0 = time.time()
   new_original = not workdir_lib.is_finished(original_dir)
-  timings = _InvocationLog(workdir, start_over=new_original)
+  timings = _InvocationLog(workdir, config, start_over=new_original)
   if new_original:
     training.train_and_evaluate(training_config(config), original_dir, overwrite)
     timings["original"] = time.time() - t0
@@ -220,29 +228,41 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
     logging.info("study: RUM plan on %s mix: %s", source, plans[source])
     _run(rum_config, set_dirs["mix"], setup, overwrite, timings, failures)
     evaluation.evaluate_workdir(set_dirs["mix"])
-  return write_study(config, workdir, plans, timings.invocations(), failures)
+  return write_study(config, workdir, plans, timings.invocations(), timings.commands(), failures)
 
 
 class _InvocationLog(dict):
   """This invocation's timings (piece -> seconds, plus "total"), saved in <workdir>/timings.json
   after every finished piece, so that an invocation killed part-way still counts in the
-  study's cost with the work it finished. A new original model starts the list over."""
+  study's cost with the work it finished. A new original model starts the list over. Each
+  invocation's command line and machine are kept beside (study.md names the last)."""
 
-  def __init__(self, workdir: str, start_over: bool):
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, start_over: bool):
     super().__init__()
     self._path = os.path.join(workdir, "timings.json")
     self._start = time.time()
-    self._earlier = ([] if start_over or not os.path.exists(self._path)
-                     else io.read_json(self._path)["invocations"])
+    earlier = {} if start_over or not workdir_lib.readable(self._path) else io.read_json(self._path)
+    self._earlier = earlier.get("invocations", [])
+    fallback = f"python evaluate.py --config=<a study config of {config.data.name}> --workdir={workdir}"
+    self._commands = earlier.get("commands", []) + [{"command": provenance.command(fallback),
+                                                      "machine": provenance.machine()}]
+    self._save()
+
+  def _save(self) -> None:
+    io.write_json(self._path, {"invocations": self.invocations(), "commands": self._commands})
 
   def __setitem__(self, piece: str, seconds: float) -> None:
     super().__setitem__(piece, seconds)
     super().__setitem__("total", time.time() - self._start)
-    io.write_json(self._path, {"invocations": self.invocations()})
+    self._save()
 
   def invocations(self) -> List[Dict[str, float]]:
     """Earlier invocations, then this one if it computed anything."""
     return self._earlier + ([dict(self)] if self else [])
+
+  def commands(self) -> List[Dict[str, str]]:
+    """The command line and machine of every invocation, this one last."""
+    return list(self._commands)
 
 
 # ---------------------------------------------------------------------------------------
@@ -313,7 +333,8 @@ def claims(collected: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[st
 
 
 def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str, Dict[str, str]],
-                invocations: List[Dict[str, float]], failures: Dict[str, str]) -> str:
+                invocations: List[Dict[str, float]], commands: List[Dict[str, str]],
+                failures: Dict[str, str]) -> str:
   """study.json, study.csv, study.md and study.png in workdir and config.study.results_dir."""
   s = config.study
   collected = _collect(config, workdir)
@@ -334,7 +355,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
   io.write_json(os.path.join(workdir, "study.json"),
                 {"data": config.data.name, "num_seeds": num_seeds, "forget_size": config.forget.size,
                  "methods": list(s.methods), "levels": levels, "rum_plans": plans, "claims": statements,
-                 "invocations": invocations, "diverged": failures,
+                 "invocations": invocations, "commands": commands, "diverged": failures,
                  "results": {src: {lvl: {n: m["summary"] for n, m in ms.items()} for lvl, ms in bl.items()}
                              for src, bl in collected.items()}})
 
@@ -342,10 +363,9 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
            f"{num_seeds} seeds (mean ± 95% t-interval), forget sets of {config.forget.size} train examples, "
            f"{config.model.name} {tuple(config.model.kwargs.hidden) if 'hidden' in config.model.kwargs else ''}. "
            f"ToW and ToW-MIA in percent (100 = the model retrained without the forget set). "
-           f"Command: `python evaluate.py --config=configs/study_{config.data.name}.py "
-           f"--workdir=runs/study_{config.data.name}` (computed in "
+           f"Command: `{commands[-1]['command']}` (computed in "
            f"{sum(i['total'] for i in invocations) / 60:.1f} min wall-clock over {len(invocations)} "
-           f"invocation(s), 2 shared CPU cores).",
+           f"invocation(s); the last on {commands[-1]['machine']}).",
            "", "![study](study.png)", ""]
   lines += ["## The forget sets", "", "Mean score of the forget set (memorization in [-1, 1]; the proxy "
             "oriented so that high = more memorized) and the accuracy on it of the original and of the "

@@ -23,7 +23,8 @@ from rum_jax.training.setup import SPLITS, Setup, accuracies, save_predictions, 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
                        setup: Optional[Setup] = None) -> dict:
   """Trains `config.num_seeds` models at once on the full train split and evaluates them."""
-  workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints",), sections=TRAINING_SECTIONS)
+  workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints",), sections=TRAINING_SECTIONS,
+                      outputs=("predictions",))
   setup = setup or Setup.create(config)
   ds = setup.dataset
   logging.info("data %s: %d train / %d val / %d test, %d classes; model %s; %d seeds on %d device(s)",

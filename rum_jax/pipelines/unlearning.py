@@ -43,6 +43,8 @@ from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
 from rum_jax.unlearning.interface import ScoreSource
 
 SPLIT_METRICS = ("forget_accuracy", "retain_accuracy", "val_accuracy", "test_accuracy")
+# A RUM run's recorded score path may move with its work directory; its digest may not change.
+METHOD_PATH_KEYS = ("settings.scores",)
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,6 +177,14 @@ def _original_model(config, workdir: str, setup: Setup, overwrite: bool) -> Tupl
   return directory, training.load_or_train(train_config, directory, setup)[1]
 
 
+def original_paths(workdir: str, original_dir: str) -> Dict[str, str]:
+  """Where the original model is, as recorded in forget_set.json: relative to the work directory
+  (found again after the whole tree is copied or moved, as a study's sets and their shared
+  original are) and absolute (found again when only the work directory moved)."""
+  return {"original_workdir": os.path.relpath(os.path.abspath(original_dir), os.path.abspath(workdir)),
+          "original_workdir_absolute": os.path.abspath(original_dir)}
+
+
 def _digest(train_config: ml_collections.ConfigDict, forget: List[np.ndarray]) -> str:
   blob = json.dumps({"training": train_config.to_dict(), "forget": [f.tolist() for f in forget]},
                     sort_keys=True)
@@ -205,21 +215,68 @@ def _metrics_rows(models: Dict[str, Dict[str, np.ndarray]]) -> List[Dict[str, An
   return rows
 
 
+# Paths a work directory's config names: compared by what they hold, not where they are, so a
+# copied or moved work directory (or study) resumes: the forget set's digest stands for the
+# score file (`_check_forget_set`), the original model's training config for its folder.
+PATH_KEYS = ("forget.scores", "unlearn.original_workdir")
+
+
 def _prepare_workdir(workdir: str, config, overwrite: bool) -> None:
   """config.json of the whole run; unlearning settings may differ between runs of one workdir."""
   keys = set(workdir_lib.flatten(config))
   path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   if os.path.exists(path):
     keys |= set(workdir_lib.flatten(io.read_json(path)))
-  ignore = [k for k in keys if k.startswith("unlearn.") and k != "unlearn.original_workdir"]
+  ignore = [k for k in keys if k.startswith("unlearn.") or k in PATH_KEYS]
   workdir_lib.prepare(workdir, config, overwrite, clear=("methods", "retrain"), ignore=ignore,
-                      sections=TRAINING_SECTIONS + ("forget", "unlearn"))
+                      sections=TRAINING_SECTIONS + ("forget", "unlearn"), outputs=("forget_set.npz",))
 
 
-def write_summary(workdir: str) -> str:
-  """summary.csv and summary.md over every finished method of `workdir`; returns the markdown."""
+def _check_forget_set(workdir: str, forget: List[np.ndarray], overwrite: bool) -> str:
+  """The forget set's digest; refuses a work directory whose runs used another forget set.
+
+  A new forget set in an existing work directory (recomputed or edited scores, another score
+  file) would leave its finished runs beside runs of the new set: refused unless --overwrite,
+  which discards the runs made with the old one.
+  """
+  new = workdir_lib.digest(np.stack(forget))
+  old_file = os.path.join(workdir, "forget_set.npz")
+  if not workdir_lib.readable(old_file):
+    return new
+  with np.load(old_file) as data:
+    old_positions = data["forget_positions"]
+  if workdir_lib.digest(old_positions) == new:
+    return new
+  stale = [name for name in workdir_lib.finished_runs(workdir) if _run_digest(workdir, name) != new]
+  shared = len(np.intersect1d(old_positions[0], forget[0])) if old_positions.shape[1:] else 0
+  if stale and not overwrite:
+    raise workdir_lib.WorkdirError(
+        f"the forget set of {workdir} changed: {shared} of its {len(forget[0])} examples are the same "
+        f"(were the scores recomputed or the score file replaced?), and its finished runs "
+        f"{', '.join(stale)} were unlearned from the old one. Use another --workdir, or pass --overwrite "
+        "to discard those runs.")
+  for name in stale:
+    logging.warning("--overwrite: discarding %s, unlearned from the previous forget set",
+                    workdir_lib.method_dir(workdir, name))
+    shutil.rmtree(workdir_lib.method_dir(workdir, name))
+  return new
+
+
+def _run_digest(workdir: str, name: str) -> Optional[str]:
+  """The forget-set digest a finished run was unlearned from (its forget_set.npz)."""
+  path = os.path.join(workdir_lib.method_dir(workdir, name), "forget_set.npz")
+  if not workdir_lib.readable(path):
+    return None
+  with np.load(path) as data:
+    return workdir_lib.digest(data["forget_positions"])
+
+
+def write_summary(workdir: str, forget_digest: str) -> str:
+  """summary.csv and summary.md over every finished method of `workdir` unlearned from the forget
+  set `forget_digest` (the work directory's); returns the markdown."""
   rows = []
-  for i, name in enumerate(workdir_lib.finished_runs(workdir)):
+  runs = [n for n in workdir_lib.finished_runs(workdir) if _run_digest(workdir, n) == forget_digest]
+  for i, name in enumerate(runs):
     record = io.read_json(os.path.join(workdir_lib.method_dir(workdir, name), workdir_lib.METRICS_FILE))
     # The references are the same in every record; a `retrain` record is the reference itself.
     models = [("original", record["original"]), ("retrain", record["retrain"])] if i == 0 else []
@@ -265,12 +322,13 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   original_dir, original = _original_model(config, workdir, setup, overwrite)
 
   forget, report = build_forget_set(config, workdir, setup, original)
+  forget_digest = _check_forget_set(workdir, forget, overwrite)
   retain = [np.setdiff1d(np.arange(len(train)), f) for f in forget]
   io.write_npz(os.path.join(workdir, "forget_set.npz"), forget_positions=np.stack(forget),
                forget_index=np.stack([train.index[f] for f in forget]),
                retain_positions=np.stack(retain), retain_index=np.stack([train.index[r] for r in retain]))
   io.write_json(os.path.join(workdir, "forget_set.json"),
-                {**report, "original_workdir": os.path.abspath(original_dir),
+                {**report, "digest": forget_digest, **original_paths(workdir, original_dir),
                  "forget_positions": [f.tolist() for f in forget],
                  "forget_index": [train.index[f].tolist() for f in forget]})
   if "entanglement_per_group" in report:
@@ -294,11 +352,12 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   run_name, settings = method.folder_of(config), method.settings_of(config, workdir)
   method_dir = workdir_lib.method_dir(workdir, run_name)
   workdir_lib.prepare(method_dir, ml_collections.ConfigDict({"method": method.name, "settings": settings}),
-                      overwrite, clear=("checkpoints", "steps"))
-  previous = os.path.join(method_dir, "forget_set.npz")
-  if os.path.exists(previous) and not np.array_equal(np.load(previous)["forget_positions"], np.stack(forget)):
-    # Same settings but another forget set (e.g. recomputed scores): its checkpoints are stale.
-    logging.warning("%s was unlearned from another forget set: starting it over", method_dir)
+                      overwrite, clear=("checkpoints", "steps"), ignore=METHOD_PATH_KEYS,
+                      outputs=("predictions", "forget_set.npz"))
+  if _run_digest(workdir, run_name) not in (None, forget_digest):
+    # An unfinished run of another forget set (a finished one was refused or discarded above):
+    # its checkpoints belong to that set.
+    logging.warning("%s was started on another forget set: starting it over", method_dir)
     for sub in ("checkpoints", "steps"):
       shutil.rmtree(os.path.join(method_dir, sub), ignore_errors=True)
   io.write_npz(os.path.join(method_dir, "forget_set.npz"), forget_positions=np.stack(forget),
@@ -316,7 +375,8 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   record = {
       "method": run_name, "settings": settings.to_dict(), "seconds": seconds,
       "forget_set": {k: v for k, v in report.items() if k != "entanglement_per_group"},
-      "retrain_reference": os.path.abspath(retrain_dir),
+      "forget_digest": forget_digest,
+      "retrain_reference": workdir_lib.relative(workdir, retrain_dir),
       "per_seed": unlearned, "summary": results.summarize_columns(unlearned),
       "retrain": {"per_seed": retrained, "summary": results.summarize_columns(retrained)},
       "original": {"per_seed": original_acc, "summary": results.summarize_columns(original_acc)},
@@ -328,7 +388,7 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   io.write_csv(os.path.join(method_dir, "metrics.csv"),
                _metrics_rows({"unlearned": unlearned, "retrain": retrained, "original": original_acc}))
   io.write_json(os.path.join(method_dir, workdir_lib.METRICS_FILE), record)  # last: marks the run finished
-  table = write_summary(workdir)
+  table = write_summary(workdir, forget_digest)
   logging.info("%s (mean over %d seeds): %s\n%s", run_name, config.num_seeds,
                "  ".join(f"{k} {v['mean']:.4f}" for k, v in record["summary"].items()), table)
   if evaluate:

@@ -1,16 +1,24 @@
 """Orbax checkpoints of stacked per-seed states plus a JSON record of the run so far.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a killed
-run never leaves a half-written checkpoint that looks finished. When the newest checkpoint
-cannot be read (truncated or corrupted files), `restore` falls back to the previous one.
+run never leaves a half-written checkpoint that looks finished; such temporary folders are
+removed (and named in the log) when the run starts again. When the newest checkpoint cannot
+be read (truncated or corrupted files), `restore` sets it aside as `unreadable-<step>-<time>`,
+says so in one warning line and falls back to the previous one; set-aside folders are removed
+once a newer checkpoint has been saved.
 """
 import contextlib
 import os
+import shutil
+import sys
+import tempfile
 import time
 from typing import Any, Iterator, Optional, Tuple
 
 import orbax.checkpoint as ocp
 from absl import logging
+
+from rum_jax import io
 
 
 @contextlib.contextmanager
@@ -24,11 +32,43 @@ def _quiet() -> Iterator[None]:
     logging.set_verbosity(level)
 
 
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list]:
+  """Sends the process's stderr (file descriptor 2, also what C++ threads write) to a file.
+
+  Yields a list that holds the captured text when the block ends. A failed restore makes
+  tensorstore's worker threads print a traceback each ("Event loop is closed") after orbax
+  gave up; the caller replaces them by one warning line.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  captured: list = []
+  with tempfile.TemporaryFile() as tmp:
+    os.dup2(tmp.fileno(), 2)
+    try:
+      yield captured
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      tmp.seek(0)
+      captured.append(tmp.read().decode(errors="replace"))
+
+
 class Checkpointer:
   """Keeps the last `max_to_keep` checkpoints of (state pytree, JSON record) in `directory`."""
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
+    if os.path.isdir(self.directory):
+      for name in sorted(os.listdir(self.directory)):
+        if ".orbax-checkpoint-tmp" in name:  # a save that was killed before it finished
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+          logging.warning("removed %s: an unfinished checkpoint of a run that was stopped while saving",
+                          os.path.join(self.directory, name))
+        elif name.startswith("unreadable-"):
+          logging.warning("%s holds a damaged checkpoint set aside by an earlier run; it is removed once a "
+                          "newer checkpoint is saved", os.path.join(self.directory, name))
     with _quiet():
       self._manager = ocp.CheckpointManager(
           self.directory,
@@ -40,10 +80,19 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, record: dict) -> None:
     """Saves host (numpy) `state` and JSON-able `record` as checkpoint `step`."""
-    with _quiet():
-      self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=True)
-      self._manager.wait_until_finished()
+    try:
+      with _quiet():
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=True)
+        self._manager.wait_until_finished()
+    except OSError as err:
+      full = io.disk_full(os.path.join(self.directory, str(step)), err)
+      if full is not None:
+        raise full from None
+      raise
+    for name in os.listdir(self.directory):
+      if name.startswith("unreadable-") and int(name.split("-")[1]) <= step:
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)  # superseded by `step`
 
   def restore(self, target: Any) -> Optional[Tuple[int, Any, dict]]:
     """Newest readable checkpoint as (step, state, record), or None when there is none.
@@ -51,23 +100,30 @@ class Checkpointer:
     `target` is a host pytree of the same structure (e.g. a freshly initialised state).
     """
     for step in sorted(self._manager.all_steps(), reverse=True):
-      try:
-        with _quiet():
-          restored = self._manager.restore(step, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()))
+      error = None
+      with _stderr_captured() as noise:
+        try:
+          with _quiet():
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()))
+        except Exception as e:  # pylint: disable=broad-except
+          error = e
+          time.sleep(0.5)  # let the storage threads finish printing into the capture
+      if error is None:
+        sys.stderr.write(noise[0])  # nothing went wrong: whatever was printed is the user's
         return step, restored["state"], restored["record"]
-      except Exception as e:  # pylint: disable=broad-except
-        # A damaged checkpoint must not cost the run: set it aside (kept for inspection,
-        # out of the way of the step that will be saved again) and try the previous one.
-        aside = os.path.join(self.directory, f"unreadable-{step}-{int(time.time())}")
-        os.rename(os.path.join(self.directory, str(step)), aside)
-        with _quiet():
-          self._manager.reload()
-        logging.error("checkpoint %d in %s is unreadable (%s: %s); moved to %s, trying an "
-                      "older one", step, self.directory, type(e).__name__, e, aside)
+      # A damaged checkpoint must not cost the run: set it aside (kept for inspection,
+      # out of the way of the step that will be saved again) and try the previous one.
+      aside = os.path.join(self.directory, f"unreadable-{step}-{int(time.time())}")
+      os.rename(os.path.join(self.directory, str(step)), aside)
+      with _quiet():
+        self._manager.reload()
+      reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+      logging.warning("checkpoint %d is damaged (%s): set aside as %s; resuming from the one before", step,
+                      reason, aside)
     if any(d.startswith("unreadable-") for d in os.listdir(self.directory)):
-      raise RuntimeError(f"no readable checkpoint in {self.directory}: every step failed to "
-                         "restore (see the errors above); delete the folder to start over")
+      raise RuntimeError(f"no readable checkpoint in {self.directory}: every saved step is damaged (set aside "
+                         "as unreadable-*); delete the folder to start this run over")
     return None
 
   def close(self) -> None:

@@ -3,6 +3,9 @@ import ml_collections
 
 from rum_jax import checks
 from rum_jax.training.optim import SCHEDULES
+# More models than this in one program is a typo (num_seeds=1e8 would hang): memorization and
+# model banks train many models in chunks of their own.
+MAX_SEEDS = 4096
 # The config sections that decide a trained model: a work directory's original models, the
 # retrain reference and the score runs compare exactly these.
 TRAINING_SECTIONS = ("seed", "num_seeds", "data", "model", "train")
@@ -34,6 +37,9 @@ def validate_recipe(t: ml_collections.ConfigDict, prefix: str = "train") -> None
 def validate(config: ml_collections.ConfigDict) -> None:
   """config.seed, num_seeds, vmap_size and the training recipe config.train."""
   checks.positive_int(config.num_seeds, "num_seeds")
+  checks.require(config.num_seeds <= MAX_SEEDS, f"config.num_seeds={config.num_seeds} is more than {MAX_SEEDS} "
+                 "models in one program; for more seeds run several work directories (memorization trains "
+                 "its models in chunks: config.memorization.num_models)")
   vmap_size = config.get("vmap_size", 0)
   checks.require(checks.is_int(vmap_size) and vmap_size >= 0,
                  f"config.vmap_size must be a non-negative integer (0 = automatic), got {vmap_size!r}")

@@ -130,7 +130,12 @@ def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collec
   """
   runner = setup.runner
   positions = list(positions) + [positions[0]] * (runner.padded_seeds - len(positions))
-  steps = math.ceil(max(len(p) for p in positions) / train_cfg.batch_size)
+  largest = max(len(p) for p in positions)
+  if train_cfg.batch_size > largest:
+    raise ValueError(f"[{name}] batch_size={train_cfg.batch_size} is larger than the {largest} examples a "
+                     f"model trains on: every step would be one batch padded with {train_cfg.batch_size - largest} "
+                     f"empty rows; use a batch size of at most {largest}")
+  steps = math.ceil(largest / train_cfg.batch_size)
   tx, epoch_fn = setup.compiled_training(train_cfg, steps, loss_fn)
   states = setup.init_states(tx, base_seed, positions)
 

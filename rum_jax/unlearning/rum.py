@@ -84,16 +84,18 @@ def score_source(config: ml_collections.ConfigDict, workdir: str) -> ScoreSource
 
 
 def resolved_settings(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-  """What decides a RUM run's result, recorded in its config.json: the score file (resolved)
-  and every step's method with its full settings (so a change of a method's base settings is
-  noticed too)."""
+  """What decides a RUM run's result, recorded in its config.json: the score file (resolved, and
+  the digest of its contents) and every step's method with its full settings (so a change of a
+  method's base settings is noticed too)."""
   source = score_source(config, workdir)
   steps = {}
   for level in LEVELS:
     settings = step_settings(config.unlearn, level)
     steps[level] = {"method": config.unlearn.rum[level].method, "settings": settings.to_dict() if settings else {}}
-  return ml_collections.ConfigDict({"scores": os.path.abspath(source.path), "score_key": source.key,
-                                    "steps": steps})
+  # The path may change when the work directory moves; what it holds may not (its digest).
+  digest = workdir_lib.file_digest(source.path) if os.path.exists(source.path) else ""
+  return ml_collections.ConfigDict({"scores": os.path.abspath(source.path), "scores_digest": digest,
+                                    "score_key": source.key, "steps": steps})
 
 
 # ---------------------------------------------------------------------------------------
