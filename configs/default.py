@@ -60,6 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.forget.score_key = ""      # array inside the score file (e.g. a proxy name); "" = detect
   c.forget.seed = 0            # seeds a random forget set
   c.forget.group = 0           # entanglement: ES group (0 = closest to the feature mean)
+  c.forget.split = "report"    # report | validation: the disjoint set of the same kind and level
+  #                              that method settings are tuned on (the next examples of the level)
 
   # Unlearning (the methods of RUM's study, README): SGD momentum 0.9, weight decay 5e-4, constant lr. RUM's
   # typical epochs; batch 64 and learning rates tuned on digits (a `mix` forget set of 150,
@@ -93,4 +95,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.unlearn.rum.low = ml_collections.ConfigDict(dict(method="none", overrides={}))
   c.unlearn.rum.mid = ml_collections.ConfigDict(dict(method="finetune", overrides={"lr": 0.1}))
   c.unlearn.rum.high = ml_collections.ConfigDict(dict(method="salun", overrides={"epochs": 5, "lr": 0.1}))
+  # Sweeps (unlearn.py and the study): comma-separated values of any setting of a method, e.g.
+  # --config.sweep.salun.lr=0.01,0.03,0.1 (every combination of the swept settings is a grid
+  # point). Each point is tuned on the VALIDATION forget set (same kind and level, disjoint from
+  # the reported one); the best by `select_by` (mean over seeds) then runs on the reported set.
+  # lr and the methods' numeric settings vary per model inside one program; epochs and batch
+  # sizes make one program per value.
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.select_by = "tow"    # tow | tow_mia
+  for name in ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher", "random_label", "salun"):
+    c.sweep[name] = ml_collections.ConfigDict({key: "" for key in c.unlearn[name]})
   return c

@@ -12,7 +12,8 @@ import ml_collections
 from rum_jax import checks, workdir as workdir_lib
 from rum_jax.config_validation import require_mode, validate
 from rum_jax.pipelines import continual as continual_pipeline
-from rum_jax.pipelines import evaluation, memorization, study, training, unlearning
+from rum_jax.pipelines import evaluation, memorization, study, sweep, training, unlearning
+from rum_jax.unlearning.config import sweep_grid
 
 TRAIN_MODES = {"train": training.train_and_evaluate, "memorization": memorization.run_memorization,
                "proxies": memorization.run_proxies}
@@ -28,12 +29,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = Fal
 
 
 def unlearn(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
-  """unlearn.py: scores if needed, original, forget set, retrain reference, the method, evaluation."""
+  """unlearn.py: scores if needed, original, forget set, retrain reference, the method, evaluation;
+  with config.sweep.<method> values, the method tuned on the validation forget set first."""
   validate(config)
   checks.require("unlearn" in config and "forget" in config,
                  "unlearn.py needs config.forget and config.unlearn; start from configs/digits.py")
+  run = sweep.run_sweep if sweep_grid(config, config.unlearn.method) else unlearning.run_unlearning
   with workdir_lib.WorkdirLock(workdir):
-    return unlearning.run_unlearning(config, workdir, overwrite)
+    return run(config, workdir, overwrite)
 
 
 def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:

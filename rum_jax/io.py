@@ -83,6 +83,11 @@ def _to_jsonable(obj: Any) -> Any:
   return obj
 
 
+def as_json(obj: Any) -> Any:
+  """`obj` as `read_json` would give it back after `write_json` (to compare with a saved record)."""
+  return json.loads(json.dumps(_to_jsonable(obj)))
+
+
 def write_json(path: str, obj: Any) -> None:
   """Writes `obj` (dicts/lists/arrays/numpy scalars) as indented JSON, atomically."""
   _atomic_write_bytes(path, json.dumps(_to_jsonable(obj), indent=2, sort_keys=True).encode())

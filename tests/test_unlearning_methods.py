@@ -69,6 +69,11 @@ def test_tempered_kl_matches_numpy():
   np.testing.assert_allclose(methods.tempered_kl(jnp.asarray(s), jnp.asarray(s), 4.0), 0.0, atol=1e-5)
 
 
+def _hp(**values):
+  """A model's swept settings as the losses read them (state.aux["hp"])."""
+  return {k: jnp.float32(v) for k, v in values.items()}
+
+
 def _teacher_aux(seed=5):
   _, _, teacher, _, _ = _linear(seed)
   return {"teacher": {"params": teacher.params, "batch_stats": {}}}
@@ -77,11 +82,11 @@ def _teacher_aux(seed=5):
 def test_scrub_min_step_against_closed_form():
   """gamma CE + beta KL_T on retain; d/dz [T^2 KL(p_t || softmax(z/T))] = T (softmax(z/T) - p_t)."""
   temperature, gamma, beta, lr, wd = 4.0, 0.7, 2.0, 0.1, 0.01
-  aux = _teacher_aux()
+  aux = {**_teacher_aux(), "hp": _hp(temperature=temperature, gamma=gamma, beta=beta)}
   forward, tx, state, x, y = _linear(lr=lr, wd=wd, aux=aux)
   weight = np.array([1, 1, 1, 1, 1, 0, 0], np.float32)  # the last two rows are padding
   batch = {"retain": _stream(x, y, weight)}
-  new_state, metrics = _step(forward, tx, methods.scrub_min_loss(temperature, gamma, beta))(state, batch)
+  new_state, metrics = _step(forward, tx, methods.scrub_min_loss)(state, batch)
 
   w, b = _wb(state.params)
   wt, bt = _wb(aux["teacher"]["params"])
@@ -99,9 +104,9 @@ def test_scrub_min_step_against_closed_form():
 
 def test_scrub_max_step_ascends_the_kl():
   temperature, lr, wd = 2.0, 0.1, 0.0
-  aux = _teacher_aux()
+  aux = {**_teacher_aux(), "hp": _hp(temperature=temperature)}
   forward, tx, state, x, y = _linear(lr=lr, wd=wd, aux=aux)
-  new_state, metrics = _step(forward, tx, methods.scrub_max_loss(temperature))(state, {"forget": _stream(x, y)})
+  new_state, metrics = _step(forward, tx, methods.scrub_max_loss)(state, {"forget": _stream(x, y)})
   w, b = _wb(state.params)
   wt, bt = _wb(aux["teacher"]["params"])
   p_t = _softmax((x @ wt + bt) / temperature)
@@ -116,8 +121,8 @@ def test_scrub_max_step_ascends_the_kl():
 def test_l1_sparse_decay_schedule_and_loss():
   """a_t = alpha (1 - epoch / E), epoch = step // steps_per_epoch; loss = CE + a_t sum |theta|."""
   alpha, epochs, steps_per_epoch = 0.3, 4, 3
-  forward, _, state, x, y = _linear()
-  loss_fn = methods.l1_sparse_loss(alpha, epochs, steps_per_epoch)
+  forward, _, state, x, y = _linear(aux={"hp": _hp(alpha=alpha)})
+  loss_fn = methods.l1_sparse_loss(epochs, steps_per_epoch)
   w, b = _wb(state.params)
   ce = -np.log(_softmax(x @ w + b)[np.arange(len(y)), y]).mean()
   l1 = np.abs(w).sum() + np.abs(b).sum()
@@ -136,7 +141,7 @@ def test_l1_sparse_decay_schedule_and_loss():
 def test_neggrad_and_neggrad_plus_mixing():
   """NegGrad: -CE(forget). NegGrad+: alpha CE(retain) - (1 - alpha) CE(forget), one SGD step."""
   alpha, lr, wd = 0.8, 0.05, 0.001
-  forward, tx, state, x, y = _linear(n=9, lr=lr, wd=wd)
+  forward, tx, state, x, y = _linear(n=9, lr=lr, wd=wd, aux={"hp": _hp(alpha=alpha)})
   xr, yr, xf, yf = x[:6], y[:6], x[6:], y[6:]
   w, b = _wb(state.params)
   pr, pf = _softmax(xr @ w + b), _softmax(xf @ w + b)
@@ -147,7 +152,7 @@ def test_neggrad_and_neggrad_plus_mixing():
   np.testing.assert_allclose(loss, -ce_f, rtol=1e-5)
 
   batch = {"retain": _stream(xr, yr), "forget": _stream(xf, yf)}
-  new_state, metrics = _step(forward, tx, methods.neggrad_plus_loss(alpha))(state, batch)
+  new_state, metrics = _step(forward, tx, methods.neggrad_plus_loss)(state, batch)
   np.testing.assert_allclose(metrics["loss"], alpha * ce_r - (1 - alpha) * ce_f, rtol=1e-5)
   dz_r = alpha * (pr - _onehot(yr)) / 6
   dz_f = -(1 - alpha) * (pf - _onehot(yf)) / 3

@@ -20,7 +20,7 @@ Two attacks, both on model outputs the caller computed (logits), never on the mo
   cross-entropy, cross-validated) summarised by its ROC AUC; 0.5 means no leakage. It is
   cheap enough to run per task in continual learning.
 """
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -181,7 +181,8 @@ def shadow_positions(num_retain: int, num_test: int, num_shadow: Optional[int] =
 def svc_mia(retain_logits: np.ndarray, retain_labels: np.ndarray,
             test_logits: np.ndarray, test_labels: np.ndarray,
             forget_logits: np.ndarray, forget_labels: np.ndarray,
-            num_shadow: Optional[int] = 10_000, seed: int = 0) -> Dict[str, float]:
+            num_shadow: Optional[int] = 10_000, seed: int = 0,
+            features: Optional[Sequence[str]] = None) -> Dict[str, float]:
   """MIA-efficacy of the forget set for every feature of `FEATURES` (SalUn / RUM SVC MIA).
 
   For each feature, an SVC (RBF kernel, C=3, gamma='auto' = 1 / num_features, as the
@@ -195,6 +196,7 @@ def svc_mia(retain_logits: np.ndarray, retain_labels: np.ndarray,
     forget_logits, forget_labels: the same on the forget set (the attack's target).
     num_shadow: the most shadow members (see `shadow_positions`); None = the test size.
     seed: seed of the shadow draw.
+    features: the features to attack with (None: all of `FEATURES`); a sweep needs only ToW-MIA's.
 
   Returns:
     {feature name: MIA-efficacy in [0, 1]}.
@@ -210,8 +212,13 @@ def svc_mia(retain_logits: np.ndarray, retain_labels: np.ndarray,
   shadow_logits = np.concatenate([retain_logits[retain_pos], test_logits[test_pos]])
   shadow_labels = np.concatenate([retain_labels[retain_pos], test_labels[test_pos]])
   is_member = np.concatenate([np.ones(len(retain_pos)), np.zeros(len(test_pos))])
+  unknown = sorted(set(features or ()) - set(FEATURES))
+  if unknown:
+    raise ValueError(f"unknown MIA features {unknown}; valid choices: {', '.join(FEATURES)}")
   efficacy = {}
   for name, feature in FEATURES.items():
+    if features is not None and name not in features:
+      continue
     clf = svm.SVC(C=3.0, kernel="rbf", gamma="auto")
     clf.fit(feature(shadow_logits, shadow_labels), is_member)
     predicted_member = clf.predict(feature(forget_logits, forget_labels))

@@ -19,6 +19,7 @@
   summary.csv / summary.md    every finished method of this work directory, mean and 95% CI
   evaluation.{json,csv,md,png}  accuracies, attacks, ToW and ToW-MIA of every finished run
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -117,7 +118,7 @@ def build_forget_set(config: ml_collections.ConfigDict, workdir: str, setup: Set
   train = setup.dataset.train
   check_forget_size(config, len(train))
   kind = FORGET_KINDS.get(f.kind)
-  report: Dict[str, Any] = {"kind": f.kind, "size": f.size}
+  report: Dict[str, Any] = {"kind": f.kind, "size": f.size, "split": f.get("split", "report")}
   scores = None
   source = forget_score_source(config, workdir)
   if source is not None:
@@ -298,22 +299,29 @@ def write_summary(workdir: str, forget_digest: str) -> str:
   return text
 
 
-def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
-                   setup: Optional[Setup] = None, evaluate: bool = True) -> Dict[str, Any]:
-  """Scores (if needed) -> original model -> forget set -> retrain reference -> the method -> metrics.
+@dataclasses.dataclass
+class Prepared:
+  """An unlearning work directory made ready for methods: its original models, forget set and
+  retrain reference, all seeds (what every method run of the directory shares)."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  setup: Setup
+  original: TrainState
+  forget: List[np.ndarray]
+  retain: List[np.ndarray]
+  forget_digest: str
+  report: Dict[str, Any]
+  retrain_dir: str
+  reference: TrainState
+  retrain_history: Dict[str, list]
+  retrain_seconds: float
+  retrained: Dict[str, np.ndarray]  # per-seed forget/retain/val/test accuracy of the reference
+  original_accuracy: Dict[str, np.ndarray]
 
-  Args:
-    config: the full config (data, model, train, forget, unlearn), validated.
-    workdir: the work directory (layout in the module docstring).
-    overwrite: discard results made with another forget set / training config.
-    setup: reuse this data/model/runner (and its compiled programs) across runs with the
-      same data, model and num_seeds (None: made from config).
-    evaluate: also evaluate every finished run of the work directory (evaluation.md/.png).
 
-  Returns:
-    The method's metrics record (also in methods/<folder>/metrics.json).
-  """
-  method = METHODS.get(config.unlearn.method)
+def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+            setup: Optional[Setup] = None) -> Prepared:
+  """Scores (if needed) -> original model -> forget set -> retrain reference, in `workdir`."""
   _prepare_workdir(workdir, config, overwrite)
   setup = setup or Setup.create(config)
   train = setup.dataset.train
@@ -336,8 +344,7 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   logging.info("forget set: %s of %d train examples (%s)", f"{len(forget[0])}", len(train),
                ", ".join(f"{k}={v}" for k, v in report.items() if not isinstance(v, list)))
 
-  train_config = training_config(config)
-  retrain_dir = workdir_lib.retrain_dir(workdir, _digest(train_config, forget))
+  retrain_dir = workdir_lib.retrain_dir(workdir, _digest(training_config(config), forget))
   t0 = time.time()
   reference, retrain_history = unlearn(setup, None, "retrain", config.train, forget, retain,
                                        base_seed=config.seed, run_dir=retrain_dir)
@@ -347,8 +354,35 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   retrained, retrain_logits = evaluate_splits(setup, reference, forget, retain)
   if not os.path.exists(os.path.join(retrain_dir, "predictions", "test.npz")):
     save_predictions(setup.dataset, retrain_logits, os.path.join(retrain_dir, "predictions"))
-  original_acc, _ = evaluate_splits(setup, original, forget, retain)
+  original_accuracy, _ = evaluate_splits(setup, original, forget, retain)
+  return Prepared(config, workdir, setup, original, forget, retain, forget_digest, report, retrain_dir,
+                  reference, retrain_history, retrain_seconds, retrained, original_accuracy)
 
+
+def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+                   setup: Optional[Setup] = None, evaluate: bool = True) -> Dict[str, Any]:
+  """Scores (if needed) -> original model -> forget set -> retrain reference -> the method -> metrics.
+
+  Args:
+    config: the full config (data, model, train, forget, unlearn), validated.
+    workdir: the work directory (layout in the module docstring).
+    overwrite: discard results made with another forget set / training config.
+    setup: reuse this data/model/runner (and its compiled programs) across runs with the
+      same data, model and num_seeds (None: made from config).
+    evaluate: also evaluate every finished run of the work directory (evaluation.md/.png).
+
+  Returns:
+    The method's metrics record (also in methods/<folder>/metrics.json).
+  """
+  return run_method(prepare(config, workdir, overwrite, setup), config, overwrite, evaluate)
+
+
+def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: bool = False,
+               evaluate: bool = True) -> Dict[str, Any]:
+  """config.unlearn.method on a prepared work directory: its run, metrics, summary (and evaluation)."""
+  method = METHODS.get(config.unlearn.method)
+  workdir, setup, forget, retain, forget_digest = prep.workdir, prep.setup, prep.forget, prep.retain, prep.forget_digest
+  train = setup.dataset.train
   run_name, settings = method.folder_of(config), method.settings_of(config, workdir)
   method_dir = workdir_lib.method_dir(workdir, run_name)
   workdir_lib.prepare(method_dir, ml_collections.ConfigDict({"method": method.name, "settings": settings}),
@@ -363,30 +397,30 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   io.write_npz(os.path.join(method_dir, "forget_set.npz"), forget_positions=np.stack(forget),
                forget_index=np.stack([train.index[f] for f in forget]))
   t0 = time.time()
-  if method.from_scratch:  # the retrain reference itself, trained above
-    states, history, seconds = reference, retrain_history, retrain_seconds
+  if method.from_scratch:  # the retrain reference itself, trained in `prepare`
+    states, history, seconds = prep.reference, prep.retrain_history, prep.retrain_seconds
   else:
-    states, history = unlearn(setup, original, method.name, settings, forget, retain, base_seed=config.seed,
+    states, history = unlearn(setup, prep.original, method.name, settings, forget, retain, base_seed=config.seed,
                               run_dir=method_dir, saliency_path=os.path.join(workdir, "saliency.npz"),
                               name=run_name)
     seconds = time.time() - t0
   unlearned, logits = evaluate_splits(setup, states, forget, retain)
-  unlearned["tow"] = _tow(unlearned, retrained)
+  unlearned["tow"] = _tow(unlearned, prep.retrained)
   record = {
       "method": run_name, "settings": settings.to_dict(), "seconds": seconds,
-      "forget_set": {k: v for k, v in report.items() if k != "entanglement_per_group"},
+      "forget_set": {k: v for k, v in prep.report.items() if k != "entanglement_per_group"},
       "forget_digest": forget_digest,
-      "retrain_reference": workdir_lib.relative(workdir, retrain_dir),
+      "retrain_reference": workdir_lib.relative(workdir, prep.retrain_dir),
       "per_seed": unlearned, "summary": results.summarize_columns(unlearned),
-      "retrain": {"per_seed": retrained, "summary": results.summarize_columns(retrained)},
-      "original": {"per_seed": original_acc, "summary": results.summarize_columns(original_acc)},
+      "retrain": {"per_seed": prep.retrained, "summary": results.summarize_columns(prep.retrained)},
+      "original": {"per_seed": prep.original_accuracy, "summary": results.summarize_columns(prep.original_accuracy)},
   }
   save_predictions(setup.dataset, logits, os.path.join(method_dir, "predictions"))
   if history:
     io.write_csv(os.path.join(method_dir, "history.csv"), results.history_rows(history))
     results.plot_history(history, os.path.join(method_dir, "curves.png"), f"{setup.dataset.name}: {run_name}")
   io.write_csv(os.path.join(method_dir, "metrics.csv"),
-               _metrics_rows({"unlearned": unlearned, "retrain": retrained, "original": original_acc}))
+               _metrics_rows({"unlearned": unlearned, "retrain": prep.retrained, "original": prep.original_accuracy}))
   io.write_json(os.path.join(method_dir, workdir_lib.METRICS_FILE), record)  # last: marks the run finished
   table = write_summary(workdir, forget_digest)
   logging.info("%s (mean over %d seeds): %s\n%s", run_name, config.num_seeds,

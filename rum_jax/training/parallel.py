@@ -124,7 +124,9 @@ class SeedRunner:
                            check_vma=False)(*args)
     return jax.jit(wrapped, donate_argnums=(0,) if donate else ())
 
-  def seed_keys(self, base_seed: int) -> np.ndarray:
-    """One PRNG key per (padded) seed: fold_in(PRNGKey(base_seed), s)."""
+  def seed_keys(self, base_seed: int, seed_ids: Sequence[int] = None) -> np.ndarray:
+    """One PRNG key per (padded) model: fold_in(PRNGKey(base_seed), s), s = the model's seed
+    (its position, unless `seed_ids` maps models to seeds, as in a sweep of settings)."""
     base = jax.random.PRNGKey(base_seed)
-    return np.asarray(jax.vmap(lambda s: jax.random.fold_in(base, s))(np.arange(self.padded_seeds)))
+    ids = np.arange(self.padded_seeds) if seed_ids is None else np.asarray(seed_ids)
+    return np.asarray(jax.vmap(lambda s: jax.random.fold_in(base, s))(ids))

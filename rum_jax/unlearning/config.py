@@ -2,9 +2,11 @@
 import ml_collections
 
 from rum_jax import checks
-from rum_jax.unlearning import forget_sets
-from rum_jax.unlearning.forget_kinds import FORGET_KINDS
-from rum_jax.unlearning.interface import METHODS
+from rum_jax.unlearning import forget_sets, grid
+from rum_jax.unlearning.forget_kinds import FORGET_KINDS, SPLITS
+from rum_jax.unlearning.interface import METHODS, validate_settings
+
+SELECT_BY = ("tow", "tow_mia")
 
 
 def validate_forget(f: ml_collections.ConfigDict) -> None:
@@ -12,6 +14,7 @@ def validate_forget(f: ml_collections.ConfigDict) -> None:
   checks.choice(f.kind, "forget.kind", FORGET_KINDS.names())
   if FORGET_KINDS.get(f.kind).uses_level:
     checks.choice(f.level, "forget.level", forget_sets.LEVELS)
+  checks.choice(f.get("split", "report"), "forget.split", SPLITS)
   checks.positive_int(f.size, "forget.size")
   checks.non_negative_int(f.seed, "forget.seed")
   checks.non_negative_int(f.group, "forget.group")
@@ -33,9 +36,38 @@ def validate_unlearn(u: ml_collections.ConfigDict) -> None:
     method.validate(u)
 
 
+def sweep_grid(config: ml_collections.ConfigDict, method_name: str) -> list:
+  """config.sweep.<method_name> as grid points ({setting: value} dicts; [] = no sweep)."""
+  if "sweep" not in config or method_name not in config.sweep:
+    return []
+  return grid.grid(config.unlearn[method_name], config.sweep[method_name], f"sweep.{method_name}")
+
+
+def validate_sweep(config: ml_collections.ConfigDict) -> None:
+  """Every swept value of every method, each checked as the method's own setting would be."""
+  sw = config.sweep
+  checks.choice(sw.get("select_by", "tow"), "sweep.select_by", SELECT_BY)
+  for name, section in sw.items():
+    if not isinstance(section, ml_collections.ConfigDict):
+      continue
+    checks.require(name in METHODS and METHODS.get(name).is_step_method and name in config.unlearn,
+                   f"config.sweep.{name} sweeps no unlearning method of config.unlearn; sweepable: "
+                   f"{', '.join(m for m in METHODS.names() if METHODS.get(m).is_step_method)}")
+    try:
+      points = sweep_grid(config, name)
+    except ValueError as err:
+      raise checks.ConfigError(str(err)) from None
+    for point in points:
+      settings = ml_collections.ConfigDict(config.unlearn[name].to_dict())
+      settings.update(point)
+      validate_settings(METHODS.get(name), settings, f"sweep.{name}")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Whichever of config.forget and config.unlearn the config has."""
+  """Whichever of config.forget, config.unlearn and config.sweep the config has."""
   if "forget" in config:
     validate_forget(config.forget)
   if "unlearn" in config:
     validate_unlearn(config.unlearn)
+  if "sweep" in config and "unlearn" in config:
+    validate_sweep(config)

@@ -15,15 +15,28 @@ from rum_jax.registry import Registry
 from rum_jax.unlearning import forget_sets
 
 
+SPLITS = ("report", "validation")
+
+
 @dataclasses.dataclass(frozen=True)
 class ForgetRequest:
   """What a kind builds from: config.forget, the seeds, the train split's size and, if needed,
-  scores [N] (high = more memorized) or a function giving the original models' features [S, N, D]."""
+  scores [N] (high = more memorized) or a function giving the original models' features [S, N, D].
+
+  With config.forget.split = "validation" a kind builds the VALIDATION forget set: chosen by the
+  same rule, of the same size, disjoint from the reported set ("report", the default), on which
+  method settings are tuned so that no reported number is tuned on the set it reports
+  (`validation_of`).
+  """
   settings: ml_collections.ConfigDict
   num_seeds: int
   num_train: int
   scores: Optional[np.ndarray] = None
   features: Optional[Callable[[], np.ndarray]] = None
+
+  @property
+  def split(self) -> str:
+    return self.settings.get("split", "report")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +60,8 @@ FORGET_KINDS: Registry[ForgetKind] = Registry("forget-set kind")
 def _random(req: ForgetRequest):
   f = req.settings
   forget = forget_sets.select_random(f.size, num_train=req.num_train, seed=f.seed)
+  if req.split == "validation":  # another draw among the examples the reported set left
+    forget = forget_sets.select_random(f.size, num_train=req.num_train, seed=f.seed + 1, exclude=forget)
   return [forget] * req.num_seeds, {"seed": f.seed}
 
 
@@ -54,6 +69,8 @@ def _by_score(center: Optional[float]):
   def build(req: ForgetRequest):
     f, scores = req.settings, req.scores
     forget = forget_sets.select_by_score(f.size, scores, f.level, center)
+    if req.split == "validation":  # the next examples of the same level's ranking
+      forget = forget_sets.select_by_score(f.size, scores, f.level, center, exclude=forget)
     return [forget] * req.num_seeds, {
         "level": f.level, "forget_score_mean": float(scores[forget].mean()),
         "forget_score_range": [float(scores[forget].min()), float(scores[forget].max())],
@@ -70,10 +87,13 @@ def _entanglement(req: ForgetRequest):
     if not 0 <= f.group < len(groups):
       raise ValueError(f"config.forget.group={f.group} is out of range: {req.num_train} train examples make "
                        f"{len(groups)} groups of {f.size}; valid groups: 0..{len(groups) - 1}")
-    forget.append(np.sort(groups[f.group]))
+    group = f.group
+    if req.split == "validation":  # the neighbouring group: the nearest entanglement
+      group = f.group + 1 if f.group + 1 < len(groups) else f.group - 1
+    forget.append(np.sort(groups[group]))
     es.append(forget_sets.group_entanglement(features[s], groups))
-  return forget, {"group": f.group, "entanglement_per_group": np.asarray(es).T.tolist(),
-                  "entanglement": [float(e[f.group]) for e in es]}
+  return forget, {"group": group, "entanglement_per_group": np.asarray(es).T.tolist(),
+                  "entanglement": [float(e[group]) for e in es]}
 
 
 for _kind in (

@@ -67,14 +67,26 @@ def _check_size(n: int, num_train: int) -> None:
                      f"examples); got {n}")
 
 
-def select_random(n: int, *, num_train: int, seed: int = 0) -> np.ndarray:
-  """Sorted positions of n train examples drawn uniformly without replacement (numpy, `seed`)."""
-  _check_size(n, num_train)
+def _excluded(exclude, num_train: int) -> np.ndarray:
+  """bool [num_train], True at the positions of `exclude` (None: none)."""
+  mask = np.zeros(num_train, dtype=bool)
+  if exclude is not None:
+    mask[np.asarray(exclude, np.int64)] = True
+  return mask
+
+
+def select_random(n: int, *, num_train: int, seed: int = 0, exclude=None) -> np.ndarray:
+  """Sorted positions of n train examples drawn uniformly without replacement (numpy, `seed`),
+  never one of `exclude`."""
+  available = np.flatnonzero(~_excluded(exclude, num_train))
+  _check_size(n, len(available))
   rng = np.random.default_rng(seed)
-  return np.sort(rng.choice(num_train, size=n, replace=False)).astype(np.int64)
+  if exclude is None:
+    return np.sort(rng.choice(num_train, size=n, replace=False)).astype(np.int64)
+  return np.sort(rng.choice(available, size=n, replace=False)).astype(np.int64)
 
 
-def select_by_score(n: int, scores, level: str, center: Optional[float] = None) -> np.ndarray:
+def select_by_score(n: int, scores, level: str, center: Optional[float] = None, exclude=None) -> np.ndarray:
   """Sorted positions of a forget set of n train examples chosen by score level.
 
   Zhao et al. 2024 (memorization study and RUM):
@@ -89,6 +101,8 @@ def select_by_score(n: int, scores, level: str, center: Optional[float] = None) 
     scores: float [num_train] memorization or oriented proxy (high = more memorized).
     level: 'low', 'mid', 'high' or 'mix'.
     center: the 'mid' center (None: the median of the scores).
+    exclude: positions never chosen (e.g. the reported forget set, when drawing the
+      disjoint validation set of the same level: the next examples of that level's ranking).
 
   Returns:
     int64 [n] positions, ascending.
@@ -99,7 +113,8 @@ def select_by_score(n: int, scores, level: str, center: Optional[float] = None) 
     raise ValueError(f"level {level!r} ranks examples by score but no scores were given: "
                      f"{_HOW_TO_SCORE}")
   num_train = len(np.asarray(scores))
-  _check_size(n, num_train)
+  taken = _excluded(exclude, num_train)
+  _check_size(n, num_train - int(taken.sum()))
   scores = _check_scores(scores, num_train)
   if center is None:
     center = float(np.median(scores))
@@ -107,7 +122,6 @@ def select_by_score(n: int, scores, level: str, center: Optional[float] = None) 
   # level -> (ranking keys, the values a tie warning names, their name)
   ranking = {"high": (-scores, scores, "score"), "low": (scores, scores, "score"),
              "mid": (distance, distance, f"distance to {center:g}")}
-  taken = np.zeros(num_train, dtype=bool)
   if level != "mix":
     chosen = _take(*ranking[level], n, taken, f"{level} forget set")
   else:

@@ -43,15 +43,19 @@ History = Dict[str, list]
 
 @dataclasses.dataclass(frozen=True)
 class MethodContext:
-  """What a method needs to run on every seed at once.
+  """What a method needs to run on every model of the runner at once.
 
   setup: data, model and seed runner (`training.setup.Setup`).
-  settings: the method's settings (its `settings_of`).
-  forget / retain: one array of train-split positions per (padded) seed.
+  settings: the method's settings (its `settings_of`); those of `Method.swept` are defaults
+    that `per_model` may override.
+  forget / retain: one array of train-split positions per (padded) model.
   base_seed: seeds the batch order, random labels and samples.
   run_dir: the run's folder (checkpoints go in run_dir/checkpoints); None: no checkpoints.
   saliency_path: where SalUn caches |grad| of the forget loss (None: not cached).
   label: the name shown in progress logs.
+  seed_ids: the seed of every (padded) model: its batch order and keys are those of that
+    seed (a sweep of G settings x S seeds runs G models of each seed); None: model m is seed m.
+  per_model: the value of every swept setting for every (padded) model, float [P].
   """
   setup: Any
   settings: Optional[ml_collections.ConfigDict]
@@ -61,6 +65,16 @@ class MethodContext:
   run_dir: Optional[str] = None
   saliency_path: Optional[str] = None
   label: str = ""
+  seed_ids: Optional[Tuple[int, ...]] = None
+  per_model: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  def seed_of(self, model: int) -> int:
+    """The seed whose batch order, keys and samples model `model` uses."""
+    return model if self.seed_ids is None else self.seed_ids[model]
+
+  def value(self, key: str) -> np.ndarray:
+    """A swept setting's value for every model (float32 [P]), e.g. for a state's aux["hp"]."""
+    return np.asarray(self.per_model[key], np.float32)
 
   @property
   def num_classes(self) -> int:
@@ -83,8 +97,8 @@ class MethodContext:
     return math.ceil(max(len(p) for p in self.positions(stream)) / self.settings.batch_size)
 
   def chunk_plan(self, positions: Sequence[np.ndarray], chunk_size: int, what: str) -> Dict[str, np.ndarray]:
-    """Every seed's positions cut into chunks [S, C, B] (for set-wide gradients)."""
-    rngs = [plans.epoch_rng(self.base_seed, s, 0, what) for s in range(len(positions))]
+    """Every model's positions cut into chunks [P, C, B] (for set-wide gradients)."""
+    rngs = [plans.epoch_rng(self.base_seed, self.seed_of(m), 0, what) for m in range(len(positions))]
     return plans.stream_plan(positions, chunk_size, rngs)
 
 
@@ -134,6 +148,9 @@ class Method:
 
   sgd_recipe: its settings include an SGD recipe (epochs, batch_size, lr, momentum,
     weight_decay) to validate.
+  swept: the numeric settings that may differ between the models of one program (read from
+    `state.aux["hp"]` and, for "lr", the optimizer state), so a grid of settings x seeds is one
+    compiled program; the others (epochs, batch sizes, ...) set shapes and loop lengths.
   from_scratch: it ignores the given models (the retrain reference): not a step of RUM or
     a method of a study.
   composite: it runs other methods (RUM): not a step of RUM either.
@@ -143,6 +160,7 @@ class Method:
   run: RunFn
   checks: Tuple[Check, ...] = ()
   sgd_recipe: bool = True
+  swept: Tuple[str, ...] = ()
   from_scratch: bool = False
   composite: bool = False
   phases: Optional[Callable[[ml_collections.ConfigDict, MethodContext], List[Phase]]] = None
@@ -234,15 +252,38 @@ def check_sets(forget: List[np.ndarray], retain: List[np.ndarray], num_train: in
                        f"{np.intersect1d(f, r)[:5].tolist()}...; the retain set excludes the forget set")
 
 
+def swept_values(method: Method, settings: Optional[ml_collections.ConfigDict], runner: Any,
+                 per_model: Optional[Dict[str, Sequence[float]]]) -> Dict[str, np.ndarray]:
+  """Every swept setting of `method` for every padded model: per_model's values (one per real
+  model; padding models copy model 0's), else the setting's one value."""
+  per_model = dict(per_model or {})
+  unknown = sorted(set(per_model) - set(method.swept))
+  if unknown:
+    raise ValueError(f"{method.name} cannot vary {unknown} between the models of one program; it can vary: "
+                     f"{', '.join(method.swept) or 'nothing'}")
+  out = {}
+  for key in method.swept:
+    values = np.asarray(per_model[key] if key in per_model else [settings[key]] * runner.num_seeds, np.float64)
+    if values.shape != (runner.num_seeds,):
+      raise ValueError(f"per-model {key}: got {values.shape[0] if values.ndim else 1} values for "
+                       f"{runner.num_seeds} models")
+    out[key] = runner.pad(values)
+  return out
+
+
 def context(setup: Any, method_name: str, settings: Optional[ml_collections.ConfigDict],
             forget_positions: Positions, retain_positions: Positions, *, base_seed: int = 0,
             run_dir: Optional[str] = None, saliency_path: Optional[str] = None,
-            name: Optional[str] = None) -> MethodContext:
+            name: Optional[str] = None, seed_ids: Optional[Sequence[int]] = None,
+            per_model: Optional[Dict[str, Sequence[float]]] = None) -> MethodContext:
   """The checked MethodContext of one call of `unlearn`."""
   runner = setup.runner
+  if seed_ids is not None:
+    seed_ids = tuple(int(s) for s in runner.pad(np.asarray(seed_ids)))
   ctx = MethodContext(setup, settings, per_seed(forget_positions, runner, "forget"),
                       per_seed(retain_positions, runner, "retain"), base_seed, run_dir, saliency_path,
-                      name or method_name)
+                      name or method_name, seed_ids,
+                      swept_values(METHODS.get(method_name), settings, runner, per_model))
   check_sets(ctx.forget, ctx.retain, len(setup.dataset.train))
   return ctx
 
@@ -250,7 +291,9 @@ def context(setup: Any, method_name: str, settings: Optional[ml_collections.Conf
 def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
             settings: Optional[ml_collections.ConfigDict], forget_positions: Positions,
             retain_positions: Positions, *, base_seed: int = 0, run_dir: Optional[str] = None,
-            saliency_path: Optional[str] = None, name: Optional[str] = None) -> Tuple[TrainState, History]:
+            saliency_path: Optional[str] = None, name: Optional[str] = None,
+            seed_ids: Optional[Sequence[int]] = None,
+            per_model: Optional[Dict[str, Sequence[float]]] = None) -> Tuple[TrainState, History]:
   """Unlearns the forget set from every seed's model at once with any registered method.
 
   Args:
@@ -266,6 +309,10 @@ def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
     run_dir: resume from / checkpoint into this folder (None: no checkpoints).
     saliency_path: SalUn's cache of forget-loss gradient magnitudes (None: not cached).
     name: for the progress log (default: the method name).
+    seed_ids: the seed of every model (batch order, keys): a sweep runs several models of
+      one seed; None: model m is seed m.
+    per_model: values of the method's `swept` settings, one per model (the others take the
+      value in `settings`): a grid of settings x seeds as one program.
 
   Returns:
     (host states incl. padded seeds with `aux` emptied, history: metric -> per-epoch lists
@@ -276,5 +323,5 @@ def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
   """
   method = METHODS.get(method_name)
   ctx = context(setup, method_name, settings, forget_positions, retain_positions, base_seed=base_seed,
-                run_dir=run_dir, saliency_path=saliency_path, name=name)
+                run_dir=run_dir, saliency_path=saliency_path, name=name, seed_ids=seed_ids, per_model=per_model)
   return method.run(ctx, states)

@@ -64,17 +64,24 @@ def random_relabel(rng: jnp.ndarray, labels: jnp.ndarray, num_classes: int) -> j
   return (labels + shift) % num_classes
 
 
-def l1_sparse_loss(alpha: float, epochs: int, steps_per_epoch: int) -> engine.LossFn:
+def _hp(state: TrainState, key: str) -> jnp.ndarray:
+  """A swept setting of this model (`Method.swept`): carried in the state, so one compiled step
+  serves every setting of a sweep."""
+  return state.aux["hp"][key]
+
+
+@functools.lru_cache(maxsize=None)  # one function per (epochs, steps): compiled programs are shared
+def l1_sparse_loss(epochs: int, steps_per_epoch: int) -> engine.LossFn:
   """CE(retain) + a_t ||theta||_1 with a_t = alpha (1 - e / E), e = the current epoch (0-based).
 
   Jia et al. 2023, "Model Sparsity Can Simplify Machine Unlearning" (NeurIPS,
   arXiv:2304.04934), the l1-sparse unlearning objective and its linearly decaying schedule; the
-  L1 norm is over all parameters, as the original `l1_regularization`.
+  L1 norm is over all parameters, as the original `l1_regularization`. alpha: aux["hp"]["alpha"].
   """
   def loss_fn(forward, params, state, batch, rng):
     del rng
     _, batch_stats, ce, acc = _stream_ce(forward, params, state.batch_stats, batch["retain"])
-    coefficient = alpha * (1.0 - (state.step // steps_per_epoch) / epochs)
+    coefficient = _hp(state, "alpha") * (1.0 - (state.step // steps_per_epoch) / epochs)
     l1 = sum(jnp.sum(jnp.abs(p)) for p in jax.tree.leaves(params))
     loss = ce + coefficient * l1
     return loss, (batch_stats, {"loss": loss, "retain_ce": ce, "accuracy": acc,
@@ -89,16 +96,16 @@ def neggrad_loss(forward, params, state, batch, rng):
   return -ce, (batch_stats, {"loss": -ce, "forget_ce": ce, "forget_accuracy": acc})
 
 
-def neggrad_plus_loss(alpha: float) -> engine.LossFn:
-  """alpha CE(retain batch) - (1 - alpha) CE(forget batch) (NegGrad+, a baseline of Kurmanji et al. 2023)."""
-  def loss_fn(forward, params, state, batch, rng):
-    del rng
-    _, batch_stats, ce_r, acc = _stream_ce(forward, params, state.batch_stats, batch["retain"])
-    _, batch_stats, ce_f, acc_f = _stream_ce(forward, params, batch_stats, batch["forget"])
-    loss = alpha * ce_r - (1.0 - alpha) * ce_f
-    return loss, (batch_stats, {"loss": loss, "retain_ce": ce_r, "forget_ce": ce_f,
-                                "accuracy": acc, "forget_accuracy": acc_f})
-  return loss_fn
+def neggrad_plus_loss(forward, params, state, batch, rng):
+  """alpha CE(retain batch) - (1 - alpha) CE(forget batch) (NegGrad+, a baseline of Kurmanji et al.
+  2023); alpha: aux["hp"]["alpha"]."""
+  del rng
+  alpha = _hp(state, "alpha")
+  _, batch_stats, ce_r, acc = _stream_ce(forward, params, state.batch_stats, batch["retain"])
+  _, batch_stats, ce_f, acc_f = _stream_ce(forward, params, batch_stats, batch["forget"])
+  loss = alpha * ce_r - (1.0 - alpha) * ce_f
+  return loss, (batch_stats, {"loss": loss, "retain_ce": ce_r, "forget_ce": ce_f,
+                              "accuracy": acc, "forget_accuracy": acc_f})
 
 
 def _teacher_logits(forward, state: TrainState, x: jnp.ndarray) -> jnp.ndarray:
@@ -107,29 +114,30 @@ def _teacher_logits(forward, state: TrainState, x: jnp.ndarray) -> jnp.ndarray:
   return jax.lax.stop_gradient(logits)
 
 
-def scrub_max_loss(temperature: float) -> engine.LossFn:
-  """SCRUB's max step: minimise -KL_T(teacher || student) on a forget batch (Kurmanji et al. 2023, Sec. 3)."""
-  def loss_fn(forward, params, state, batch, rng):
-    del rng
-    f = batch["forget"]
-    logits, batch_stats = forward(params, state.batch_stats, f["x"], train=True)
-    kl = weighted_mean(tempered_kl(logits, _teacher_logits(forward, state, f["x"]), temperature), f["weight"])
-    return -kl, (batch_stats, {"loss": -kl, "forget_kl": kl})
-  return loss_fn
+def scrub_max_loss(forward, params, state, batch, rng):
+  """SCRUB's max step: minimise -KL_T(teacher || student) on a forget batch (Kurmanji et al. 2023,
+  Sec. 3); T: aux["hp"]["temperature"]."""
+  del rng
+  f = batch["forget"]
+  logits, batch_stats = forward(params, state.batch_stats, f["x"], train=True)
+  kl = weighted_mean(tempered_kl(logits, _teacher_logits(forward, state, f["x"]), _hp(state, "temperature")),
+                     f["weight"])
+  return -kl, (batch_stats, {"loss": -kl, "forget_kl": kl})
 
 
-def scrub_min_loss(temperature: float, gamma: float, beta: float) -> engine.LossFn:
-  """SCRUB's min step on a retain batch: gamma CE + beta KL_T(teacher || student) (Kurmanji et al. 2023, Sec. 3)."""
-  def loss_fn(forward, params, state, batch, rng):
-    del rng
-    r = batch["retain"]
-    logits, batch_stats, ce, acc = _stream_ce(forward, params, state.batch_stats, r)
-    kl = weighted_mean(tempered_kl(logits, _teacher_logits(forward, state, r["x"]), temperature), r["weight"])
-    loss = gamma * ce + beta * kl
-    return loss, (batch_stats, {"loss": loss, "retain_ce": ce, "retain_kl": kl, "accuracy": acc})
-  return loss_fn
+def scrub_min_loss(forward, params, state, batch, rng):
+  """SCRUB's min step on a retain batch: gamma CE + beta KL_T(teacher || student) (Kurmanji et al.
+  2023, Sec. 3); T, gamma, beta: aux["hp"]."""
+  del rng
+  r = batch["retain"]
+  logits, batch_stats, ce, acc = _stream_ce(forward, params, state.batch_stats, r)
+  kl = weighted_mean(tempered_kl(logits, _teacher_logits(forward, state, r["x"]), _hp(state, "temperature")),
+                     r["weight"])
+  loss = _hp(state, "gamma") * ce + _hp(state, "beta") * kl
+  return loss, (batch_stats, {"loss": loss, "retain_ce": ce, "retain_kl": kl, "accuracy": acc})
 
 
+@functools.lru_cache(maxsize=None)  # one function per class count: compiled programs are shared
 def random_label_loss(num_classes: int) -> engine.LossFn:
   """CE on the "train" stream with every forget example relabelled by `random_relabel`.
 
@@ -192,8 +200,14 @@ def forget_saliency(ctx: MethodContext, states: TrainState) -> np.ndarray:
 
 
 def _salun_aux(ctx: MethodContext, states: TrainState) -> Dict[str, Any]:
-  mask = saliency.masks_like(forget_saliency(ctx, states), ctx.settings.mask_ratio, states.params)
+  mask = saliency.masks_like(forget_saliency(ctx, states), ctx.value("mask_ratio"), states.params)
   return {**_forget_mask(ctx, states), "saliency_mask": mask}
+
+
+def _wfisher_program(runner, forward):
+  """(states, forget/retain/sample chunk plans, alpha, damping per model, data) -> updated states."""
+  return runner.map(lambda state, f, r, smp, alpha, damping, data: woodfisher.wfisher_update(
+      state, f, r, smp, data, forward=forward, alpha=alpha, damping=damping), n_seeded=6)
 
 
 def _wfisher_apply(ctx: MethodContext, states: TrainState) -> TrainState:
@@ -201,14 +215,13 @@ def _wfisher_apply(ctx: MethodContext, states: TrainState) -> TrainState:
   runner = ctx.setup.runner
   samples = []
   for i, r in enumerate(ctx.retain):  # the n retain examples whose gradients form the Fisher
-    rng = plans.epoch_rng(ctx.base_seed, i, 0, "fisher")
+    rng = plans.epoch_rng(ctx.base_seed, ctx.seed_of(i), 0, "fisher")
     samples.append(np.sort(rng.choice(r, size=min(s.num_samples, len(r)), replace=False)))
   chunk = functools.partial(ctx.chunk_plan, chunk_size=s.chunk_size)
-  update = runner.map(functools.partial(woodfisher.wfisher_update, forward=ctx.setup.forward,
-                                        alpha=s.alpha, damping=s.damping), n_seeded=4)
+  update = runner.compiled(_wfisher_program, ctx.setup.forward)
   out = update(runner.shard(states), runner.shard(chunk(ctx.forget, what="forget")),
                runner.shard(chunk(ctx.retain, what="retain")), runner.shard(chunk(samples, what="samples")),
-               ctx.setup.train_data())
+               runner.shard(ctx.value("alpha")), runner.shard(ctx.value("damping")), ctx.setup.train_data())
   return runner.to_host(out, keep_padding=True)
 
 
@@ -224,34 +237,36 @@ register(Method("retrain", runners.retrain_run, sgd_recipe=False, from_scratch=T
                 custom_settings=lambda config, workdir: config.train,
                 custom_validate=lambda unlearn: None))  # trains like the original: config.train
 
-_training("finetune", phases=lambda s, ctx: [
-    Phase("finetune", ("retain",), functools.partial(engine.supervised_loss, stream="retain"))])
+_finetune_loss = functools.partial(engine.supervised_loss, stream="retain")
 
-_training("l1_sparse", checks=(Check("alpha"),), phases=lambda s, ctx: [
-    Phase("l1_sparse", ("retain",), l1_sparse_loss(s.alpha, s.epochs, ctx.steps_per_epoch("retain")))])
+_training("finetune", swept=("lr",), phases=lambda s, ctx: [Phase("finetune", ("retain",), _finetune_loss)])
 
-_training("neggrad", phases=lambda s, ctx: [Phase("neggrad", ("forget",), neggrad_loss)])
+_training("l1_sparse", checks=(Check("alpha"),), swept=("lr", "alpha"), phases=lambda s, ctx: [
+    Phase("l1_sparse", ("retain",), l1_sparse_loss(s.epochs, ctx.steps_per_epoch("retain")))])
 
-_training("neggrad_plus", checks=(Check("alpha", 0.0, 1.0),), phases=lambda s, ctx: [
-    Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss(s.alpha))])
+_training("neggrad", swept=("lr",), phases=lambda s, ctx: [Phase("neggrad", ("forget",), neggrad_loss)])
+
+_training("neggrad_plus", checks=(Check("alpha", 0.0, 1.0),), swept=("lr", "alpha"), phases=lambda s, ctx: [
+    Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss)])
 
 _training(
     "scrub",
     checks=(Check("msteps", integer=True), Check("temperature", low_open=True), Check("gamma"), Check("beta")),
+    swept=("lr", "temperature", "gamma", "beta"),
     phases=lambda s, ctx: [
-        Phase("max", ("forget",), scrub_max_loss(s.temperature), active_epochs=s.msteps),
-        Phase("min", ("retain",), scrub_min_loss(s.temperature, s.gamma, s.beta))],
+        Phase("max", ("forget",), scrub_max_loss, active_epochs=s.msteps),
+        Phase("min", ("retain",), scrub_min_loss)],
     prepare=_teacher)
 
 register(Method(
     "wfisher", runners.one_shot_method("wfisher"), sgd_recipe=False,
     checks=(Check("alpha", low_open=True), Check("damping", low_open=True),
             Check("num_samples", 1, integer=True), Check("chunk_size", 1, integer=True)),
-    apply=_wfisher_apply))
+    swept=("alpha", "damping"), apply=_wfisher_apply))
 
-_training("random_label", prepare=_forget_mask, phases=lambda s, ctx: [
+_training("random_label", swept=("lr",), prepare=_forget_mask, phases=lambda s, ctx: [
     Phase("random_label", ("train",), random_label_loss(ctx.num_classes))])
 
-_training("salun", checks=(Check("mask_ratio", 0.0, 1.0, low_open=True),), prepare=_salun_aux,
-          phases=lambda s, ctx: [Phase("salun", ("train",), random_label_loss(ctx.num_classes),
-                                       grad_transform=apply_saliency_mask)])
+_training("salun", checks=(Check("mask_ratio", 0.0, 1.0, low_open=True),), swept=("lr", "mask_ratio"),
+          prepare=_salun_aux, phases=lambda s, ctx: [Phase("salun", ("train",), random_label_loss(ctx.num_classes),
+                                                             grad_transform=apply_saliency_mask)])

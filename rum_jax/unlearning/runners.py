@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from rum_jax.training import loop, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
@@ -23,12 +24,24 @@ from rum_jax.unlearning.interface import METHODS, History, MethodContext, Phase,
 _RNG_STREAM = 0x0C1EA2
 
 
-def _fresh_states(runner, states: TrainState, tx, aux: Dict[str, Any], base_seed: int) -> TrainState:
-  """The models of `states` with a new optimizer state, step 0, new keys and the method's aux."""
-  keys = jax.vmap(lambda k: jax.random.fold_in(k, _RNG_STREAM))(jnp.asarray(runner.seed_keys(base_seed)))
+def sgd_with_lr(momentum: float, weight_decay: float) -> optax.GradientTransformation:
+  """torch's SGD (`optim.make_optimizer`) with the learning rate in the optimizer state
+  (`optax.inject_hyperparams`), so every model of one program can have its own."""
+  return optax.inject_hyperparams(lambda learning_rate: optim.make_optimizer(learning_rate, momentum, weight_decay))(
+      learning_rate=0.0)
+
+
+def _fresh_states(ctx: MethodContext, states: TrainState, tx, aux: Dict[str, Any]) -> TrainState:
+  """The models of `states` with a new optimizer state (each model's learning rate in it),
+  step 0, new keys (each model's seed's) and the method's aux."""
+  runner = ctx.setup.runner
+  seed_keys = runner.seed_keys(ctx.base_seed, ctx.seed_ids)
+  keys = jax.vmap(lambda k: jax.random.fold_in(k, _RNG_STREAM))(jnp.asarray(seed_keys))
+  opt_state = jax.device_get(jax.jit(jax.vmap(tx.init))(states.params))
+  opt_state.hyperparams["learning_rate"] = ctx.value("lr")
   return jax.device_get(TrainState(
       step=np.zeros(runner.padded_seeds, np.int32), params=states.params, batch_stats=states.batch_stats,
-      opt_state=jax.jit(jax.vmap(tx.init))(states.params), rng=keys, aux=aux))
+      opt_state=opt_state, rng=keys, aux=aux))
 
 
 def _phases_epoch_fn(runner, forward, tx, phases: List[Phase], augment) -> Callable:
@@ -38,7 +51,7 @@ def _phases_epoch_fn(runner, forward, tx, phases: List[Phase], augment) -> Calla
   which `_plan` puts first) make the epoch means; an earlier phase's metrics are reduced to
   their epoch mean, prefixed with the phase name and repeated over the primary's steps.
   """
-  fns = [loop.make_epoch_fn(runner, forward, tx, p.loss_fn, p.grad_transform, augment) for p in phases]
+  fns = [runner.compiled(loop.make_epoch_fn, forward, tx, p.loss_fn, p.grad_transform, augment) for p in phases]
   if len(phases) == 1:
     return fns[0]
 
@@ -68,7 +81,7 @@ def _plan(ctx: MethodContext, phases: List[Phase], epoch: int) -> Dict[str, Dict
       continue
     steps = ctx.steps_per_epoch(phase.streams[0])
     for i, stream in enumerate(phase.streams):
-      rngs = [plans.epoch_rng(ctx.base_seed, s, epoch, stream) for s in range(len(ctx.forget))]
+      rngs = [plans.epoch_rng(ctx.base_seed, ctx.seed_of(m), epoch, stream) for m in range(len(ctx.forget))]
       plan[stream] = plans.stream_plan(ctx.positions(stream), ctx.settings.batch_size, rngs,
                                        steps=steps, cycle=i > 0)
   return plan
@@ -84,9 +97,11 @@ class Program:
 
 
 def build_program(setup: Any, states: TrainState, method_name: str, settings, forget, retain, *,
-                  base_seed: int = 0, saliency_path: Optional[str] = None) -> Program:
+                  base_seed: int = 0, saliency_path: Optional[str] = None, seed_ids=None,
+                  per_model=None) -> Program:
   """The pieces `train_run` hands to `loop.fit`, for a training method (also used by bench/)."""
-  ctx = context(setup, method_name, settings, forget, retain, base_seed=base_seed, saliency_path=saliency_path)
+  ctx = context(setup, method_name, settings, forget, retain, base_seed=base_seed, saliency_path=saliency_path,
+                seed_ids=seed_ids, per_model=per_model)
   return _build_program(METHODS.get(method_name), ctx, states)
 
 
@@ -97,10 +112,16 @@ def _build_program(method, ctx: MethodContext, states: TrainState) -> Program:
   states = runner.pad(states)
   phases = method.phases(settings, ctx)
   aux = method.prepare(ctx, states) if method.prepare else {}
-  tx = optim.make_optimizer(settings.lr, settings.momentum, settings.weight_decay)
-  return Program(_fresh_states(runner, states, tx, aux, ctx.base_seed),
+  aux["hp"] = {k: ctx.value(k) for k in method.swept if k != "lr"}  # what the losses read
+  tx = runner.compiled(_sgd_program, settings.momentum, settings.weight_decay)
+  return Program(_fresh_states(ctx, states, tx, aux),
                  _phases_epoch_fn(runner, ctx.setup.forward, tx, phases, augment_fn(ctx.setup.config)),
                  functools.partial(_plan, ctx, phases), settings.epochs)
+
+
+def _sgd_program(runner, momentum: float, weight_decay: float) -> optax.GradientTransformation:
+  del runner  # one optimizer object per runner and settings: programs keyed by it are reused
+  return sgd_with_lr(momentum, weight_decay)
 
 
 def train_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple[TrainState, History]:

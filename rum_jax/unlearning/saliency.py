@@ -54,11 +54,16 @@ def top_fraction_mask(magnitudes: np.ndarray, ratio: float) -> np.ndarray:
   return mask
 
 
-def masks_like(magnitudes: np.ndarray, ratio: float, params: Any) -> Any:
-  """Per-seed masks [S, P] -> a pytree shaped like the stacked per-seed `params`."""
+def masks_like(magnitudes: np.ndarray, ratio: Any, params: Any) -> Any:
+  """Per-seed masks [S, P] -> a pytree shaped like the stacked per-seed `params`.
+
+  ratio: one fraction for every seed, or one per seed (a sweep over the mask ratio).
+  """
   template = jax.tree.map(lambda p: np.asarray(p[0]), params)
   unravel = ravel_pytree(template)[1]
-  per_seed = [unravel(jnp.asarray(top_fraction_mask(m, ratio))) for m in np.asarray(magnitudes)]
+  magnitudes = np.asarray(magnitudes)
+  ratios = np.broadcast_to(np.asarray(ratio, np.float64), (len(magnitudes),))
+  per_seed = [unravel(jnp.asarray(top_fraction_mask(m, float(r)))) for m, r in zip(magnitudes, ratios)]
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(l) for l in leaves]), *per_seed)
 
 

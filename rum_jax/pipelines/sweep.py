@@ -1,0 +1,249 @@
+"""Sweeps of a method's settings as one program, tuned against retraining on a held-out forget set.
+
+`run_sweep(config, workdir)` is unlearn.py when config.sweep.<method> lists values
+(`--config.sweep.salun.lr=0.01,0.03,0.1`):
+
+  1. the work directory is prepared as for any method (scores, original models, the REPORTED
+     forget set and its retrain reference);
+  2. <workdir>/validation is an unlearning work directory of the same original models whose
+     forget set is the VALIDATION set: chosen by the same rule (kind, level, size), disjoint
+     from the reported one (config.forget.split = "validation"), with its own retrain reference;
+  3. every grid point x seed is unlearned there, each program holding all points that differ
+     only in settings the method can vary per model (`Method.swept`: the learning rate, alpha,
+     the mask ratio, ...; one program per value of the others); per point ToW and ToW-MIA
+     against the validation set's reference, mean and 95% interval over seeds;
+  4. the point with the highest mean `config.sweep.select_by` is chosen, and only it runs on the
+     reported forget set, as methods/<method> (evaluated like every run).
+
+So no reported number is tuned on the set it reports. <workdir>/sweeps/<method>/ gets
+sweep.json / sweep.csv / sweep.md (one row per point, the chosen one marked, and the reported
+set's result of it) and sweep.png (ToW and ToW-MIA against every swept setting).
+"""
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from rum_jax import io, results, workdir as workdir_lib
+from rum_jax.evaluation import mia
+from rum_jax.evaluation.tow import tow, tow_mia
+from rum_jax.pipelines import unlearning
+from rum_jax.pipelines.evaluation import MIA_FEATURE, NUM_SHADOW
+from rum_jax.training.parallel import SeedRunner
+from rum_jax.training.setup import Setup, accuracies
+from rum_jax.unlearning import METHODS, grid as grid_lib, unlearn
+from rum_jax.unlearning.config import sweep_grid
+
+VALIDATION = "validation"
+GRID_FILE = "grid.json"
+
+
+def grid_setup(setup: Setup, num_models: int) -> Setup:
+  """`setup`'s data and model with a runner of `num_models` models (a grid's program)."""
+  return Setup(setup.config, setup.dataset, setup.model, setup.forward,
+               SeedRunner(num_models, vmap_size=setup.config.get("vmap_size", 0)))
+
+
+def _mia_efficacy(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], forget: np.ndarray,
+                  retain: np.ndarray, seed: int) -> float:
+  """ToW-MIA's SVC attack (its one feature) on one model's logits."""
+  train = logits["train"]
+  return mia.svc_mia(train[retain], labels["train"][retain], logits["test"], labels["test"], train[forget],
+                     labels["train"][forget], num_shadow=NUM_SHADOW, seed=seed, features=(MIA_FEATURE,))[MIA_FEATURE]
+
+
+def _labels(setup: Setup) -> Dict[str, np.ndarray]:
+  return {split: setup.dataset.split(split).y for split in ("train", "test")}
+
+
+def reference_mia(prep: unlearning.Prepared) -> List[float]:
+  """The retrain reference's MIA-efficacy per seed (what ToW-MIA compares against)."""
+  logits, _ = accuracies(prep.setup, prep.reference, prep.config.train.eval_batch_size)
+  labels = _labels(prep.setup)
+  return [_mia_efficacy({k: v[s] for k, v in logits.items()}, labels, prep.forget[s], prep.retain[s], s)
+          for s in range(prep.config.num_seeds)]
+
+
+def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[str, Any]],
+             run_root: str) -> List[Dict[str, Any]]:
+  """Every grid point on every seed of a prepared work directory; per point its metrics.
+
+  Points that differ only in per-model settings share one program of len(points) x seeds
+  models: model (point g, seed s) starts from seed s's original model with seed s's batch
+  order, so the points are compared on the same seeds (paired). Results are cached in
+  run_root/grid.json (keyed by the points, settings and forget set), checkpoints below it.
+
+  Returns:
+    One dict per point: {"point", "per_seed": {forget/retain/val/test accuracy, tow,
+    mia_confidence, tow_mia: [S]}, "summary"}.
+  """
+  config, setup = prep.config, prep.setup
+  method = METHODS.get(method_name)
+  base = ml_collections.ConfigDict(config.unlearn[method_name].to_dict())
+  key = {"points": list(points), "settings": base.to_dict(), "forget_digest": prep.forget_digest,
+         "seeds": config.num_seeds}
+  cache = os.path.join(run_root, GRID_FILE)
+  if workdir_lib.readable(cache):
+    cached = io.read_json(cache)
+    if cached.get("key") == io.as_json(key):
+      return cached["results"]
+  num_seeds = config.num_seeds
+  reference_efficacy = reference_mia(prep)
+  labels = _labels(setup)
+  out: List[Optional[Dict[str, Any]]] = [None] * len(points)
+  for static, members in grid_lib.split_by_program(points, method.swept):
+    settings = ml_collections.ConfigDict(base.to_dict())
+    settings.update(static)
+    seed_ids = [s for _ in members for s in range(num_seeds)]
+    per_model = {k: [points[i][k] for i in members for _ in range(num_seeds)]
+                 for k in method.swept if k in points[members[0]]}
+    gsetup = grid_setup(setup, len(seed_ids))
+    original = jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], prep.original)
+    forget = [prep.forget[s] for s in seed_ids]
+    retain = [prep.retain[s] for s in seed_ids]
+    run_dir = os.path.join(run_root, grid_lib.label(static).replace(", ", "_") or "all")
+    logging.info("sweep %s: %d points x %d seeds in one program (%s)", method_name, len(members), num_seeds,
+                 grid_lib.label(static) or "every point")
+    states, _ = unlearn(gsetup, original, method_name, settings, forget, retain, base_seed=config.seed,
+                        run_dir=run_dir, saliency_path=os.path.join(run_dir, "saliency.npz"),
+                        name=f"sweep {method_name}", seed_ids=seed_ids, per_model=per_model)
+    accuracy, logits = unlearning.evaluate_splits(gsetup, states, forget, retain)
+    for g, i in enumerate(members):
+      rows = range(g * num_seeds, (g + 1) * num_seeds)
+      per_seed = {k: [float(v[m]) for m in rows] for k, v in accuracy.items()}
+      efficacy = [_mia_efficacy({k: v[m] for k, v in logits.items()}, labels, forget[m], retain[m], m % num_seeds)
+                  for m in rows]
+      split = lambda d, s: {"forget": d["forget_accuracy"][s], "retain": d["retain_accuracy"][s],
+                            "test": d["test_accuracy"][s]}
+      per_seed["tow"] = [tow(split(per_seed, s), split(prep.retrained, s)) for s in range(num_seeds)]
+      per_seed["mia_confidence"] = efficacy
+      per_seed["tow_mia"] = [tow_mia(split(per_seed, s), split(prep.retrained, s), efficacy[s],
+                                     reference_efficacy[s]) for s in range(num_seeds)]
+      out[i] = {"point": dict(points[i]), "per_seed": per_seed, "summary": results.summarize_columns(per_seed)}
+  io.write_json(cache, {"key": key, "results": out})
+  return out
+
+
+def choose(grid_results: Sequence[Dict[str, Any]], metric: str) -> int:
+  """The index of the point with the highest mean `metric` (the first of equals)."""
+  means = [r["summary"][metric]["mean"] for r in grid_results]
+  return int(np.argmax(means))
+
+
+def validation_config(config: ml_collections.ConfigDict, original_dir: str) -> ml_collections.ConfigDict:
+  """The config of the validation work directory: the validation split, the shared original."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.forget.split = VALIDATION
+  c.unlearn.original_workdir = os.path.abspath(original_dir)
+  return c
+
+
+def tuned(config: ml_collections.ConfigDict, method_name: str, point: Dict[str, Any]) -> ml_collections.ConfigDict:
+  """config with config.unlearn.<method_name> set to a grid point (and no sweep left)."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.unlearn[method_name].update(point)
+  c.unlearn.method = method_name
+  for key in c.sweep[method_name]:
+    c.sweep[method_name][key] = ""
+  return c
+
+
+def tune(config: ml_collections.ConfigDict, workdir: str, method_name: str, overwrite: bool = False,
+         setup: Optional[Setup] = None) -> Dict[str, Any]:
+  """Steps 2-3 of the module docstring for one method: the grid on the validation forget set of
+  `workdir` (whose original models must exist) and the chosen point.
+
+  Returns:
+    {"points", "grid" (run_grid's results), "chosen" (index), "select_by", "validation_dir"}.
+  """
+  points = sweep_grid(config, method_name)
+  if not points:
+    raise ValueError(f"config.sweep.{method_name} lists no values to sweep")
+  original_dir = config.unlearn.original_workdir or workdir_lib.original_dir(workdir)
+  val_dir = os.path.join(workdir, VALIDATION)
+  prep = unlearning.prepare(validation_config(config, original_dir), val_dir, overwrite, setup)
+  grid_results = run_grid(prep, method_name, points, os.path.join(val_dir, "sweeps", method_name))
+  select_by = config.sweep.get("select_by", "tow")
+  chosen = choose(grid_results, select_by)
+  logging.info("sweep %s: chosen on the validation forget set by %s: %s", method_name, select_by,
+               grid_lib.label(points[chosen]))
+  return {"points": list(points), "grid": grid_results, "chosen": chosen, "select_by": select_by,
+          "validation_dir": val_dir}
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+              setup: Optional[Setup] = None) -> Dict[str, Any]:
+  """unlearn.py with a sweep: tune config.unlearn.method on the validation forget set, then run
+  the chosen settings on the reported forget set (module docstring)."""
+  method_name = config.unlearn.method
+  prep = unlearning.prepare(config, workdir, overwrite, setup)  # the original models, the reported set
+  sweep = tune(config, workdir, method_name, overwrite, prep.setup)
+  point = sweep["points"][sweep["chosen"]]
+  record = unlearning.run_method(prep, tuned(config, method_name, point), overwrite, evaluate=True)
+  reported = io.read_json(os.path.join(workdir, "evaluation.json"))["models"][METHODS.get(method_name).folder_of(config)]
+  write_sweep(os.path.join(workdir, "sweeps", method_name), config, method_name, sweep, reported["summary"])
+  return {**sweep, "record": record}
+
+
+def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: str, sweep: Dict[str, Any],
+                reported: Optional[Dict[str, Any]]) -> str:
+  """sweep.json, sweep.csv, sweep.md and sweep.png of a tuned method; returns the markdown."""
+  points, grid_results, chosen = sweep["points"], sweep["grid"], sweep["chosen"]
+  num_seeds = config.num_seeds
+  rows, cells = [], []
+  for i, r in enumerate(grid_results):
+    sm = r["summary"]
+    rows.append({"point": grid_lib.label(r["point"]), "chosen": i == chosen, **r["point"],
+                 **{f"{m}_{stat}": sm[m][stat] for m in ("tow", "tow_mia") for stat in ("mean", "ci95")}})
+    cells.append([grid_lib.label(r["point"]) + (" **(chosen)**" if i == chosen else ""),
+                  results.cell(sm["tow"]), results.cell(sm["tow_mia"]), results.cell(sm["forget_accuracy"]),
+                  results.cell(sm["retain_accuracy"]), results.cell(sm["test_accuracy"])])
+  io.write_csv(os.path.join(directory, "sweep.csv"), rows)
+  io.write_json(os.path.join(directory, "sweep.json"), {
+      "method": method_name, "select_by": sweep["select_by"], "chosen": points[chosen], "num_seeds": num_seeds,
+      "validation": {"forget_set": os.path.join(workdir_lib.relative(directory, sweep["validation_dir"]),
+                                                "forget_set.json"), "grid": grid_results},
+      "reported": reported})
+  lines = [f"# Sweep of {method_name}", "",
+           f"Tuned on the VALIDATION forget set (same kind, level and size as the reported one, disjoint "
+           f"from it), {num_seeds} seeds, mean ± 95% t-interval in percent; chosen by the highest mean "
+           f"{sweep['select_by']}.", "",
+           results.markdown_table(["settings (validation set)", "ToW", "ToW-MIA", "forget acc", "retain acc",
+                                   "test acc"], cells)]
+  if reported is not None:
+    lines += [f"The chosen settings ({grid_lib.label(points[chosen])}) on the REPORTED forget set: "
+              f"ToW {results.cell(reported['tow'])}, ToW-MIA {results.cell(reported['tow_mia'])}, forget acc "
+              f"{results.cell(reported['accuracy']['forget'])}, test acc {results.cell(reported['accuracy']['test'])}.", ""]
+  text = "\n".join(lines)
+  io.write_text(os.path.join(directory, "sweep.md"), text)
+  plot_sweep(grid_results, chosen, os.path.join(directory, "sweep.png"),
+             f"{config.data.name}: {method_name} on the validation forget set ({num_seeds} seeds)")
+  logging.info("sweep of %s written to %s:\n%s", method_name, os.path.join(directory, "sweep.md"), text)
+  return text
+
+
+def plot_sweep(grid_results: Sequence[Dict[str, Any]], chosen: int, path: str, title: str) -> None:
+  """One panel per swept setting: mean ToW and ToW-MIA (95% bars) of every point against it."""
+  plt = io.pyplot()
+  keys = list(grid_results[0]["point"])
+  fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+  for ax, key in zip(axes[0], keys):
+    x = np.array([r["point"][key] for r in grid_results], np.float64)
+    for metric, label, marker in (("tow", "ToW", "o"), ("tow_mia", "ToW-MIA", "s")):
+      mean = np.array([r["summary"][metric]["mean"] for r in grid_results])
+      half = np.nan_to_num([results.half_width(r["summary"][metric]) for r in grid_results])
+      ax.errorbar(x, mean, yerr=half, fmt=marker, capsize=2, label=label, alpha=0.8)
+    ax.plot([x[chosen]], [grid_results[chosen]["summary"]["tow"]["mean"]], "*", markersize=14, color="k",
+            label="chosen")
+    if np.all(x > 0) and x.max() / x.min() > 20:
+      ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+  axes[0][0].set_ylabel("score (1 = retrained)")
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  io.save_figure(fig, path, dpi=110)
