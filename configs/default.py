@@ -92,6 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.unlearn.rum.name = "rum"          # folder methods/<name>; several plans can share a workdir
   c.unlearn.rum.scores = ""           # refinement scores; "" = the forget set's score file
   c.unlearn.rum.score_key = ""        # "" = config.forget.score_key ("" = memorization)
+  c.unlearn.rum.refine = "score"      # score: thirds by score; shuffle: random thirds (RUM's Shuffle control)
   c.unlearn.rum.low = ml_collections.ConfigDict(dict(method="none", overrides={}))
   c.unlearn.rum.mid = ml_collections.ConfigDict(dict(method="finetune", overrides={"lr": 0.1}))
   c.unlearn.rum.high = ml_collections.ConfigDict(dict(method="salun", overrides={"epochs": 5, "lr": 0.1}))
@@ -103,6 +104,7 @@ def get_config() -> ml_collections.ConfigDict:
   # sizes make one program per value.
   c.sweep = ml_collections.ConfigDict()
   c.sweep.select_by = "tow"    # tow | tow_mia
+  c.sweep.mia = True           # also ToW-MIA of every grid point (an SVC attack per model and seed)
   for name in ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher", "random_label", "salun"):
     c.sweep[name] = ml_collections.ConfigDict({key: "" for key in c.unlearn[name]})
   return c

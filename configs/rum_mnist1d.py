@@ -16,6 +16,7 @@ def get_config():
   c = study_mnist1d.get_config()
   del c.study
   c.mode = "train"
+  c.num_seeds = 3
   c.forget.kind = "memorization"
   c.forget.level = "mix"
   c.unlearn.method = "rum"

@@ -52,9 +52,21 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()  # cluster auto-detection (SLURM, Open MPI, ...)
 
 
+def use_compilation_cache() -> None:
+  """XLA's compiled programs kept on disk (~/.cache/rum_jax/xla, or $XDG_CACHE_HOME), so a
+  rerun, a resumed run or a study's next forget set skips compilations done before; unless the
+  user set a cache (JAX_COMPILATION_CACHE_DIR) or opted out (RUM_JAX_NO_COMPILATION_CACHE=1)."""
+  if os.environ.get("RUM_JAX_NO_COMPILATION_CACHE") == "1" or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  jax.config.update("jax_compilation_cache_dir", os.path.join(root, "rum_jax", "xla"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def initialize() -> None:
-  """What every command line does first: CPU devices, then the cluster (if any)."""
+  """What every command line does first: CPU devices, the compilation cache, then the cluster."""
   use_cpu_cores()
+  use_compilation_cache()
   initialize_distributed()
 
 

@@ -246,15 +246,15 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   results_dir = str(tmp_path / "results")
   workdir = str(tmp_path / "study")
   tried = []
-  real = unlearning.run_unlearning
+  real = unlearning.run_method
 
-  def diverging_neggrad_plus(cfg, *args, **kwargs):
+  def diverging_neggrad_plus(prep, cfg, *args, **kwargs):
     name = METHODS.get(cfg.unlearn.method).folder_of(cfg)
     tried.append(name)
     if name.endswith("neggrad_plus"):
       raise loop.NonFiniteLossError(f"[{name}] non-finite loss at epoch 1")
-    return real(cfg, *args, **kwargs)
-  monkeypatch.setattr(unlearning, "run_unlearning", diverging_neggrad_plus)
+    return real(prep, cfg, *args, **kwargs)
+  monkeypatch.setattr(unlearning, "run_method", diverging_neggrad_plus)
 
   text = commands.evaluate(workdir, _study_config(results_dir))
   for name in ("study.md", "study.png", "study.csv"):
@@ -268,7 +268,7 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   steps = io.read_json(os.path.join(workdir, "sets", "memorization_mix", "methods", "rum", "steps.json"))
   assert [s["method"] for s in steps["steps"]] == ["", "none", "neggrad", "neggrad"]
   mix_runs = workdir_lib.finished_runs(os.path.join(workdir, "sets", "memorization_mix"))
-  assert mix_runs == ["neggrad", "rum", "rum_f_neggrad"]
+  assert mix_runs == ["neggrad", "rum", "rum_f_neggrad", "rum_shuffle"]
   # A ToW cell of the table is the mean ± t-interval of that set's evaluation.
   models = io.read_json(os.path.join(workdir, "sets", "memorization_high", "evaluation.json"))["models"]
   assert results.cell(models["neggrad"]["summary"]["tow"]) in text
@@ -281,16 +281,16 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   # A rerun killed after its first piece still counts, with the piece it finished.
   tried.clear()
 
-  def killed_at_second_piece(cfg, *args, **kwargs):
+  def killed_at_second_piece(prep, cfg, *args, **kwargs):
     if tried:
       raise KeyboardInterrupt
-    return diverging_neggrad_plus(cfg, *args, **kwargs)
-  monkeypatch.setattr(unlearning, "run_unlearning", killed_at_second_piece)
+    return diverging_neggrad_plus(prep, cfg, *args, **kwargs)
+  monkeypatch.setattr(unlearning, "run_method", killed_at_second_piece)
   with pytest.raises(KeyboardInterrupt):
     commands.evaluate(workdir, _study_config(results_dir))
   killed = io.read_json(timings)["invocations"]
   assert killed[0] == first[0] and len(killed) == 2 and len(killed[1]) == 2  # one piece + total
-  monkeypatch.setattr(unlearning, "run_unlearning", diverging_neggrad_plus)
+  monkeypatch.setattr(unlearning, "run_method", diverging_neggrad_plus)
 
   # Rerun: every finished run is skipped; only the diverged ones are tried again.
   tried.clear()

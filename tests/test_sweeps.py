@@ -49,7 +49,7 @@ def test_per_model_settings_equal_separate_runs(setup, method, points):
   states = setup.init_states(optim.make_optimizer(0.1), 0)  # any models: the update rule is tested
   forget, retain = [np.arange(0, 60), np.arange(60, 120)], [np.arange(120, n), np.arange(120, n)]
   seed_ids = [0, 1, 0, 1]
-  grid = sweep_lib.grid_setup(setup, 4)
+  grid = setup.with_models(4)
   per_model = {k: [p[k] for p in points for _ in range(2)] for k in points[0]}
   tiled = jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], states)
   together, _ = unlearn(grid, tiled, method, config.unlearn[method], [forget[s] for s in seed_ids],

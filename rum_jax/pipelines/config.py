@@ -2,6 +2,7 @@
 import ml_collections
 
 from rum_jax import checks
+from rum_jax.evaluation import mia
 from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum
 from rum_jax.unlearning.forget_sets import LEVELS
@@ -22,6 +23,12 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
                  "config.study.rum_plan='auto' picks RUM's step methods from the low, mid and high "
                  "forget sets: put all three in config.study.levels, or use rum_plan='config'")
   checks.boolean(s.rum_f, "study.rum_f")
+  checks.boolean(s.get("shuffle", True), "study.shuffle")
+  checks.boolean(s.get("loss_mia", True), "study.loss_mia")
+  features = list(s.get("mia_features", ()))
+  checks.require(all(f in mia.FEATURES for f in features),
+                 f"config.study.mia_features {features!r} has an unknown feature; valid choices: "
+                 f"{', '.join(mia.FEATURES)} (empty = all)")
   for key in ("proxy", "results_dir", "scores"):
     checks.string(s.get(key), f"study.{key}", "a string (empty for none)")
   checks.require(not s.proxy or s.proxy in SCORE_NAMES,

@@ -21,10 +21,11 @@ cheap, and a changed run is re-evaluated. A work directory gets
 `evaluate_path(path)` is evaluate.py without a config: `path` is an unlearning work directory
 (every finished run) or one method folder. Nothing here trains: it reads the saved logits.
 """
+import functools
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import logging
@@ -49,7 +50,8 @@ FIGURE_FILE = "evaluation.png"
 
 
 def model_metrics(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], forget: np.ndarray, *,
-                  num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0) -> List[Dict[str, Any]]:
+                  num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0, features: Optional[Sequence[str]] = None,
+                  loss_mia: bool = True) -> List[Dict[str, Any]]:
   """Accuracies and attacks of every seed's model on its forget set.
 
   Args:
@@ -57,6 +59,8 @@ def model_metrics(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], 
     labels: split -> [N_split] labels.
     forget: [S, F] train positions of each seed's forget set; the retain set is the rest.
     num_shadow: shadow members of the SVC attack (`mia.shadow_positions`).
+    features: the SVC attack's features (None: all five); a study needs only ToW-MIA's.
+    loss_mia: also the loss-threshold attack's AUC.
     seed: seed s's attack draws use seed + s.
 
   Returns:
@@ -77,10 +81,12 @@ def model_metrics(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], 
     train, test = logits["train"][s], logits["test"][s]
     out.append({
         "accuracy": {k: float(acc[k][s]) for k in ACCURACIES},
-        "mia": mia.svc_mia(train[r], y[r], test, y_test, train[f], y[f], num_shadow=num_shadow, seed=seed + s),
-        "loss_mia_auc": mia.loss_mia_auc(mia.per_example_ce(train[f], y[f]),
-                                         mia.per_example_ce(test, y_test), seed=seed + s),
+        "mia": mia.svc_mia(train[r], y[r], test, y_test, train[f], y[f], num_shadow=num_shadow, seed=seed + s,
+                           features=features),
     })
+    if loss_mia:
+      out[-1]["loss_mia_auc"] = mia.loss_mia_auc(mia.per_example_ce(train[f], y[f]),
+                                                 mia.per_example_ce(test, y_test), seed=seed + s)
   return out
 
 
@@ -152,12 +158,25 @@ def _how_to_make_reference(workdir: str) -> str:
           f"checkpoints) and saves its predictions; `--config.unlearn.method=retrain` does only that")
 
 
-def _settings(num_shadow: Optional[int], seed: int, feature: str) -> Dict[str, Any]:
-  return {"num_shadow": num_shadow, "seed": seed, "mia_feature": feature}
+def _settings(num_shadow: Optional[int], seed: int, feature: str, features: Optional[Sequence[str]] = None,
+              loss_mia: bool = True) -> Dict[str, Any]:
+  settings = {"num_shadow": num_shadow, "seed": seed, "mia_feature": feature}
+  if features is not None:  # recorded only when not the default, so older caches stay valid
+    settings["features"] = sorted(set(features) | {feature})
+  if not loss_mia:
+    settings["loss_mia"] = False
+  return settings
+
+
+def _metrics_fn(settings: Dict[str, Any]):
+  """model_metrics with the attacks of `settings` (`_settings`)."""
+  return functools.partial(model_metrics, num_shadow=settings["num_shadow"], seed=settings["seed"],
+                           features=settings.get("features"), loss_mia=settings.get("loss_mia", True))
 
 
 def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0,
-                    feature: str = MIA_FEATURE) -> Dict[str, Any]:
+                    feature: str = MIA_FEATURE, features: Optional[Sequence[str]] = None,
+                    loss_mia: bool = True) -> Dict[str, Any]:
   """Evaluates one finished run of unlearn.py (methods/<name>) against its retrain reference.
 
   Args:
@@ -197,7 +216,8 @@ def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, 
                      f"was trained without ({reference_forget.shape[-1]}, first {reference_forget[0][:5].tolist()}): "
                      f"ToW compares against retraining without exactly the forgotten examples. "
                      f"{_how_to_make_reference(workdir).capitalize()}")
-  settings = _settings(num_shadow, seed, feature)
+  settings = _settings(num_shadow, seed, feature, features, loss_mia)
+  metrics = _metrics_fn(settings)
   predictions = os.path.join(method_dir, "predictions")
   logits, labels, index = _load_predictions(predictions, f"the run in {method_dir}",
                                             "it did not finish: re-run unlearn.py")
@@ -208,12 +228,11 @@ def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, 
     raise ValueError(f"{method_dir} and its retrain reference {reference_dir} were evaluated on different "
                      f"data (train indices or test size differ): they belong to different data sets or splits")
   reference = _cached(os.path.join(reference_dir, CACHE_FILE), r_logits, forget, settings,
-                      lambda: model_metrics(r_logits, r_labels, forget, num_shadow=num_shadow, seed=seed))
+                      lambda: metrics(r_logits, r_labels, forget))
   # The digest of a run includes its reference's, so a new reference re-evaluates the run.
   run_settings = {**settings, "reference": reference["digest"]}
   out = _cached(os.path.join(method_dir, CACHE_FILE), logits, forget, run_settings,
-                lambda: against_reference(model_metrics(logits, labels, forget, num_shadow=num_shadow,
-                                                        seed=seed), reference["per_seed"], feature))
+                lambda: against_reference(metrics(logits, labels, forget), reference["per_seed"], feature))
   return {**out, "name": os.path.basename(os.path.normpath(method_dir)), "reference": reference,
           "reference_dir": os.path.abspath(reference_dir), "forget": forget}
 
@@ -246,8 +265,7 @@ def _evaluate_original(workdir: str, forget: np.ndarray, reference: Dict[str, An
   logits, labels, _ = _load_predictions(predictions, "the original model", "re-run train.py")
   return _cached(os.path.join(workdir, ORIGINAL_CACHE), logits, forget,
                  {**settings, "reference": reference["digest"]},
-                 lambda: against_reference(model_metrics(logits, labels, forget, num_shadow=settings["num_shadow"],
-                                                         seed=settings["seed"]),
+                 lambda: against_reference(_metrics_fn(settings)(logits, labels, forget),
                                            reference["per_seed"], settings["mia_feature"]))
 
 
@@ -275,7 +293,8 @@ def _flat(per_seed_or_summary: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0,
-                     feature: str = MIA_FEATURE) -> str:
+                     feature: str = MIA_FEATURE, features: Optional[Sequence[str]] = None,
+                     loss_mia: bool = True) -> str:
   """Evaluates every finished run of an unlearning work directory; writes the table and figure.
 
   Rows: the original model, the retrain reference, then every run of methods/ (RUM included).
@@ -288,7 +307,8 @@ def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, se
     raise FileNotFoundError(f"{workdir} holds no finished unlearning run (methods/<name>/metrics.json); "
                             f"run unlearn.py with --workdir={workdir} first")
   evaluated = {name: evaluate_method(os.path.join(workdir, "methods", name), num_shadow=num_shadow,
-                                     seed=seed, feature=feature) for name in runs}
+                                     seed=seed, feature=feature, features=features, loss_mia=loss_mia)
+               for name in runs}
   references = {e["reference_dir"] for e in evaluated.values()}
   if len(references) > 1:
     raise workdir_lib.WorkdirError(
@@ -297,13 +317,14 @@ def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, se
   first = next(iter(evaluated.values()))
   reference = first["reference"]
   models: Dict[str, Dict[str, Any]] = {}
-  original = _evaluate_original(workdir, first["forget"], reference, _settings(num_shadow, seed, feature))
+  settings = _settings(num_shadow, seed, feature, features, loss_mia)
+  original = _evaluate_original(workdir, first["forget"], reference, settings)
   if original is not None:
     models["original"] = original
   models["retrain"] = _reference_row(reference, feature)
   models.update({name: e for name, e in evaluated.items() if name != "retrain"})
   io.write_json(os.path.join(workdir, "evaluation.json"),
-                {"settings": _settings(num_shadow, seed, feature),
+                {"settings": settings,
                  "retrain_reference": workdir_lib.relative(workdir, first["reference_dir"]),
                  "models": {name: {"per_seed": m["per_seed"], "summary": m["summary"]} for name, m in models.items()}})
   rows = []
@@ -328,8 +349,8 @@ def markdown_table(summaries: Dict[str, Dict[str, Any]], feature: str = MIA_FEAT
   header = ["model", "forget acc", "retain acc", "test acc", f"MIA-efficacy ({feature})",
             "loss-MIA AUC", "ToW", "ToW-MIA"]
   rows = [[name] + [results.cell(s["accuracy"][k]) for k in ("forget", "retain", "test")]
-          + [results.cell(s["mia"][feature]), results.cell(s["loss_mia_auc"]), results.cell(s["tow"]),
-             results.cell(s["tow_mia"])] for name, s in summaries.items()]
+          + [results.cell(s["mia"][feature]), results.cell(s["loss_mia_auc"]) if "loss_mia_auc" in s else "n/a",
+             results.cell(s["tow"]), results.cell(s["tow_mia"])] for name, s in summaries.items()]
   return results.markdown_table(header, rows)
 
 

@@ -5,28 +5,36 @@ arXiv:2406.01257), Sec. 4-6, claims (i) that forget sets of more memorized examp
 to unlearn for most methods, and (ii) that RUM, refining a mixed forget set by memorization
 and unlearning its parts in sequence, improves the methods it uses. Its follow-up (Zhao &
 Triantafillou 2024, arXiv:2410.16516) does the same with a cheap proxy instead of memorization.
-`run_study(config, workdir)` reproduces that on one data set:
+`run_study(config, workdir)` tests both on one data set, with no number tuned on the set it
+reports:
 
   1. the original models (<workdir>/original), Feldman-Zhang memorization
      (<workdir>/scores/memorization, or the file `config.study.scores`, e.g. RUM's published
      CIFAR-10 estimate) and the one-run proxies (<workdir>/scores/proxies);
   2. for each score source (memorization; the proxy `config.study.proxy`) and each forget set
      of `config.study.levels` (low, mid, high, mix; `config.forget.size` examples), an
-     unlearning work directory <workdir>/sets/<source>_<level> in which every method of
-     `config.study.methods` runs against one retrain reference (`unlearning.run_unlearning`);
-  3. on each `mix` set: RUM^F for every method (the same method on low -> mid -> high,
-     `rum_f_<method>`: refinement alone) and RUM (`rum`) with a per-subset plan: with
-     `config.study.rum_plan = "auto"` the method with the highest mean ToW on the source's
-     low/mid/high forget set (or none, if the original model scores highest), otherwise
-     `config.unlearn.rum`;
-  4. `evaluation.evaluate_workdir` on every set, then study.json/.csv, study.md (ToW and
-     ToW-MIA, mean ± 95% t-interval over seeds, per method x forget set; RUM against the
-     best single method on mix, with paired per-seed differences) and study.png, copied to
-     `config.study.results_dir`.
+     unlearning work directory <workdir>/sets/<source>_<level>; in it every method of
+     `config.study.methods` is first tuned on the set's VALIDATION forget set (same kind, level
+     and size, disjoint; sets/<set>/validation, `sweep.tune`: the grid `config.sweep.<method>`,
+     or just the method's settings), and only its chosen settings run on the reported set;
+  3. on each `mix` set: RUM^F for every method (the method on low -> mid -> high, each step with
+     the settings tuned on that level's validation set: refinement alone), RUM (`rum`) with a
+     per-level plan (`config.study.rum_plan = "auto"`: per level the method with the highest
+     validation ToW, with its tuned settings, or none if the original model scores higher;
+     "config": `config.unlearn.rum`), and the Shuffle control (`rum_shuffle`, Fig. 3 of the
+     paper: RUM's plan on three RANDOM equal parts of the mix set), which separates refinement
+     by memorization from unlearning in steps;
+  4. `evaluation.evaluate_workdir` on every set (the attacks of `config.study.mia_features`),
+     then study.json/.csv, study.md (ToW and ToW-MIA per method x forget set, mean ± 95%
+     t-interval over seeds; paired per-seed differences: high - low per method, RUM - the best
+     single method (chosen on validation), RUM - Shuffle, RUM^F - the method alone; which
+     settings were tuned on which set) and study.png, copied to `config.study.results_dir`.
 
-Every finished (forget set, run) is skipped on a rerun (same settings, same forget set), and
-every run resumes from its checkpoints, so a killed study continues where it stopped.
+Every finished (forget set, run) is skipped on a rerun (same settings, same forget set), grids
+are cached, and every run resumes from its checkpoints, so a killed study continues where it
+stopped; a run whose files were deleted is redone.
 """
+import functools
 import os
 import time
 from typing import Any, Dict, List, Sequence, Tuple
@@ -36,14 +44,17 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, provenance, results, workdir as workdir_lib
-from rum_jax.pipelines import evaluation, memorization, training, unlearning
+from rum_jax.evaluation.tow import tow
+from rum_jax.pipelines import evaluation, memorization, sweep, training, unlearning
 from rum_jax.training import loop
 from rum_jax.training.config import training_config
 from rum_jax.training.setup import Setup
-from rum_jax.unlearning import METHODS, rum
+from rum_jax.unlearning import METHODS, grid as grid_lib, rum
+from rum_jax.unlearning.config import sweep_grid
 
 MEMORIZATION = "memorization"
 RUM_NAME = "rum"
+SHUFFLE_NAME = "rum_shuffle"
 RUM_F_PREFIX = "rum_f_"
 LEVEL_ORDER = ("low", "mid", "high", "mix")
 
@@ -99,15 +110,19 @@ def set_config(config: ml_collections.ConfigDict, workdir: str, source: str, key
   return ml_collections.ConfigDict(d)
 
 
-def _rum_config(cfg: ml_collections.ConfigDict, name: str, plan: Dict[str, str]) -> ml_collections.ConfigDict:
-  """cfg running RUM as `name` with plan level -> method (no overrides: the study's settings)."""
+def _rum_config(cfg: ml_collections.ConfigDict, name: str, plan: Dict[str, Tuple[str, Dict[str, Any]]],
+                refine: str = "score") -> ml_collections.ConfigDict:
+  """cfg running RUM as `name` with plan level -> (method, settings overrides), refining by the
+  forget set's own scores (or at random: the Shuffle control)."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.unlearn.method = rum.NAME
   cfg.unlearn.rum.name = name
-  cfg.unlearn.rum.scores = ""       # refine by the forget set's own scores
+  cfg.unlearn.rum.scores = ""
   cfg.unlearn.rum.score_key = ""
+  cfg.unlearn.rum.refine = refine
   for level in rum.LEVELS:
-    cfg.unlearn.rum[level] = ml_collections.ConfigDict({"method": plan[level], "overrides": {}})
+    method, overrides = plan[level]
+    cfg.unlearn.rum[level] = ml_collections.ConfigDict({"method": method, "overrides": dict(overrides)})
   return cfg
 
 
@@ -133,21 +148,33 @@ def _finished(cfg: ml_collections.ConfigDict, set_dir: str, forget: List[np.ndar
     return np.array_equal(data["forget_positions"], np.stack(forget))
 
 
-def _run(cfg: ml_collections.ConfigDict, set_dir: str, setup: Setup, overwrite: bool,
-         timings: Dict[str, float], failures: Dict[str, str]) -> None:
+def _run(prep: unlearning.Prepared, cfg: ml_collections.ConfigDict, overwrite: bool, timings: Dict[str, float],
+         failures: Dict[str, str]) -> None:
   """Runs one (forget set, method) unless it is finished; a diverging method is recorded, not fatal."""
-  forget, _ = unlearning.build_forget_set(cfg, set_dir, setup, None)
+  set_dir = prep.workdir
   key = f"{os.path.basename(set_dir)}/{METHODS.get(cfg.unlearn.method).folder_of(cfg)}"
-  if _finished(cfg, set_dir, forget):
+  if _finished(cfg, set_dir, prep.forget):
     logging.info("study: %s is done", key)
     return
   t0 = time.time()
   try:
-    unlearning.run_unlearning(cfg, set_dir, overwrite, setup=setup, evaluate=False)
+    unlearning.run_method(prep, cfg, overwrite, evaluate=False)
   except loop.NonFiniteLossError as e:
     logging.warning("study: %s diverged; it is left out of the tables: %s", key, e)
     failures[key] = str(e)
   timings[key] = time.time() - t0
+
+
+def _tune(cfg: ml_collections.ConfigDict, set_dir: str, method: str, setup: Setup, overwrite: bool,
+          timings: Dict[str, float]) -> Dict[str, Any]:
+  """The method tuned on the set's validation forget set (its grid, or its settings alone)."""
+  t0 = time.time()
+  points = sweep_grid(cfg, method) or [{}]
+  out = sweep.tune(cfg, set_dir, method, overwrite, setup, points=points)
+  if not out["cached"]:
+    timings[f"{os.path.basename(set_dir)}/validation/{method}"] = time.time() - t0
+  out["validation_tow"] = out["grid"][out["chosen"]]["summary"]["tow"]["mean"]
+  return out
 
 
 def _models(set_dir: str) -> Dict[str, Dict[str, Any]]:
@@ -155,22 +182,22 @@ def _models(set_dir: str) -> Dict[str, Dict[str, Any]]:
   return io.read_json(os.path.join(set_dir, "evaluation.json"))["models"]
 
 
-def auto_plan(level_models: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str]) -> Dict[str, str]:
-  """Per level, the method with the highest mean ToW on that level's forget set; "none" when
-  the original model (unlearning nothing) scores higher than every method.
+def auto_plan(tuning: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str]) -> Dict[str, str]:
+  """Per level, the method with the highest mean ToW on that level's VALIDATION forget set (its
+  tuned settings); "none" when the original model (unlearning nothing) scores higher there.
 
   Args:
-    level_models: level -> model -> {"summary": ...} (a set's evaluation models).
+    tuning: level -> method -> `_tune` result, plus level -> "original" -> {"validation_tow"}.
     methods: the candidate methods.
   """
   plan = {}
   for level in rum.LEVELS:
-    models = level_models[level]
-    candidates = {m: models[m]["summary"]["tow"]["mean"] for m in methods if m in models}
-    if "original" in models:
-      candidates[rum.NO_METHOD] = models["original"]["summary"]["tow"]["mean"]
+    found = tuning[level]
+    candidates = {m: found[m]["validation_tow"] for m in methods if m in found}
+    if "original" in found:
+      candidates[rum.NO_METHOD] = found["original"]["validation_tow"]
     if not candidates:
-      raise ValueError(f"no evaluated run on the {level} forget set to choose RUM's {level} step from")
+      raise ValueError(f"no tuned method on the {level} validation set to choose RUM's {level} step from")
     plan[level] = max(candidates, key=candidates.get)
   return plan
 
@@ -186,49 +213,65 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   failures: Dict[str, str] = {}
   s = config.study
   workdir_lib.prepare(workdir, config, overwrite, clear=(),
-                      ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn."))],
+                      ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn.", "sweep."))],
                       outputs=("sets", "study.json"))
   original_dir = workdir_lib.original_dir(workdir)
   t0 = time.time()
   new_original = not workdir_lib.is_finished(original_dir)
   timings = _InvocationLog(workdir, config, start_over=new_original)
+  setup = Setup.create(config)
   if new_original:
-    training.train_and_evaluate(training_config(config), original_dir, overwrite)
+    training.train_and_evaluate(training_config(config), original_dir, overwrite, setup=setup)
     timings["original"] = time.time() - t0
   sources = _sources(config)
   for source, _ in sources:
     t0 = time.time()
     if _ensure_scores(config, workdir, source):
       timings[f"scores/{source}"] = time.time() - t0
-  setup = Setup.create(config)
+  evaluate = functools.partial(evaluation.evaluate_workdir, features=tuple(s.get("mia_features", ())) or None,
+                               loss_mia=s.get("loss_mia", True))
   plans: Dict[str, Dict[str, str]] = {}
+  tuned: Dict[str, Dict[str, Dict[str, Any]]] = {}
   for source, key in sources:
     set_dirs = {level: os.path.join(workdir, "sets", f"{source}_{level}") for level in s.levels}
+    tuning: Dict[str, Dict[str, Any]] = {}
+    preps = {}
     for level, set_dir in set_dirs.items():
+      base = set_config(config, workdir, source, key, level, s.methods[0])
+      preps[level] = unlearning.prepare(base, set_dir, overwrite, setup)
+      tuning[level] = {}
       for method in s.methods:
-        _run(set_config(config, workdir, source, key, level, method), set_dir, setup, overwrite, timings,
-             failures)
-      evaluation.evaluate_workdir(set_dir)
+        cfg = set_config(config, workdir, source, key, level, method)
+        found = tuning[level][method] = _tune(cfg, set_dir, method, setup, overwrite, timings)
+        tuning[level]["original"] = {"validation_tow": found["original_tow"], "points": [{}], "chosen": 0}
+        _run(preps[level], sweep.tuned(cfg, method, found["points"][found["chosen"]]), overwrite, timings, failures)
+      evaluate(set_dir)
+    tuned[source] = {level: {m: {"point": t["points"][t["chosen"]], "validation_tow": t["validation_tow"]}
+                             for m, t in by_method.items()}
+                     for level, by_method in tuning.items()}
     if "mix" not in s.levels:
       continue
     mix_config = set_config(config, workdir, source, key, "mix", s.methods[0])
     if s.rum_f:
       for method in s.methods:
-        plan = {level: method for level in rum.LEVELS}
-        _run(_rum_config(mix_config, RUM_F_PREFIX + method, plan), set_dirs["mix"], setup, overwrite, timings,
-             failures)
+        # each step with the settings tuned on its level's validation set (the mix one's if the
+        # study has no set of that level)
+        plan = {level: (method, tuned[source][level if level in tuned[source] else "mix"][method]["point"])
+                for level in rum.LEVELS}
+        _run(preps["mix"], _rum_config(mix_config, RUM_F_PREFIX + method, plan), overwrite, timings, failures)
     if s.rum_plan == "auto":
-      plans[source] = auto_plan({level: _models(set_dirs[level]) for level in rum.LEVELS}, s.methods)
-      rum_config = _rum_config(mix_config, RUM_NAME, plans[source])
+      chosen = auto_plan(tuning, s.methods)
+      plan = {level: (m, tuned[source][level][m]["point"] if m in s.methods else {}) for level, m in chosen.items()}
     else:
-      rum_config = ml_collections.ConfigDict(mix_config.to_dict())
-      rum_config.unlearn.method = rum.NAME
-      rum_config.unlearn.rum.name = RUM_NAME
-      plans[source] = {level: rum_config.unlearn.rum[level].method for level in rum.LEVELS}
+      plan = {level: (config.unlearn.rum[level].method, dict(config.unlearn.rum[level].get("overrides", {})))
+              for level in rum.LEVELS}
+    plans[source] = {level: m for level, (m, _) in plan.items()}
     logging.info("study: RUM plan on %s mix: %s", source, plans[source])
-    _run(rum_config, set_dirs["mix"], setup, overwrite, timings, failures)
-    evaluation.evaluate_workdir(set_dirs["mix"])
-  return write_study(config, workdir, plans, timings.invocations(), timings.commands(), failures)
+    _run(preps["mix"], _rum_config(mix_config, RUM_NAME, plan), overwrite, timings, failures)
+    if s.get("shuffle", True):
+      _run(preps["mix"], _rum_config(mix_config, SHUFFLE_NAME, plan, refine="shuffle"), overwrite, timings, failures)
+    evaluate(set_dirs["mix"])
+  return write_study(config, workdir, plans, tuned, timings.invocations(), timings.commands(), failures)
 
 
 class _InvocationLog(dict):
@@ -298,50 +341,79 @@ def _best(models: Dict[str, Dict[str, Any]], names: Sequence[str], metric: str =
   return max(present, key=lambda n: models[n]["summary"][metric]["mean"])
 
 
-def claims(collected: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], rum_f: bool) -> List[str]:
-  """Plain statements of the numbers behind the paper's two claims, per score source."""
+def best_on_validation(validation: Dict[str, Dict[str, Any]], methods: Sequence[str]) -> str:
+  """The single method with the highest mean ToW on a set's VALIDATION forget set (tuned): the
+  'best single method' RUM is compared with, chosen without looking at the reported numbers."""
+  return max((m for m in methods if m in validation), key=lambda m: validation[m]["validation_tow"])
+
+
+def verdict(mean: float, half: float, higher: str = "higher", lower: str = "lower") -> str:
+  """What a paired difference says at 95%: its interval above 0, below 0, or around it."""
+  if np.isnan(half):
+    return "one seed: no interval"
+  return higher if mean - half > 0 else lower if mean + half < 0 else "not distinguishable at 95%"
+
+
+def claims(collected: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], rum_f: bool,
+           validation: Dict[str, Dict[str, Dict[str, Any]]]) -> List[str]:
+  """Plain statements of the numbers behind the paper's two claims, per score source, each a
+  paired difference over seeds with its 95% t-interval and what it decides."""
   lines = []
   for source, by_level in collected.items():
-    if all(level in by_level for level in rum.LEVELS):
-      present = [m for m in methods if all(m in by_level[level] for level in rum.LEVELS)]
+    if "low" in by_level and "high" in by_level:
       for metric, label in (("tow", "ToW"), ("tow_mia", "ToW-MIA")):
-        mean = {m: [by_level[level][m]["summary"][metric]["mean"] for level in rum.LEVELS] for m in present}
-        harder = [m for m in present if mean[m][2] < mean[m][0]]
-        monotone = [m for m in present if mean[m][0] >= mean[m][1] >= mean[m][2]]
-        lines.append(f"- {source}, {label}: lower on the high than on the low forget set for "
-                     f"{len(harder)} of {len(present)} methods ({', '.join(harder) or 'none'}); "
-                     f"non-increasing low >= mid >= high for {len(monotone)} ({', '.join(monotone) or 'none'}).")
+        outcome: Dict[str, List[str]] = {"lower": [], "higher": [], "not distinguishable at 95%": []}
+        for m in methods:
+          if m in by_level["high"] and m in by_level["low"]:
+            outcome.setdefault(verdict(*paired_difference(by_level["high"][m], by_level["low"][m], metric)),
+                               []).append(m)
+        lines.append(f"- {source}, {label}, high - low memorization (paired over seeds): lower for "
+                     f"{len(outcome['lower'])} of {sum(map(len, outcome.values()))} methods "
+                     f"({', '.join(outcome['lower']) or 'none'}), higher for {len(outcome['higher'])} "
+                     f"({', '.join(outcome['higher']) or 'none'}), not distinguishable for "
+                     f"{len(outcome['not distinguishable at 95%'])} "
+                     f"({', '.join(outcome['not distinguishable at 95%']) or 'none'}).")
     mix = by_level.get("mix")
     if mix is None:
       continue
     if rum_f:
-      better = [m for m in methods if RUM_F_PREFIX + m in mix and m in mix and
-                paired_difference(mix[RUM_F_PREFIX + m], mix[m])[0] > 0]
-      compared = [m for m in methods if RUM_F_PREFIX + m in mix and m in mix]
-      lines.append(f"- {source} mix: RUM^F (the same method on low -> mid -> high) has a higher mean "
-                   f"ToW than the method applied to the whole mix for {len(better)} of {len(compared)} "
-                   f"methods ({', '.join(better) or 'none'}).")
-    if RUM_NAME in mix:
+      outcome = {}
+      for m in methods:
+        if RUM_F_PREFIX + m in mix and m in mix:
+          outcome.setdefault(verdict(*paired_difference(mix[RUM_F_PREFIX + m], mix[m])), []).append(m)
+      lines.append(f"- {source} mix, RUM^F - the method on the whole mix, ToW: higher for "
+                   f"{', '.join(outcome.get('higher', [])) or 'none'}; lower for "
+                   f"{', '.join(outcome.get('lower', [])) or 'none'}; not distinguishable for "
+                   f"{', '.join(outcome.get('not distinguishable at 95%', [])) or 'none'}.")
+    if RUM_NAME in mix and source in validation and "mix" in validation[source]:
+      best = best_on_validation(validation[source]["mix"], methods)
       for metric, label in (("tow", "ToW"), ("tow_mia", "ToW-MIA")):
-        best = _best(mix, methods, metric)
-        mean, half = paired_difference(mix[RUM_NAME], mix[best], metric)
-        verdict = ("higher" if mean - half > 0 else "lower" if mean + half < 0
-                   else "not distinguishable at 95%")
-        lines.append(f"- {source} mix: RUM - the best single method by {label} ({best}): "
-                     f"{results.signed(mean, half)} points (paired over seeds): {verdict}.")
+        if best in mix:
+          mean, half = paired_difference(mix[RUM_NAME], mix[best], metric)
+          lines.append(f"- {source} mix: RUM - the best single method ({best}, chosen on the validation mix "
+                       f"set) by {label}: {results.signed(mean, half)} points: {verdict(mean, half)}.")
+      if SHUFFLE_NAME in mix:
+        mean, half = paired_difference(mix[RUM_NAME], mix[SHUFFLE_NAME])
+        lines.append(f"- {source} mix: RUM - the Shuffle control (the same plan on random thirds) by ToW: "
+                     f"{results.signed(mean, half)} points: {verdict(mean, half)} (refinement by "
+                     f"{'memorization' if source == MEMORIZATION else 'the proxy'} vs unlearning in steps alone).")
   return lines
 
 
 def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str, Dict[str, str]],
-                invocations: List[Dict[str, float]], commands: List[Dict[str, str]],
-                failures: Dict[str, str]) -> str:
-  """study.json, study.csv, study.md and study.png in workdir and config.study.results_dir."""
+                validation: Dict[str, Dict[str, Dict[str, Any]]], invocations: List[Dict[str, float]],
+                commands: List[Dict[str, str]], failures: Dict[str, str]) -> str:
+  """study.json, study.csv, study.md and study.png in workdir and config.study.results_dir.
+
+  validation: source -> level -> method -> {"point" (the tuned settings), "validation_tow"}.
+  """
   s = config.study
   collected = _collect(config, workdir)
   levels = [level for level in LEVEL_ORDER if level in s.levels]
   first = collected[MEMORIZATION][levels[0]]
   num_seeds = len(next(iter(first.values()))["per_seed"])
-  rum_rows = ([RUM_F_PREFIX + m for m in s.methods] if s.rum_f else []) + [RUM_NAME]
+  seeds = f"{num_seeds} seeds"
+  rum_rows = ([RUM_F_PREFIX + m for m in s.methods] if s.rum_f else []) + [RUM_NAME, SHUFFLE_NAME]
   rows_csv = []
   for source, by_level in collected.items():
     for level, models in by_level.items():
@@ -351,19 +423,21 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
                          **{f"{k}_{stat}": summary[k][stat] for k in ("tow", "tow_mia") for stat in ("mean", "ci95")},
                          **{f"{k}_accuracy_mean": summary["accuracy"][k]["mean"] for k in ("forget", "retain", "test")},
                          f"mia_{evaluation.MIA_FEATURE}_mean": summary["mia"][evaluation.MIA_FEATURE]["mean"]})
-  statements = claims(collected, s.methods, s.rum_f)
+  statements = claims(collected, s.methods, s.rum_f, validation)
   io.write_json(os.path.join(workdir, "study.json"),
                 {"data": config.data.name, "num_seeds": num_seeds, "forget_size": config.forget.size,
-                 "methods": list(s.methods), "levels": levels, "rum_plans": plans, "claims": statements,
-                 "invocations": invocations, "commands": commands, "diverged": failures,
+                 "methods": list(s.methods), "levels": levels, "rum_plans": plans, "tuned": validation,
+                 "claims": statements, "invocations": invocations, "commands": commands, "diverged": failures,
                  "results": {src: {lvl: {n: m["summary"] for n, m in ms.items()} for lvl, ms in bl.items()}
                              for src, bl in collected.items()}})
 
   lines = [f"# RUM study on {config.data.name}", "",
-           f"{num_seeds} seeds (mean ± 95% t-interval), forget sets of {config.forget.size} train examples, "
+           f"{seeds} (mean ± 95% t-interval), forget sets of {config.forget.size} train examples, "
            f"{config.model.name} {tuple(config.model.kwargs.hidden) if 'hidden' in config.model.kwargs else ''}. "
-           f"ToW and ToW-MIA in percent (100 = the model retrained without the forget set). "
-           f"Command: `{commands[-1]['command']}` (computed in "
+           f"ToW and ToW-MIA in percent (100 = the model retrained without the forget set). Every method's "
+           f"settings were chosen on the VALIDATION forget set of each table cell (same kind, level and size, "
+           f"disjoint from the reported one; sets/<set>/validation): no number below was tuned on the set it "
+           f"reports. Command: `{commands[-1]['command']}` (computed in "
            f"{sum(i['total'] for i in invocations) / 60:.1f} min wall-clock over {len(invocations)} "
            f"invocation(s); the last on {commands[-1]['machine']}).",
            "", "![study](study.png)", ""]
@@ -384,44 +458,68 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
     by_level = collected[source]
     title = "memorization (Feldman-Zhang)" if source == MEMORIZATION else f"the proxy `{key}`"
     for metric, label in (("tow", "ToW"), ("tow_mia", "ToW-MIA")):
-      lines += [f"## {label}, forget sets by {title}", ""]
+      lines += [f"## {label}, forget sets by {title} ({seeds})", ""]
       lines += _method_table(by_level, levels, ["original"] + list(s.methods), metric) + [""]
+    if "low" in by_level and "high" in by_level:
+      lines += [f"### Harder when more memorized? High minus low, forget sets by {title} ({seeds}, paired)", ""]
+      cells = []
+      for m in s.methods:
+        row = [m]
+        for metric in ("tow", "tow_mia"):
+          if m in by_level["high"] and m in by_level["low"]:
+            mean, half = paired_difference(by_level["high"][m], by_level["low"][m], metric)
+            row.append(f"{results.signed(mean, half)} ({verdict(mean, half)})")
+          else:
+            row.append("n/a")
+        cells.append(row)
+      lines += [results.markdown_table(["method", "ToW high - low", "ToW-MIA high - low"], cells)]
     if "mix" in by_level and RUM_NAME in by_level["mix"]:
       mix = by_level["mix"]
-      best = _best(mix, s.methods)
+      best = best_on_validation(validation[source]["mix"], s.methods)
       plan = plans.get(source, {})
-      lines += [f"## RUM on the mix forget set by {title}", "",
+      lines += [f"## RUM on the mix forget set by {title} ({seeds})", "",
                 f"RUM plan (low -> mid -> high): {' -> '.join(plan.get(l, '?') for l in rum.LEVELS)}"
-                + (" (per level, the best method by ToW on that level's forget set)" if s.rum_plan == "auto" else ""),
-                "", "ToW differences are paired over seeds (mean ± 95% t-interval, points); RUM^F "
-                "(`rum_f_<method>`) is the method itself on low -> mid -> high.", "",
-                "| run | ToW | ToW-MIA | forget acc | retain acc | test acc | ToW - the method alone | "
-                "ToW - best single |", "|---|---|---|---|---|---|---|---|"]
+                + (" (per level, the best method by ToW on that level's validation set, with its settings tuned "
+                   "there)" if s.rum_plan == "auto" else ""),
+                "", f"Differences are paired over seeds (mean ± 95% t-interval, points). The best single method "
+                f"({best}) is the one with the highest ToW on the mix VALIDATION set. RUM^F (`rum_f_<method>`) is "
+                f"the method itself on low -> mid -> high; `{SHUFFLE_NAME}` is RUM's plan on three random equal "
+                f"parts of the mix set (the paper's Shuffle control).", ""]
+      cells = []
       for name in ["retrain", best] + [r for r in rum_rows if r in mix]:
         sm = mix[name]["summary"]
         alone = name[len(RUM_F_PREFIX):] if name.startswith(RUM_F_PREFIX) else ""
         vs_alone = results.signed(*paired_difference(mix[name], mix[alone])) if alone in mix else ""
         vs_best = results.signed(*paired_difference(mix[name], mix[best])) if name not in ("retrain", best) else ""
-        label = f"{name} (best single method)" if name == best else name
-        lines.append(f"| {label} | {results.cell(sm['tow'])} | {results.cell(sm['tow_mia'])} | "
-                     f"{results.cell(sm['accuracy']['forget'])} | {results.cell(sm['accuracy']['retain'])} | "
-                     f"{results.cell(sm['accuracy']['test'])} | {vs_alone} | {vs_best} |")
-      lines.append("")
+        vs_shuffle = (results.signed(*paired_difference(mix[name], mix[SHUFFLE_NAME]))
+                      if name == RUM_NAME and SHUFFLE_NAME in mix else "")
+        cells.append([f"{name} (best single method)" if name == best else name, results.cell(sm["tow"]),
+                      results.cell(sm["tow_mia"]), results.cell(sm["accuracy"]["forget"]),
+                      results.cell(sm["accuracy"]["retain"]), results.cell(sm["accuracy"]["test"]),
+                      vs_alone, vs_best, vs_shuffle])
+      lines += [results.markdown_table(["run", "ToW", "ToW-MIA", "forget acc", "retain acc", "test acc",
+                                        "ToW - the method alone", "ToW - best single", "ToW - Shuffle"], cells)]
   if failures:
     lines += ["Runs left out because their loss diverged (NaN/inf): " + ", ".join(sorted(failures)) + ".", ""]
-  lines += ["## Settings", "", f"Original models: {config.train.epochs} epochs, batch {config.train.batch_size}, "
-            f"lr {config.train.lr} ({config.train.schedule}); the retrain reference is trained the same way "
-            f"without the forget set. Unlearning (SGD, momentum and weight decay as listed):", "",
-            "| method | settings |", "|---|---|"]
-  lines += [f"| {m} | " + ", ".join(f"{k}={v}" for k, v in sorted(config.unlearn[m].items())) + " |"
-            for m in s.methods] + [""]
-  lines += ["## The paper's claims, as numbers", ""] + statements + [""]
+  lines += ["## Settings: which set tuned what", "", f"Original models: {config.train.epochs} epochs, batch "
+            f"{config.train.batch_size}, lr {config.train.lr} ({config.train.schedule}); the retrain references "
+            f"are trained the same way without their forget set. Each method's base settings, then the settings "
+            f"chosen (by mean ToW over {seeds}) on the validation set of each forget set; the grids are "
+            f"config.sweep.<method>, and the reported run of each cell used exactly these.", "",
+            results.markdown_table(["method", "base settings"], [
+                [m, ", ".join(f"{k}={v}" for k, v in sorted(config.unlearn[m].items()))] for m in s.methods])]
+  for source, by_level in validation.items():
+    cells = [[m] + [grid_lib.label(by_level[level][m]["point"]) or "(base)" if m in by_level[level] else "n/a"
+                    for level in levels] for m in s.methods]
+    lines += [f"Chosen on the validation sets by {source} (sets/{source}_<level>/validation):", "",
+              results.markdown_table(["method"] + levels, cells)]
+  lines += [f"## The paper's claims, as numbers ({seeds})", ""] + statements + [""]
   text = "\n".join(lines)
   for directory in [workdir] + ([s.results_dir] if s.results_dir else []):
     io.write_text(os.path.join(directory, "study.md"), text)
     io.write_csv(os.path.join(directory, "study.csv"), rows_csv)
     plot_study(collected, s.methods, levels, os.path.join(directory, "study.png"),
-               f"{config.data.name}: {num_seeds} seeds, forget sets of {config.forget.size}")
+               f"{config.data.name}: {seeds}, forget sets of {config.forget.size}")
   logging.info("study written to %s (and %s):\n%s", os.path.join(workdir, "study.md"), s.results_dir or "-", text)
   return text
 

@@ -20,7 +20,7 @@ sweep.json / sweep.csv / sweep.md (one row per point, the chosen one marked, and
 set's result of it) and sweep.png (ToW and ToW-MIA against every swept setting).
 """
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import ml_collections
@@ -29,22 +29,15 @@ from absl import logging
 
 from rum_jax import io, results, workdir as workdir_lib
 from rum_jax.evaluation import mia
-from rum_jax.evaluation.tow import tow, tow_mia
+from rum_jax.evaluation.tow import tow_mia
 from rum_jax.pipelines import unlearning
 from rum_jax.pipelines.evaluation import MIA_FEATURE, NUM_SHADOW
-from rum_jax.training.parallel import SeedRunner
 from rum_jax.training.setup import Setup, accuracies
 from rum_jax.unlearning import METHODS, grid as grid_lib, unlearn
 from rum_jax.unlearning.config import sweep_grid
 
 VALIDATION = "validation"
 GRID_FILE = "grid.json"
-
-
-def grid_setup(setup: Setup, num_models: int) -> Setup:
-  """`setup`'s data and model with a runner of `num_models` models (a grid's program)."""
-  return Setup(setup.config, setup.dataset, setup.model, setup.forward,
-               SeedRunner(num_models, vmap_size=setup.config.get("vmap_size", 0)))
 
 
 def _mia_efficacy(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], forget: np.ndarray,
@@ -68,7 +61,7 @@ def reference_mia(prep: unlearning.Prepared) -> List[float]:
 
 
 def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[str, Any]],
-             run_root: str) -> List[Dict[str, Any]]:
+             run_root: str, with_mia: bool = True) -> Tuple[List[Dict[str, Any]], bool]:
   """Every grid point on every seed of a prepared work directory; per point its metrics.
 
   Points that differ only in per-model settings share one program of len(points) x seeds
@@ -77,21 +70,21 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
   run_root/grid.json (keyed by the points, settings and forget set), checkpoints below it.
 
   Returns:
-    One dict per point: {"point", "per_seed": {forget/retain/val/test accuracy, tow,
-    mia_confidence, tow_mia: [S]}, "summary"}.
+    (one dict per point: {"point", "per_seed": {forget/retain/val/test accuracy, tow and, with
+    `with_mia`, mia_confidence and tow_mia: [S]}, "summary"}; whether they came from the cache).
   """
   config, setup = prep.config, prep.setup
   method = METHODS.get(method_name)
   base = ml_collections.ConfigDict(config.unlearn[method_name].to_dict())
   key = {"points": list(points), "settings": base.to_dict(), "forget_digest": prep.forget_digest,
-         "seeds": config.num_seeds}
+         "seeds": config.num_seeds, "mia": with_mia}
   cache = os.path.join(run_root, GRID_FILE)
   if workdir_lib.readable(cache):
     cached = io.read_json(cache)
     if cached.get("key") == io.as_json(key):
-      return cached["results"]
+      return cached["results"], True
   num_seeds = config.num_seeds
-  reference_efficacy = reference_mia(prep)
+  reference_efficacy = reference_mia(prep) if with_mia else None
   labels = _labels(setup)
   out: List[Optional[Dict[str, Any]]] = [None] * len(points)
   for static, members in grid_lib.split_by_program(points, method.swept):
@@ -100,7 +93,7 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
     seed_ids = [s for _ in members for s in range(num_seeds)]
     per_model = {k: [points[i][k] for i in members for _ in range(num_seeds)]
                  for k in method.swept if k in points[members[0]]}
-    gsetup = grid_setup(setup, len(seed_ids))
+    gsetup = setup.with_models(len(seed_ids))
     original = jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], prep.original)
     forget = [prep.forget[s] for s in seed_ids]
     retain = [prep.retain[s] for s in seed_ids]
@@ -114,17 +107,18 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
     for g, i in enumerate(members):
       rows = range(g * num_seeds, (g + 1) * num_seeds)
       per_seed = {k: [float(v[m]) for m in rows] for k, v in accuracy.items()}
-      efficacy = [_mia_efficacy({k: v[m] for k, v in logits.items()}, labels, forget[m], retain[m], m % num_seeds)
-                  for m in rows]
       split = lambda d, s: {"forget": d["forget_accuracy"][s], "retain": d["retain_accuracy"][s],
                             "test": d["test_accuracy"][s]}
-      per_seed["tow"] = [tow(split(per_seed, s), split(prep.retrained, s)) for s in range(num_seeds)]
-      per_seed["mia_confidence"] = efficacy
-      per_seed["tow_mia"] = [tow_mia(split(per_seed, s), split(prep.retrained, s), efficacy[s],
-                                     reference_efficacy[s]) for s in range(num_seeds)]
+      per_seed["tow"] = unlearning.tow_per_seed(per_seed, prep.retrained).tolist()
+      if with_mia:
+        efficacy = [_mia_efficacy({k: v[m] for k, v in logits.items()}, labels, forget[m], retain[m],
+                                  m % num_seeds) for m in rows]
+        per_seed["mia_confidence"] = efficacy
+        per_seed["tow_mia"] = [tow_mia(split(per_seed, s), split(prep.retrained, s), efficacy[s],
+                                       reference_efficacy[s]) for s in range(num_seeds)]
       out[i] = {"point": dict(points[i]), "per_seed": per_seed, "summary": results.summarize_columns(per_seed)}
   io.write_json(cache, {"key": key, "results": out})
-  return out
+  return out, False
 
 
 def choose(grid_results: Sequence[Dict[str, Any]], metric: str) -> int:
@@ -152,26 +146,33 @@ def tuned(config: ml_collections.ConfigDict, method_name: str, point: Dict[str, 
 
 
 def tune(config: ml_collections.ConfigDict, workdir: str, method_name: str, overwrite: bool = False,
-         setup: Optional[Setup] = None) -> Dict[str, Any]:
+         setup: Optional[Setup] = None, points: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, Any]:
   """Steps 2-3 of the module docstring for one method: the grid on the validation forget set of
   `workdir` (whose original models must exist) and the chosen point.
 
+  points: the grid (default config.sweep.<method_name>); [{}] runs the method's settings alone
+    (a study compares methods on the validation set even when it tunes none of them).
+
   Returns:
-    {"points", "grid" (run_grid's results), "chosen" (index), "select_by", "validation_dir"}.
+    {"points", "grid" (run_grid's results), "chosen" (index), "select_by", "validation_dir",
+    "original_tow" (the original model's mean ToW on the validation set), "cached" (the grid was
+    read back, not run)}.
   """
-  points = sweep_grid(config, method_name)
+  points = list(points if points is not None else sweep_grid(config, method_name))
   if not points:
     raise ValueError(f"config.sweep.{method_name} lists no values to sweep")
   original_dir = config.unlearn.original_workdir or workdir_lib.original_dir(workdir)
   val_dir = os.path.join(workdir, VALIDATION)
   prep = unlearning.prepare(validation_config(config, original_dir), val_dir, overwrite, setup)
-  grid_results = run_grid(prep, method_name, points, os.path.join(val_dir, "sweeps", method_name))
   select_by = config.sweep.get("select_by", "tow")
+  with_mia = config.sweep.get("mia", True) or select_by == "tow_mia"
+  grid_results, cached = run_grid(prep, method_name, points, os.path.join(val_dir, "sweeps", method_name), with_mia)
   chosen = choose(grid_results, select_by)
   logging.info("sweep %s: chosen on the validation forget set by %s: %s", method_name, select_by,
                grid_lib.label(points[chosen]))
+  original_tow = float(np.mean(unlearning.tow_per_seed(prep.original_accuracy, prep.retrained)))
   return {"points": list(points), "grid": grid_results, "chosen": chosen, "select_by": select_by,
-          "validation_dir": val_dir}
+          "validation_dir": val_dir, "original_tow": original_tow, "cached": cached}
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
@@ -197,9 +198,9 @@ def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: 
   for i, r in enumerate(grid_results):
     sm = r["summary"]
     rows.append({"point": grid_lib.label(r["point"]), "chosen": i == chosen, **r["point"],
-                 **{f"{m}_{stat}": sm[m][stat] for m in ("tow", "tow_mia") for stat in ("mean", "ci95")}})
-    cells.append([grid_lib.label(r["point"]) + (" **(chosen)**" if i == chosen else ""),
-                  results.cell(sm["tow"]), results.cell(sm["tow_mia"]), results.cell(sm["forget_accuracy"]),
+                 **{f"{m}_{stat}": sm[m][stat] for m in ("tow", "tow_mia") if m in sm for stat in ("mean", "ci95")}})
+    cells.append([grid_lib.label(r["point"]) + (" **(chosen)**" if i == chosen else ""), results.cell(sm["tow"]),
+                  results.cell(sm["tow_mia"]) if "tow_mia" in sm else "n/a", results.cell(sm["forget_accuracy"]),
                   results.cell(sm["retain_accuracy"]), results.cell(sm["test_accuracy"])])
   io.write_csv(os.path.join(directory, "sweep.csv"), rows)
   io.write_json(os.path.join(directory, "sweep.json"), {
@@ -233,6 +234,8 @@ def plot_sweep(grid_results: Sequence[Dict[str, Any]], chosen: int, path: str, t
   for ax, key in zip(axes[0], keys):
     x = np.array([r["point"][key] for r in grid_results], np.float64)
     for metric, label, marker in (("tow", "ToW", "o"), ("tow_mia", "ToW-MIA", "s")):
+      if metric not in grid_results[0]["summary"]:
+        continue
       mean = np.array([r["summary"][metric]["mean"] for r in grid_results])
       half = np.nan_to_num([results.half_width(r["summary"][metric]) for r in grid_results])
       ax.errorbar(x, mean, yerr=half, fmt=marker, capsize=2, label=label, alpha=0.8)

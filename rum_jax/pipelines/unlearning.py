@@ -202,7 +202,8 @@ def evaluate_splits(setup: Setup, states: TrainState, forget: List[np.ndarray],
   return per_seed, logits
 
 
-def _tow(unlearned: Dict[str, np.ndarray], retrained: Dict[str, np.ndarray]) -> np.ndarray:
+def tow_per_seed(unlearned: Dict[str, Any], retrained: Dict[str, Any]) -> np.ndarray:
+  """ToW of each seed's model against the same seed's retrained one, from per-seed accuracies."""
   def split(d, s):
     return {"forget": d["forget_accuracy"][s], "retain": d["retain_accuracy"][s], "test": d["test_accuracy"][s]}
   return np.array([tow(split(unlearned, s), split(retrained, s)) for s in range(len(unlearned["test_accuracy"]))])
@@ -405,7 +406,7 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
                               name=run_name)
     seconds = time.time() - t0
   unlearned, logits = evaluate_splits(setup, states, forget, retain)
-  unlearned["tow"] = _tow(unlearned, prep.retrained)
+  unlearned["tow"] = tow_per_seed(unlearned, prep.retrained)
   record = {
       "method": run_name, "settings": settings.to_dict(), "seconds": seconds,
       "forget_set": {k: v for k, v in prep.report.items() if k != "entanglement_per_group"},

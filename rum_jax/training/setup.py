@@ -78,6 +78,17 @@ class Setup:
   model: nn.Module
   forward: Forward
   runner: SeedRunner
+  _by_size: Dict[int, "Setup"] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+  def with_models(self, num_models: int) -> "Setup":
+    """This data and model with a runner of `num_models` models (e.g. a grid of settings x
+    seeds); one per size, so its compiled programs serve every grid of that size."""
+    if num_models == self.runner.num_seeds:
+      return self
+    if num_models not in self._by_size:
+      runner = SeedRunner(num_models, vmap_size=self.config.get("vmap_size", 0))
+      self._by_size[num_models] = Setup(self.config, self.dataset, self.model, self.forward, runner)
+    return self._by_size[num_models]
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict, num_seeds: Optional[int] = None) -> "Setup":

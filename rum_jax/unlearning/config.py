@@ -47,6 +47,7 @@ def validate_sweep(config: ml_collections.ConfigDict) -> None:
   """Every swept value of every method, each checked as the method's own setting would be."""
   sw = config.sweep
   checks.choice(sw.get("select_by", "tow"), "sweep.select_by", SELECT_BY)
+  checks.boolean(sw.get("mia", True), "sweep.mia")
   for name, section in sw.items():
     if not isinstance(section, ml_collections.ConfigDict):
       continue

@@ -168,6 +168,16 @@ def refine(forget_positions, scores, n_groups: int = 3) -> List[np.ndarray]:
   return [np.sort(forget[part]) for part in np.array_split(order, n_groups)]
 
 
+def random_parts(forget_positions, n_parts: int, seed: int) -> List[np.ndarray]:
+  """A forget set cut into n_parts random parts of equal size (np.array_split of a permutation
+  seeded by `seed`; the first F mod n_parts parts get one extra example), each ascending."""
+  forget = np.asarray(forget_positions, dtype=np.int64)
+  if not 1 <= n_parts <= len(forget):
+    raise ValueError(f"n_parts must be in [1, {len(forget)}] (the forget-set size); got {n_parts}")
+  order = np.random.default_rng(seed).permutation(len(forget))
+  return [np.sort(forget[part]) for part in np.array_split(order, n_parts)]
+
+
 def entanglement_groups(features, group_size: int) -> np.ndarray:
   """Train positions sorted by feature distance to the global mean, cut into groups.
 

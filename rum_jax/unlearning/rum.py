@@ -47,6 +47,8 @@ from rum_jax.unlearning.interface import (METHODS, History, Method, MethodContex
 NAME = "rum"
 LEVELS = ("low", "mid", "high")
 NO_METHOD = "none"
+# score: thirds by the refinement score (RUM); shuffle: random thirds (the Shuffle control).
+REFINE = ("score", "shuffle")
 
 
 def step_settings(unlearn: ml_collections.ConfigDict, level: str) -> Optional[ml_collections.ConfigDict]:
@@ -95,7 +97,8 @@ def resolved_settings(config: ml_collections.ConfigDict, workdir: str) -> ml_col
   # The path may change when the work directory moves; what it holds may not (its digest).
   digest = workdir_lib.file_digest(source.path) if os.path.exists(source.path) else ""
   return ml_collections.ConfigDict({"scores": os.path.abspath(source.path), "scores_digest": digest,
-                                    "score_key": source.key, "steps": steps})
+                                    "score_key": source.key, "refine": config.unlearn.rum.get("refine", "score"),
+                                    "steps": steps})
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,7 +113,8 @@ class StepSets:
   retain: List[np.ndarray]
 
 
-def step_sets(forget: Sequence[np.ndarray], scores: np.ndarray, num_train: int) -> List[StepSets]:
+def step_sets(forget: Sequence[np.ndarray], scores: Optional[np.ndarray], num_train: int,
+              shuffle_seeds: Optional[Sequence[int]] = None) -> List[StepSets]:
   """Refines each seed's forget set into low/mid/high thirds and gives every step's sets.
 
   retain_k = {0..num_train-1} \\ (F_1 u ... u F_k) (module docstring, step 2).
@@ -119,15 +123,21 @@ def step_sets(forget: Sequence[np.ndarray], scores: np.ndarray, num_train: int) 
     forget: per seed, the positions of the whole forget set F.
     scores: [num_train] refinement score of every train example (high = more memorized).
     num_train: size of the train split.
+    shuffle_seeds: instead of by score, cut each seed's F into three RANDOM parts of equal
+      size (numpy seeded by shuffle_seeds[seed]): the Shuffle control of Zhao et al. 2024
+      (Fig. 3), which unlearns in steps without refinement by memorization.
 
   Returns:
-    [low, mid, high] StepSets.
+    [low, mid, high] StepSets (the first, second and third part for the Shuffle control).
   """
-  scores = np.asarray(scores, np.float64)
-  if scores.shape != (num_train,):
-    raise ValueError(f"refinement scores must have one value per train example, shape ({num_train},); "
-                     f"got {scores.shape}")
-  per_seed = [forget_sets.refine(f, scores, len(LEVELS)) for f in forget]  # [seed][level]
+  if shuffle_seeds is not None:
+    per_seed = [forget_sets.random_parts(f, len(LEVELS), seed) for f, seed in zip(forget, shuffle_seeds)]
+  else:
+    scores = np.asarray(scores, np.float64)
+    if scores.shape != (num_train,):
+      raise ValueError(f"refinement scores must have one value per train example, shape ({num_train},); "
+                       f"got {scores.shape}")
+    per_seed = [forget_sets.refine(f, scores, len(LEVELS)) for f in forget]  # [seed][level]
   out = []
   for k, level in enumerate(LEVELS):
     subsets = [parts[k] for parts in per_seed]
@@ -163,8 +173,10 @@ def run(ctx: MethodContext, original: TrainState) -> Tuple[TrainState, History]:
   num_seeds = setup.runner.num_seeds
   forget = ctx.forget[:num_seeds]
   train = setup.dataset.train
-  scores = score_files.scores_for_split(settings.scores, train, settings.score_key)
-  sets = step_sets(forget, scores, len(train))
+  if settings.get("refine", "score") == "shuffle":
+    sets = step_sets(forget, None, len(train), [ctx.base_seed * 1_000 + ctx.seed_of(i) for i in range(num_seeds)])
+  else:
+    sets = step_sets(forget, score_files.scores_for_split(settings.scores, train, settings.score_key), len(train))
   states = original
   rows = [{"step": 0, "level": "original", "method": "", "settings": {}, "seconds": 0.0,
            "after": results.summarize_columns(_accuracies(setup, states, sets, forget))}]
@@ -208,6 +220,7 @@ def validate(unlearn_cfg: ml_collections.ConfigDict) -> None:
   r = unlearn_cfg.rum
   for key in ("name", "scores", "score_key"):
     checks.string(r.get(key), f"unlearn.rum.{key}")
+  checks.choice(r.get("refine", "score"), "unlearn.rum.refine", REFINE)
   checks.require(bool(r.name) and "/" not in r.name and (r.name == NAME or r.name not in METHODS),
                  f"config.unlearn.rum.name {r.name!r} must be a folder name other than another method's "
                  f"({', '.join(m for m in METHODS.names() if m != NAME)}), e.g. '{NAME}'")
