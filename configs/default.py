@@ -17,7 +17,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.name = "digits"     # digits | mnist1d | cifar10 | cifar100 | npz | tfds
   c.data.data_dir = ""       # CIFAR: folder with the python archive or a TFDS data_dir
   c.data.split_seed = 0      # seeds the train/validation split
-  c.data.augment = False     # random crop(4) + horizontal flip (images only; off in RUM runs)
+  c.data.augment = False     # random crop (pad 4, black) + horizontal flip (images only) when
+  #                            training from scratch on the train split: the original models,
+  #                            memorization subsets, proxies, continual learning. RUM's CIFAR
+  #                            configs: on. Unlearning has its own: c.unlearn.augment
   c.data.options = ml_collections.ConfigDict()  # loader options, e.g. CIFAR's source
   #                            ('auto' | 'archive' | 'tfds') and val_per_class; npz: path
   #                            (your own .npz file); tfds: name (any TFDS image data set)
@@ -30,7 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.epochs = 30
   c.train.batch_size = 64
   c.train.lr = 0.1
-  c.train.schedule = "cosine"  # constant | cosine | step | triangle (airbench's warmup-decay)
+  c.train.schedule = "cosine"  # constant | cosine (per step) | step | triangle (airbench's
+  #                              warmup-decay) | epoch_cosine (per epoch, as RUM's CIFAR runs)
   c.train.momentum = 0.9
   c.train.nesterov = False     # Nesterov momentum, in torch.optim.SGD's form (airbench uses it)
   c.train.weight_decay = 5e-4
@@ -70,6 +74,8 @@ def get_config() -> ml_collections.ConfigDict:
   #                                scrub | wfisher | random_label | salun
   c.unlearn.original_workdir = ""  # a finished train.py workdir; "" = <workdir>/original
   c.unlearn.compute_scores = True  # compute a missing default score file (<workdir>/memorization) first
+  c.unlearn.augment = False  # crop + flip in every method and the retrain reference (RUM: off,
+  #                            --no_aug, also where the original models trained with it)
   sgd = dict(batch_size=64, momentum=0.9, weight_decay=5e-4)
   c.unlearn.finetune = ml_collections.ConfigDict(dict(epochs=10, lr=0.01, **sgd))
   c.unlearn.l1_sparse = ml_collections.ConfigDict(dict(epochs=10, lr=0.1, alpha=5e-4, **sgd))
