@@ -28,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = "mlp"       # mlp | cnn | resnet18 | reduced_resnet18
   c.model.kwargs = ml_collections.ConfigDict({"hidden": (256, 256)})
+  c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (activations and matmuls in
+  #                            bfloat16; parameters, optimizer state, BatchNorm statistics and
+  #                            logits stay float32)
 
   c.train = ml_collections.ConfigDict()
   c.train.epochs = 30

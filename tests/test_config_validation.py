@@ -12,6 +12,7 @@ ROWS = [
     ("mode", "finetune", "valid choices: train, memorization, proxies, study"),
     ("data.name", "imagenet", "valid choices: cifar10, cifar100, digits, mnist1d, npz, tfds"),
     ("model.name", "vgg", "valid choices: airbench, cnn, mlp, reduced_resnet18, resnet18"),
+    ("model.dtype", "float16", "valid choices: float32, bfloat16"),
     ("data.augment", "yes", "data.augment must be True or False"),
     ("num_seeds", 0, "num_seeds must be a positive integer"),
     ("seed", -1, "seed must be a non-negative integer"),

@@ -88,7 +88,8 @@ class Setup:
     """Loads config.data, builds config.model and a runner for num_seeds (default config.num_seeds)."""
     dataset = load_dataset(config.data.name, data_dir=config.data.data_dir or None,
                            split_seed=config.data.split_seed, **config.data.get("options", {}))
-    model = create_model(config.model.name, dataset.num_classes, **config.model.kwargs.to_dict())
+    model = create_model(config.model.name, dataset.num_classes, config.model.get("dtype", "float32"),
+                         **config.model.kwargs.to_dict())
     runner = SeedRunner(num_seeds or config.num_seeds, vmap_size=config.get("vmap_size", 0))
     return cls(config, dataset, model, Forward(model), runner)
 
