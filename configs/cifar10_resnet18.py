@@ -63,7 +63,7 @@ def get_config():
   c.train.weight_decay = 5e-4
   c.train.eval_batch_size = 1000
   c.memorization.num_models = 400
-  c.memorization.chunk_size = 8
+  c.memorization.chunk_size = 0   # as many ResNet-18s per program as fit the device
 
   c.forget.kind = "memorization"
   c.forget.level = "mix"

@@ -47,7 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
   # mode=memorization: Feldman & Zhang 2020 subsampling, trained with c.train.
   c.memorization = ml_collections.ConfigDict()
   c.memorization.num_models = 256   # K; raise it later to add models to an estimate
-  c.memorization.chunk_size = 64    # models trained at once as one program
+  c.memorization.chunk_size = 64    # models trained at once as one program; 0 = as many as
+  #                                   fit the device's memory (measured from the compiled program)
   c.memorization.ratio = 0.7        # |S_k| / N
   c.memorization.seed = 0           # seeds the subsets and the models' initialisation
   c.memorization.influence = False  # also estimate the test x train influence matrix

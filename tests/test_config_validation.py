@@ -25,7 +25,7 @@ ROWS = [
     ("train.schedule", "linear", "valid choices: constant, cosine, step"),
     ("train.eval_batch_size", 0, "train.eval_batch_size must be a positive integer"),
     ("memorization.num_models", 0, "memorization.num_models must be a positive integer"),
-    ("memorization.chunk_size", -4, "memorization.chunk_size must be a positive integer"),
+    ("memorization.chunk_size", -4, "memorization.chunk_size must be a non-negative integer (0 = as many"),
     ("memorization.ratio", 1.0, "memorization.ratio must be in (0, 1)"),
     ("memorization.ratio", 0.0, "memorization.ratio must be a number in (0.0, 1.0]"),
     ("memorization.influence", "yes", "memorization.influence must be True or False"),
@@ -102,6 +102,7 @@ RUNTIME = """## Run-time checks
 | CIFAR not on disk | FileNotFoundError saying where to download it or how to build it with TFDS | tests/test_data.py |
 | unknown data set / model / method / sequence name | ValueError listing the valid names | tests/test_data.py, tests/test_training.py, tests/test_continual_sequences.py |
 | subset ratio outside (0, 1); too few models for every example to be in and out | ValueError; a warning with the count of undefined examples | tests/test_memorization_estimator.py |
+| `memorization.chunk_size=0` and not even one model per device fits the device's memory | MemoryError naming the bytes a model needs, the usable bytes, and the remedies (smaller batch, bfloat16) | tests/test_memory.py |
 """
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from rum_jax.data import load_dataset
 from rum_jax.data.augment import random_crop_flip
 from rum_jax.data.base import Dataset
 from rum_jax.models import create_model, data_init_size
-from rum_jax.training import engine, loop, optim, plans
+from rum_jax.training import engine, loop, memory, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
 from rum_jax.training.data_init import init_sample, init_state_from_data
 from rum_jax.training.parallel import SeedRunner
@@ -103,6 +103,34 @@ class Setup:
     if enabled is None:
       enabled = bool(self.config.data.augment)
     return crop_flip(self.dataset.pad_value) if enabled else None
+
+  def with_seeds(self, num_seeds: int) -> "Setup":
+    """The same data and model with a runner for `num_seeds` seeds."""
+    return dataclasses.replace(self, runner=SeedRunner(num_seeds, vmap_size=self.config.get("vmap_size", 0)))
+
+  def training_bytes(self, train_cfg: ml_collections.ConfigDict, examples_per_seed: int,
+                     loss_fn=None, augment: Optional[bool] = None) -> Optional[int]:
+    """Per-device bytes of one compiled epoch of `train_cfg` for this runner's seeds, each
+    training on `examples_per_seed` examples (`memory.program_bytes`).
+
+    Compiles the program from shapes alone (no data is copied to a device, nothing runs).
+    """
+    runner, x = self.runner, self.dataset.train.x
+    steps = math.ceil(examples_per_seed / train_cfg.batch_size)
+    tx, epoch_fn = self.compiled_training(train_cfg, steps, loss_fn, augment)
+    init = runner.compiled(_init_program, self.forward, tx, (2,) + x.shape[1:], str(x.dtype))
+    sample = init_sample(self.model, x)
+    data_x = None if sample is None else jax.ShapeDtypeStruct((runner.padded_seeds,) + sample.shape, sample.dtype)
+    keys = jax.ShapeDtypeStruct((runner.padded_seeds, 2), np.uint32)
+    states = jax.eval_shape(init, keys, data_x)
+    batch = (runner.padded_seeds, steps, train_cfg.batch_size)
+    plan = {"train": {"idx": jax.ShapeDtypeStruct(batch, np.int32),
+                      "weight": jax.ShapeDtypeStruct(batch, np.float32)}}
+    n = len(self.dataset.train)
+    data = {"x": x, "y": self.dataset.train.y, "pos": jax.ShapeDtypeStruct((n,), np.int32)}
+    compiled = epoch_fn.lower(runner.abstract(states), runner.abstract(plan),
+                              runner.abstract(data, seeded=False)).compile()
+    return memory.program_bytes(compiled)
 
   def train_data(self) -> Dict[str, Any]:
     """The train split on device (replicated), with each row's position for per-example state."""
