@@ -1,6 +1,6 @@
 """The GPU benchmark: what rum-jax costs on one accelerator, against PyTorch on the same one.
 
-python bench/gpu.py            # on the GPU machine, at most ~8 minutes; writes bench/GPU_RESULTS.md
+python bench/gpu.py            # on the GPU machine; writes bench/GPU_RESULTS.md
 python bench/gpu.py --quick    # anywhere, tiny sizes (under a minute on 2 CPU cores): the same
                                # code paths, numbers meaningless; writes a temporary file
 
@@ -43,7 +43,9 @@ and there (the device tool's `carry` names `.whl`):
   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
     PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 bench/gpu.py
 
-Sections that would run past `--budget` seconds are skipped and say so in the table.
+Sized to finish within 8 minutes on one H200 (an estimate: it has not run on a GPU yet): the
+sizes are the full runs', the timed work is a few epochs or steps, and a section that would
+start after `--budget` seconds (450) is skipped and says so in the table.
 """
 import argparse
 import dataclasses

@@ -2,7 +2,8 @@
 
 `run_memorization`: Feldman & Zhang (2020) subsampling. K models, each trained on its own
 random 70% subset, are trained `chunk_size` at a time as ONE compiled program (spread over
-devices; vmapped, or looped within a device on CPUs: `config.vmap_size`), and their
+devices; vmapped, or looped within a device on CPUs: `config.vmap_size`; chunk_size 0: as
+many as fit the device's memory, `training.memory`), and their
 correctness on every train/test example is added to `MemorizationStats`. A killed run
 resumes from the last finished chunk; raising `num_models` later adds models to the
 existing estimate.

@@ -55,10 +55,13 @@ def _init_program(runner: SeedRunner, forward: Forward, tx: optax.GradientTransf
   """(keys [S, 2], data [S, n, ...] or None) -> freshly initialised states of every seed.
 
   Initialisers see shapes only, except a model's data-dependent init (airbench's whitening),
-  which sees each seed's own sample of training inputs.
+  which sees each seed's own sample of training inputs. Seeds are initialised one after
+  another (lax.map), so a data-dependent init never holds the temporaries of every seed at
+  once: a chunk sized to fit the training program (`training.memory`) fits its init too.
   """
   sample = np.zeros(shape, dtype)
-  return jax.jit(jax.vmap(lambda k, d: init_state_from_data(forward.model, tx, k, sample, d)))
+  one = lambda kd: init_state_from_data(forward.model, tx, kd[0], sample, kd[1])  # noqa: E731
+  return jax.jit(lambda keys, data: jax.lax.map(one, (keys, data)))
 
 
 def _training_program(runner: SeedRunner, forward: Forward, recipe: str, steps_per_epoch: int,
