@@ -23,8 +23,17 @@ full recipe, parts of which are not reproduced here: Lookahead/EMA of the weight
 whitening bias frozen after 3 epochs, alternating flips with 2-pixel reflect translation
 instead of random flips with 4-pixel crops, and test-time augmentation. Before trusting the
 scores, train a few models with --config.mode=train and read their accuracy in
-metrics.json. chunk_size 32 is an estimate: about 1.3 GB of activations per model at batch
-1024 in float32, so 32 models at once should fit in 80 GB.
+metrics.json.
+
+Checked against RUM (Zhao et al. 2024) where the two meet: the data are RUM's (45k / 5k /
+10k, RUM's normalisation), each model trains on a random 70% of the 45k train split as in
+RUM's estimate (surgical_plugins/cifar_infl_mem_torch.py: subset_ratio 0.7), and scores keep
+CIFAR-10's original indices, so they line up with RUM's published file and its forget sets.
+Unlike RUM's estimate (400 torchvision ResNet-18s, 30 epochs, no augmentation) the models
+are airbench nets with airbench's augmentation; the point is 2,000 models in GPU hours.
+
+chunk_size 0: as many models per program as the GPU holds, measured from the compiled
+training program (rum_jax/training/memory.py; logged, and kept when a run resumes).
 """
 from configs import default
 
@@ -47,5 +56,5 @@ def get_config():
   c.train.label_smoothing = 0.2
   c.train.eval_batch_size = 1000
   c.memorization.num_models = 2000
-  c.memorization.chunk_size = 32
+  c.memorization.chunk_size = 0    # as many as fit the device (memory analysis of the program)
   return c

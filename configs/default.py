@@ -17,7 +17,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.name = "digits"     # digits | mnist1d | cifar10 | cifar100 | npz | tfds
   c.data.data_dir = ""       # CIFAR: folder with the python archive or a TFDS data_dir
   c.data.split_seed = 0      # seeds the train/validation split
-  c.data.augment = False     # random crop(4) + horizontal flip (images only; off in RUM runs)
+  c.data.augment = False     # random crop (pad 4, black) + horizontal flip (images only) when
+  #                            training from scratch on the train split: the original models,
+  #                            memorization subsets, proxies, continual learning. RUM's CIFAR
+  #                            configs: on. Unlearning has its own: c.unlearn.augment
   c.data.options = ml_collections.ConfigDict()  # loader options, e.g. CIFAR's source
   #                            ('auto' | 'archive' | 'tfds') and val_per_class; npz: path
   #                            (your own .npz file); tfds: name (any TFDS image data set)
@@ -25,12 +28,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = "mlp"       # mlp | cnn | resnet18 | reduced_resnet18
   c.model.kwargs = ml_collections.ConfigDict({"hidden": (256, 256)})
+  c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (activations and matmuls in
+  #                            bfloat16; parameters, optimizer state, BatchNorm statistics and
+  #                            logits stay float32)
 
   c.train = ml_collections.ConfigDict()
   c.train.epochs = 30
   c.train.batch_size = 64
   c.train.lr = 0.1
-  c.train.schedule = "cosine"  # constant | cosine | step | triangle (airbench's warmup-decay)
+  c.train.schedule = "cosine"  # constant | cosine (per step) | step | triangle (airbench's
+  #                              warmup-decay) | epoch_cosine (per epoch, as RUM's CIFAR runs)
   c.train.momentum = 0.9
   c.train.nesterov = False     # Nesterov momentum, in torch.optim.SGD's form (airbench uses it)
   c.train.weight_decay = 5e-4
@@ -40,7 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
   # mode=memorization: Feldman & Zhang 2020 subsampling, trained with c.train.
   c.memorization = ml_collections.ConfigDict()
   c.memorization.num_models = 256   # K; raise it later to add models to an estimate
-  c.memorization.chunk_size = 64    # models trained at once as one program
+  c.memorization.chunk_size = 64    # models trained at once as one program; 0 = as many as
+  #                                   fit the device's memory (measured from the compiled program)
   c.memorization.ratio = 0.7        # |S_k| / N
   c.memorization.seed = 0           # seeds the subsets and the models' initialisation
   c.memorization.influence = False  # also estimate the test x train influence matrix
@@ -72,6 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
   #                                scrub | wfisher | random_label | salun
   c.unlearn.original_workdir = ""  # a finished train.py workdir; "" = <workdir>/original
   c.unlearn.compute_scores = True  # compute a missing default score file (<workdir>/memorization) first
+  c.unlearn.augment = False  # crop + flip in every method and the retrain reference (RUM: off,
+  #                            --no_aug, also where the original models trained with it)
   sgd = dict(batch_size=64, momentum=0.9, weight_decay=5e-4)
   c.unlearn.finetune = ml_collections.ConfigDict(dict(epochs=10, lr=0.01, **sgd))
   c.unlearn.l1_sparse = ml_collections.ConfigDict(dict(epochs=10, lr=0.1, alpha=5e-4, **sgd))

@@ -3,11 +3,17 @@
 python evaluate.py --config=configs/study_cifar10.py --workdir=runs/study_cifar10 \
     --config.study.scores=data/estimates_results_woShuffle.npz
 
-The same study as configs/study_mnist1d.py (rum_jax/evaluation/study.py) with RUM's CIFAR-10
-settings (configs/cifar10_resnet18.py: forget sets of 3,000, RUM's unlearning settings).
-With config.study.scores empty, Feldman-Zhang memorization is computed first (400 ResNet-18s:
-days on one GPU); RUM's published estimate (estimates_results_woShuffle.npz, see the RUM
-README) avoids that. Not run on this project's CPU machine.
+The same study as configs/study_mnist1d.py (rum_jax/pipelines/study.py) with RUM's CIFAR-10
+settings: every field of configs/cifar10_resnet18.py, checked there against RUM's code
+(original models trained with crop + flip, every method and the retrain reference without,
+forget sets of 3,000, RUM's per-method epochs and learning rates). The study's own fields
+follow the paper's (Zhao et al. 2024, Sec. 4-6; RUM's README): the eight methods of its
+study (Retrain is the reference), forget sets of low, mid, high and mixed memorization, the
+confidence proxy of the follow-up (Zhao & Triantafillou 2024), RUM^F and RUM.
+With config.study.scores empty, Feldman-Zhang memorization is computed first (400 ResNet-18s,
+as many per program as fit the GPU); RUM's published estimate (estimates_results_woShuffle.npz,
+see the RUM README) avoids that and gives RUM's exact forget sets. Not run on this
+project's CPU machine.
 """
 import ml_collections
 

@@ -12,6 +12,8 @@ ROWS = [
     ("mode", "finetune", "valid choices: train, memorization, proxies, study"),
     ("data.name", "imagenet", "valid choices: cifar10, cifar100, digits, mnist1d, npz, tfds"),
     ("model.name", "vgg", "valid choices: airbench, cnn, mlp, reduced_resnet18, resnet18"),
+    ("model.dtype", "float16", "valid choices: float32, bfloat16"),
+    ("data.augment", "yes", "data.augment must be True or False"),
     ("num_seeds", 0, "num_seeds must be a positive integer"),
     ("seed", -1, "seed must be a non-negative integer"),
     ("vmap_size", -1, "vmap_size must be a non-negative integer"),
@@ -23,7 +25,7 @@ ROWS = [
     ("train.schedule", "linear", "valid choices: constant, cosine, step, triangle"),
     ("train.eval_batch_size", 0, "train.eval_batch_size must be a positive integer"),
     ("memorization.num_models", 0, "memorization.num_models must be a positive integer"),
-    ("memorization.chunk_size", -4, "memorization.chunk_size must be a positive integer"),
+    ("memorization.chunk_size", -4, "memorization.chunk_size must be a non-negative integer (0 = as many"),
     ("memorization.ratio", 1.0, "memorization.ratio must be in (0, 1)"),
     ("memorization.ratio", 0.0, "memorization.ratio must be a number in (0.0, 1.0]"),
     ("memorization.influence", "yes", "memorization.influence must be True or False"),
@@ -33,6 +35,7 @@ ROWS = [
     ("forget.size", 0, "forget.size must be a positive integer"),
     ("forget.seed", -3, "forget.seed must be a non-negative integer"),
     ("unlearn.method", "amnesiac", "valid choices: finetune, l1_sparse, neggrad"),
+    ("unlearn.augment", 1, "unlearn.augment must be True or False"),
     ("unlearn.salun.mask_ratio", 1.5, "unlearn.salun.mask_ratio"),
     ("unlearn.neggrad_plus.alpha", 2.0, "unlearn.neggrad_plus.alpha"),
     ("unlearn.finetune.lr", -1.0, "unlearn.finetune.lr must be a number in (0.0"),
@@ -118,6 +121,7 @@ RUNTIME = """## Run-time checks
 | CIFAR not on disk | FileNotFoundError saying where to download it or how to build it with TFDS | tests/test_data.py |
 | unknown data set / model / method / sequence name | ValueError listing the valid names | tests/test_data.py, tests/test_training.py, tests/test_continual_sequences.py |
 | subset ratio outside (0, 1); too few models for every example to be in and out | ValueError; a warning with the count of undefined examples | tests/test_memorization_estimator.py |
+| `memorization.chunk_size=0` and not even one model per device fits the device's memory | MemoryError naming the bytes a model needs, the usable bytes, and the remedies (smaller batch, bfloat16) | tests/test_memory.py |
 """
 
 

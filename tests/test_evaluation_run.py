@@ -187,13 +187,21 @@ def _summary(tow_values, tow_mia_values=None):
           "summary": {"tow": {"mean": float(np.mean(tow_values))}, "tow_mia": {"mean": float(np.mean(tow_mia_values))}}}
 
 
-def test_auto_plan_picks_the_best_method_per_level_or_none():
-  level_models = {
-      "low": {"original": _summary([0.99, 0.97]), "a": _summary([0.9, 0.9]), "b": _summary([0.95, 0.9])},
-      "mid": {"original": _summary([0.5, 0.5]), "a": _summary([0.8, 0.6]), "b": _summary([0.7, 0.6])},
-      "high": {"original": _summary([0.3, 0.3]), "a": _summary([0.5, 0.5]), "b": _summary([0.5, 0.7])},
+def _tuned(validation_tow):
+  return {"validation_tow": validation_tow, "points": [{}], "chosen": 0}
+
+
+def test_auto_plan_picks_the_best_method_per_level_on_validation_or_none():
+  tuning = {
+      "low": {"original": _tuned(0.98), "a": _tuned(0.9), "b": _tuned(0.925)},
+      "mid": {"original": _tuned(0.5), "a": _tuned(0.7), "b": _tuned(0.65)},
+      "high": {"original": _tuned(0.3), "a": _tuned(0.5), "b": _tuned(0.6)},
   }
-  assert study.auto_plan(level_models, ["a", "b"]) == {"low": "none", "mid": "a", "high": "b"}
+  assert study.auto_plan(tuning, ["a", "b"]) == {"low": "none", "mid": "a", "high": "b"}
+  # only the listed candidates compete
+  assert study.auto_plan(tuning, ["a"])["high"] == "a"
+  with pytest.raises(ValueError, match="no tuned method on the low validation set"):
+    study.auto_plan({"low": {}, "mid": tuning["mid"], "high": tuning["high"]}, ["a"])
 
 
 def test_paired_difference_and_claims():
@@ -203,21 +211,27 @@ def test_paired_difference_and_claims():
   lo, hi = scipy_stats.t.interval(0.95, 2, loc=diff.mean(), scale=scipy_stats.sem(diff))
   np.testing.assert_allclose([mean, half], [(lo + hi) / 2, (hi - lo) / 2])
 
-  by_level = {"low": {"x": _summary([0.9, 0.9]), "y": _summary([0.8, 0.8])},
+  by_level = {"low": {"x": _summary([0.9, 0.91]), "y": _summary([0.8, 0.8])},
               "mid": {"x": _summary([0.7, 0.7]), "y": _summary([0.85, 0.85])},
-              "high": {"x": _summary([0.5, 0.5]), "y": _summary([0.9, 0.9])},
+              "high": {"x": _summary([0.5, 0.52]), "y": _summary([0.9, 0.91])},
               "mix": {"x": _summary([0.6, 0.62]), "y": _summary([0.7, 0.72]),
-                      "rum_f_x": _summary([0.65, 0.66]), "rum_f_y": _summary([0.6, 0.61]),
-                      "rum": _summary([0.8, 0.83])}}
-  lines = study.claims({"memorization": by_level}, ["x", "y"], rum_f=True)
-  text = "\n".join(lines)
-  assert "ToW: lower on the high than on the low forget set for 1 of 2 methods (x)" in text
-  assert "non-increasing low >= mid >= high for 1 (x)" in text
-  assert "applied to the whole mix for 1 of 2 methods (x)" in text  # RUM^F beats x on mix, not y
-  # RUM - best single (y): differences 0.10 and 0.11 over two seeds.
-  diff = np.array([0.10, 0.11])
+                      "rum_f_x": _summary([0.65, 0.67]), "rum_f_y": _summary([0.6, 0.62]),
+                      "rum": _summary([0.8, 0.83]), "rum_shuffle": _summary([0.8, 0.83])}}
+  # the best single method is chosen on the VALIDATION mix set: x there, although y is better
+  # on the reported mix set
+  validation = {"memorization": {"mix": {"x": {"validation_tow": 0.9}, "y": {"validation_tow": 0.5}}}}
+  assert study.best_on_validation(validation["memorization"]["mix"], ["x", "y"]) == "x"
+  text = "\n".join(study.claims({"memorization": by_level}, ["x", "y"], rum_f=True, validation=validation))
+  # high - low: x by -0.395 +- (two seeds, differences -0.40, -0.39), y by +0.105
+  assert "ToW, high - low memorization (paired over seeds): lower for 1 of 2 methods (x), higher for 1 (y)" in text
+  assert "RUM^F - the method on the whole mix, ToW: higher for x; lower for y" in text
+  diff = np.array([0.8, 0.83]) - np.array([0.6, 0.62])
   half = scipy_stats.t.ppf(0.975, 1) * diff.std(ddof=1) / math.sqrt(2)
-  assert f"RUM - the best single method by ToW (y): +{100 * diff.mean():.1f} ± {100 * half:.1f}" in text
+  assert (f"RUM - the best single method (x, chosen on the validation mix set) by ToW: "
+          f"+{100 * diff.mean():.1f} ± {100 * half:.1f} points") in text
+  # identical per-seed values: a zero-width interval around 0 is no difference
+  assert "RUM - the Shuffle control (the same plan on random thirds) by ToW: " in text
+  assert "not distinguishable at 95% (refinement by memorization" in text
 
 
 def _study_config(results_dir):

@@ -1,6 +1,6 @@
 """The in-memory data set representation every part of rum-jax consumes."""
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -34,13 +34,19 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A data set's three splits, its number of classes and their names."""
+  """A data set's three splits, its number of classes and their names.
+
+  pad_value: per channel, the normalised value of a black pixel, which random-crop
+    padding fills with (torchvision pads the raw image with 0 before normalisation, as RUM
+    does); None: the data has no black pixel (e.g. features), and padding fills with 0.
+  """
   name: str
   train: Split
   val: Split
   test: Split
   num_classes: int
   class_names: Tuple[str, ...]
+  pad_value: Optional[Tuple[float, ...]] = None
 
   @property
   def input_shape(self) -> Tuple[int, ...]:

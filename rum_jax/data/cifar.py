@@ -296,6 +296,7 @@ def build_dataset(spec: CifarSpec, raw: RawCifar, split_seed: int,
       test=make(raw.test_images, raw.test_labels, raw.test_index),
       num_classes=spec.num_classes,
       class_names=raw.class_names,
+      pad_value=normalize.black_pixel(mean, std),
   )
 
 

@@ -6,7 +6,7 @@ from rum_jax.data.catalog import DATASETS
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """The data set name, its folder, the split seed and the augmentation flag."""
+  """The data set name, its folder, the split seed and the original training's augmentation."""
   d = config.data
   checks.choice(d.name, "data.name", DATASETS.names())
   checks.string(d.data_dir, "data.data_dir", "a folder path ('' for none)")

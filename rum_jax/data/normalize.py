@@ -48,3 +48,14 @@ def standardize(x: np.ndarray, mean: ArrayLike, std: ArrayLike) -> np.ndarray:
   out -= mean
   out /= std
   return out
+
+
+def black_pixel(mean: ArrayLike, std: ArrayLike) -> Tuple[float, ...]:
+  """A raw pixel of 0 after `standardize`: (0 - mu_c) / sigma_c per channel.
+
+  Random-crop padding fills with it, so that padding normalised images matches torchvision's
+  RandomCrop(padding=4) on raw images (fill 0), which RUM applies before normalising.
+  """
+  mean = np.asarray(mean, np.float64)
+  std = np.asarray(std, np.float64)
+  return tuple(float(v) for v in -mean / std)

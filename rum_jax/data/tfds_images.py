@@ -151,4 +151,5 @@ def load_tfds_images(data_dir: Optional[str], split_seed: int, name: Optional[st
       test=make(test_images, test_labels, test_index),
       num_classes=num_classes,
       class_names=class_names,
+      pad_value=normalize.black_pixel(mean, std),
   )

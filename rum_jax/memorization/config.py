@@ -11,7 +11,9 @@ SCORE_NAMES = PROXIES + ("heldout_retraining",)
 def validate_memorization(m: ml_collections.ConfigDict) -> None:
   """The Feldman-Zhang estimator's fields (Feldman & Zhang 2020, Sec. 2)."""
   checks.positive_int(m.num_models, "memorization.num_models")
-  checks.positive_int(m.chunk_size, "memorization.chunk_size")
+  checks.require(checks.is_int(m.chunk_size) and m.chunk_size >= 0,
+                 f"config.memorization.chunk_size must be a non-negative integer (0 = as many models "
+                 f"per program as fit the device), got {m.chunk_size!r}")
   checks.number(m.ratio, "memorization.ratio", 0.0, 1.0, low_open=True)
   checks.require(m.ratio < 1.0, f"config.memorization.ratio must be in (0, 1): every model must hold "
                  f"some examples out; got {m.ratio!r}")

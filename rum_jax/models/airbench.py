@@ -145,6 +145,7 @@ def partial_identity_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp
 class Whitening(nn.Module):
   """Frozen p x p whitening conv (kernel in `batch_stats`) plus a trained bias."""
   patch_size: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -153,24 +154,25 @@ class Whitening(nn.Module):
     kernel = self.variable("batch_stats", "kernel",
                            lambda: torch_default_init(self.make_rng("params"), shape)).value
     bias = self.param("bias", nn.initializers.zeros, shape[-1:])
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+    y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel.astype(self.dtype), (1, 1), "VALID",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + bias
+    return y + bias.astype(self.dtype)
 
 
 class ShiftBatchNorm(nn.Module):
   """BatchNorm without a scale; the shift is sqrt(bias_lr_scale) * phi (module docstring)."""
   momentum: float
   bias_lr_scale: float
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     # eps 1e-12 as airbench; the two-pass variance keeps it from dividing by a
     # cancellation error when a channel's mean is large.
     x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=1e-12,
-                     use_scale=False, use_bias=False, use_fast_variance=False)(x)
+                     use_scale=False, use_bias=False, use_fast_variance=False, dtype=self.dtype)(x)
     phi = self.param("bias", nn.initializers.zeros, x.shape[-1:])
-    return x + np.sqrt(self.bias_lr_scale) * phi
+    return x + (np.sqrt(self.bias_lr_scale) * phi).astype(self.dtype)
 
 
 class ConvGroup(nn.Module):
@@ -178,12 +180,13 @@ class ConvGroup(nn.Module):
   width: int
   bn_momentum: float
   bias_lr_scale: float
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     conv = lambda: nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False,
-                           kernel_init=partial_identity_init)
-    norm = lambda: ShiftBatchNorm(self.bn_momentum, self.bias_lr_scale)
+                           kernel_init=partial_identity_init, dtype=self.dtype)
+    norm = lambda: ShiftBatchNorm(self.bn_momentum, self.bias_lr_scale, self.dtype)
     x = nn.max_pool(conv()(x), (2, 2), strides=(2, 2))
     x = nn.gelu(norm()(x, train), approximate=False)
     x = conv()(x)
@@ -200,21 +203,22 @@ class Airbench(nn.Module):
   bn_momentum: float = 0.6
   bias_lr_scale: float = 64.0
   logit_scale: float = 1.0 / 9.0
+  dtype: Any = jnp.float32  # compute dtype; parameters, statistics and logits stay float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False, features: bool = False) -> jnp.ndarray:
     if x.ndim != 4:
       raise ValueError(f"airbench takes images [B, H, W, C], got shape {x.shape}")
-    x = nn.gelu(Whitening(self.patch_size, name="whiten")(x), approximate=False)
+    x = nn.gelu(Whitening(self.patch_size, self.dtype, name="whiten")(x), approximate=False)
     for width in self.widths:
-      x = ConvGroup(width, self.bn_momentum, self.bias_lr_scale)(x, train)
+      x = ConvGroup(width, self.bn_momentum, self.bias_lr_scale, self.dtype)(x, train)
     # airbench max-pools the final 3x3 map of a 32x32 input with a 3x3 window: a global
     # max-pool, which also works for other input sizes.
     x = jnp.max(x, axis=(1, 2))
     if features:
-      return x
-    return self.logit_scale * nn.Dense(self.num_classes, use_bias=False,
-                                       kernel_init=torch_default_init)(x)
+      return x.astype(jnp.float32)
+    logits = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_default_init, dtype=self.dtype)(x)
+    return self.logit_scale * logits.astype(jnp.float32)
 
 
 @register_data_init(Airbench, num_examples=lambda model: model.whiten_examples)
@@ -227,7 +231,8 @@ def _whiten(model: Airbench, variables: Variables, x_sample: jnp.ndarray) -> Var
 @MODELS.register("airbench")
 def airbench(num_classes: int, widths: Sequence[int] = (64, 256, 256), patch_size: int = 2,
              whiten_eps: float = 5e-4, whiten_examples: int = 5000, bn_momentum: float = 0.6,
-             bias_lr_scale: float = 64.0, logit_scale: float = 1.0 / 9.0) -> nn.Module:
+             bias_lr_scale: float = 64.0, logit_scale: float = 1.0 / 9.0,
+             dtype: Any = jnp.float32) -> nn.Module:
   """Registry entry `airbench` (airbench94's widths 64, 256, 256 by default).
 
   whiten_examples: how many training images `data_dependent_init` should be given
@@ -235,4 +240,5 @@ def airbench(num_classes: int, widths: Sequence[int] = (64, 256, 256), patch_siz
   """
   return Airbench(num_classes=num_classes, widths=tuple(widths), patch_size=patch_size,
                   whiten_eps=whiten_eps, whiten_examples=whiten_examples,
-                  bn_momentum=bn_momentum, bias_lr_scale=bias_lr_scale, logit_scale=logit_scale)
+                  bn_momentum=bn_momentum, bias_lr_scale=bias_lr_scale, logit_scale=logit_scale,
+                  dtype=dtype)

@@ -2,13 +2,15 @@
 import ml_collections
 
 from rum_jax import checks
-from rum_jax.models.registry import MODELS
+from rum_jax.models.registry import COMPUTE_DTYPES, MODELS
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """The model name, and every integer (or integer sequence) keyword, a width, is positive."""
+  """The model name, its compute dtype, and every integer (or integer sequence) keyword, a
+  width, is positive."""
   m = config.model
   checks.choice(m.name, "model.name", MODELS.names())
+  checks.choice(m.get("dtype", "float32"), "model.dtype", tuple(COMPUTE_DTYPES))
   for key, value in m.kwargs.items():
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     if values and all(checks.is_int(v) for v in values):

@@ -28,11 +28,21 @@ class DataInit:
 _DATA_INITS: Dict[type, DataInit] = {}
 
 
-def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
-  """Builds the registered model `name` with `num_classes` outputs."""
+# Compute dtypes of config.model.dtype. Parameters, optimizer state and BatchNorm statistics
+# stay float32 in either; "bfloat16" runs activations, matmuls and convolutions in bfloat16
+# (each layer casts its float32 parameters), and the logits come out in float32, so losses
+# and softmaxes are float32 (mixed precision: Micikevicius et al. 2018, "Mixed precision
+# training", with bfloat16 needing no loss scaling: Kalamkar et al. 2019).
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def create_model(name: str, num_classes: int, dtype: str = "float32", **kwargs: Any) -> nn.Module:
+  """Builds the registered model `name` with `num_classes` outputs, computing in `dtype`."""
   if num_classes < 2:
     raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-  return MODELS.get(name)(num_classes=num_classes, **kwargs)
+  if dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"unknown compute dtype {dtype!r}; valid choices: {', '.join(COMPUTE_DTYPES)}")
+  return MODELS.get(name)(num_classes=num_classes, dtype=COMPUTE_DTYPES[dtype], **kwargs)
 
 
 def register_data_init(module_type: type, num_examples: Callable[[nn.Module], int]):

@@ -2,7 +2,8 @@
 
 `run_memorization`: Feldman & Zhang (2020) subsampling. K models, each trained on its own
 random 70% subset, are trained `chunk_size` at a time as ONE compiled program (spread over
-devices; vmapped, or looped within a device on CPUs: `config.vmap_size`), and their
+devices; vmapped, or looped within a device on CPUs: `config.vmap_size`; chunk_size 0: as
+many as fit the device's memory, `training.memory`), and their
 correctness on every train/test example is added to `MemorizationStats`. A killed run
 resumes from the last finished chunk; raising `num_models` later adds models to the
 existing estimate.
@@ -27,7 +28,7 @@ from absl import logging
 from rum_jax import io, workdir as workdir_lib
 from rum_jax.memorization import proxies as proxies_lib
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
-from rum_jax.training import engine, loop, optim, plans
+from rum_jax.training import engine, loop, memory, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
 from rum_jax.training.config import TRAINING_SECTIONS
 from rum_jax.training.setup import SPLITS, Setup, accuracies, train_on
@@ -56,6 +57,35 @@ def _finished_chunk(path: str, masks: np.ndarray) -> Optional[Dict[str, np.ndarr
     return {"train": data["correct_train"], "test": data["correct_test"]}
 
 
+def _chunk_size(config: ml_collections.ConfigDict, workdir: str, setup: Setup, done: int) -> int:
+  """memorization.chunk_size, or for 0 the most models per program that fit the device.
+
+  0: the training epoch's compiled program is measured at two sizes and the chunk is the
+  largest that fits with headroom (`training.memory.models_that_fit`), evened out over the
+  chunks the estimate needs (2,000 models at most 64 per program: 32 chunks of 63, not
+  2,048 models). An estimate already under way keeps the chunk size of its chunks, whatever
+  the device it resumes on.
+  """
+  m = config.memorization
+  if m.chunk_size:
+    return m.chunk_size
+  first_chunk = os.path.join(workdir, "chunks", "chunk_00000.npz")
+  if done and os.path.exists(first_chunk):
+    size = len(np.load(first_chunk)["in_mask"])
+    logging.info("memorization.chunk_size=0: resuming with the run's chunks of %d models", size)
+    return size
+  n_dev = len(jax.devices())  # what a runner of many seeds spreads them over
+  examples = int(round(m.ratio * len(setup.dataset.train)))
+  fit = memory.models_that_fit(
+      lambda k: setup.with_models(k * n_dev).training_bytes(config.train, examples),
+      n_dev, m.num_models, sizes=(2, 3))
+  n_chunks = math.ceil(m.num_models / fit.models)
+  size = math.ceil(m.num_models / n_chunks / n_dev) * n_dev
+  logging.info("memorization.chunk_size=0: %d models per program (%d chunks); %s", size, n_chunks,
+               fit.describe())
+  return size
+
+
 def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
   """Trains config.memorization.num_models subset models and writes memorization.npz."""
   m = config.memorization
@@ -63,31 +93,33 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   workdir_lib.prepare(workdir, config, overwrite, clear=("chunks", STATS_FILE),
                       sections=("data", "model", "train", "memorization"),
                       ignore=("memorization.num_models",), outputs=(SCORES_FILE,))
-  setup = Setup.create(config, num_seeds=m.chunk_size)
+  setup = Setup.create(config, num_seeds=1)
   ds = setup.dataset
   n, t = len(ds.train), len(ds.test)
   stats_path = os.path.join(workdir, STATS_FILE)
   stats = (MemorizationStats.load(stats_path) if os.path.exists(stats_path)
            else MemorizationStats.empty(n, t if m.influence else None))
-  if stats.num_models % m.chunk_size:
+  chunk_size = _chunk_size(config, workdir, setup, stats.num_models)
+  setup = setup.with_models(chunk_size)
+  if stats.num_models % chunk_size:
     raise ValueError(f"{stats_path} holds {stats.num_models} models, not a multiple of "
-                     f"memorization.chunk_size={m.chunk_size}: keep the chunk size of the run")
-  n_chunks = math.ceil(m.num_models / m.chunk_size)
-  if n_chunks * m.chunk_size != m.num_models:
+                     f"memorization.chunk_size={chunk_size}: keep the chunk size of the run")
+  n_chunks = math.ceil(m.num_models / chunk_size)
+  if n_chunks * chunk_size != m.num_models:
     logging.info("rounding num_models %d up to %d (whole chunks of %d)", m.num_models,
-                 n_chunks * m.chunk_size, m.chunk_size)
-  if stats.num_models > n_chunks * m.chunk_size:
+                 n_chunks * chunk_size, chunk_size)
+  if stats.num_models > n_chunks * chunk_size:
     # Fewer models than estimated so far: the estimate of exactly the first ones (their chunk
     # files are kept, so raising num_models again reuses the others instead of retraining).
     logging.warning("memorization.num_models=%d is below the %d models of %s: the estimate now uses the "
-                    "first %d", m.num_models, stats.num_models, stats_path, n_chunks * m.chunk_size)
+                    "first %d", m.num_models, stats.num_models, stats_path, n_chunks * chunk_size)
     stats = MemorizationStats.empty(n, t if m.influence else None)
-  first = stats.num_models // m.chunk_size
+  first = stats.num_models // chunk_size
   if first:
     logging.info("resuming: %d models already estimated in %s", stats.num_models, stats_path)
   t0 = time.time()
   for j in range(first, n_chunks):
-    masks = sample_subset_masks(m.seed, m.chunk_size, n, m.ratio, first_model=j * m.chunk_size)
+    masks = sample_subset_masks(m.seed, chunk_size, n, m.ratio, first_model=j * chunk_size)
     chunk_file = os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz")
     correct = _finished_chunk(chunk_file, masks)
     if correct is None:
@@ -103,18 +135,18 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
     done = j + 1 - first
     elapsed = time.time() - t0
     logging.info("memorization: %d/%d models (%.2f models/s), elapsed %.0fs, eta %.0fs",
-                 stats.num_models, n_chunks * m.chunk_size, done * m.chunk_size / elapsed,
+                 stats.num_models, n_chunks * chunk_size, done * chunk_size / elapsed,
                  elapsed, elapsed / done * (n_chunks - j - 1))
   est = stats.estimate(with_influence=bool(m.influence))
   extra = {}
   if n * stats.num_models <= 50_000_000:  # keep per-model arrays when they are small
     chunk_files = [np.load(os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz"))
-                   for j in range(stats.num_models // m.chunk_size)]
+                   for j in range(stats.num_models // chunk_size)]
     extra = {k: np.concatenate([c[k] for c in chunk_files])
              for k in ("in_mask", "correct_train", "correct_test")}
   _write_scores(os.path.join(workdir, SCORES_FILE), setup, est, num_models=stats.num_models, **extra)
   se = est["memorization_se"]
-  summary = {"num_models": stats.num_models, "num_train": n,
+  summary = {"num_models": stats.num_models, "num_train": n, "chunk_size": chunk_size,
              "mean_memorization": float(np.nanmean(est["memorization"])),
              "mean_standard_error": float(np.nanmean(se)),
              "max_standard_error": float(np.nanmax(se)),

@@ -229,7 +229,9 @@ def _prepare_workdir(workdir: str, config, overwrite: bool) -> None:
   path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   if os.path.exists(path):
     keys |= set(workdir_lib.flatten(io.read_json(path)))
-  ignore = [k for k in keys if k.startswith("unlearn.") or k in PATH_KEYS]
+  # unlearn.augment decides the retrain reference and every method's run, like the training
+  # sections: another value is another work directory.
+  ignore = [k for k in keys if (k.startswith("unlearn.") and k != "unlearn.augment") or k in PATH_KEYS]
   workdir_lib.prepare(workdir, config, overwrite, clear=("methods", "retrain"), ignore=ignore,
                       sections=TRAINING_SECTIONS + ("forget", "unlearn"), outputs=("forget_set.npz",))
 

@@ -8,6 +8,7 @@ says so in one warning line and falls back to the previous one; set-aside folder
 once a newer checkpoint has been saved.
 """
 import contextlib
+import logging as pylogging
 import os
 import shutil
 import sys
@@ -23,13 +24,18 @@ from rum_jax import io
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-  """Orbax logs several INFO lines per save; keep the run's progress log readable."""
-  level = logging.get_verbosity()
-  logging.set_verbosity(min(level, logging.WARNING))  # absl: lower = quieter
+  """Orbax logs several INFO lines per save; keep the run's progress log readable.
+
+  The Python level of absl's logger is saved and restored as it was (absl's own verbosity
+  maps onto it coarsely: restoring that would reset a level a caller set, e.g. pytest's).
+  """
+  logger = pylogging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(max(level, pylogging.WARNING))
   try:
     yield
   finally:
-    logging.set_verbosity(level)
+    logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import optax
 
 Schedule = Callable[[int], float]
 
-SCHEDULES = ("constant", "cosine", "step", "triangle")
+SCHEDULES = ("constant", "cosine", "step", "triangle", "epoch_cosine")
 
 
 def triangle_schedule(lr: float, total_steps: int, peak_fraction: float = 0.23,
@@ -46,12 +46,30 @@ def triangle_schedule(lr: float, total_steps: int, peak_fraction: float = 0.23,
   return schedule
 
 
+def epoch_cosine_schedule(lr: float, epochs: int, steps_per_epoch: int) -> Schedule:
+  """Cosine annealing to 0 that changes once per epoch: torch's CosineAnnealingLR(T_max=E)
+  stepped after every epoch, as RUM trains its CIFAR models (Zhao et al. 2024, main_train.py):
+    lr_t = lr (1 + cos(pi e / E)) / 2,   e = floor(t / steps_per_epoch)
+  (Loshchilov & Hutter 2017, "SGDR", Eq. 5, with eta_min = 0 and no restarts)."""
+  if epochs < 1 or steps_per_epoch < 1:
+    raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
+
+  def schedule(step):
+    epoch = jnp.minimum(jnp.asarray(step) // steps_per_epoch, epochs)
+    return lr * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
+  return schedule
+
+
 def make_schedule(name: str, lr: float, total_steps: int,
-                  boundaries: Sequence[float] = (0.5, 0.75), decay: float = 0.1) -> Schedule:
-  """`constant`, `cosine` (to 0 over total_steps), `step` (x decay at fractions of training)
-  or `triangle` (airbench's linear warmup and decay, `triangle_schedule` with its defaults)."""
+                  boundaries: Sequence[float] = (0.5, 0.75), decay: float = 0.1,
+                  steps_per_epoch: int = 1) -> Schedule:
+  """`constant`, `cosine` (to 0 over total_steps), `step` (x decay at fractions of training),
+  `triangle` (airbench's linear warmup and decay, `triangle_schedule` with its defaults) or
+  `epoch_cosine` (cosine that moves once per epoch of `steps_per_epoch` steps)."""
   if lr <= 0:
     raise ValueError(f"learning rate must be > 0, got {lr}")
+  if name == "epoch_cosine":
+    return epoch_cosine_schedule(lr, max(int(total_steps) // steps_per_epoch, 1), steps_per_epoch)
   if name == "constant":
     return optax.constant_schedule(lr)
   if name == "cosine":

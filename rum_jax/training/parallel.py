@@ -95,6 +95,12 @@ class SeedRunner:
     """Host pytree -> arrays copied to every device (shared inputs such as the data)."""
     return jax.tree.map(lambda x: self._put(x, self._shared), tree)
 
+  def abstract(self, tree: Any, seeded: bool = True) -> Any:
+    """Shapes and dtypes of a pytree placed as `shard` (seeded, leading axis padded_seeds) or
+    `replicate` would place it, for lowering a program without its data (jax.ShapeDtypeStruct)."""
+    sharding = self._seeded if seeded else self._shared
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree)
+
   def to_host(self, tree: Any, keep_padding: bool = False) -> Any:
     """Device pytree -> numpy on this host, padded seeds dropped unless keep_padding."""
     if jax.process_count() > 1:

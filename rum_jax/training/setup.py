@@ -19,9 +19,10 @@ import optax
 
 from rum_jax import io
 from rum_jax.data import load_dataset
+from rum_jax.data.augment import random_crop_flip
 from rum_jax.data.base import Dataset
 from rum_jax.models import create_model, data_init_size
-from rum_jax.training import engine, loop, optim, plans
+from rum_jax.training import engine, loop, memory, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
 from rum_jax.training.data_init import init_sample, init_state_from_data
 from rum_jax.training.parallel import SeedRunner
@@ -33,17 +34,20 @@ SPLITS = ("train", "val", "test")
 def make_tx(train_cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
   """The optimizer of a training recipe, its schedule spanning epochs x steps_per_epoch."""
   total = train_cfg.epochs * steps_per_epoch
-  schedule = optim.make_schedule(train_cfg.schedule, train_cfg.lr, total)
+  schedule = optim.make_schedule(train_cfg.schedule, train_cfg.lr, total, steps_per_epoch=steps_per_epoch)
   return optim.make_optimizer(schedule, train_cfg.momentum, train_cfg.weight_decay,
                               nesterov=train_cfg.get("nesterov", False))
 
 
-def augment_fn(config: ml_collections.ConfigDict):
-  """crop(4)+flip when config.data.augment, else None."""
-  if not config.data.augment:
-    return None
-  from rum_jax.data.augment import random_crop_flip
-  return random_crop_flip
+@functools.lru_cache(maxsize=None)
+def crop_flip(pad_value: Optional[Tuple[float, ...]]) -> engine.Augment:
+  """RUM's random crop (pad 4) + horizontal flip, padding with `pad_value` (None: 0).
+
+  One function object per pad value, so compiled programs keyed by it are shared.
+  """
+  if pad_value is None:
+    return random_crop_flip
+  return functools.partial(random_crop_flip, fill=pad_value)
 
 
 def _init_program(runner: SeedRunner, forward: Forward, tx: optax.GradientTransformation,
@@ -51,22 +55,25 @@ def _init_program(runner: SeedRunner, forward: Forward, tx: optax.GradientTransf
   """(keys [S, 2], data [S, n, ...] or None) -> freshly initialised states of every seed.
 
   Initialisers see shapes only, except a model's data-dependent init (airbench's whitening),
-  which sees each seed's own sample of training inputs.
+  which sees each seed's own sample of training inputs. Seeds are initialised one after
+  another (lax.map), so a data-dependent init never holds the temporaries of every seed at
+  once: a chunk sized to fit the training program (`training.memory`) fits its init too.
   """
   sample = np.zeros(shape, dtype)
-  return jax.jit(jax.vmap(lambda k, d: init_state_from_data(forward.model, tx, k, sample, d)))
+  one = lambda kd: init_state_from_data(forward.model, tx, kd[0], sample, kd[1])  # noqa: E731
+  return jax.jit(lambda keys, data: jax.lax.map(one, (keys, data)))
 
 
 def _training_program(runner: SeedRunner, forward: Forward, recipe: str, steps_per_epoch: int,
-                      loss_fn: Optional[Callable], augment: bool) -> Tuple[optax.GradientTransformation, Callable]:
+                      loss_fn: Optional[Callable], augment: Optional[engine.Augment]
+                      ) -> Tuple[optax.GradientTransformation, Callable]:
   """(tx, epoch_fn) of a training recipe (its config section as JSON)."""
   train_cfg = ml_collections.ConfigDict(json.loads(recipe))
   tx = make_tx(train_cfg, steps_per_epoch)
   if loss_fn is None and train_cfg.get("label_smoothing", 0.0):
     loss_fn = functools.partial(engine.supervised_loss, label_smoothing=train_cfg.label_smoothing)
   kwargs = {} if loss_fn is None else {"loss_fn": loss_fn}
-  from rum_jax.data.augment import random_crop_flip
-  epoch_fn = loop.make_epoch_fn(runner, forward, tx, augment=random_crop_flip if augment else None, **kwargs)
+  epoch_fn = loop.make_epoch_fn(runner, forward, tx, augment=augment, **kwargs)
   return tx, epoch_fn
 
 
@@ -95,9 +102,45 @@ class Setup:
     """Loads config.data, builds config.model and a runner for num_seeds (default config.num_seeds)."""
     dataset = load_dataset(config.data.name, data_dir=config.data.data_dir or None,
                            split_seed=config.data.split_seed, **config.data.get("options", {}))
-    model = create_model(config.model.name, dataset.num_classes, **config.model.kwargs.to_dict())
+    model = create_model(config.model.name, dataset.num_classes, config.model.get("dtype", "float32"),
+                         **config.model.kwargs.to_dict())
     runner = SeedRunner(num_seeds or config.num_seeds, vmap_size=config.get("vmap_size", 0))
     return cls(config, dataset, model, Forward(model), runner)
+
+  def augment(self, enabled: Optional[bool] = None) -> Optional[engine.Augment]:
+    """The data's crop + flip (`crop_flip`) if `enabled`, else None.
+
+    enabled None: config.data.augment, the setting of models trained from scratch on the
+    train split (original models, memorization subsets, proxies). Unlearning methods and
+    the retrain reference pass their own (config.unlearn.augment).
+    """
+    if enabled is None:
+      enabled = bool(self.config.data.augment)
+    return crop_flip(self.dataset.pad_value) if enabled else None
+
+  def training_bytes(self, train_cfg: ml_collections.ConfigDict, examples_per_seed: int,
+                     loss_fn=None, augment: Optional[bool] = None) -> Optional[int]:
+    """Per-device bytes of one compiled epoch of `train_cfg` for this runner's seeds, each
+    training on `examples_per_seed` examples (`memory.program_bytes`).
+
+    Compiles the program from shapes alone (no data is copied to a device, nothing runs).
+    """
+    runner, x = self.runner, self.dataset.train.x
+    steps = math.ceil(examples_per_seed / train_cfg.batch_size)
+    tx, epoch_fn = self.compiled_training(train_cfg, steps, loss_fn, augment)
+    init = runner.compiled(_init_program, self.forward, tx, (2,) + x.shape[1:], str(x.dtype))
+    sample = init_sample(self.model, x)
+    data_x = None if sample is None else jax.ShapeDtypeStruct((runner.padded_seeds,) + sample.shape, sample.dtype)
+    keys = jax.ShapeDtypeStruct((runner.padded_seeds, 2), np.uint32)
+    states = jax.eval_shape(init, keys, data_x)
+    batch = (runner.padded_seeds, steps, train_cfg.batch_size)
+    plan = {"train": {"idx": jax.ShapeDtypeStruct(batch, np.int32),
+                      "weight": jax.ShapeDtypeStruct(batch, np.float32)}}
+    n = len(self.dataset.train)
+    data = {"x": x, "y": self.dataset.train.y, "pos": jax.ShapeDtypeStruct((n,), np.int32)}
+    compiled = epoch_fn.lower(runner.abstract(states), runner.abstract(plan),
+                              runner.abstract(data, seeded=False)).compile()
+    return memory.program_bytes(compiled)
 
   def train_data(self) -> Dict[str, Any]:
     """The train split on device (replicated), with each row's position for per-example state."""
@@ -121,22 +164,24 @@ class Setup:
     return jax.device_get(init(self.runner.seed_keys(base_seed), data))
 
   def compiled_training(self, train_cfg: ml_collections.ConfigDict, steps_per_epoch: int,
-                        loss_fn=None) -> tuple:
+                        loss_fn=None, augment: Optional[bool] = None) -> tuple:
     """(tx, epoch_fn) for a training recipe, built once per runner and reused.
 
     Memorization trains many chunks and benchmarks repeat runs with the same recipe:
     rebuilding the optimizer would make a new jit and recompile every time.
+    augment: crop + flip (None: config.data.augment; see `augment`).
     """
     recipe = json.dumps(train_cfg.to_dict(), sort_keys=True)
     return self.runner.compiled(_training_program, self.forward, recipe, steps_per_epoch, loss_fn,
-                                bool(self.config.data.augment))
+                                self.augment(augment))
 
 
 def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collections.ConfigDict,
              base_seed: int, checkpoint_dir: Optional[str], name: str = "train", on_epoch=None,
-             loss_fn=None) -> tuple:
+             loss_fn=None, augment: Optional[bool] = None) -> tuple:
   """Trains fresh models, seed s on train-split `positions[s]`; resumes from checkpoint_dir.
 
+  augment: crop + flip (None: config.data.augment, the original training's setting).
   Returns (host states incl. padded seeds, history).
   """
   runner = setup.runner
@@ -147,7 +192,7 @@ def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collec
                      f"model trains on: every step would be one batch padded with {train_cfg.batch_size - largest} "
                      f"empty rows; use a batch size of at most {largest}")
   steps = math.ceil(largest / train_cfg.batch_size)
-  tx, epoch_fn = setup.compiled_training(train_cfg, steps, loss_fn)
+  tx, epoch_fn = setup.compiled_training(train_cfg, steps, loss_fn, augment)
   states = setup.init_states(tx, base_seed, positions)
 
   def plan_fn(epoch):

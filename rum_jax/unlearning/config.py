@@ -27,6 +27,7 @@ def validate_unlearn(u: ml_collections.ConfigDict) -> None:
   checks.choice(u.method, "unlearn.method", METHODS.names())
   checks.string(u.original_workdir, "unlearn.original_workdir", "a path string")
   checks.boolean(u.get("compute_scores", True), "unlearn.compute_scores")
+  checks.boolean(u.get("augment", False), "unlearn.augment")
   # Composites (RUM) last: a step's settings start from its method's, which are checked first.
   for name in sorted(METHODS.names(), key=lambda n: METHODS.get(n).composite):
     method = METHODS.get(name)

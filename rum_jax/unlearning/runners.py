@@ -16,12 +16,22 @@ import optax
 
 from rum_jax.training import loop, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
-from rum_jax.training.setup import augment_fn, train_on
+from rum_jax.training.setup import train_on
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning.interface import METHODS, History, MethodContext, Phase, context
 
 # Folded into each seed's key so unlearning draws differ from the original training's.
 _RNG_STREAM = 0x0C1EA2
+
+
+def augments(config) -> bool:
+  """config.unlearn.augment: crop + flip in every unlearning method and the retrain reference.
+
+  Off by default, as in RUM (Zhao et al. 2024), whose unlearning runs, retraining included,
+  pass --no_aug although the original CIFAR models train with augmentation
+  (config.data.augment).
+  """
+  return bool("unlearn" in config and config.unlearn.get("augment", False))
 
 
 def sgd_with_lr(momentum: float, weight_decay: float) -> optax.GradientTransformation:
@@ -115,7 +125,8 @@ def _build_program(method, ctx: MethodContext, states: TrainState) -> Program:
   aux["hp"] = {k: ctx.value(k) for k in method.swept if k != "lr"}  # what the losses read
   tx = runner.compiled(_sgd_program, settings.momentum, settings.weight_decay)
   return Program(_fresh_states(ctx, states, tx, aux),
-                 _phases_epoch_fn(runner, ctx.setup.forward, tx, phases, augment_fn(ctx.setup.config)),
+                 _phases_epoch_fn(runner, ctx.setup.forward, tx, phases,
+                                  ctx.setup.augment(augments(ctx.setup.config))),
                  functools.partial(_plan, ctx, phases), settings.epochs)
 
 
@@ -159,10 +170,12 @@ def one_shot_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tu
 
 
 def retrain_run(ctx: MethodContext, states: Optional[TrainState]) -> Tuple[TrainState, History]:
-  """Fresh models trained on each seed's retain set (settings: a training recipe, default config.train)."""
+  """Fresh models trained on each seed's retain set (settings: a training recipe, default
+  config.train), augmented as the unlearning methods are (`augments`)."""
   del states  # trained from scratch
   train_cfg = ctx.setup.config.train if ctx.settings is None else ctx.settings
-  return train_on(ctx.setup, ctx.retain, train_cfg, ctx.base_seed, ctx.checkpoint_dir, name=ctx.label)
+  return train_on(ctx.setup, ctx.retain, train_cfg, ctx.base_seed, ctx.checkpoint_dir, name=ctx.label,
+                  augment=augments(ctx.setup.config))
 
 
 def training_method(name: str) -> Callable[[MethodContext, TrainState], Tuple[TrainState, History]]:
