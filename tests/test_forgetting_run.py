@@ -2,6 +2,7 @@
 the challenge score's files, resume per chunk, and bad input."""
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ from rum_jax.config_validation import ConfigError, validate
 from rum_jax.evaluation import forgetting as fq
 from rum_jax.memorization.files import scores_for_split
 from rum_jax.pipelines import forgetting as run
+from rum_jax.unlearning import interface
 
 FLIPPED = 300  # mislabelled train examples: memorized when trained on, the forget set
 
@@ -145,6 +147,31 @@ def test_lira_beats_svc_and_memorization_byproduct(planted):
   with np.errstate(invalid="ignore", divide="ignore"):
     expected = (correct & in_mask).sum(0) / in_mask.sum(0) - (correct & ~in_mask).sum(0) / (~in_mask).sum(0)
   np.testing.assert_allclose(data["memorization"], expected)
+
+
+def test_a_method_added_later_unlearns_the_kept_shadow_weights(planted, monkeypatch):
+  workdir, record, load = planted
+  # A method that changes nothing: its banks must reproduce the trained models exactly.
+  identity = interface.Method("identity", lambda ctx, states: (ctx.setup.runner.pad(states), {}), sgd_recipe=False,
+                              custom_settings=lambda config, workdir: ml_collections.ConfigDict(),
+                              custom_validate=lambda unlearn: None)
+  monkeypatch.setitem(interface.METHODS._entries, "identity", identity)
+  monkeypatch.setattr(rum_jax.training.setup, "load_dataset", load)
+  config = _config(methods=("retrain", "finetune", "identity"))
+  validate(config)
+  trained = os.path.join(workdir, "shadow", "trained", "chunks")
+  before = {f: os.path.getmtime(os.path.join(trained, f)) for f in os.listdir(trained)}
+  again = run.evaluate_forget_set(config, workdir, load.positions)
+  assert {f: os.path.getmtime(os.path.join(trained, f)) for f in os.listdir(trained)} == before
+  attacks = again["attacks"]
+  for pool in ("forget_set", "all"):  # restored weights: the very confidences of the trained models
+    assert attacks["methods"]["identity"][pool] == attacks["no_unlearning"][pool]
+    assert attacks["methods"]["retrain"][pool] == record["attacks"]["methods"]["retrain"][pool]
+  rows = {r["model"]: r for r in again["rows"]}
+  # N copies of one model: a distribution of zero spread, far peakier than retraining's, gets
+  # the cap (epsilon 50) at every example: no points.
+  assert rows["identity"]["forget_score"] == 0.0 and rows["identity"]["final_score"] == 0.0
+  np.testing.assert_array_equal(np.load(os.path.join(workdir, "epsilons.npz"))["identity"], 50.0)
 
 
 def _small(**kw):

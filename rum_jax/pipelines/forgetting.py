@@ -182,20 +182,21 @@ def _run_method(setup: Setup, states: Optional[TrainState], method: str, setting
 # The challenge score: retrained and unlearned banks.
 
 
+def challenge_outputs(setup: Setup, states: TrainState, forget: np.ndarray, retain: np.ndarray) -> Dict[str, np.ndarray]:
+  """What the challenge score needs from every model of a runner: the logit-scaled confidence
+  of each forget example [S, |F|] and the forget, retain and test accuracies [S]."""
+  num_seeds = setup.runner.num_seeds
+  out = _split_outputs(setup, states, [forget] * num_seeds, [retain] * num_seeds)
+  conf = fq.logit_scaled_confidence(out["train_logits"][:, forget], setup.dataset.train.y[forget])
+  return {"forget_confidence": conf, **{k: out[k] for k in ("forget_accuracy", "retain_accuracy", "test_accuracy")}}
+
+
 def _challenge_bank(directory: str, spec: Dict[str, Any], setup: Setup, config, overwrite: bool,
                     name: str, run: Callable[[int], TrainState], forget: np.ndarray,
                     retain: np.ndarray) -> Dict[str, np.ndarray]:
-  """A bank of num_models models on one forget set: its forget-set confidences and accuracies."""
-  f = config.forgetting
-  bank = Bank(directory, spec, f.num_models, setup.runner.num_seeds, name, overwrite)
-  y = setup.dataset.train.y
-
-  def compute(j):
-    out = _split_outputs(setup, run(j), [forget] * setup.runner.num_seeds, [retain] * setup.runner.num_seeds)
-    conf = fq.logit_scaled_confidence(out["train_logits"][:, forget], y[forget])
-    return {"forget_confidence": conf,
-            **{k: out[k] for k in ("forget_accuracy", "retain_accuracy", "test_accuracy")}}
-  return bank.fill(compute)
+  """A bank of num_models models on one forget set: `challenge_outputs` of every chunk `run(j)`."""
+  bank = Bank(directory, spec, config.forgetting.num_models, setup.runner.num_seeds, name, overwrite)
+  return bank.fill(lambda j: challenge_outputs(setup, run(j), forget, retain))
 
 
 def _challenge(config, workdir: str, setups, forget: np.ndarray, retain: np.ndarray, original: TrainState,
@@ -521,13 +522,18 @@ def _plot_epsilons(epsilons: Dict[str, np.ndarray], num_models: int, path: str, 
   plt = io.pyplot()
   top = math.ceil(math.log(num_models - 1)) if num_models > 2 else 0.5  # the last bucket's end
   bins = np.append(np.arange(0, top + 0.25, 0.5), top + 0.5)
-  fig, axes = plt.subplots(1, max(len(epsilons), 1), figsize=(3.2 * max(len(epsilons), 1), 3), squeeze=False,
+  cols = min(max(len(epsilons), 1), 4)
+  rows = math.ceil(max(len(epsilons), 1) / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(max(3.2 * cols, 5.5), 2.8 * rows + 0.4), squeeze=False,
                            sharey=True)
-  for ax, (name, eps) in zip(axes[0], epsilons.items()):
+  for ax, (name, eps) in zip(axes.ravel(), epsilons.items()):
     ax.hist(np.minimum(eps, top + 0.25), bins=bins)
     ax.set_title(name, fontsize=9)
     ax.set_xlabel(f"epsilon (last bar: > {top}, 0 points)", fontsize=8)
-  axes[0, 0].set_ylabel("forget examples")
+  for ax in axes.ravel()[len(epsilons):]:
+    ax.axis("off")
+  for ax in axes[:, 0]:
+    ax.set_ylabel("forget examples")
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   io.save_figure(fig, path)
