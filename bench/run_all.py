@@ -19,6 +19,7 @@ BENCHMARKS = [
     ("unlearn_step.py", [], []),
     ("gem_step.py", [], ["--steps", "3"]),
     ("epsilon.py", [], ["--examples", "100", "--reference-examples", "2"]),
+    ("forgetting.py", [], ["--models", "16", "--baseline-models", "2"]),
 ]
 
 

@@ -75,7 +75,6 @@ SHADOW_RATIO = 0.5  # each shadow model trains on a random half (LiRA's in/out s
 # Seed streams: the banks of one seed draw independent models.
 RETRAINED, UNLEARNED, SHADOW, SHADOW_UNLEARNED, SHADOW_FORGET = range(1, 6)
 TABLE_FILE = "forgetting.md"
-POOLS = ("forget_set", "all")  # U-LiRA over the forget set's examples, and over every train example
 
 
 def _seed(seed: int, stream: int, chunk: int) -> int:
@@ -118,7 +117,7 @@ class Bank:
     if self.num_models != num_models:
       logging.info("[%s] rounding %d models up to %d (whole chunks of %d)", name, num_models,
                    self.num_models, chunk_size)
-    self._t0, self._computed = time.time(), 0
+    self._seconds, self._computed = 0.0, 0
 
   def path(self, j: int, kind: str = "chunks") -> str:
     return os.path.join(self.directory, kind, f"chunk_{j:05d}.npz")
@@ -130,14 +129,16 @@ class Bank:
     return [j for j in range(self.num_chunks) if not self.done(j)]
 
   def save(self, j: int, seconds: float, **arrays: np.ndarray) -> None:
-    """Writes chunk j (it counts from now on) and logs models done, models/s and the ETA."""
+    """Writes chunk j, computed in `seconds` (it counts from now on), and logs models done,
+    models/s and the ETA of this bank's remaining chunks."""
     io.write_npz(self.path(j), seconds=seconds, **arrays)
     self._computed += 1
-    elapsed = time.time() - self._t0
+    self._seconds += seconds
     left = len(self.missing())
-    logging.info("[%s] %d/%d models (%.2f models/s), elapsed %.0fs, eta %.0fs", self.name,
+    logging.info("[%s] %d/%d models (%.2f models/s), this run %.0fs, eta %.0fs", self.name,
                  (self.num_chunks - left) * self.chunk_size, self.num_models,
-                 self._computed * self.chunk_size / elapsed, elapsed, elapsed / self._computed * left)
+                 self._computed * self.chunk_size / max(self._seconds, 1e-9), self._seconds,
+                 self._seconds / self._computed * left)
 
   def arrays(self) -> Dict[str, np.ndarray]:
     """Every chunk's arrays concatenated over models, and `seconds`: the bank's total compute time."""
@@ -407,6 +408,7 @@ def _attacks(config, workdir: str, shadow_dir: str, setups, forget: np.ndarray, 
   halves = trained["in_mask"]
   held_out = ~halves
   unlearned_masks = shadow_forget_masks(f.seed, halves, len(forget))
+  # U-LiRA over the forget set's examples, and over every train example.
   pools = {"forget_set": np.isin(np.arange(len(ds.train)), forget), "all": np.ones(len(ds.train), bool)}
   conf = fq.logit_scaled_confidence(trained["train_logits"], ds.train.y)
   lira_scores = fq.leave_one_out_scores(conf, halves, held_out)
