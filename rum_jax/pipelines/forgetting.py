@@ -541,12 +541,18 @@ def _plot_epsilons(epsilons: Dict[str, np.ndarray], num_models: int, path: str, 
   io.save_figure(fig, path)
 
 
-def _plot_roc(curves: Dict[str, Dict[str, Any]], path: str, title: str) -> None:
-  """ROC curves on log-log axes (the low-FPR regime, Carlini et al. 2022)."""
+def _plot_roc(curves: Dict[str, Dict[str, Any]], anchors: Sequence[str], path: str, title: str) -> None:
+  """ROC curves on log-log axes (the low-FPR regime, Carlini et al. 2022); the `anchors`
+  (no unlearning, LiRA) dashed in grey tones, the methods in colour."""
   plt = io.pyplot()
-  fig, ax = plt.subplots(figsize=(5, 4.5))
+  fig, ax = plt.subplots(figsize=(7.5, 4.5))
+  methods = [name for name in curves if name not in anchors]
+  colours = plt.get_cmap("tab20" if len(methods) > 10 else "tab10")
+  styles = iter([("k", "--"), ("0.5", "-.")])
   for name, m in curves.items():
-    ax.plot(np.maximum(m["fpr"], 1e-4), np.maximum(m["tpr"], 1e-4), label=f"{name} (AUC {m['auc']:.3f})")
+    colour, style = next(styles) if name in anchors else (colours(methods.index(name) % colours.N), "-")
+    ax.plot(np.maximum(m["fpr"], 1e-4), np.maximum(m["tpr"], 1e-4), color=colour, linestyle=style,
+            label=f"{name} (AUC {m['auc']:.3f})")
   ax.plot([1e-4, 1], [1e-4, 1], "k:", linewidth=1, label="chance")
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -554,7 +560,7 @@ def _plot_roc(curves: Dict[str, Dict[str, Any]], path: str, title: str) -> None:
   ax.set_ylim(1e-3, 1)
   ax.set_xlabel("false positive rate")
   ax.set_ylabel("true positive rate")
-  ax.legend(fontsize=7, loc="lower right")
+  ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
   ax.set_title(title, fontsize=9)
   fig.tight_layout()
   io.save_figure(fig, path)
@@ -597,10 +603,11 @@ def _write(config, workdir: str, forget: np.ndarray, dataset, original_acc: Dict
                 for e, (p, i) in enumerate(zip(*positions.values()))])
   text = _markdown(config, rows, record)
   curves = {}
+  anchors = ("original (no unlearning)", "LiRA, trained models, all examples")
   if attacks:
-    curves["original (no unlearning)"] = attacks["no_unlearning"]["forget_set"]
+    curves[anchors[0]] = attacks["no_unlearning"]["forget_set"]
     curves.update({k: v["forget_set"] for k, v in attacks["methods"].items()})
-    curves["LiRA, trained models, all examples"] = attacks["lira"]["all"]
+    curves[anchors[1]] = attacks["lira"]["all"]
   for directory in [workdir] + ([f.results_dir] if f.results_dir else []):
     io.write_json(os.path.join(directory, "forgetting.json"), record)
     io.write_csv(os.path.join(directory, "forgetting.csv"), rows)
@@ -609,7 +616,7 @@ def _write(config, workdir: str, forget: np.ndarray, dataset, original_acc: Dict
                    os.path.join(directory, "forgetting_epsilons.png"),
                    f"{config.data.name}: challenge epsilons of {len(forget)} forget examples, {num_models} models")
     if curves:
-      _plot_roc(curves, os.path.join(directory, "forgetting_roc.png"),
+      _plot_roc(curves, anchors, os.path.join(directory, "forgetting_roc.png"),
                 f"{config.data.name}: U-LiRA on the forget set, {f.shadow_models} shadow models")
   logging.info("forgetting quality written to %s:\n%s", os.path.join(workdir, TABLE_FILE), text)
   return record
