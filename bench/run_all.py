@@ -20,6 +20,7 @@ BENCHMARKS = [
     ("gem_step.py", [], ["--steps", "3"]),
     ("epsilon.py", [], ["--examples", "100", "--reference-examples", "2"]),
     ("sweep.py", [], ["--lrs", "2", "--seeds", "2"]),
+    ("forgetting.py", [], ["--models", "16", "--baseline-models", "2"]),
 ]
 
 

@@ -3,7 +3,8 @@
   train.py      `train`      config.mode train | memorization | proxies
   unlearn.py    `unlearn`    any method of `unlearning.METHODS`, RUM included
   continual.py  `continual`  a task sequence of learning and unlearning
-  evaluate.py   `evaluate`   finished unlearning runs, or a study (config.mode study)
+  evaluate.py   `evaluate`   finished unlearning runs, a study (config.mode study) or forgetting
+                             quality from banks of models (config.mode forgetting)
 """
 from typing import Any, Optional
 
@@ -12,12 +13,12 @@ import ml_collections
 from rum_jax import checks, workdir as workdir_lib
 from rum_jax.config_validation import require_mode, validate
 from rum_jax.pipelines import continual as continual_pipeline
-from rum_jax.pipelines import evaluation, memorization, study, sweep, training, unlearning
+from rum_jax.pipelines import evaluation, forgetting, memorization, study, sweep, training, unlearning
 from rum_jax.unlearning.config import sweep_grid
 
 TRAIN_MODES = {"train": training.train_and_evaluate, "memorization": memorization.run_memorization,
                "proxies": memorization.run_proxies}
-EVALUATE_MODES = {"study": study.run_study}
+EVALUATE_MODES = {"study": study.run_study, "forgetting": forgetting.run_forgetting}
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
@@ -48,7 +49,7 @@ def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
 
 
 def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, overwrite: bool = False) -> str:
-  """evaluate.py: with a config, the study it describes; without, the finished runs in `workdir`."""
+  """evaluate.py: with a config, the study or forgetting run it describes; without, the finished runs in `workdir`."""
   if config is None:
     return evaluation.evaluate_path(workdir)
   validate(config)

@@ -16,7 +16,8 @@ from rum_jax.training import config as training_config
 from rum_jax.unlearning import config as unlearning_config
 
 # config.mode -> the command line that runs it.
-MODES = {"train": "train.py", "memorization": "train.py", "proxies": "train.py", "study": "evaluate.py"}
+MODES = {"train": "train.py", "memorization": "train.py", "proxies": "train.py", "study": "evaluate.py",
+         "forgetting": "evaluate.py"}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

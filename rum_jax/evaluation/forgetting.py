@@ -10,9 +10,10 @@ Everything here is a pure NumPy function of confidences the caller computed with
   empirical privacy epsilon separating its confidences under N unlearned models from those
   under N retrained models, bucketed into points, averaged into the forgetting score F, and
   scaled by the retain and test accuracy ratios.
-* `fit_gaussians`, `lira_scores`, `attack_metrics`: the likelihood-ratio attack of LiRA
-  (Carlini et al. 2022) and of U-LiRA (Hayes et al. 2024), and its AUC, balanced accuracy,
-  TPR at low FPR and ROC curve.
+* `fit_gaussians`, `lira_scores`, `leave_one_out_scores`, `attack_metrics`: the
+  likelihood-ratio attack of LiRA (Carlini et al. 2022) and of U-LiRA (Hayes et al. 2024), on
+  given targets or on every model of a bank in turn, and its AUC, balanced accuracy, TPR at
+  low FPR and ROC curve.
 
 References:
   Carlini et al. 2022, "Membership Inference Attacks From First Principles", IEEE S&P,
@@ -559,6 +560,44 @@ def lira_scores(shadow_confidences, in_mask, out_mask, target_confidences,
   mu_out, s_out = fit_gaussians(shadow, out_mask, fixed_variance)
   return (np.log(s_out / s_in) - 0.5 * ((target - mu_in) / s_in) ** 2
           + 0.5 * ((target - mu_out) / s_out) ** 2)
+
+
+def leave_one_out_scores(confidences, in_mask, out_mask, fixed_variance: bool = True) -> np.ndarray:
+  """`lira_scores` of a bank of K models in which each model is the target in turn.
+
+  For target model k, example i is scored with the Gaussians fitted over the OTHER K - 1
+  models' confidences (in: in_mask, out: out_mask), so no target's own confidence enters its
+  fit; every (model, example) pair gets a score, and a pair is a member where in_mask[k, i]
+  and a non-member where out_mask[k, i]. This is the shadow/target split of LiRA (Carlini et
+  al. 2022) and U-LiRA (Hayes et al. 2024) with every model serving as both: each target has
+  K - 1 shadow models, as many as a separate bank of K - 1 shadows would give.
+
+  Args:
+    confidences: [K, N] confidences of N examples under K models, K >= 3.
+    in_mask, out_mask: [K, N] bool, disjoint: which models count as in / out per example.
+    fixed_variance: as `lira_scores`.
+
+  Returns:
+    [K, N] float64 scores; NaN where example i has no in-model or no out-model among the
+    models other than k (it cannot be scored against target k).
+
+  References: Carlini et al. 2022, arXiv:2112.03570; Hayes et al. 2024, arXiv:2403.01218.
+  """
+  confidences, in_mask = _check_shadow(confidences, in_mask, "in_mask")
+  _, out_mask = _check_shadow(confidences, out_mask, "out_mask")
+  k_models = len(confidences)
+  if k_models < 3:
+    raise ValueError(f"need at least 3 models (each target needs an in- and an out-model among the "
+                     f"others); got {k_models}")
+  scores = np.full(confidences.shape, np.nan)
+  n_in, n_out = in_mask.sum(axis=0), out_mask.sum(axis=0)
+  for k in range(k_models):
+    others = np.arange(k_models) != k
+    ok = (n_in - in_mask[k] > 0) & (n_out - out_mask[k] > 0)
+    if ok.any():
+      scores[k, ok] = lira_scores(confidences[others][:, ok], in_mask[others][:, ok], out_mask[others][:, ok],
+                                  confidences[k, ok], fixed_variance)
+  return scores
 
 
 def _tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:

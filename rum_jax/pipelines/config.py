@@ -1,12 +1,14 @@
-"""config.study, validated by the pipelines package whose study runs it."""
+"""config.study and config.forgetting, validated by the pipelines package whose study and
+forgetting-quality runs use them."""
 import ml_collections
 
 from rum_jax import checks
 from rum_jax.evaluation import mia
+from rum_jax.evaluation.forgetting import MAX_MODELS
 from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum
 from rum_jax.unlearning.forget_sets import LEVELS
-from rum_jax.unlearning.interface import step_methods
+from rum_jax.unlearning.interface import METHODS, step_methods
 
 STUDY_PLANS = ("auto", "config")
 
@@ -36,7 +38,30 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
                  f"(or '' for no proxy variant)")
 
 
+def validate_forgetting(config: ml_collections.ConfigDict) -> None:
+  """config.forgetting (evaluate.py's forgetting quality): methods, bank sizes, seeds."""
+  f = config.forgetting
+  methods = checks.distinct_choices(f.get("methods", ()), "forgetting.methods", METHODS.names(), "unlearning methods")
+  missing = [m for m in methods if METHODS.get(m).custom_settings is None and m not in config.unlearn]
+  checks.require(not missing, f"config.unlearn lacks the settings of forgetting methods {missing}")
+  checks.require(checks.is_int(f.num_models) and 2 <= f.num_models <= MAX_MODELS,
+                 f"config.forgetting.num_models must be an integer in [2, {MAX_MODELS}]: each forget example's "
+                 f"epsilon compares its confidences under two banks of that many models; got {f.num_models!r}")
+  checks.require(checks.is_int(f.shadow_models) and (f.shadow_models == 0 or f.shadow_models >= 3),
+                 "config.forgetting.shadow_models must be 0 (no attacks) or an integer >= 3: each shadow model "
+                 f"is the target in turn and needs an in- and an out-model among the others; got {f.shadow_models!r}")
+  checks.positive_int(f.chunk_size, "forgetting.chunk_size")
+  checks.non_negative_int(f.seed, "forgetting.seed")
+  checks.non_negative_int(f.svc_targets, "forgetting.svc_targets")
+  checks.string(f.results_dir, "forgetting.results_dir", "a string (empty for none)")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """config.study, if the config has one."""
+  """config.study and config.forgetting, if the config has them (mode 'forgetting' needs its own)."""
   if "study" in config:
     validate_study(config)
+  checks.require(config.get("mode") != "forgetting" or ("forgetting" in config and "forget" in config),
+                 "config.mode='forgetting' needs config.forgetting and config.forget; start from "
+                 "configs/forgetting_digits.py")
+  if "forgetting" in config:
+    validate_forgetting(config)

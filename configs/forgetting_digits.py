@@ -1,0 +1,32 @@
+"""Forgetting quality on digits: the NeurIPS 2023 challenge score and U-LiRA per method.
+
+python evaluate.py --config=configs/forgetting_digits.py --workdir=runs/fq_digits
+
+One original MLP; 512 models retrained without a random forget set of 150 (shared by every
+method) and 512 unlearned from the original per method; 128 shadow models on random halves
+for U-LiRA and LiRA (docs/forgetting.md). Each bank trains 64 models per program.
+"""
+import ml_collections
+
+from configs import digits
+
+
+def get_config():
+  c = digits.get_config()
+  c.mode = "forgetting"
+  c.forget.kind = "random"   # the challenge forgets a random subset; any config.forget kind works
+  c.forget.size = 150        # of 1,257 train examples; the shadow models forget as many from their halves
+  # WoodFisher's Fisher from 256 retain examples instead of 1,000: its n x n Gram matrix of
+  # per-example gradients costs n^2 x 2P FLOPs per model (P = 85k weights), 180 GFLOP at
+  # n = 1,000: 11 min per 64 models on 2 busy CPU cores, 16x less at n = 256.
+  c.unlearn.wfisher.num_samples = 256
+  c.forgetting = ml_collections.ConfigDict()
+  c.forgetting.methods = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
+                          "random_label", "salun")  # any unlearning methods (retrain, rum too)
+  c.forgetting.num_models = 512    # N: retrained and unlearned models per method (the challenge's 512)
+  c.forgetting.shadow_models = 128  # K: shadow models for U-LiRA / LiRA; 0 = no attacks
+  c.forgetting.chunk_size = 64     # models trained at once as one program
+  c.forgetting.seed = 0            # seeds every bank (halves, forget subsets, models)
+  c.forgetting.svc_targets = 16    # trained shadow models the SVC attack is compared with LiRA on
+  c.forgetting.results_dir = ""    # also write the tables and figures there ("" = only the workdir)
+  return c
