@@ -2,6 +2,7 @@
 buffers chosen from a score file, refusal of bad sequences and configs before any work."""
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -173,3 +174,22 @@ def test_algorithm_alias_auto_learning_and_the_method_sections():
   assert c.continual.sequence == "B4"
   with pytest.raises(ValueError, match="valid choices: '' .ours, the default. or 'thesis'"):
     continual_digits.get_config("thesys")
+
+
+def test_salun_mask_of_the_first_batch_confines_every_update_of_a_forgetting(setup):
+  # Forgetting task 0 with nothing retained (no projection adds memory gradients): NegGEM's
+  # two updates per batch, over every pass, change only the weights of the mask taken from
+  # the first batch, and the stop rule runs in train mode.
+  c = _config(sequence="0,-0", stop_mode="train", salun_batch="first_batch", mia=False)
+  c.continual.unlearn.neggem.salun = 0.05
+  c.continual.unlearn.neggem.batch_size = 2
+  run = run_lib.ContinualRun(c, setup)
+  run.data = setup.train_data()
+  states, _ = run.learn(run.initial_states(), 0, 0, frozenset())
+  after, info = run.forget(states, 1, 0, frozenset())
+  assert min(info["iterations"]) > 0
+  for s in range(2):
+    flat = lambda tree: np.concatenate([np.ravel(leaf[s]) for leaf in jax.tree.leaves(tree)])
+    mask, changed = flat(after.aux["salun_mask"]), flat(after.params) != flat(states.params)
+    assert mask.sum() == round(0.05 * mask.size) and changed.any()
+    assert not np.any(changed & (mask == 0))

@@ -27,33 +27,31 @@ def _require_choice(c: ml_collections.ConfigDict, key: str, registry) -> None:
                  f"{', '.join(registry.names())}")
 
 
-def _validate_learn_section(c: ml_collections.ConfigDict, algorithm: str) -> None:
-  where = f"config.continual.learn.{algorithm}"
-  checks.require("learn" in c and algorithm in c.learn,
-                 f"{where} is missing: every learning algorithm needs its section of "
-                 f"{', '.join(LEARN_KEYS)} (see configs/continual_digits.py)")
-  s = c.learn[algorithm]
-  missing = [k for k in LEARN_KEYS if k not in s]
-  unknown = sorted(set(s.keys()) - set(LEARN_KEYS))
-  checks.require(not missing and not unknown, f"{where} must have exactly the keys "
-                 f"{', '.join(LEARN_KEYS)}; missing {missing}, unknown {unknown}")
+def _section(c: ml_collections.ConfigDict, group: str, name: str, required: tuple, optional: tuple = ()):
+  """(where, section) of config.continual.<group>.<name>, with exactly the `required` keys
+  (plus any `optional` ones) and a learning rate lr > 0."""
+  where = f"config.continual.{group}.{name}"
+  checks.require(name in c[group], f"{where} is missing: every {group} section needs "
+                 f"{', '.join(required)} (see configs/continual_digits.py)")
+  s = c[group][name]
+  missing = [k for k in required if k not in s]
+  unknown = sorted(set(s.keys()) - set(required) - set(optional))
+  checks.require(not missing and not unknown, f"{where} must have the keys {', '.join(required)}"
+                 + (f" (and optionally {', '.join(optional)})" if optional else "")
+                 + f"; missing {missing}, unknown {unknown}")
   checks.require(checks.is_number(s.lr) and s.lr > 0, f"{where}.lr must be a number > 0, got {s.lr!r}")
+  return where, s
+
+
+def _validate_learn_section(c: ml_collections.ConfigDict, algorithm: str) -> None:
+  where, s = _section(c, "learn", algorithm, LEARN_KEYS)
   for key in ("memories", "unlearn_memories"):
     checks.require(checks.is_int(s[key]) and s[key] > 0,
                    f"{where}.{key} must be a positive integer, got {s[key]!r}")
 
 
 def _validate_unlearn_section(c: ml_collections.ConfigDict, method: str) -> None:
-  where = f"config.continual.unlearn.{method}"
-  checks.require("unlearn" in c and method in c.unlearn,
-                 f"{where} is missing: every unlearning method needs its section of "
-                 f"{', '.join(UNLEARN_KEYS)} (see configs/continual_digits.py)")
-  s = c.unlearn[method]
-  missing = [k for k in UNLEARN_KEYS if k not in s]
-  unknown = sorted(set(s.keys()) - set(UNLEARN_KEYS) - set(UNLEARN_OPTIONAL_KEYS))
-  checks.require(not missing and not unknown, f"{where} must have the keys {', '.join(UNLEARN_KEYS)} "
-                 f"(and optionally {', '.join(UNLEARN_OPTIONAL_KEYS)}); missing {missing}, unknown {unknown}")
-  checks.require(checks.is_number(s.lr) and s.lr > 0, f"{where}.lr must be a number > 0, got {s.lr!r}")
+  where, s = _section(c, "unlearn", method, UNLEARN_KEYS, UNLEARN_OPTIONAL_KEYS)
   checks.require(checks.is_int(s.batch_size) and s.batch_size > 0,
                  f"{where}.batch_size must be a positive integer, got {s.batch_size!r}")
   checks.require(checks.is_number(s.stop_above_chance) and 0 <= s.stop_above_chance <= 1,

@@ -391,6 +391,7 @@ class ContinualRun:
       if forget_rows:
         tow = cl_metrics.cl_tow(train, test, seq, m["train_accuracy"][s, 0], m["test_accuracy"][s, 0])
         entry["cl_tow"] = tow[forget_rows].tolist()
+        entry["final_cl_tow"] = float(tow[forget_rows[-1]])
         entry["mean_cl_tow"] = float(np.mean(tow[forget_rows]))
       clu = cl_metrics.clu(train, seq, self.chance, self.c.clu_beta)
       entry["clu_mix"] = clu.tolist()
@@ -398,6 +399,9 @@ class ContinualRun:
       mean = lambda values: float(np.mean(values)) if len(values) else float("nan")
       entry["final_retained_test_accuracy"] = mean(test[-1, retained])
       entry["retained_test_accuracy_after_learning"] = mean([test[learned_at[k], k] for k in retained])
+      if forget_rows and forget_rows[0] > 0:
+        # A4: task 0 after all tasks are learned, the thesis' "task 0 at step 19".
+        entry["retained_test_accuracy_before_forgetting"] = mean(test[forget_rows[0] - 1, retained])
       entry["final_forgotten_test_accuracy"] = mean(test[-1, forgotten])
       entry["final_forgotten_train_accuracy"] = mean(train[-1, forgotten])
       per_seed.append(entry)
@@ -489,6 +493,77 @@ class ContinualRun:
     logging.info("[continual] %s", {k: round(v["mean"], 4) for k, v in final["summary"].items()
                                     if isinstance(v.get("mean"), float)})
     return final
+
+
+# ---------------------------------------------------------------------------------------
+# Comparing finished runs (one row per run, e.g. the thesis presets of every method).
+
+COMPARISON_COLUMNS = (
+    ("ACC after learning", "acc"),
+    ("final CL-ToW", "final_cl_tow"),
+    ("mean CL-ToW", "mean_cl_tow"),
+    ("final CLU_mix", "final_clu_mix"),
+    ("retained, before forgetting", "retained_test_accuracy_before_forgetting"),
+    ("retained, final", "final_retained_test_accuracy"),
+    ("forgotten, final", "final_forgotten_test_accuracy"),
+)
+
+
+def _ranks(values) -> list:
+  """1 = the largest value."""
+  order = np.argsort(-np.asarray(values, float), kind="stable")
+  ranks = np.empty(len(order), int)
+  ranks[order] = np.arange(1, len(order) + 1)
+  return ranks.tolist()
+
+
+def compare_runs(runs, out_prefix: str, title: str, reference=None, failed=None) -> str:
+  """A table and a figure of finished continual runs, one row per run.
+
+  Args:
+    runs: [(label, metrics)] with each run's metrics.json contents (`run_continual`).
+    out_prefix: writes <out_prefix>.md, .csv (means and 95% half widths) and .png.
+    title: the table's heading and the figure's title.
+    reference: optional {label: {"final_cl_tow": x, "mean_cl_tow": y}}, published values
+      shown beside ours with both rankings by final CL-ToW.
+    failed: optional {label: reason} of runs that did not finish, listed below the table.
+
+  Returns:
+    The markdown text.
+  """
+  header = ["run"] + [name for name, _ in COMPARISON_COLUMNS]
+  rows, csv_rows = [], []
+  for label, metrics in runs:
+    summary = metrics["summary"]
+    rows.append([label] + [results.cell(summary[key], scale=1.0, digits=3) if key in summary else "-"
+                           for _, key in COMPARISON_COLUMNS])
+    csv_row = {"run": label, "seeds": len(metrics["per_seed"])}
+    for _, key in COMPARISON_COLUMNS:
+      if key in summary:
+        csv_row[f"{key}_mean"] = summary[key]["mean"]
+        csv_row[f"{key}_ci95"] = summary[key]["ci95"]
+    csv_rows.append(csv_row)
+  seeds = sorted({len(m["per_seed"]) for _, m in runs})
+  text = (f"### {title}\n\nMeans over {', '.join(map(str, seeds))} seeds with 95% t-intervals; "
+          "accuracies are test accuracies (fractions).\n\n" + results.markdown_table(header, rows))
+  for label, reason in (failed or {}).items():
+    text += f"\n{label}: not finished, {reason}\n"
+  if reference:
+    labels = [label for label, _ in runs if label in reference]
+    ours = [dict(runs)[label]["summary"]["final_cl_tow"]["mean"] for label in labels]
+    theirs = [reference[label]["final_cl_tow"] for label in labels]
+    rank_rows = [[label, f"{o:.3f}", r_o, f"{t:.3f}", f"{reference[label]['mean_cl_tow']:.3f}", r_t]
+                 for label, o, r_o, t, r_t in zip(labels, ours, _ranks(ours), theirs, _ranks(theirs))]
+    text += ("\nRanking by final CL-ToW, ours against the thesis' (its Split CIFAR-100 A4 runs):\n\n"
+             + results.markdown_table(["run", "final CL-ToW (ours)", "rank", "final CL-ToW (thesis)",
+                                       "mean CL-ToW (thesis)", "rank (thesis)"], rank_rows))
+  io.write_text(out_prefix + ".md", text)
+  io.write_csv(out_prefix + ".csv", csv_rows)
+  first = runs[0][1]
+  steps = first["sequence"].split(",")
+  plots.comparison([(label, m["summary"]) for label, m in runs], [steps[i] for i in first["forget_steps"]],
+                   first["chance"], out_prefix + ".png", title)
+  return text
 
 
 def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
