@@ -69,11 +69,16 @@ def _train_batch(x, y, rows):
                     "weight": np.ones(len(rows), np.float32)}}
 
 
-def _learn_step(model, tx, state, algorithm, batch, memory_batch_stats):
+@functools.lru_cache(maxsize=None)  # one compiled step per setting
+def _learn_program(model, tx, algorithm, memory_batch_stats):
   loss_fn, transform = methods.learn_update(
       algorithm, methods.ProjectionSettings(ref_size=8, memory_batch_stats=memory_batch_stats))
   return jax.jit(functools.partial(engine.train_step, forward=Forward(model), tx=tx, loss_fn=loss_fn,
-                                   grad_transform=transform))(state, batch)[0]
+                                   grad_transform=transform))
+
+
+def _learn_step(model, tx, state, algorithm, batch, memory_batch_stats):
+  return _learn_program(model, tx, algorithm, memory_batch_stats)(state, batch)[0]
 
 
 def test_memory_passes_move_running_statistics_task_by_task_before_the_batch():
