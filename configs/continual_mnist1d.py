@@ -4,7 +4,7 @@ python continual.py --config=configs/continual_mnist1d.py --config.algorithm=neg
 python continual.py --config=configs/continual_mnist1d.py:thesis --config.algorithm=negagem
 
 Variants as configs/continual_digits.py: "" (ours) and "thesis" (the thesis' final A4 runs,
-buffers scaled to the task size).
+buffers scaled to the task size, an MLP with BatchNorm).
 """
 from configs import continual_digits
 
@@ -17,5 +17,5 @@ def get_config(arg: str = ""):
   if arg == "thesis":
     # ~720 training signals per task, 0.29 of CIFAR-100's 2,500: the thesis' 256 and 65
     # memories scaled by that ratio.
-    continual_digits.thesis(c, memories=74, agem_memories=19)
+    continual_digits.thesis_on_a_cpu(c, memories=74, agem_memories=19)
   return c

@@ -213,6 +213,23 @@ def test_neggem_is_a_negative_step_then_a_random_label_step():
   assert float(m["update1_loss"]) > 0  # the second: CE with random labels, a positive loss
 
 
+def test_agem_reference_batch_holds_only_available_rows():
+  available = np.zeros(40)
+  available[[3, 7, 8, 20, 21, 22, 30]] = 1
+  for seed in range(5):
+    idx, weight = map(np.asarray, methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 16))
+    # Fewer rows than the batch: each once with weight 1, repeats with weight 0, no padding row.
+    assert np.all(available[idx] == 1) and weight.sum() == 7
+    assert sorted(idx[weight == 1].tolist()) == [3, 7, 8, 20, 21, 22, 30]
+    idx, weight = map(np.asarray, methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 4))
+    assert np.all(available[idx] == 1) and len(set(idx.tolist())) == 4 and np.all(weight == 1)
+  # Uniform without replacement: every row equally often over many draws.
+  counts = np.zeros(40)
+  for seed in range(700):
+    counts[np.asarray(methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 3)[0])] += 1
+  np.testing.assert_allclose(counts[available == 1] / 700, 3 / 7, atol=0.06)
+
+
 def test_neggrad_plus_is_weighted_sum_of_retained_mean_and_masked_forget_gradient():
   model, tx, state, x, y = _setup(seed=4)
   u, l = _paired_rows(state)

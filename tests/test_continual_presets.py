@@ -1,5 +1,6 @@
 """The thesis presets against the thesis' own settings, written out from its code and the
 settings files of its final A4 runs; forget batches and buffers of the thesis' shape."""
+import jax
 import numpy as np
 import pytest
 
@@ -9,6 +10,8 @@ from rum_jax.continual import buffers, methods
 from rum_jax.continual import config as continual_config
 from rum_jax.continual import tasks
 from rum_jax.data import cifar
+from rum_jax.models import create_model
+from rum_jax.training.state import Forward
 
 # negGemGradA4.py and 4tests/A4/*/...HYPERPARAMETERS.csv, per method: stop accuracy on its
 # 5-class tasks, unlearn batch, unlearn lr, SalUn fraction, learning lr, memories per task.
@@ -111,3 +114,26 @@ def test_saliency_batches():
   assert whole["forget"]["idx"].shape == (1, 1, 8) and whole["forget_learn"]["idx"].shape == (1, 1, 6)
   np.testing.assert_array_equal(whole["forget_learn"]["idx"][0, 0, :5], learn[0])
   np.testing.assert_array_equal(whole["forget_learn"]["weight"][0, 0], [1, 1, 1, 1, 1, 0])
+
+
+def test_small_presets_use_an_mlp_whose_hidden_layers_batchnorm_makes_scale_free():
+  # Why the CPU presets add BatchNorm: in train mode each hidden layer's output no longer
+  # depends on the scale of its weights (BN(c z) = BN(z)), as in the thesis' conv net, so
+  # gradient ascent cannot blow the activations up. Eval mode uses the running statistics.
+  c = continual_mnist1d.get_config("thesis")
+  assert c.model.name == "mlp" and c.model.kwargs.batch_norm
+  model = create_model("mlp", 4, hidden=(6, 5), batch_norm=True)
+  x = jax.random.normal(jax.random.PRNGKey(1), (8, 3))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  forward = Forward(model)
+  params = variables["params"]
+  scaled = {**params, "Dense_0": jax.tree.map(lambda w: 7.0 * w, params["Dense_0"]),
+            "Dense_1": jax.tree.map(lambda w: 0.2 * w, params["Dense_1"])}
+  base, stats = forward(params, variables["batch_stats"], x, train=True)
+  again, _ = forward(scaled, variables["batch_stats"], x, train=True)
+  np.testing.assert_allclose(np.asarray(again), np.asarray(base), rtol=1e-3, atol=1e-4)
+  # The running mean moved to 0.1 of the first layer's batch mean of pre-activations.
+  pre = np.asarray(x) @ np.asarray(params["Dense_0"]["kernel"]) + np.asarray(params["Dense_0"]["bias"])
+  np.testing.assert_allclose(np.asarray(stats["BatchNorm_0"]["mean"]), 0.1 * pre.mean(0), rtol=1e-4, atol=1e-6)
+  plain = create_model("mlp", 4, hidden=(6, 5))
+  assert "batch_stats" not in plain.init(jax.random.PRNGKey(0), x)

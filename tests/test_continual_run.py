@@ -168,7 +168,7 @@ def test_algorithm_alias_auto_learning_and_the_method_sections():
   assert c.continual.algorithm == "rl_agem" and continual_config.learn_algorithm(c) == "agem"
   continual_config.validate(c)
   # The chosen method's and learning algorithm's sections are the ones read.
-  assert continual_config.unlearn_section(c).batch_size == 1
+  assert continual_config.unlearn_section(c).batch_size == 2  # the thesis: 1; 2 with BatchNorm on an MLP
   assert continual_config.learn_section(c).lr == 0.03
   c.sequence = "B4"
   assert c.continual.sequence == "B4"

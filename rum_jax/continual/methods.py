@@ -217,17 +217,29 @@ def memory_gradients(forward: Forward, state: TrainState) -> PyTree:
       mem["x"], mem["y"], mem["weight"])
 
 
+def reference_batch(rng: jnp.ndarray, available: jnp.ndarray, size: int) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  """(idx, weight) of A-GEM's reference batch over flattened buffer rows.
+
+  With n >= size available rows (available > 0), `size` of them drawn uniformly without
+  replacement, weight 1. With fewer, every available row once (weight 1), the rest of the
+  batch repeats them with weight 0: the loss is the mean over the available rows and the
+  batch holds no padding row (whose zeros would enter BatchNorm's batch statistics).
+  """
+  keys = jnp.where(available > 0, jax.random.uniform(rng, available.shape), jnp.inf)
+  order = jnp.argsort(keys)  # the available rows first, in random order
+  n = jnp.sum(available > 0)
+  slots = jnp.arange(size)
+  return order[slots % jnp.maximum(n, 1)], (slots < n).astype(jnp.float32)
+
+
 def reference_gradient(forward: Forward, state: TrainState, rng: jnp.ndarray, size: int) -> PyTree:
-  """A-GEM's g_ref: gradient of `size` examples drawn without replacement from the learn
-  buffers of the active tasks (all of them when there are fewer); 0 when none is active."""
+  """A-GEM's g_ref: gradient of `reference_batch` of `size` examples from the learn buffers of
+  the active tasks; 0 when none is active."""
   mem = state.aux["learn"]
   num_tasks, slots = mem["y"].shape
   available = (state.aux["active"][:, None] * mem["weight"]).reshape(-1)
-  total = jnp.sum(available)
-  p = jnp.where(total > 0, available / jnp.maximum(total, 1e-12), 1.0 / available.size)
-  idx = jax.random.choice(rng, available.size, (min(size, available.size),), replace=False, p=p)
+  idx, weight = reference_batch(rng, available, min(size, available.size))
   flat = lambda a: a.reshape((num_tasks * slots,) + a.shape[2:])[idx]
-  weight = (available[idx] > 0).astype(jnp.float32)
   return jax.grad(_buffer_loss, argnums=1)(forward, state.params, state, flat(mem["x"]),
                                            flat(mem["y"]), weight)
 
