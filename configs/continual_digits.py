@@ -3,23 +3,113 @@
 python continual.py --config=configs/continual_digits.py --config.algorithm=neggem \
     --config.sequence=A4 --workdir=runs/continual_digits_a4_neggem
 
-The GEM-paper recipe (plain SGD, batch 10, margin 0.5) scaled to ~250 training examples per
-task; a 3-seed A4 run takes under a minute on 2 CPU cores (about 25 s, compilation included).
+Two variants (`--config=configs/continual_digits.py:<variant>`):
+- "" (default): our settings, the GEM-paper recipe (plain SGD, batch 10, margin 0.5) scaled
+  to ~250 training examples per task; a 3-seed A4 run takes well under a minute on 2 cores.
+- "thesis": the thesis' final A4 runs (`thesis_on_a_cpu`): buffers scaled to the task size,
+  an MLP with BatchNorm:
+      python continual.py --config=configs/continual_digits.py:thesis --config.algorithm=negagem
+
+`thesis(c, memories, agem_memories)` is what configs/continual_cifar100_thesis.py applies, and
+`thesis_on_a_cpu` (the same, adapted to an MLP) what the digits and MNIST-1D presets apply.
 """
 import ml_collections
 
 from configs import default
 
+# Every continual unlearning method (rum_jax.continual.methods.METHODS) and learning
+# algorithm (LEARN_ALGORITHMS); each has its section below.
+METHODS = ("neggem", "negagem", "rl_gem", "rl_agem", "alt_neggem", "neggrad_plus",
+           "negagem_rl", "alt_neggem_rl")
+LEARN_ALGORITHMS = ("sgd", "gem", "agem")
+VARIANTS = ("", "thesis")
 
-def get_config() -> ml_collections.ConfigDict:
+# The thesis' settings per method: its final A4 runs (4tests/A4/*/...HYPERPARAMETERS.csv of
+# DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning, and negGemGradA4.py): unlearn
+# batch, unlearn lr, stop accuracy (0.275 / 0.3 / 0.35 on 5-class tasks = chance + 0.075 /
+# 0.1 / 0.15) and SalUn fraction. Its runs predate the later x5 loss scale: scale 1.
+# NegGrad+ is its a = 0.5 run (NEGGRAD_FINAL); its a = 0.95 run (neggrad095) used batch 2 and
+# SalUn 0.02. Our random-label variants of NegAGEM and ALT-NegGEM take their base's values.
+THESIS_UNLEARN = {
+    "neggem": dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.02),
+    "rl_gem": dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.05),
+    "alt_neggem": dict(lr=0.01, batch_size=2, stop_above_chance=0.15, salun=0.02),
+    "neggrad_plus": dict(lr=0.01, batch_size=8, stop_above_chance=0.075, salun=0.5, alpha=0.5),
+    "negagem": dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.05),
+    "rl_agem": dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.02),
+}
+THESIS_UNLEARN["negagem_rl"] = THESIS_UNLEARN["negagem"]
+THESIS_UNLEARN["alt_neggem_rl"] = THESIS_UNLEARN["alt_neggem"]
+
+
+def check_variant(arg: str, path: str) -> None:
+  if arg not in VARIANTS:
+    raise ValueError(f"unknown variant {arg!r} of {path}; valid choices: '' (ours, the default) "
+                     f"or 'thesis' (--config={path}:thesis)")
+
+
+def set_memories(c: ml_collections.ConfigDict, memories: int, agem_memories: int) -> None:
+  """Learn and unlearn buffer sizes per task: `agem_memories` for A-GEM, `memories` otherwise."""
+  for name in LEARN_ALGORITHMS:
+    size = agem_memories if name == "agem" else memories
+    c.continual.learn[name].memories = size
+    c.continual.learn[name].unlearn_memories = size
+
+
+def thesis(c: ml_collections.ConfigDict, memories: int, agem_memories: int) -> None:
+  """The thesis' final A4 settings (docs/continual.md, "The thesis preset"), in place.
+
+  memories / agem_memories: buffer sizes per task for GEM and A-GEM runs (the thesis: 256
+  and 65 of 2,500 examples per task; smaller data sets scale them to their task size).
+  """
+  k = c.continual
+  k.sequence = "A4"
+  k.epochs = 3                        # its early stop (train accuracy > 0.8) never fires
+  k.batch_size = 10
+  k.margin = 0.5
+  k.memory_batch_stats = True
+  k.learn.sgd.lr = 0.1
+  k.learn.gem.lr = 0.1
+  k.learn.agem.lr = 0.03
+  set_memories(c, memories, agem_memories)
+  k.learn_buffer_kind = "least"
+  k.learn_buffer_split = 0.2
+  k.unlearn_buffer_kind = "most"
+  k.unlearn_buffer_split = 0.99
+  k.unlearn_margin = 0.5
+  k.unlearn_max_epochs = 48
+  k.forget_batches = "paired"
+  k.stop_mode = "train"
+  k.salun_batch = "first_batch"
+  for name in METHODS:
+    k.unlearn[name] = ml_collections.ConfigDict(dict(loss_scale=1.0, **THESIS_UNLEARN[name]))
+
+
+def thesis_on_a_cpu(c: ml_collections.ConfigDict, memories: int, agem_memories: int) -> None:
+  """`thesis` for the small CPU data sets (docs/continual.md, "Scaling to the small data sets").
+
+  The thesis' network normalises after every convolution, and without normalisation gradient
+  ascent on a ReLU MLP diverges (3 of its 7 A4 runs on digits made non-finite weights): the
+  MLP gets BatchNorm after each hidden layer. BatchNorm of ONE example has no variance in an
+  MLP (torch refuses it; the thesis' conv net normalised over pixel positions), so the A-GEM
+  variants' forget batch of 1 becomes 2.
+  """
+  thesis(c, memories, agem_memories)
+  c.model.kwargs.batch_norm = True
+  for name in ("negagem", "rl_agem", "negagem_rl"):
+    c.continual.unlearn[name].batch_size = 2
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  check_variant(arg, "configs/continual_digits.py")
   c = default.get_config()
   c.model.kwargs.hidden = (100, 100)
   c.continual = ml_collections.ConfigDict()
   k = c.continual
   # What to run.
   k.algorithm = ml_collections.FieldReference("neggem")  # neggem | negagem | rl_gem | rl_agem |
-  #                                                         alt_neggem | neggrad_plus
-  k.learn_algorithm = "auto"    # sgd | gem | agem | auto (agem for negagem/rl_agem, else gem)
+  #                                      alt_neggem | neggrad_plus | negagem_rl | alt_neggem_rl
+  k.learn_algorithm = "auto"    # sgd | gem | agem | auto (agem for negagem/rl_agem/negagem_rl, else gem)
   k.sequence = ml_collections.FieldReference("A4")  # A4 B4 C4 C4v2 D4 E4 F4 G4 H4 MIA, or
   #                                                    steps like "0,1,2,-2,3"
   k.classes_per_task = 2
@@ -27,27 +117,37 @@ def get_config() -> ml_collections.ConfigDict:
   # Learning (GEM, Lopez-Paz & Ranzato 2017).
   k.epochs = 1                  # per task
   k.batch_size = 10
-  k.lr = 0.1
   k.margin = 0.5                # GEM memory strength (lower bound of the dual variables)
   k.eps = 1e-3                  # ridge of GEM's dual QP
   k.agem_ref_size = 256         # A-GEM reference batch
-  # Buffers, filled from each task's examples once it is learned (docs/continual.md).
-  k.memories = 40               # learn buffer (GEM memory) per task
+  k.memory_batch_stats = True   # memory-gradient passes also move BatchNorm running statistics,
+  #                               as GEM's code does (False: only the batches move them)
+  # Per learning algorithm: its learning rate and the buffers filled per task once it is
+  # learned (learn buffer = GEM memory; unlearn buffer), in examples.
+  k.learn = ml_collections.ConfigDict(
+      {name: dict(lr=0.1, memories=40, unlearn_memories=40) for name in LEARN_ALGORITHMS})
+  # Buffers (docs/continual.md): `split` of each chosen by memorization, the rest at random.
   k.learn_buffer_kind = "least"   # most | least | random: how `split` of it is chosen
   k.learn_buffer_split = 0.2
-  k.unlearn_memories = 40       # unlearn buffer per task
   k.unlearn_buffer_kind = "most"
   k.unlearn_buffer_split = 0.2
   k.scores = ""                 # memorization score file; "" = one-run proxy of the task's learning
   k.score_key = ""              # key in the file ("" = memorization) or proxy name ("" = confidence)
-  # Unlearning.
-  k.unlearn_lr = 0.01
-  k.unlearn_batch_size = 10
+  # Unlearning: shared settings.
   k.unlearn_margin = 0.5
   k.unlearn_max_epochs = 30     # cap: passes over the task's buffers
-  k.stop_above_chance = 0.1     # stop when unlearn-buffer accuracy <= chance + this
-  k.alpha = 0.5                 # neggrad_plus: weight of the retained tasks' gradient
-  k.salun = 0.0                 # SalUn mask: fraction of weights kept (0 = off; 0.02..0.2)
+  k.forget_batches = "paired"   # paired: a batch of each buffer, CE means summed (the thesis) |
+  #                               union: one batch of the union of both buffers
+  k.stop_mode = "eval"          # eval | train: mode of the stop rule's accuracy pass (the
+  #                               thesis: train, which moves BatchNorm statistics)
+  k.salun_batch = "buffers"     # SalUn mask from: buffers (both, whole) | first_batch (the thesis)
+  # Per unlearning method: lr, batch size, stop when the unlearn buffer's accuracy <= chance +
+  # stop_above_chance, SalUn mask fraction kept (0 = off), scale s of the forget loss, and
+  # NegGrad+'s weight alpha of the retained tasks.
+  k.unlearn = ml_collections.ConfigDict(
+      {name: dict(lr=0.01, batch_size=10, stop_above_chance=0.1, salun=0.0, loss_scale=1.0)
+       for name in METHODS})
+  k.unlearn.neggrad_plus.alpha = 0.5
   # Evaluation.
   k.mia = True                  # per-task loss-MIA AUC after every step
   k.clu_beta = 0.2
@@ -55,4 +155,8 @@ def get_config() -> ml_collections.ConfigDict:
   # config.continual.algorithm / .sequence (one shared value).
   c.algorithm = k.get_ref("algorithm")
   c.sequence = k.get_ref("sequence")
+  if arg == "thesis":
+    # ~251 training examples per task, a tenth of CIFAR-100's 2,500: the thesis' 256 and 65
+    # memories scaled by that ratio.
+    thesis_on_a_cpu(c, memories=26, agem_memories=7)
   return c

@@ -136,37 +136,151 @@ def test_agem_learning_step_uses_all_active_memories_and_closed_form():
   assert np.all(np.isfinite(ravel_pytree(g_small)[0]))
 
 
+def _forget_batch(x, y, unlearn_rows, learn_rows):
+  """The thesis' paired forget batch: rows of the unlearn buffer and of the learn buffer."""
+  return {**_batch(x, y, unlearn_rows, "forget"), **_batch(x, y, learn_rows, "forget_learn")}
+
+
+def _paired_rows(state, b=3):
+  """The first b rows of task 1's unlearn and learn buffers (as the thesis' slice [0:b])."""
+  return (np.asarray(state.aux["unlearn"]["pos"][1][:b]), np.asarray(state.aux["learn"]["pos"][1][:b]))
+
+
+def _forget_gradient(model, state, x, y, u, l, scale=1.0):
+  """g_f = grad(-s (CE(unlearn rows) + CE(learn rows))), the two means computed separately."""
+  return -scale * (_flat_grad(model, state.params, x[u], y[u]) + _flat_grad(model, state.params, x[l], y[l]))
+
+
+def _negative(scale=1.0):
+  return methods.OBJECTIVES.get("negative")(scale)
+
+
+def test_forget_loss_is_the_scaled_sum_of_the_two_buffer_means():
+  model, tx, state, x, y = _setup(seed=2)
+  u, l = _paired_rows(state)
+  batch = _forget_batch(x, y, u, l)
+  loss, (_, m) = methods.negative_loss(Forward(model), state.params, state, batch, jax.random.PRNGKey(0),
+                                       scale=5.0)
+  ce = lambda rows: float(_slice_loss(model, state.params, x[rows], y[rows]))
+  np.testing.assert_allclose(float(m["forget_loss"]), ce(u) + ce(l), rtol=1e-5)
+  np.testing.assert_allclose(float(loss), -5.0 * (ce(u) + ce(l)), rtol=1e-5)
+  # One plain SGD step (no retained task) moves the weights by lr * g_f.
+  alone = state.replace(aux={**state.aux, "active": jnp.zeros(3, bool)})
+  new, _ = _step(alone, model, tx, _negative(5.0), methods.gem_transform(0.5), batch)
+  np.testing.assert_allclose(_applied(alone, new), _forget_gradient(model, state, x, y, u, l, 5.0),
+                             rtol=1e-4, atol=1e-6)
+  # Without the learn-buffer stream (`buffers.union_batches`) it is the unlearn batch's mean.
+  loss, _ = methods.negative_loss(Forward(model), state.params, state, _batch(x, y, u, "forget"),
+                                  jax.random.PRNGKey(0))
+  np.testing.assert_allclose(float(loss), -ce(u), rtol=1e-5)
+
+
+def test_negagem_makes_exactly_one_projected_negative_step_per_batch():
+  model, tx, state, x, y = _setup(seed=3)
+  u, l = _paired_rows(state)
+  method = methods.METHODS.get("negagem")
+  settings = methods.ProjectionSettings(ref_size=1000)  # the reference batch takes every memory
+  updates = methods.unlearn_updates(method, settings)
+  assert len(updates) == 1
+  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  (new, done), m = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
+  assert int(new.step) == int(state.step) + 1 and not bool(done) and float(m["updated"]) == 1
+  g_f = _forget_gradient(model, state, x, y, u, l)
+  mem = state.aux["learn"]
+  real = [(t, i) for t in (0, 2) for i in range(5) if mem["weight"][t, i] > 0]
+  g_ref = _flat_grad(model, state.params, np.stack([mem["x"][t, i] for t, i in real]),
+                     np.array([mem["y"][t, i] for t, i in real]))
+  dot = g_f @ g_ref
+  assert dot < 0, "the test needs a projection"
+  expected = g_f - dot / (g_ref @ g_ref) * g_ref
+  np.testing.assert_allclose(_applied(state, new), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_neggem_is_a_negative_step_then_a_random_label_step():
+  model, tx, state, x, y = _setup(seed=4)
+  u, l = _paired_rows(state)
+  updates = methods.unlearn_updates(methods.METHODS.get("neggem"), methods.ProjectionSettings())
+  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  (new, _), m = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
+  assert int(new.step) == int(state.step) + 2
+  # The first update is the GEM-projected negative step (exact dual solution).
+  first, _ = _step(state, model, tx, updates[0][0], updates[0][1], _forget_batch(x, y, u, l))
+  g_f = _forget_gradient(model, state, x, y, u, l)
+  G = _memory_rows(model, state)[[0, 2]]
+  assert np.any(G @ g_f < 0), "the test needs a projection"
+  expected = _gem_reference(G, g_f, 0.5)
+  np.testing.assert_allclose(_applied(state, first), expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+  assert float(m["update1_loss"]) > 0  # the second: CE with random labels, a positive loss
+
+
+def test_agem_reference_batch_holds_only_available_rows():
+  available = np.zeros(40)
+  available[[3, 7, 8, 20, 21, 22, 30]] = 1
+  for seed in range(5):
+    idx, weight = map(np.asarray, methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 16))
+    # Fewer rows than the batch: each once with weight 1, repeats with weight 0, no padding row.
+    assert np.all(available[idx] == 1) and weight.sum() == 7
+    assert sorted(idx[weight == 1].tolist()) == [3, 7, 8, 20, 21, 22, 30]
+    idx, weight = map(np.asarray, methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 4))
+    assert np.all(available[idx] == 1) and len(set(idx.tolist())) == 4 and np.all(weight == 1)
+  # Uniform without replacement: every row equally often over many draws.
+  counts = np.zeros(40)
+  for seed in range(700):
+    counts[np.asarray(methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 3)[0])] += 1
+  np.testing.assert_allclose(counts[available == 1] / 700, 3 / 7, atol=0.06)
+
+
 def test_neggrad_plus_is_weighted_sum_of_retained_mean_and_masked_forget_gradient():
   model, tx, state, x, y = _setup(seed=4)
-  rows = np.flatnonzero(np.isin(y, CLASSES[1]))[:10]
-  g_f = -_flat_grad(model, state.params, x[rows], y[rows])
+  u, l = _paired_rows(state)
+  g_f = _forget_gradient(model, state, x, y, u, l)
   G = _memory_rows(model, state)
   alpha = 0.7
-  new, _ = _step(state, model, tx, methods.negative_loss, methods.neggrad_plus_transform(alpha),
-                 _batch(x, y, rows, "forget"))
+  new, _ = _step(state, model, tx, _negative(), methods.neggrad_plus_transform(alpha), _forget_batch(x, y, u, l))
   expected = alpha * (G[0] + G[2]) / 2 + (1 - alpha) * g_f
   np.testing.assert_allclose(_applied(state, new), expected, rtol=1e-4, atol=1e-6)
   # With a SalUn mask, only the forget gradient is masked.
   flat_mask = (np.arange(len(g_f)) % 3 == 0).astype(np.float32)
   unravel = ravel_pytree(state.params)[1]
   masked = state.replace(aux={**state.aux, "salun_mask": unravel(jnp.asarray(flat_mask))})
-  new, _ = _step(masked, model, tx, methods.negative_loss, methods.neggrad_plus_transform(alpha, masked=True),
-                 _batch(x, y, rows, "forget"))
+  new, _ = _step(masked, model, tx, _negative(), methods.neggrad_plus_transform(alpha, masked=True),
+                 _forget_batch(x, y, u, l))
   np.testing.assert_allclose(_applied(state, new), alpha * (G[0] + G[2]) / 2 + (1 - alpha) * flat_mask * g_f,
                              rtol=1e-4, atol=1e-6)
 
 
-def test_alt_neggem_adds_the_forget_gradient_as_a_constraint():
+def test_salun_mask_applies_to_every_update_not_only_projected_ones():
+  # The thesis masked the gradient only when a GEM constraint was violated; here an update
+  # without any retained task (nothing to project) is masked too.
+  model, tx, state, x, y = _setup(seed=5, active=(False, False, False))
+  u, l = _paired_rows(state)
+  g_f = _forget_gradient(model, state, x, y, u, l)
+  flat_mask = (np.arange(len(g_f)) % 2 == 0).astype(np.float32)
+  masked = state.replace(aux={**state.aux, "salun_mask": ravel_pytree(state.params)[1](jnp.asarray(flat_mask))})
+  new, _ = _step(masked, model, tx, _negative(), methods.gem_transform(0.5, masked=True), _forget_batch(x, y, u, l))
+  np.testing.assert_allclose(_applied(state, new), flat_mask * g_f, rtol=1e-4, atol=1e-6)
+
+
+def test_alt_neggem_is_one_negative_step_whose_constraints_include_the_forgotten_task():
   model, tx, state, x, y = _setup(seed=5)
-  rows = np.flatnonzero(np.isin(y, CLASSES[1]))[:10]
-  g_f = -_flat_grad(model, state.params, x[rows], y[rows])
+  u, l = _paired_rows(state)
+  method = methods.METHODS.get("alt_neggem")
+  updates = methods.unlearn_updates(method, methods.ProjectionSettings())
+  assert len(updates) == 1
+  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  (new, _), _ = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
+  assert int(new.step) == int(state.step) + 1
+  g_f = _forget_gradient(model, state, x, y, u, l)
+  # Rows: the retained tasks 0 and 2, and the forgotten task 1 whose row is g_f itself.
   G = np.vstack([_memory_rows(model, state)[[0, 2]], g_f])
-  new, _ = _step(state, model, tx, methods.negative_loss, methods.gem_transform(0.5, with_forget=True),
-                 _batch(x, y, rows, "forget"))
+  assert np.any(G[:2] @ g_f < 0), "the test needs a projection"
   expected = _gem_reference(G, g_f, 0.5)
   applied = _applied(state, new)
   np.testing.assert_allclose(applied, expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
   assert applied @ g_f > 0  # still a forgetting direction
+  # Without the forgotten task's row the step is plain NegGEM's first update.
+  plain = _gem_reference(G[:2], g_f, 0.5)
+  assert not np.allclose(plain, expected, rtol=1e-2)
 
 
 def test_random_other_labels_stay_in_the_task_and_change_every_label():
@@ -182,33 +296,36 @@ def test_random_other_labels_stay_in_the_task_and_change_every_label():
     np.testing.assert_allclose(counts[others] / 200, 0.5, atol=0.12)
 
 
-def test_unlearn_step_stops_at_threshold_and_measures_buffer_accuracy():
+def test_unlearn_step_stops_at_threshold_and_stays_stopped():
   model, tx, state, x, y = _setup(seed=6)
   buf = state.aux["unlearn"]
   logits = np.asarray(model.apply({"params": state.params}, buf["x"][1]))[:, CLASSES[1]]
   real = buf["weight"][1] > 0
   accuracy = np.mean(logits.argmax(1)[real] == (buf["y"][1][real] - 2))
-  rows = np.flatnonzero(np.isin(y, CLASSES[1]))[:10]
-  updates = methods.unlearn_updates(methods.METHODS.get("negagem"),
-                                    methods.ProjectionSettings(margin=0.5, eps=1e-3, ref_size=8, alpha=0.5))
-  batch = _batch(x, y, rows, "forget")
-  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy)  # already reached
-  same, m = jax.jit(step)(state, batch)
+  u, l = _paired_rows(state)
+  updates = methods.unlearn_updates(methods.METHODS.get("rl_gem"), methods.ProjectionSettings())
+  batch = _forget_batch(x, y, u, l)
+  step = jax.jit(methods.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy))  # reached
+  (same, done), m = step((state, jnp.array(False)), batch)
   np.testing.assert_allclose(m["buffer_accuracy"], accuracy, rtol=1e-6)
-  assert float(m["updated"]) == 0
+  assert float(m["updated"]) == 0 and bool(done)
   jax.tree.map(np.testing.assert_array_equal, same.params, state.params)
-  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy - 0.01)
-  moved, m = jax.jit(step)(state, batch)
-  assert float(m["updated"]) == 1 and int(moved.step) == int(state.step) + 2  # two updates
+  step = jax.jit(methods.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy - 0.01))
+  (moved, done), m = step((state, jnp.array(False)), batch)
+  assert float(m["updated"]) == 1 and not bool(done) and int(moved.step) == int(state.step) + 1
   assert not np.allclose(ravel_pytree(moved.params)[0], ravel_pytree(state.params)[0])
+  # Once done, a seed stays as it is even where the rule would let it go on.
+  (kept, done), m = step((state, jnp.array(True)), batch)
+  assert bool(done) and float(m["updated"]) == 0
+  jax.tree.map(np.testing.assert_array_equal, kept.params, state.params)
 
 
-def test_saliency_mask_keeps_the_largest_forget_gradients_of_both_buffers():
+def test_saliency_mask_keeps_the_largest_gradients_of_the_first_objective_on_its_batch():
   model, tx, state, x, y = _setup(seed=7)
-  learn, unlearn = state.aux["learn"], state.aux["unlearn"]
-  positions = np.union1d(learn["pos"][1][learn["weight"][1] > 0], unlearn["pos"][1][unlearn["weight"][1] > 0])
-  g = _flat_grad(model, state.params, x[positions], y[positions])
-  mask = np.asarray(ravel_pytree(methods.saliency_mask(Forward(model), state, 0.25))[0])
+  u, l = _paired_rows(state, b=2)
+  g = _forget_gradient(model, state, x, y, u, l)
+  mask = np.asarray(ravel_pytree(methods.saliency_mask(Forward(model), state, _forget_batch(x, y, u, l),
+                                                       _negative(), 0.25))[0])
   k = round(0.25 * len(g))
   assert mask.sum() == k
   assert np.abs(g)[mask == 1].min() >= np.sort(np.abs(g))[-k] - 1e-7
@@ -216,8 +333,9 @@ def test_saliency_mask_keeps_the_largest_forget_gradients_of_both_buffers():
 
 def test_unknown_names_list_valid_choices():
   with pytest.raises(ValueError, match="valid choices: agem, gem, sgd"):
-    methods.learn_transform("ewc", methods.ProjectionSettings())
+    methods.learn_update("ewc", methods.ProjectionSettings())
   with pytest.raises(ValueError, match="valid choices: agem, gem, gem_with_forget, neggrad_plus"):
     methods.PROJECTIONS.get("ogd")
-  with pytest.raises(ValueError, match="alt_neggem, negagem, neggem, neggrad_plus, rl_agem, rl_gem"):
+  with pytest.raises(ValueError, match="alt_neggem, alt_neggem_rl, negagem, negagem_rl, neggem, neggrad_plus, "
+                                       "rl_agem, rl_gem"):
     methods.METHODS.get("scrub")

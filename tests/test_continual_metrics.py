@@ -18,6 +18,21 @@ def test_acc_bwt_fwt_by_hand():
   assert_allclose(metrics.forward_transfer(R3, initial), ((0.10 - 0.20) + (0.30 - 0.25)) / 2)
 
 
+def test_bwt_fwt_as_gem_code_averages_them_over_all_tasks():
+  # GEM's metrics.py: bwt = result[T-1] - diag (last entry 0), fwt[0] = 0; both .mean() over T.
+  initial = [0.10, 0.20, 0.25]
+  assert_allclose(metrics.backward_transfer(R3, "gem_code"), ((0.60 - 0.90) + (0.50 - 0.80) + 0.0) / 3)
+  assert_allclose(metrics.forward_transfer(R3, initial, "gem_code"), (0.0 + (0.10 - 0.20) + (0.30 - 0.25)) / 3)
+  sequence = parse_sequence("0,1,2")
+  out = metrics.transfer_metrics(R3, sequence, initial)
+  assert_allclose(out["bwt_paper"], -0.30)
+  assert_allclose(out["bwt_gem_code"], -0.20)
+  assert_allclose(out["fwt_paper"], -0.025)
+  assert_allclose(out["fwt_gem_code"], -0.05 / 3)
+  with pytest.raises(ValueError, match="valid choices: paper, gem_code"):
+    metrics.backward_transfer(R3, "mean")
+
+
 def test_learning_matrix_keeps_first_learning_steps_in_learning_order():
   # +2 +0 -0 +1 +0 over 3 tasks: first learnings at steps 0 (task 2), 1 (task 0), 3 (task 1).
   sequence = parse_sequence("+2,+0,-0,+1,+0")
@@ -33,9 +48,9 @@ def test_learning_matrix_keeps_first_learning_steps_in_learning_order():
                          [0.83, 0.35, 0.88]])
   out = metrics.transfer_metrics(acc, sequence, initial_acc=[0.20, 0.21, 0.22])
   assert_allclose(out["acc"], (0.83 + 0.35 + 0.88) / 3)
-  assert_allclose(out["bwt"], ((0.83 - 0.90) + (0.35 - 0.80)) / 2)
+  assert_allclose(out["bwt_paper"], ((0.83 - 0.90) + (0.35 - 0.80)) / 2)
   # FWT in learning order: task 0 before learning it (row 0) vs b_0, task 1 (row 1) vs b_1.
-  assert_allclose(out["fwt"], ((0.30 - 0.20) + (0.32 - 0.21)) / 2)
+  assert_allclose(out["fwt_paper"], ((0.30 - 0.20) + (0.32 - 0.21)) / 2)
 
 
 def test_transfer_metrics_need_two_tasks_and_square_matrices():

@@ -2,6 +2,7 @@
 buffers chosen from a score file, refusal of bad sequences and configs before any work."""
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -20,8 +21,7 @@ def _config(**continual):
   c.model.kwargs.hidden = (16,)
   k = c.continual
   k.sequence = "0,1,2,-2"
-  k.memories = 8
-  k.unlearn_memories = 8
+  continual_digits.set_memories(c, memories=8, agem_memories=8)
   k.unlearn_max_epochs = 4
   k.agem_ref_size = 16
   for key, value in continual.items():
@@ -52,16 +52,20 @@ def test_run_writes_every_output_and_consistent_metrics(full_run, setup):
     # ACC / BWT from the saved matrix by hand: tasks 0, 1, 2 learned at steps 1, 2, 3 (rows).
     R = test[s, 1:4, :3]
     np.testing.assert_allclose(results["per_seed"][s]["acc"], R[-1].mean())
-    np.testing.assert_allclose(results["per_seed"][s]["bwt"], np.mean(R[-1, :2] - np.diag(R)[:2]))
+    np.testing.assert_allclose(results["per_seed"][s]["bwt_paper"], np.sum(R[-1, :2] - np.diag(R)[:2]) / 2)
+    np.testing.assert_allclose(results["per_seed"][s]["bwt_gem_code"], np.sum(R[-1, :2] - np.diag(R)[:2]) / 3)
     np.testing.assert_allclose(results["per_seed"][s]["final_forgotten_test_accuracy"], test[s, 4, 2])
   assert results["forget_steps"] == [3] and results["forgotten_tasks"] == [2]
   # Forgetting task 2 ran until its unlearn buffer fell to the threshold, or hit the cap.
+  # (Paired batches: a pass has ceil(8 / 10) = 1 batch of each buffer.)
   progress = io.read_json(os.path.join(workdir, "progress.json"))
   iterations = progress["steps"][3]["iterations"]
-  cap = 4 * np.ceil(16 / 10)
+  reached = progress["steps"][3]["reached_threshold"]
+  cap = 4 * np.ceil(8 / 10)
   for s in range(2):
     assert m["unlearn_buffer_accuracy"][s, 4, 2] <= results["threshold"] + 1e-9 or iterations[s] == cap
-    assert 0 < iterations[s] <= cap
+    assert 0 < iterations[s] <= cap and reached[s] == (iterations[s] < cap or
+                                                       m["unlearn_buffer_accuracy"][s, 4, 2] <= results["threshold"])
   # Task-incremental: every learned task is well above chance right after learning it.
   assert np.all(np.diagonal(test[:, 1:4, :3], axis1=1, axis2=2) > 0.8)
   # Buffers hold distinct examples of the right task.
@@ -129,11 +133,23 @@ def test_bad_sequences_are_refused_before_any_work(sequence, message, tmp_path):
   assert not os.path.exists(workdir)
 
 
+@pytest.mark.parametrize("classes_per_task", [6, 11])
+def test_too_many_classes_per_task_is_refused_before_any_work(classes_per_task, tmp_path):
+  # digits has 10 classes: 6 or 11 per task leave fewer than two tasks
+  workdir = str(tmp_path / "never")
+  with pytest.raises(ConfigError, match=f"classes_per_task={classes_per_task} leaves fewer than 2 tasks of "
+                                        "digits's 10 classes; use at most 5"):
+    run_lib.run_continual(_config(classes_per_task=classes_per_task), workdir)
+  assert not os.path.exists(workdir)
+
+
 @pytest.mark.parametrize("field,value,message", [
-    ("algorithm", "scrub", "valid choices: alt_neggem, negagem, neggem, neggrad_plus, rl_agem, rl_gem"),
+    ("algorithm", "scrub", "valid choices: alt_neggem, alt_neggem_rl, negagem, negagem_rl, neggem"),
     ("learn_algorithm", "ewc", "valid choices: auto, agem, gem, sgd"),
     ("learn_buffer_kind", "middle", "valid choices: most, least, random"),
-    ("salun", 1.5, r"fraction in \[0, 1\)"),
+    ("forget_batches", "pairs", "valid choices: paired, union"),
+    ("stop_mode", "test", "valid choices: eval, train"),
+    ("salun_batch", "last", "valid choices: buffers, first_batch"),
     ("classes_per_task", 1, "integer >= 2"),
     ("score_key", "memorization", "valid choices: confidence, max_confidence"),
 ])
@@ -142,9 +158,48 @@ def test_bad_config_fields_name_the_valid_choices(field, value, message):
     continual_config.validate(_config(**{field: value}))
 
 
-def test_algorithm_alias_and_auto_learning():
-  c = continual_digits.get_config()
+@pytest.mark.parametrize("section,key,value,message", [
+    ("unlearn.neggem", "salun", 1.5, r"unlearn.neggem.salun must be a fraction in \[0, 1\)"),
+    ("unlearn.negagem", "batch_size", 0, "unlearn.negagem.batch_size must be a positive integer"),
+    ("unlearn.neggem", "alhpa", 0.5, r"unknown \['alhpa'\]"),
+    ("learn.gem", "memories", -1, "learn.gem.memories must be a positive integer"),
+])
+def test_bad_method_sections_are_named(section, key, value, message):
+  c = _config()
+  group, name = section.split(".")
+  c.continual[group][name][key] = value
+  with pytest.raises(ConfigError, match=message):
+    continual_config.validate(c)
+
+
+def test_algorithm_alias_auto_learning_and_the_method_sections():
+  c = continual_digits.get_config("thesis")
   c.algorithm = "rl_agem"  # what --config.algorithm=rl_agem does
   assert c.continual.algorithm == "rl_agem" and continual_config.learn_algorithm(c) == "agem"
+  continual_config.validate(c)
+  # The chosen method's and learning algorithm's sections are the ones read.
+  assert continual_config.unlearn_section(c).batch_size == 2  # the thesis: 1; 2 with BatchNorm on an MLP
+  assert continual_config.learn_section(c).lr == 0.03
   c.sequence = "B4"
   assert c.continual.sequence == "B4"
+  with pytest.raises(ValueError, match="valid choices: '' .ours, the default. or 'thesis'"):
+    continual_digits.get_config("thesys")
+
+
+def test_salun_mask_of_the_first_batch_confines_every_update_of_a_forgetting(setup):
+  # Forgetting task 0 with nothing retained (no projection adds memory gradients): NegGEM's
+  # two updates per batch, over every pass, change only the weights of the mask taken from
+  # the first batch, and the stop rule runs in train mode.
+  c = _config(sequence="0,-0", stop_mode="train", salun_batch="first_batch", mia=False)
+  c.continual.unlearn.neggem.salun = 0.05
+  c.continual.unlearn.neggem.batch_size = 2
+  run = run_lib.ContinualRun(c, setup)
+  run.data = setup.train_data()
+  states, _ = run.learn(run.initial_states(), 0, 0, frozenset())
+  after, info = run.forget(states, 1, 0, frozenset())
+  assert min(info["iterations"]) > 0
+  for s in range(2):
+    flat = lambda tree: np.concatenate([np.ravel(leaf[s]) for leaf in jax.tree.leaves(tree)])
+    mask, changed = flat(after.aux["salun_mask"]), flat(after.params) != flat(states.params)
+    assert mask.sum() == round(0.05 * mask.size) and changed.any()
+    assert not np.any(changed & (mask == 0))

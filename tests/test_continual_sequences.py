@@ -20,8 +20,8 @@ ALL_20 = tuple(range(20))
 EXPECTED_20 = {
     # "A4 learn 0..19 then forget 19..1"
     "A4": L(*ALL_20) + F(19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1),
-    # "B4 learn k, forget k, relearn k for each k"
-    "B4": [s for k in ALL_20 for s in L(k) + F(k) + L(k)],
+    # "B4 learn 0, then for k = 1..19: learn k, forget k, relearn k"
+    "B4": L(0) + [s for k in ALL_20[1:] for s in L(k) + F(k) + L(k)],
     # "C4 learn 0..14, forget 14..10, learn 15..19"
     "C4": (L(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14) + F(14, 13, 12, 11, 10)
            + L(15, 16, 17, 18, 19)),
@@ -46,6 +46,28 @@ EXPECTED_20 = {
 @pytest.mark.parametrize("name", sorted(EXPECTED_20))
 def test_named_sequences_at_20_tasks_are_spec_lists(name):
   assert sequences.make_sequence(name, 20) == EXPECTED_20[name]
+
+
+def _thesis_steps(operations):
+  """The thesis' task_sequence lists (negGemGradA4.py): k >= 0 learns task k, -k forgets it."""
+  return [Step("learn", k) if k >= 0 else Step("forget", -k) for k in operations]
+
+
+def test_b4_is_the_thesis_list_written_out():
+  # negGemGradA4.py's B4, copied as it stands: 58 steps, task 0 is never forgotten.
+  thesis_b4 = [0, 1, -1, 1, 2, -2, 2, 3, -3, 3, 4, -4, 4, 5, -5, 5, 6, -6, 6, 7, -7, 7, 8, -8, 8,
+               9, -9, 9, 10, -10, 10, 11, -11, 11, 12, -12, 12, 13, -13, 13, 14, -14, 14, 15,
+               -15, 15, 16, -16, 16, 17, -17, 17, 18, -18, 18, 19, -19, 19]
+  steps = sequences.make_sequence("B4", 20)
+  assert len(steps) == 58 and steps == _thesis_steps(thesis_b4)
+  assert Step("forget", 0) not in steps
+
+
+def test_h4_forgets_task_0_where_the_thesis_list_relearns_it():
+  # The thesis' H4 ends with -0, -4, -9, -14; as an integer -0 == 0 learns task 0 again.
+  thesis_h4 = list(range(20)) + [-0, -4, -9, -14]
+  assert _thesis_steps(thesis_h4)[20] == Step("learn", 0)
+  assert sequences.make_sequence("H4", 20)[20:] == F(0, 4, 9, 14)
 
 
 def test_e4_learns_all_then_forgets_one_seeded_task():
@@ -76,6 +98,7 @@ def test_named_sequences_at_5_tasks():
   # The scaling rule by hand at T = 5 (q = 1, h = 2, s = 2), e.g. Split digits.
   expected = {
       "A4": L(0, 1, 2, 3, 4) + F(4, 3, 2, 1),
+      "B4": L(0) + L(1) + F(1) + L(1) + L(2) + F(2) + L(2) + L(3) + F(3) + L(3) + L(4) + F(4) + L(4),
       "C4": L(0, 1, 2, 3) + F(3) + L(4),
       "C4v2": L(0, 1) + F(1) + L(2, 3, 4),
       "D4": L(0, 1, 2, 3, 4) + F(3, 1),
@@ -161,9 +184,10 @@ def test_mirrored_steps_use_the_latest_learning():
   # forgetting task 0, learned at step 0, mirrors the initial model (-1).
   steps = L(0, 1) + F(1) + L(1) + F(1, 0)
   assert sequences.mirrored_steps(steps) == {2: 0, 4: 2, 5: -1}
-  # B4: -k sits at 3k + 1 and mirrors 3k - 1, the state after relearning task k - 1.
+  # B4: -k sits at 3k - 1 and mirrors 3k - 3, the state after relearning task k - 1 (after
+  # learning task 0 for k = 1).
   b4 = sequences.make_sequence("B4", 20)
-  assert sequences.mirrored_steps(b4) == {3 * k + 1: 3 * k - 1 for k in range(20)}
+  assert sequences.mirrored_steps(b4) == {3 * k - 1: 3 * k - 3 for k in range(1, 20)}
 
 
 def test_task_sets_and_last_learned_steps():

@@ -12,10 +12,33 @@ picked by memorization score (`most` = highest scores, `least` = lowest, `random
 other n - round(split * n) drawn uniformly from the examples not already picked. The thesis
 drew the random part from all examples, so one example could occupy two slots; here every
 example appears at most once in a buffer.
+
+Forgetting task k runs in passes over its buffers. `FORGET_BATCHES` says how a pass is cut
+into batches (config.continual.forget_batches), each a function (learn, unlearn, batch_size,
+rngs, capacity) -> plan with the streams the unlearning objectives read
+(`methods.FORGET_STREAMS`):
+
+- "paired" (the thesis' `unlearn`): batch j holds b examples of the unlearn buffer
+  ("forget") and b of the learn buffer ("forget_learn"); the forget loss is the SUM of the
+  two batch means. A pass has ceil(max(M_learn, M_unlearn) / b) batches, the smaller buffer
+  cycled. The thesis walked both buffers in their stored order, the same in every pass;
+  here each pass reshuffles them.
+- "union": one batch of b examples drawn from the union of the two buffers ("forget"), the
+  forget loss its mean; ceil((M_learn + M_unlearn) / b) batches per pass.
+
+`SALIENCY_BATCHES` says which batch the SalUn mask is computed from (config.continual.
+salun_batch): "first_batch", the first batch of the forgetting (the thesis), or "buffers",
+both buffers whole.
 """
-from typing import Dict, Optional
+import math
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from rum_jax.registry import Registry
+from rum_jax.training import plans
+
+Plan = Dict[str, Dict[str, np.ndarray]]
 
 BUFFER_KINDS = ("most", "least", "random")
 
@@ -84,3 +107,60 @@ def memory_slot(positions: np.ndarray, size: int, x: np.ndarray,
   weight[:len(positions)] = 1.0
   return {"x": x[padded], "y": y[padded].astype(np.int32), "weight": weight,
           "pos": padded.astype(np.int32)}
+
+
+# ---------------------------------------------------------------------------------------
+# Batches of a forgetting pass. learn / unlearn: per seed, the real train-split positions of
+# the forgotten task's buffers; capacity: (M_learn, M_unlearn), which fixes the number of
+# steps so every forget step runs the same compiled program.
+
+ForgetBatches = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], int,
+                          Sequence[np.random.Generator], Tuple[int, int]], Plan]
+FORGET_BATCHES: Registry[ForgetBatches] = Registry("forget batching")
+
+
+@FORGET_BATCHES.register("paired")
+def paired_batches(learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray], batch_size: int,
+                   rngs: Sequence[np.random.Generator], capacity: Tuple[int, int]) -> Plan:
+  """Batch j = b examples of the unlearn buffer ("forget") + b of the learn buffer ("forget_learn")."""
+  steps = math.ceil(max(capacity) / batch_size)
+  return {"forget": plans.stream_plan(unlearn, batch_size, rngs, steps=steps, cycle=True),
+          "forget_learn": plans.stream_plan(learn, batch_size, rngs, steps=steps, cycle=True)}
+
+
+@FORGET_BATCHES.register("union")
+def union_batches(learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray], batch_size: int,
+                  rngs: Sequence[np.random.Generator], capacity: Tuple[int, int]) -> Plan:
+  """Batch j = b examples of the union of both buffers ("forget"), each example once a pass."""
+  steps = math.ceil(sum(capacity) / batch_size)
+  union = [np.union1d(l, u) for l, u in zip(learn, unlearn)]
+  return {"forget": plans.stream_plan(union, batch_size, rngs, steps=steps, cycle=True)}
+
+
+# The batch of the SalUn mask, as a one-step plan: (first pass's plan, learn, unlearn,
+# capacity) -> plan.
+SaliencyBatch = Callable[[Plan, Sequence[np.ndarray], Sequence[np.ndarray], Tuple[int, int]], Plan]
+SALIENCY_BATCHES: Registry[SaliencyBatch] = Registry("saliency batch")
+
+
+@SALIENCY_BATCHES.register("first_batch")
+def first_batch(plan: Plan, learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray],
+                capacity: Tuple[int, int]) -> Plan:
+  """The first batch of the forgetting (the thesis' mask: from the first `unlearn` call)."""
+  del learn, unlearn, capacity
+  return {name: {k: v[:, :1] for k, v in p.items()} for name, p in plan.items()}
+
+
+@SALIENCY_BATCHES.register("buffers")
+def whole_buffers(plan: Plan, learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray],
+                  capacity: Tuple[int, int]) -> Plan:
+  """Both buffers whole, as the two paired streams (one batch each, padded to capacity)."""
+  del plan
+  def whole(positions: List[np.ndarray], size: int):
+    idx = np.zeros((len(positions), 1, size), np.int32)
+    weight = np.zeros((len(positions), 1, size), np.float32)
+    for s, pos in enumerate(positions):
+      idx[s, 0, :len(pos)] = pos
+      weight[s, 0, :len(pos)] = 1.0
+    return {"idx": idx, "weight": weight}
+  return {"forget": whole(list(unlearn), capacity[1]), "forget_learn": whole(list(learn), capacity[0])}

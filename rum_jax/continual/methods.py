@@ -17,32 +17,47 @@ episodic memories held in the per-seed `TrainState.aux`:
 Every task always has its (zero-padded) rows, so T is fixed and each program compiles once;
 inactive rows are ignored by the projections.
 
-Learning:
+Learning (`LEARN_ALGORITHMS`):
 - GEM (Lopez-Paz & Ranzato 2017, eq. 10-12): g_k = gradient of task k's whole learn buffer,
   computed for all T rows with one vmapped grad; `projection.gem_project` solves the dual QP.
 - A-GEM (Chaudhry et al. 2019, eq. 11): g_ref = gradient of a random batch drawn from the
   learn buffers of all active tasks; standard rule (project only if g.g_ref < 0).
 
+Memory gradients come from train-mode forward passes (BatchNorm normalises with each
+buffer's own statistics), as in GEM's `observe`. In GEM's and the thesis' PyTorch code those
+passes also move BatchNorm's running statistics, task after task, before the batch's own
+pass; with `ProjectionSettings.memory_batch_stats` (the default) the losses here do the same
+(`with_memory_batch_stats`), otherwise the running statistics see the batches only.
+
 Unlearning task t (the thesis "Machine Unlearning in Continual Learning", NegGEM and
-friends), one of two objectives per update (`OBJECTIVES`), on a batch of t's buffers:
-- "negative": g_f = grad(-CE(forget batch))  (gradient ascent on the task);
-- "random_label": grad(CE(forget batch, random labels)), each label replaced by one drawn
-  uniformly from the OTHER classes of the example's task (the thesis shuffled the labels of
-  the batch, which leaves many of them unchanged);
-then one projection (`PROJECTIONS`):
+friends; docs/continual.md). A method (`METHODS`) is a list of updates per batch, each an
+objective (`OBJECTIVES`) on the forgotten task's batch and a projection (`PROJECTIONS`). The
+forget batch has one or two streams (`FORGET_STREAMS`, cut by `buffers.FORGET_BATCHES`): b
+examples of t's unlearn buffer ("forget") and, in the thesis' pairing, b of its learn buffer
+("forget_learn"); an objective adds the two batch means, L_f = CE(forget) + CE(forget_learn):
+- "negative": grad(-s L_f)  (gradient ascent on the task, s the loss scale);
+- "random_label": grad(s L_f with random labels), each label replaced by one drawn uniformly
+  from the OTHER classes of the example's task (the thesis' torch `random.shuffle` of a label
+  tensor duplicated values, pytorch issue 18934; the intent, a relabelling, is done here);
+then one projection:
 - "gem": GEM QP against the active (retained) tasks, margin = unlearn margin;
-- "gem_with_forget": the same with the update's own gradient as one more constraint row
-  (ALT-NegGEM: the projected step may not undo the forgetting direction);
+- "gem_with_forget": the same with the update's own gradient as one more constraint row,
+  in the forgotten task's place (ALT-NegGEM: the QP's rows are all observed tasks, the
+  forgotten one included, whose row is the forget gradient itself);
 - "agem": A-GEM projection against a random batch of the retained tasks' learn buffers;
 - "neggrad_plus": x = a mean_{r in R} g_r + (1 - a) g_f, g_r the retained learn-buffer
   gradients (NegGrad+ of Kurmanji et al. 2023 with the buffers as retain set).
 With the SalUn option the gradient of the objective is multiplied by the saliency mask
-(Fan et al. 2024, Sec. 4; top-s fraction of |grad of the forget loss|) before the
-projection, in every update of the forgetting.
+(Fan et al. 2024, Sec. 4; top-s fraction of |grad of the first objective| on one batch,
+`saliency_mask`) before the projection, in every update of the forgetting.
+
+Forgetting stops (`unlearn_step`) once the accuracy on t's whole unlearn buffer, measured
+before each batch, is <= a threshold; measured in eval mode, or in train mode as the thesis
+did (batch statistics of the buffer, and BatchNorm's running statistics move).
 """
 import dataclasses
 import functools
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +73,9 @@ from rum_jax.training.state import Forward, TrainState
 PyTree = Any
 Update = Tuple[engine.LossFn, engine.GradTransform]
 
+# The streams of a forget batch, in the order of their forward passes: the forgotten task's
+# unlearn-buffer batch, then its learn-buffer batch (absent with `buffers.union_batches`).
+FORGET_STREAMS = ("forget", "forget_learn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +84,16 @@ class ProjectionSettings:
   cached by it).
 
   margin / eps: GEM's memory strength and QP ridge; ref_size: A-GEM's reference batch;
-  alpha: NegGrad+'s weight of the retained tasks; masked: apply the SalUn mask first.
+  alpha: NegGrad+'s weight of the retained tasks; masked: apply the SalUn mask first;
+  memory_batch_stats: the train-mode passes over the memories also move BatchNorm's running
+  statistics (GEM's code), before the update's own batch.
   """
   margin: float = 0.5
   eps: float = 1e-3
   ref_size: int = 256
   alpha: float = 0.5
   masked: bool = False
+  memory_batch_stats: bool = True
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,14 +130,28 @@ def learn_loss(forward: Forward, params: PyTree, state: TrainState, batch: engin
   return loss, (batch_stats, metrics)
 
 
+def _forget_cross_entropy(forward: Forward, params: PyTree, state: TrainState,
+                          batch: engine.Batch, relabel: Callable) -> Tuple[jnp.ndarray, Any]:
+  """L_f = sum over the batch's FORGET_STREAMS of the task-masked CE mean, with labels
+  relabel(i, y) for stream i; one train-mode pass per stream, running statistics threaded
+  through them in order."""
+  total, batch_stats = 0.0, state.batch_stats
+  for i, name in enumerate(s for s in FORGET_STREAMS if s in batch):
+    b = batch[name]
+    labels = relabel(i, b["y"])
+    logits, batch_stats = forward(params, batch_stats, b["x"], train=True)
+    total = total + engine.weighted_mean(
+        engine.cross_entropy(_masked(state, logits, labels), labels), b["weight"])
+  return total, batch_stats
+
+
 def negative_loss(forward: Forward, params: PyTree, state: TrainState, batch: engine.Batch,
-                  rng: jnp.ndarray) -> Tuple[jnp.ndarray, Tuple[Any, engine.Metrics]]:
-  """-CE on the "forget" stream: its gradient is g_f = grad(-CE(forget batch))."""
+                  rng: jnp.ndarray, scale: float = 1.0) -> Tuple[jnp.ndarray, Tuple[Any, engine.Metrics]]:
+  """-s L_f: its gradient is the thesis' forget gradient g_f = grad(-s (CE(unlearn batch) +
+  CE(learn batch)))."""
   del rng
-  b = batch["forget"]
-  logits, batch_stats = forward(params, state.batch_stats, b["x"], train=True)
-  ce = engine.weighted_mean(engine.cross_entropy(_masked(state, logits, b["y"]), b["y"]), b["weight"])
-  return -ce, (batch_stats, {"loss": -ce, "forget_loss": ce})
+  ce, batch_stats = _forget_cross_entropy(forward, params, state, batch, lambda i, y: y)
+  return -scale * ce, (batch_stats, {"loss": -scale * ce, "forget_loss": ce})
 
 
 def random_other_labels(rng: jnp.ndarray, labels: jnp.ndarray, class_task: jnp.ndarray,
@@ -128,18 +163,45 @@ def random_other_labels(rng: jnp.ndarray, labels: jnp.ndarray, class_task: jnp.n
 
 
 def random_label_loss(forward: Forward, params: PyTree, state: TrainState, batch: engine.Batch,
-                      rng: jnp.ndarray) -> Tuple[jnp.ndarray, Tuple[Any, engine.Metrics]]:
-  """CE on the "forget" stream with every label replaced by another class of its task."""
-  b = batch["forget"]
-  fake = random_other_labels(rng, b["y"], state.aux["class_task"], state.aux["task_classes"])
-  logits, batch_stats = forward(params, state.batch_stats, b["x"], train=True)
-  loss = engine.weighted_mean(engine.cross_entropy(_masked(state, logits, fake), fake), b["weight"])
-  return loss, (batch_stats, {"loss": loss})
+                      rng: jnp.ndarray, scale: float = 1.0) -> Tuple[jnp.ndarray, Tuple[Any, engine.Metrics]]:
+  """s L_f with every label replaced by another class of its task (`random_other_labels`)."""
+  relabel = lambda i, y: random_other_labels(jax.random.fold_in(rng, i), y, state.aux["class_task"],
+                                             state.aux["task_classes"])
+  ce, batch_stats = _forget_cross_entropy(forward, params, state, batch, relabel)
+  return scale * ce, (batch_stats, {"loss": scale * ce})
 
 
-OBJECTIVES: Registry[engine.LossFn] = Registry("continual unlearning objective")
-OBJECTIVES.register("negative")(negative_loss)
-OBJECTIVES.register("random_label")(random_label_loss)
+# Factories loss scale s -> LossFn, by the names methods use.
+OBJECTIVES: Registry[Callable[[float], engine.LossFn]] = Registry("continual unlearning objective")
+OBJECTIVES.register("negative")(lambda scale: functools.partial(negative_loss, scale=scale))
+OBJECTIVES.register("random_label")(lambda scale: functools.partial(random_label_loss, scale=scale))
+
+
+def memory_batch_stats(forward: Forward, params: PyTree, state: TrainState) -> PyTree:
+  """BatchNorm running statistics after a train-mode pass over every active task's learn
+  buffer, one task after another in task order (what the memory-gradient passes of GEM's
+  `observe` do to a PyTorch model's statistics). The passes carry no gradient."""
+  params = jax.lax.stop_gradient(params)
+
+  def one_task(batch_stats, task):
+    x, active = task
+    _, moved = forward(params, batch_stats, x, train=True)
+    return jax.tree.map(lambda new, old: jnp.where(active, new, old), moved, batch_stats), None
+
+  batch_stats, _ = jax.lax.scan(one_task, state.batch_stats,
+                                (state.aux["learn"]["x"], state.aux["active"]))
+  return batch_stats
+
+
+def with_memory_batch_stats(loss_fn: engine.LossFn) -> engine.LossFn:
+  """`loss_fn` run after `memory_batch_stats` has moved the running statistics, so the
+  update ends with them moved by the memories and then by its own batch (GEM's order).
+  Models without BatchNorm are unaffected (no extra pass)."""
+  def loss(forward, params, state, batch, rng):
+    if state.batch_stats:
+      state = state.replace(batch_stats=memory_batch_stats(forward, params, state))
+    return loss_fn(forward, params, state, batch, rng)
+  return loss
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,17 +217,29 @@ def memory_gradients(forward: Forward, state: TrainState) -> PyTree:
       mem["x"], mem["y"], mem["weight"])
 
 
+def reference_batch(rng: jnp.ndarray, available: jnp.ndarray, size: int) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  """(idx, weight) of A-GEM's reference batch over flattened buffer rows.
+
+  With n >= size available rows (available > 0), `size` of them drawn uniformly without
+  replacement, weight 1. With fewer, every available row once (weight 1), the rest of the
+  batch repeats them with weight 0: the loss is the mean over the available rows and the
+  batch holds no padding row (whose zeros would enter BatchNorm's batch statistics).
+  """
+  keys = jnp.where(available > 0, jax.random.uniform(rng, available.shape), jnp.inf)
+  order = jnp.argsort(keys)  # the available rows first, in random order
+  n = jnp.sum(available > 0)
+  slots = jnp.arange(size)
+  return order[slots % jnp.maximum(n, 1)], (slots < n).astype(jnp.float32)
+
+
 def reference_gradient(forward: Forward, state: TrainState, rng: jnp.ndarray, size: int) -> PyTree:
-  """A-GEM's g_ref: gradient of `size` examples drawn without replacement from the learn
-  buffers of the active tasks (all of them when there are fewer); 0 when none is active."""
+  """A-GEM's g_ref: gradient of `reference_batch` of `size` examples from the learn buffers of
+  the active tasks; 0 when none is active."""
   mem = state.aux["learn"]
   num_tasks, slots = mem["y"].shape
   available = (state.aux["active"][:, None] * mem["weight"]).reshape(-1)
-  total = jnp.sum(available)
-  p = jnp.where(total > 0, available / jnp.maximum(total, 1e-12), 1.0 / available.size)
-  idx = jax.random.choice(rng, available.size, (min(size, available.size),), replace=False, p=p)
+  idx, weight = reference_batch(rng, available, min(size, available.size))
   flat = lambda a: a.reshape((num_tasks * slots,) + a.shape[2:])[idx]
-  weight = (available[idx] > 0).astype(jnp.float32)
   return jax.grad(_buffer_loss, argnums=1)(forward, state.params, state, flat(mem["x"]),
                                            flat(mem["y"]), weight)
 
@@ -225,23 +299,45 @@ def _identity(forward, grads, state, batch, rng):
   return grads
 
 
-# Factories ProjectionSettings -> GradTransform, by the names configs use.
+# Factories ProjectionSettings -> GradTransform, by the names methods use. Every one of them
+# computes gradients of the retained tasks' learn buffers.
 PROJECTIONS: Registry[Callable[[ProjectionSettings], engine.GradTransform]] = Registry("projection")
 PROJECTIONS.register("gem")(lambda p: gem_transform(p.margin, p.eps, p.masked))
 PROJECTIONS.register("gem_with_forget")(lambda p: gem_transform(p.margin, p.eps, p.masked, with_forget=True))
 PROJECTIONS.register("agem")(lambda p: agem_transform(p.ref_size, p.masked))
 PROJECTIONS.register("neggrad_plus")(lambda p: neggrad_plus_transform(p.alpha, p.masked))
 
-# How a task is learned (config.continual.learn_algorithm): the grad_transform of its steps.
-LEARN_ALGORITHMS: Registry[Callable[[ProjectionSettings], engine.GradTransform]] = Registry("learning algorithm")
-LEARN_ALGORITHMS.register("sgd")(lambda p: _identity)
-LEARN_ALGORITHMS.register("gem")(lambda p: gem_transform(p.margin, p.eps))
-LEARN_ALGORITHMS.register("agem")(lambda p: agem_transform(p.ref_size))
+
+@dataclasses.dataclass(frozen=True)
+class LearnAlgorithm:
+  """How a task is learned (config.continual.learn_algorithm).
+
+  transform: factory of the grad_transform of its steps; uses_memories: whether those steps
+  compute memory gradients (and so, with memory_batch_stats, move BatchNorm statistics).
+  """
+  name: str
+  transform: Callable[[ProjectionSettings], engine.GradTransform]
+  uses_memories: bool
 
 
-def learn_transform(algorithm: str, settings: ProjectionSettings) -> engine.GradTransform:
-  """The grad_transform of a learning step of `algorithm` (an entry of LEARN_ALGORITHMS)."""
-  return LEARN_ALGORITHMS.get(algorithm)(settings)
+LEARN_ALGORITHMS: Registry[LearnAlgorithm] = Registry("learning algorithm")
+for _algorithm in (
+    LearnAlgorithm("sgd", lambda p: _identity, uses_memories=False),
+    LearnAlgorithm("gem", lambda p: gem_transform(p.margin, p.eps), uses_memories=True),
+    LearnAlgorithm("agem", lambda p: agem_transform(p.ref_size), uses_memories=True),
+):
+  LEARN_ALGORITHMS.register(_algorithm.name)(_algorithm)
+
+
+def _with_memories(loss_fn: engine.LossFn, settings: ProjectionSettings) -> engine.LossFn:
+  return with_memory_batch_stats(loss_fn) if settings.memory_batch_stats else loss_fn
+
+
+def learn_update(algorithm: str, settings: ProjectionSettings) -> Update:
+  """(loss_fn, grad_transform) of a learning step of `algorithm` (an entry of LEARN_ALGORITHMS)."""
+  entry = LEARN_ALGORITHMS.get(algorithm)
+  loss_fn = _with_memories(learn_loss, settings) if entry.uses_memories else learn_loss
+  return loss_fn, entry.transform(settings)
 
 
 # ---------------------------------------------------------------------------------------
@@ -250,9 +346,9 @@ def learn_transform(algorithm: str, settings: ProjectionSettings) -> engine.Grad
 
 @dataclasses.dataclass(frozen=True)
 class UnlearnMethod:
-  """A continual unlearning method: its updates per iteration and its learning algorithm.
+  """A continual unlearning method: its updates per batch and its learning algorithm.
 
-  updates: (objective, projection) pairs applied in order at every iteration, each one
+  updates: (objective, projection) pairs applied in order to every batch, each one
     optimizer update (NegGEM: a gradient-ascent step, then a random-label step).
   learn_algorithm: how tasks are learned when config `learn_algorithm` is "auto".
   """
@@ -261,22 +357,28 @@ class UnlearnMethod:
   learn_algorithm: str
 
 
+# The thesis' methods, as its `Net.unlearn` runs them, and two variants of ours that add
+# NegGEM's random-label step to NegAGEM and ALT-NegGEM.
 METHODS: Registry[UnlearnMethod] = Registry("continual unlearning method")
 for _method in (
     UnlearnMethod("neggem", (("negative", "gem"), ("random_label", "gem")), "gem"),
-    UnlearnMethod("negagem", (("negative", "agem"), ("random_label", "agem")), "agem"),
+    UnlearnMethod("negagem", (("negative", "agem"),), "agem"),
     UnlearnMethod("rl_gem", (("random_label", "gem"),), "gem"),
     UnlearnMethod("rl_agem", (("random_label", "agem"),), "agem"),
-    UnlearnMethod("alt_neggem", (("negative", "gem_with_forget"),
-                                 ("random_label", "gem_with_forget")), "gem"),
+    UnlearnMethod("alt_neggem", (("negative", "gem_with_forget"),), "gem"),
     UnlearnMethod("neggrad_plus", (("negative", "neggrad_plus"),), "gem"),
+    UnlearnMethod("negagem_rl", (("negative", "agem"), ("random_label", "agem")), "agem"),
+    UnlearnMethod("alt_neggem_rl", (("negative", "gem_with_forget"),
+                                    ("random_label", "gem_with_forget")), "gem"),
 ):
   METHODS.register(_method.name)(_method)
 
 
-def unlearn_updates(method: UnlearnMethod, settings: ProjectionSettings) -> List[Update]:
-  """(loss_fn, grad_transform) of every update of one iteration of `method`."""
-  return [(OBJECTIVES.get(objective), PROJECTIONS.get(projection)(settings))
+def unlearn_updates(method: UnlearnMethod, settings: ProjectionSettings,
+                    loss_scale: float = 1.0) -> List[Update]:
+  """(loss_fn, grad_transform) of every update of one batch of `method`."""
+  return [(_with_memories(OBJECTIVES.get(objective)(loss_scale), settings),
+           PROJECTIONS.get(projection)(settings))
           for objective, projection in method.updates]
 
 
@@ -286,53 +388,67 @@ def _forget_slot(state: TrainState, name: str):
   return buf["x"][t], buf["y"][t], buf["weight"][t], buf["pos"][t]
 
 
-def unlearn_buffer_accuracy(forward: Forward, state: TrainState) -> jnp.ndarray:
-  """Task-masked accuracy on the forgotten task's unlearn buffer, in eval mode."""
+def unlearn_buffer_accuracy(forward: Forward, state: TrainState,
+                            train: bool = False) -> Tuple[jnp.ndarray, Any]:
+  """Task-masked accuracy on the forgotten task's unlearn buffer, and the running statistics
+  after that pass: unchanged in eval mode; in train mode (the thesis' check) the buffer is
+  normalised with its own statistics and the running statistics move."""
   x, y, w, _ = _forget_slot(state, "unlearn")
-  logits, _ = forward(state.params, state.batch_stats, x, train=False)
+  logits, batch_stats = forward(state.params, state.batch_stats, x, train=train)
   correct = (jnp.argmax(_masked(state, logits, y), -1) == y).astype(jnp.float32)
-  return engine.weighted_mean(correct, w)
+  return engine.weighted_mean(correct, w), batch_stats
 
 
-def unlearn_step(state: TrainState, batch: engine.Batch, *, forward: Forward,
-                 tx: optax.GradientTransformation, updates: Sequence[Update],
-                 threshold: float) -> Tuple[TrainState, engine.Metrics]:
-  """One unlearning iteration, skipped once the unlearn buffer's accuracy is <= threshold.
+# How the stop rule measures the unlearn buffer's accuracy (config.continual.stop_mode): in
+# eval mode (running statistics), or in train mode as the thesis' loop does (its model is in
+# train mode while it forgets).
+CHECK_MODES: Registry[bool] = Registry("stop-rule mode")
+CHECK_MODES.register("eval")(False)
+CHECK_MODES.register("train")(True)
 
-  The accuracy is measured (eval mode) before the iteration, as the thesis does before each
-  batch; a seed that has reached it keeps its state, so vmapped seeds stop independently.
+
+def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, forward: Forward,
+                 tx: optax.GradientTransformation, updates: Sequence[Update], threshold: float,
+                 train_mode_check: bool) -> Tuple[Tuple[TrainState, jnp.ndarray], engine.Metrics]:
+  """One batch of unlearning: check the stop rule, then (if not stopped) `updates` in order.
+
+  carry: (state, done); done is set once the unlearn buffer's accuracy, measured before the
+  batch (as the thesis does), is <= threshold, and from then on every step is a no-op, so
+  vmapped seeds stop independently. In train mode the check's pass moves BatchNorm's running
+  statistics, the stopping check's included (the thesis' loop), none after it.
   """
-  accuracy = unlearn_buffer_accuracy(forward, state)
-  go = accuracy > threshold
-  new, metrics = state, {}
+  state, done = carry
+  accuracy, checked_stats = unlearn_buffer_accuracy(forward, state, train=train_mode_check)
+  go = jnp.logical_not(done) & (accuracy > threshold)
+  checked = state.replace(batch_stats=checked_stats)
+  new, metrics = checked, {}
   for i, (loss_fn, transform) in enumerate(updates):
     new, m = engine.train_step(new, batch, forward=forward, tx=tx, loss_fn=loss_fn,
                                grad_transform=transform)
     metrics.update({f"update{i}_{k}": v for k, v in m.items()})
-  keep = lambda a, b: jnp.where(go, a, b)
-  # aux is constant (and holds the buffers): select only what an update changes.
-  state = state.replace(step=keep(new.step, state.step),
-                        params=jax.tree.map(keep, new.params, state.params),
-                        batch_stats=jax.tree.map(keep, new.batch_stats, state.batch_stats),
-                        opt_state=jax.tree.map(keep, new.opt_state, state.opt_state),
-                        rng=keep(new.rng, state.rng))
-  return state, {"buffer_accuracy": accuracy, "updated": go.astype(jnp.float32), **metrics}
+  pick = lambda cond, a, b: jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+  # aux is constant (and holds the buffers): select only what a step changes. A step that
+  # stops keeps the check's statistics; a step after the stop keeps everything.
+  stats = pick(go, new.batch_stats, pick(done, state.batch_stats, checked_stats))
+  state = state.replace(step=jnp.where(go, new.step, state.step),
+                        params=pick(go, new.params, state.params), batch_stats=stats,
+                        opt_state=pick(go, new.opt_state, state.opt_state),
+                        rng=jnp.where(go, new.rng, state.rng))
+  metrics = {"buffer_accuracy": accuracy, "updated": go.astype(jnp.float32), **metrics}
+  return (state, jnp.logical_not(go)), metrics
 
 
-def saliency_mask(forward: Forward, state: TrainState, fraction: float) -> PyTree:
-  """SalUn mask of the forgotten task: 1 on the top `fraction` of weights by |grad| of the
-  cross-entropy over its learn and unlearn buffers (each example counted once), else 0."""
-  lx, ly, lw, lpos = _forget_slot(state, "learn")
-  ux, uy, uw, upos = _forget_slot(state, "unlearn")
-  in_learn = jnp.any((upos[:, None] == lpos[None, :]) & (lw[None, :] > 0), axis=1)
-  grads = jax.grad(_buffer_loss, argnums=1)(
-      forward, state.params, state, jnp.concatenate([lx, ux]), jnp.concatenate([ly, uy]),
-      jnp.concatenate([lw, jnp.where(in_learn, 0.0, uw)]))
+def saliency_mask(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: engine.LossFn,
+                  fraction: float) -> PyTree:
+  """SalUn mask of the forgotten task: 1 on the top `fraction` of weights by |grad| of
+  `loss_fn` (the method's first objective) on `batch`, else 0."""
+  grads = jax.grad(lambda p: loss_fn(forward, p, state, batch, state.rng)[0])(state.params)
   return projection.topk_mask_tree(grads, fraction)
 
 
 def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation,
-                      updates: Sequence[Update], threshold: float) -> Callable:
-  """`unlearn_step` with its settings bound: (state, batch) -> (state, metrics)."""
+                      updates: Sequence[Update], threshold: float,
+                      train_mode_check: bool = False) -> Callable:
+  """`unlearn_step` with its settings bound: ((state, done), batch) -> ((state, done), metrics)."""
   return functools.partial(unlearn_step, forward=forward, tx=tx, updates=tuple(updates),
-                           threshold=threshold)
+                           threshold=threshold, train_mode_check=train_mode_check)

@@ -6,7 +6,8 @@ with one row per step and one column per task of the benchmark. "Initial" accura
 those of the model before the first step (random initialisation).
 
 - ACC, BWT, FWT: Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory for Continual
-  Learning", NeurIPS, Sec. 2, on the learning steps only.
+  Learning", NeurIPS, Sec. 2, on the learning steps only; BWT and FWT both as the paper
+  defines them and as GEM's released code computes them (`TRANSFER_AVERAGES`).
 - CL-ToW and CLU: the continual-unlearning metrics of the DROP-TABLE-CS407 thesis
   ("Machine Unlearning in Continual Learning"; docs/continual.md). CL-ToW carries the
   Tug-of-War score of Zhao et al. 2024 (arXiv:2406.01257) over to a sequence, comparing each
@@ -88,32 +89,49 @@ def average_accuracy(R) -> float:
   return float(np.mean(R[-1]))
 
 
-def backward_transfer(R) -> float:
+# How BWT and FWT are averaged. The paper (Lopez-Paz & Ranzato 2017, Sec. 2, eq. 2-3)
+# divides the T - 1 differences by T - 1; GEM's released code (metrics/metrics.py of
+# facebookresearch/GradientEpisodicMemory) builds T-vectors with a zero entry (the last task
+# for BWT, the first for FWT) and takes their mean, i.e. divides by T. Both are reported.
+TRANSFER_AVERAGES = ("paper", "gem_code")
+
+
+def _transfer_mean(differences: np.ndarray, num_tasks: int, average: str) -> float:
+  if average not in TRANSFER_AVERAGES:
+    raise ValueError(f"unknown transfer average {average!r}; valid choices: "
+                     f"{', '.join(TRANSFER_AVERAGES)}")
+  return float(np.sum(differences) / (num_tasks - 1 if average == "paper" else num_tasks))
+
+
+def backward_transfer(R, average: str = "paper") -> float:
   """BWT = (1/(T-1)) sum_{j<T-1} (R[T-1, j] - R[j, j]) (Lopez-Paz & Ranzato 2017, Sec. 2).
 
-  Negative values measure forgetting of earlier tasks. Needs T >= 2.
+  Negative values measure forgetting of earlier tasks. Needs T >= 2. average="gem_code"
+  divides the same sum by T, as GEM's released code does (`TRANSFER_AVERAGES`).
   """
   R = _square(R)
   if R.shape[0] < 2:
     raise ValueError("backward transfer needs at least 2 learned tasks")
-  return float(np.mean(R[-1, :-1] - np.diag(R)[:-1]))
+  return _transfer_mean(R[-1, :-1] - np.diag(R)[:-1], R.shape[0], average)
 
 
-def forward_transfer(R, initial) -> float:
+def forward_transfer(R, initial, average: str = "paper") -> float:
   """FWT = (1/(T-1)) sum_{j>0} (R[j-1, j] - b_j) (Lopez-Paz & Ranzato 2017, Sec. 2).
 
   b_j is the accuracy on task j of the model at random initialisation; R[j-1, j] is the
-  accuracy on task j just before learning it. Needs T >= 2.
+  accuracy on task j just before learning it. Needs T >= 2. average="gem_code" divides the
+  same sum by T, as GEM's released code does (`TRANSFER_AVERAGES`).
 
   Args:
     R: [T, T] learning matrix.
     initial: [T] initial accuracies b_j, in R's column order.
+    average: "paper" (divide by T - 1) or "gem_code" (divide by T).
   """
   R = _square(R)
   if R.shape[0] < 2:
     raise ValueError("forward transfer needs at least 2 learned tasks")
   initial = _accuracies("initial", initial, num_tasks=R.shape[0])
-  return float(np.mean(np.diag(R, k=1) - initial[1:]))
+  return _transfer_mean(np.diag(R, k=1) - initial[1:], R.shape[0], average)
 
 
 def transfer_metrics(acc, sequence: Sequence[Step], initial_acc) -> Dict[str, float]:
@@ -125,12 +143,16 @@ def transfer_metrics(acc, sequence: Sequence[Step], initial_acc) -> Dict[str, fl
     initial_acc: [num_tasks] accuracies of the randomly initialised model.
 
   Returns:
-    {"acc": ACC, "bwt": BWT, "fwt": FWT}.
+    {"acc": ACC, "bwt_paper", "bwt_gem_code", "fwt_paper", "fwt_gem_code"}: BWT and FWT
+    averaged both ways (`TRANSFER_AVERAGES`).
   """
   R, order = learning_matrix(acc, sequence)
-  initial = _accuracies("initial_acc", initial_acc, num_tasks=np.shape(acc)[1])
-  return {"acc": average_accuracy(R), "bwt": backward_transfer(R),
-          "fwt": forward_transfer(R, initial[order])}
+  initial = _accuracies("initial_acc", initial_acc, num_tasks=np.shape(acc)[1])[order]
+  out = {"acc": average_accuracy(R)}
+  for average in TRANSFER_AVERAGES:
+    out[f"bwt_{average}"] = backward_transfer(R, average)
+    out[f"fwt_{average}"] = forward_transfer(R, initial, average)
+  return out
 
 
 def cl_tow(train_acc, test_acc, sequence: Sequence[Step], initial_train_acc=None,

@@ -1,4 +1,5 @@
-"""Figures of a continual run: task-accuracy heat map, per-task curves, CL-ToW and CLU.
+"""Figures of a continual run (task-accuracy heat map, per-task curves, CL-ToW and CLU) and
+of a comparison of runs.
 
 Each function takes means (and 95% half widths) over seeds and writes one PNG atomically.
 """
@@ -15,10 +16,7 @@ def _save(fig, path: str) -> None:
 
 
 def _pyplot():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+  return io.pyplot()
 
 
 def accuracy_heatmap(mean: np.ndarray, step_labels: Sequence[str], path: str, title: str) -> None:
@@ -94,5 +92,54 @@ def unlearning_scores(step_labels: Sequence[str], cl_tow_rows: Sequence[int], to
   ax.set_ylim(0, 1.02)
   ax.set_xlabel("after step")
   ax.set_ylabel("CLU_mix")
+  fig.suptitle(title)
+  _save(fig, path)
+
+
+def _mean_half(leaf) -> tuple:
+  """Summary leaf (`results.summarize`) -> (mean, 95% half width) arrays; NaN where undefined."""
+  mean = np.asarray(leaf["mean"], float)
+  ci = leaf["ci95"]
+  if ci is None:
+    return mean, np.full_like(mean, np.nan)
+  return mean, np.asarray([np.nan if v is None else v for v in np.atleast_1d(ci)], float).reshape(mean.shape)
+
+
+def comparison(runs: Sequence, forget_labels: Sequence[str], chance: float, path: str, title: str) -> None:
+  """Runs side by side: CL-ToW at every forget step (left), final accuracies and CL-ToW (right).
+
+  runs: [(label, summary)] with each run's metrics.json "summary"; forget_labels: the forget
+  steps ("-4", ...); chance: a task's chance accuracy (a dotted line on the right).
+  """
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+  ax = axes[0]
+  spread = 0.3 / max(len(runs) - 1, 1)
+  for r, (label, summary) in enumerate(runs):
+    if "cl_tow" in summary:
+      mean, half = _mean_half(summary["cl_tow"])
+      x = np.arange(len(mean)) + (r - (len(runs) - 1) / 2) * spread
+      ax.errorbar(x, mean, yerr=np.nan_to_num(half), marker="o", ms=3, capsize=2, lw=1, label=label)
+  ax.set_xticks(range(len(forget_labels)))
+  ax.set_xticklabels(forget_labels)
+  ax.set_xlabel("forget step")
+  ax.set_ylabel("CL-ToW (mean, 95% interval)")
+  ax.set_ylim(0, 1.02)
+  ax.legend(fontsize=7)
+  ax = axes[1]
+  bars = (("final CL-ToW", "final_cl_tow"), ("retained, final", "final_retained_test_accuracy"),
+          ("forgotten, final", "final_forgotten_test_accuracy"))
+  width = 0.8 / len(bars)
+  x = np.arange(len(runs))
+  for j, (name, key) in enumerate(bars):
+    values = [_mean_half(summary[key]) if key in summary else (np.nan, np.nan) for _, summary in runs]
+    ax.bar(x + (j - (len(bars) - 1) / 2) * width, [float(m) for m, _ in values], width,
+           yerr=[float(np.nan_to_num(h)) for _, h in values], capsize=2, label=name)
+  ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+  ax.set_xticks(x)
+  ax.set_xticklabels([label for label, _ in runs], rotation=30, ha="right", fontsize=8)
+  ax.set_ylim(0, 1.02)
+  ax.set_ylabel("test accuracy / CL-ToW")
+  ax.legend(fontsize=7, loc="lower right")
   fig.suptitle(title)
   _save(fig, path)

@@ -11,7 +11,9 @@ at T = 20 (q = 5, h = 10, s = 5) they are exactly the thesis' lists:
 
   A4    learn 0..T-1, forget T-1..1 (task 0 stays).
         T=20: learn 0..19, forget 19..1.
-  B4    for each k: learn k, forget k, learn k again.
+  B4    learn 0, then for each k = 1..T-1: learn k, forget k, learn k again (3T - 2 steps;
+        task 0 is never forgotten).
+        T=20: 0, 1, -1, 1, 2, -2, 2, ..., 19, -19, 19 (58 steps).
   C4    learn 0..T-q-1, forget its last q tasks backwards (T-q-1..T-2q), learn T-q..T-1.
         T=20: learn 0..14, forget 14..10, learn 15..19.
   C4v2  learn 0..h-1, forget its last q tasks backwards (h-1..h-q), learn h..T-1.
@@ -25,7 +27,9 @@ at T = 20 (q = 5, h = 10, s = 5) they are exactly the thesis' lists:
   G4    learn 0..h-1, forget h-1..h-q, learn h..h+q-1, relearn h-q..h-1, learn h+q..T-1.
         T=20: learn 0..9, forget 9..5, learn 10..14, relearn 5..9, learn 15..19.
   H4    learn 0..T-1, forget task 0 and then the anchor tasks of D4 below T-1, ascending.
-        T=20: learn 0..19, forget 0, 4, 9, 14.
+        T=20: learn 0..19, forget 0, 4, 9, 14. (The thesis wrote this list as signed
+        integers, where -0 == 0 learns task 0 again instead of forgetting it; forgetting it
+        is what H4 is meant to test, so that is what it does here.)
   MIA   learn 0..h, forget h..1.
         T=20: learn 0..10, forget 10..1.
 
@@ -114,10 +118,10 @@ def a4(num_tasks: int, seed: int = 0) -> TaskSequence:
 
 @SEQUENCES.register("B4")
 def b4(num_tasks: int, seed: int = 0) -> TaskSequence:
-  """For each task k in turn: learn k, forget k, learn k again."""
+  """Learn task 0, then for each task k >= 1 in turn: learn k, forget k, learn k again."""
   del seed  # Deterministic.
   _check_num_tasks("B4", num_tasks)
-  return [Step(kind, k) for k in range(num_tasks) for kind in (LEARN, FORGET, LEARN)]
+  return _learn([0]) + [Step(kind, k) for k in range(1, num_tasks) for kind in (LEARN, FORGET, LEARN)]
 
 
 @SEQUENCES.register("C4")

@@ -8,23 +8,31 @@ from rum_jax.models.registry import MODELS
 
 
 class MLP(nn.Module):
-  """Flatten, ReLU dense layers of the given widths, linear head (float32 out; `dtype`: compute)."""
+  """Flatten, ReLU dense layers of the given widths, linear head (float32 out; `dtype`: compute).
+
+  batch_norm: BatchNorm after each hidden dense layer, before the ReLU (torch's momentum 0.1
+  and eps 1e-5, as the ResNets); off by default, when train and eval modes agree.
+  """
   num_classes: int
   hidden: Sequence[int] = (256, 256)
+  batch_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False, features: bool = False) -> jnp.ndarray:
-    del train  # no dropout or normalisation: train and eval modes agree
     x = x.reshape((x.shape[0], -1))
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+      x = nn.Dense(width, dtype=self.dtype)(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)(x)
+      x = nn.relu(x)
     if features:
       return x.astype(jnp.float32)
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
 @MODELS.register("mlp")
-def mlp(num_classes: int, hidden: Sequence[int] = (256, 256), dtype: Any = jnp.float32) -> nn.Module:
+def mlp(num_classes: int, hidden: Sequence[int] = (256, 256), batch_norm: bool = False,
+        dtype: Any = jnp.float32) -> nn.Module:
   """Registry entry `mlp`."""
-  return MLP(num_classes=num_classes, hidden=tuple(hidden), dtype=dtype)
+  return MLP(num_classes=num_classes, hidden=tuple(hidden), batch_norm=batch_norm, dtype=dtype)

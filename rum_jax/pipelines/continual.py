@@ -11,13 +11,15 @@ devices). Every step is the one training engine:
   unlearn buffers are chosen (`buffers`, by memorization scores from
   `config.continual.scores` or, by default, by the one-run confidence proxy recorded while
   the task was learned);
-- forget task t: iterations of the unlearning method over batches of t's buffers until the
-  accuracy on its unlearn buffer (eval mode) is <= chance + `stop_above_chance`, or
-  `unlearn_max_epochs` passes over the buffers; t then leaves the constraint set.
+- forget task t: batches of the unlearning method over t's buffers (`buffers.FORGET_BATCHES`)
+  until the accuracy on its unlearn buffer (measured before each batch, in
+  `stop_mode`) is <= chance + the method's `stop_above_chance`, or `unlearn_max_epochs`
+  passes over the buffers; t then leaves the constraint set.
 
-The optimizer is plain SGD, as in GEM, started fresh at every step (learning rate `lr` for
-learning, `unlearn_lr` for unlearning). Plain SGD also makes the padding steps of a fixed
-shape plan (seeds and tasks with fewer examples) exact no-ops: their gradient is 0.
+The optimizer is plain SGD, as in GEM, started fresh at every step (learning rate
+config.continual.learn.<algorithm>.lr for learning, config.continual.unlearn.<method>.lr for
+unlearning). Plain SGD also makes the padding steps of a fixed shape plan (seeds and tasks
+with fewer examples) exact no-ops: their gradient is 0.
 
 Written into the work directory (the per-step files after every step):
   config.json                   the resolved config
@@ -27,9 +29,10 @@ Written into the work directory (the per-step files after every step):
                                 on the task's unlearn buffer
   progress.json                 the steps done so far and what each did (unlearning
                                 iterations, whether the threshold was reached)
-  metrics.json / metrics.csv    at the end: ACC/BWT/FWT, CL-ToW at every forget step, CLU_mix
-                                after every step, final retained/forgotten accuracies; per
-                                seed and mean with 95% t-interval
+  metrics.json / metrics.csv    at the end: ACC, BWT/FWT both ways (paper, GEM's code),
+                                CL-ToW at every forget step, CLU_mix after every step,
+                                retained/forgotten accuracies; per seed and mean with 95%
+                                t-interval
   curves.csv                    CL-ToW and CLU_mix per step, mean and 95% half width
   matrices.npz                  every per-step matrix [seeds, steps + 1, tasks] (row 0: the
                                 initial model), task classes, buffers (ORIGINAL indices)
@@ -48,7 +51,7 @@ from absl import logging
 from rum_jax import io, results, workdir as workdir_lib
 from rum_jax.checks import ConfigError
 from rum_jax.continual import buffers, methods, metrics as cl_metrics, plots, sequences, tasks
-from rum_jax.continual.config import learn_algorithm
+from rum_jax.continual import config as continual_config
 from rum_jax.evaluation import mia
 from rum_jax.memorization import files as score_files, proxies
 from rum_jax.training import engine, loop, optim, plans
@@ -79,16 +82,19 @@ def _empty_buffer(num_seeds: int, num_tasks: int, size: int, x: np.ndarray) -> D
           "pos": np.zeros((num_seeds, num_tasks, size), np.int32)}
 
 
-def initial_aux(layout: tasks.TaskLayout, padded: int, params: Any, c: ml_collections.ConfigDict,
+def initial_aux(layout: tasks.TaskLayout, padded: int, params: Any, capacity: tuple,
                 train_x: np.ndarray) -> Dict[str, Any]:
-  """The per-seed constants of `methods` for a run that has learned nothing yet."""
+  """The per-seed constants of `methods` for a run that has learned nothing yet.
+
+  capacity: (learn buffer size, unlearn buffer size) per task.
+  """
   t = layout.num_tasks
   return {"class_task": _pad(layout.class_task(), padded),
           "task_classes": _pad(layout.task_classes(), padded),
           "active": np.zeros((padded, t), bool),
           "forget_task": np.zeros(padded, np.int32),
-          "learn": _empty_buffer(padded, t, c.memories, train_x),
-          "unlearn": _empty_buffer(padded, t, c.unlearn_memories, train_x),
+          "learn": _empty_buffer(padded, t, capacity[0], train_x),
+          "unlearn": _empty_buffer(padded, t, capacity[1], train_x),
           "salun_mask": jax.tree.map(lambda p: np.ones(np.shape(p), np.float32), params)}
 
 
@@ -121,22 +127,34 @@ def _sgd(runner, lr: float):
 def _learn_program(runner, forward, tx, algorithm: str, settings: methods.ProjectionSettings, augment: bool):
   """(states, plan, data) -> (states, metrics): one epoch of learning."""
   from rum_jax.data.augment import random_crop_flip
-  return loop.make_epoch_fn(runner, forward, tx, loss_fn=methods.learn_loss,
-                            grad_transform=methods.learn_transform(algorithm, settings),
+  loss_fn, transform = methods.learn_update(algorithm, settings)
+  return loop.make_epoch_fn(runner, forward, tx, loss_fn=loss_fn, grad_transform=transform,
                             augment=random_crop_flip if augment else None)
 
 
 def _unlearn_program(runner, forward, tx, method_name: str, settings: methods.ProjectionSettings,
-                     threshold: float):
-  """(states, plan, data) -> (states, metrics): one pass of unlearning."""
-  updates = methods.unlearn_updates(methods.METHODS.get(method_name), settings)
-  step = methods.make_unlearn_step(forward, tx, updates, threshold)
-  return runner.map(lambda state, plan, data: engine.run_plan(state, data, plan, step), n_seeded=2, donate=True)
+                     loss_scale: float, threshold: float, train_mode_check: bool):
+  """(states, done, plan, data) -> (states, done, metrics): one pass of unlearning; `done`
+  [seeds] marks the seeds that have reached the stop rule (they stay as they are)."""
+  updates = methods.unlearn_updates(methods.METHODS.get(method_name), settings, loss_scale)
+  step = methods.make_unlearn_step(forward, tx, updates, threshold, train_mode_check)
+
+  def one_seed(state, done, plan, data):
+    (state, done), metrics = engine.run_plan((state, done), data, plan, step)
+    return state, done, metrics
+  return runner.map(one_seed, n_seeded=3, donate=True)
 
 
-def _saliency_program(runner, forward, fraction: float):
-  """states -> SalUn masks of the task being forgotten (aux["forget_task"])."""
-  return runner.map(lambda st: methods.saliency_mask(forward, st, fraction), n_seeded=1)
+def _saliency_program(runner, forward, method_name: str, loss_scale: float, fraction: float):
+  """(states, one-step plan, data) -> SalUn masks of the task being forgotten, from the
+  gradient of the method's first objective on the plan's batch."""
+  objective = methods.METHODS.get(method_name).updates[0][0]
+  loss_fn = methods.OBJECTIVES.get(objective)(loss_scale)
+
+  def one_seed(state, plan, data):
+    batch = {name: engine.gather(data, p["idx"][0], p["weight"][0]) for name, p in plan.items()}
+    return methods.saliency_mask(forward, state, batch, loss_fn, fraction)
+  return runner.map(one_seed, n_seeded=2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,6 +170,9 @@ class ContinualRun:
     ds = setup.dataset
     self.runner = setup.runner
     self.num_seeds, self.padded = self.runner.num_seeds, self.runner.padded_seeds
+    if c.classes_per_task > ds.num_classes // 2:
+      raise ConfigError(f"config.continual.classes_per_task={c.classes_per_task} leaves fewer than 2 tasks of "
+                        f"{ds.name}'s {ds.num_classes} classes; use at most {ds.num_classes // 2}")
     num_tasks = c.num_tasks or ds.num_classes // c.classes_per_task
     if num_tasks * c.classes_per_task > ds.num_classes:
       raise ConfigError(f"config.continual.num_tasks={num_tasks} tasks of {c.classes_per_task} "
@@ -165,16 +186,18 @@ class ContinualRun:
                                             self.num_seeds, config.seed)
     self.class_task = self.layout.class_task()
     self.train_pos = self.layout.positions(ds.train.y)  # [S][T]
-    self.chance = 1.0 / c.classes_per_task
-    self.threshold = self.chance + c.stop_above_chance
     self.method = methods.METHODS.get(c.algorithm)
-    self.learn_algorithm = learn_algorithm(config)
+    self.learn_algorithm = continual_config.learn_algorithm(config)
+    self.learning = continual_config.learn_section(config)  # lr, buffer sizes
+    self.unlearning = continual_config.unlearn_section(config)  # the method's settings
+    self.capacity = (self.learning.memories, self.learning.unlearn_memories)
+    self.chance = 1.0 / c.classes_per_task
+    self.threshold = self.chance + self.unlearning.stop_above_chance
     self.file_scores = self._load_scores()
     self.forward = setup.forward
-    self.learn_tx = self.runner.compiled(_sgd, c.lr)
-    self.unlearn_tx = self.runner.compiled(_sgd, c.unlearn_lr)
+    self.learn_tx = self.runner.compiled(_sgd, self.learning.lr)
+    self.unlearn_tx = self.runner.compiled(_sgd, self.unlearning.lr)
     self.learn_steps = math.ceil(max(len(p) for seed in self.train_pos for p in seed) / c.batch_size)
-    self.pass_steps = math.ceil((c.memories + c.unlearn_memories) / c.unlearn_batch_size)
     self.step_labels = ["init"] + [str(s) for s in self.sequence]
 
   # -- pieces ------------------------------------------------------------------------------
@@ -194,26 +217,33 @@ class ContinualRun:
   def learn_program(self):
     """(states, plan, data) -> (states, metrics): one epoch of learning, compiled once."""
     c = self.c
+    settings = methods.ProjectionSettings(c.margin, c.eps, c.agem_ref_size,
+                                          memory_batch_stats=c.memory_batch_stats)
     return self.runner.compiled(_learn_program, self.forward, self.learn_tx, self.learn_algorithm,
-                                methods.ProjectionSettings(c.margin, c.eps, c.agem_ref_size),
-                                bool(self.config.data.augment))
+                                settings, bool(self.config.data.augment))
 
   @property
   def unlearn_program(self):
-    """(states, plan, data) -> (states, metrics): one pass of unlearning, compiled once."""
-    c = self.c
-    settings = methods.ProjectionSettings(c.unlearn_margin, c.eps, c.agem_ref_size, c.alpha, c.salun > 0)
-    return self.runner.compiled(_unlearn_program, self.forward, self.unlearn_tx, self.method.name, settings,
-                                self.threshold)
+    """(states, done, plan, data) -> (states, done, metrics): one pass of unlearning,
+    compiled once."""
+    c, u = self.c, self.unlearning
+    settings = methods.ProjectionSettings(
+        c.unlearn_margin, c.eps, c.agem_ref_size, u.get("alpha", methods.ProjectionSettings.alpha),
+        masked=u.salun > 0, memory_batch_stats=c.memory_batch_stats)
+    return self.runner.compiled(_unlearn_program, self.forward, self.unlearn_tx, self.method.name,
+                                settings, float(u.loss_scale), self.threshold,
+                                methods.CHECK_MODES.get(c.stop_mode))
 
   @property
   def saliency_program(self):
-    """states -> SalUn masks of the task being forgotten (aux["forget_task"])."""
-    return self.runner.compiled(_saliency_program, self.forward, self.c.salun)
+    """(states, one-step plan, data) -> SalUn masks of the task being forgotten."""
+    u = self.unlearning
+    return self.runner.compiled(_saliency_program, self.forward, self.method.name,
+                                float(u.loss_scale), u.salun)
 
   def initial_states(self):
     states = self.setup.init_states(self.learn_tx, self.config.seed)
-    return _with_aux(states, **initial_aux(self.layout, self.padded, states.params, self.c,
+    return _with_aux(states, **initial_aux(self.layout, self.padded, states.params, self.capacity,
                                            self.setup.dataset.train.x))
 
   # -- steps -------------------------------------------------------------------------------
@@ -228,7 +258,9 @@ class ContinualRun:
     def plan_fn(epoch):
       rngs = [plans.epoch_rng(self.config.seed, s, i * c.epochs + epoch, "learn")
               for s in range(self.num_seeds)]
-      return {"train": plans.stream_plan(positions, c.batch_size, rngs, steps=self.learn_steps)}
+      # Every batch full: a task smaller than the largest one repeats a few of its examples
+      # in its last batches, so no padding row enters BatchNorm's batch statistics.
+      return {"train": plans.stream_plan(positions, c.batch_size, rngs, steps=self.learn_steps, cycle=True)}
 
     events = proxies.EventSums(self.num_seeds, len(ds.train))
     states, history = loop.fit(states, runner=self.runner, epoch_fn=self.learn_program,
@@ -251,8 +283,8 @@ class ContinualRun:
       src = s if s < self.num_seeds else 0  # padded seeds copy seed 0
       candidates = self.train_pos[src][task]
       rng = np.random.default_rng([self.config.seed, src, i, _BUFFER_STREAM])
-      for name, size, kind, split in (("learn", c.memories, c.learn_buffer_kind, c.learn_buffer_split),
-                                      ("unlearn", c.unlearn_memories, c.unlearn_buffer_kind,
+      for name, size, kind, split in (("learn", self.capacity[0], c.learn_buffer_kind, c.learn_buffer_split),
+                                      ("unlearn", self.capacity[1], c.unlearn_buffer_kind,
                                        c.unlearn_buffer_split)):
         chosen = buffers.select_buffer(candidates, size, kind, split,
                                        None if scores is None else scores[src][candidates], rng)
@@ -263,33 +295,41 @@ class ContinualRun:
   def forget(self, states, i: int, task: int, retained) -> tuple:
     """Step i forgets `task` over its buffers, projected against the `retained` tasks, until
     its unlearn buffer's accuracy is <= the threshold or after unlearn_max_epochs passes."""
-    c = self.c
+    c, u = self.c, self.unlearning
     states = _with_aux(states, active=_task_mask(retained, self.num_tasks, self.padded),
                        forget_task=np.full(self.padded, task, np.int32))
     states = _fresh_optimizer(self.runner, states, self.unlearn_tx)
-    if c.salun > 0:
-      states = _with_aux(states, salun_mask=self.runner.to_host(
-          self.saliency_program(self.runner.shard(states)), keep_padding=True))
-    learn, unlearn = states.aux["learn"], states.aux["unlearn"]
-    positions = [np.union1d(learn["pos"][s, task][learn["weight"][s, task] > 0],
-                            unlearn["pos"][s, task][unlearn["weight"][s, task] > 0])
-                 for s in range(self.num_seeds)]
-    device_states = self.runner.shard(states)
-    iterations = np.zeros(self.num_seeds, np.int64)
-    for p in range(c.unlearn_max_epochs):
+    real = lambda buf, s: buf["pos"][s, task][buf["weight"][s, task] > 0]
+    learn = [real(states.aux["learn"], s) for s in range(self.num_seeds)]
+    unlearn = [real(states.aux["unlearn"], s) for s in range(self.num_seeds)]
+    batches = buffers.FORGET_BATCHES.get(c.forget_batches)
+
+    def plan_of(p):
       rngs = [plans.epoch_rng(self.config.seed, s, i * c.unlearn_max_epochs + p, "forget")
               for s in range(self.num_seeds)]
-      plan = {"forget": plans.stream_plan(positions, c.unlearn_batch_size, rngs,
-                                          steps=self.pass_steps, cycle=True)}
-      device_states, m = self.unlearn_program(device_states, self.runner.shard(plan), self.data)
-      updated = self.runner.to_host(m)["updated"]
-      iterations += updated.sum(1).astype(np.int64)
-      if not updated[:, -1].any():  # every seed reached the threshold during this pass
+      return batches(learn, unlearn, u.batch_size, rngs, self.capacity)
+
+    plan = plan_of(0)
+    if u.salun > 0:
+      mask_plan = buffers.SALIENCY_BATCHES.get(c.salun_batch)(plan, learn, unlearn, self.capacity)
+      masks = self.saliency_program(self.runner.shard(states), self.runner.shard(mask_plan), self.data)
+      states = _with_aux(states, salun_mask=self.runner.to_host(masks, keep_padding=True))
+    device_states = self.runner.shard(states)
+    done = self.runner.shard(np.zeros(self.num_seeds, bool))
+    iterations = np.zeros(self.num_seeds, np.int64)
+    for p in range(c.unlearn_max_epochs):
+      if p > 0:
+        plan = plan_of(p)
+      device_states, done, m = self.unlearn_program(device_states, done, self.runner.shard(plan), self.data)
+      iterations += self.runner.to_host(m)["updated"].sum(1).astype(np.int64)
+      if self.runner.to_host(done).all():  # every seed reached the threshold
         break
+    reached = self.runner.to_host(done)
     states = self.runner.to_host(device_states, keep_padding=True)
     loop.check_finite_weights(states.params, self.num_seeds, f"forgetting task {task} (step {i + 1})",
-                              "the checkpoint of the previous step is kept. Lower config.continual.unlearn_lr.")
-    return states, {"iterations": iterations.tolist()}
+                              "the checkpoint of the previous step is kept. Lower "
+                              f"config.continual.unlearn.{self.method.name}.lr.")
+    return states, {"iterations": iterations.tolist(), "reached_threshold": reached.tolist()}
 
   # -- evaluation --------------------------------------------------------------------------
 
@@ -356,6 +396,7 @@ class ContinualRun:
       if forget_rows:
         tow = cl_metrics.cl_tow(train, test, seq, m["train_accuracy"][s, 0], m["test_accuracy"][s, 0])
         entry["cl_tow"] = tow[forget_rows].tolist()
+        entry["final_cl_tow"] = float(tow[forget_rows[-1]])
         entry["mean_cl_tow"] = float(np.mean(tow[forget_rows]))
       clu = cl_metrics.clu(train, seq, self.chance, self.c.clu_beta)
       entry["clu_mix"] = clu.tolist()
@@ -363,6 +404,9 @@ class ContinualRun:
       mean = lambda values: float(np.mean(values)) if len(values) else float("nan")
       entry["final_retained_test_accuracy"] = mean(test[-1, retained])
       entry["retained_test_accuracy_after_learning"] = mean([test[learned_at[k], k] for k in retained])
+      if forget_rows and forget_rows[0] > 0:
+        # A4: task 0 after all tasks are learned, the thesis' "task 0 at step 19".
+        entry["retained_test_accuracy_before_forgetting"] = mean(test[forget_rows[0] - 1, retained])
       entry["final_forgotten_test_accuracy"] = mean(test[-1, forgotten])
       entry["final_forgotten_train_accuracy"] = mean(train[-1, forgotten])
       per_seed.append(entry)
@@ -454,6 +498,77 @@ class ContinualRun:
     logging.info("[continual] %s", {k: round(v["mean"], 4) for k, v in final["summary"].items()
                                     if isinstance(v.get("mean"), float)})
     return final
+
+
+# ---------------------------------------------------------------------------------------
+# Comparing finished runs (one row per run, e.g. the thesis presets of every method).
+
+COMPARISON_COLUMNS = (
+    ("ACC after learning", "acc"),
+    ("final CL-ToW", "final_cl_tow"),
+    ("mean CL-ToW", "mean_cl_tow"),
+    ("final CLU_mix", "final_clu_mix"),
+    ("retained, before forgetting", "retained_test_accuracy_before_forgetting"),
+    ("retained, final", "final_retained_test_accuracy"),
+    ("forgotten, final", "final_forgotten_test_accuracy"),
+)
+
+
+def _ranks(values) -> list:
+  """1 = the largest value."""
+  order = np.argsort(-np.asarray(values, float), kind="stable")
+  ranks = np.empty(len(order), int)
+  ranks[order] = np.arange(1, len(order) + 1)
+  return ranks.tolist()
+
+
+def compare_runs(runs, out_prefix: str, title: str, reference=None, failed=None) -> str:
+  """A table and a figure of finished continual runs, one row per run.
+
+  Args:
+    runs: [(label, metrics)] with each run's metrics.json contents (`run_continual`).
+    out_prefix: writes <out_prefix>.md, .csv (means and 95% half widths) and .png.
+    title: the table's heading and the figure's title.
+    reference: optional {label: {"final_cl_tow": x, "mean_cl_tow": y}}, published values
+      shown beside ours with both rankings by final CL-ToW.
+    failed: optional {label: reason} of runs that did not finish, listed below the table.
+
+  Returns:
+    The markdown text.
+  """
+  header = ["run"] + [name for name, _ in COMPARISON_COLUMNS]
+  rows, csv_rows = [], []
+  for label, metrics in runs:
+    summary = metrics["summary"]
+    rows.append([label] + [results.cell(summary[key], scale=1.0, digits=3) if key in summary else "-"
+                           for _, key in COMPARISON_COLUMNS])
+    csv_row = {"run": label, "seeds": len(metrics["per_seed"])}
+    for _, key in COMPARISON_COLUMNS:
+      if key in summary:
+        csv_row[f"{key}_mean"] = summary[key]["mean"]
+        csv_row[f"{key}_ci95"] = summary[key]["ci95"]
+    csv_rows.append(csv_row)
+  seeds = sorted({len(m["per_seed"]) for _, m in runs})
+  text = (f"### {title}\n\nMeans over {', '.join(map(str, seeds))} seeds with 95% t-intervals; "
+          "accuracies are test accuracies (fractions).\n\n" + results.markdown_table(header, rows))
+  for label, reason in (failed or {}).items():
+    text += f"\n{label}: not finished, {reason}\n"
+  if reference:
+    labels = [label for label, _ in runs if label in reference]
+    ours = [dict(runs)[label]["summary"]["final_cl_tow"]["mean"] for label in labels]
+    theirs = [reference[label]["final_cl_tow"] for label in labels]
+    rank_rows = [[label, f"{o:.3f}", r_o, f"{t:.3f}", f"{reference[label]['mean_cl_tow']:.3f}", r_t]
+                 for label, o, r_o, t, r_t in zip(labels, ours, _ranks(ours), theirs, _ranks(theirs))]
+    text += ("\nRanking by final CL-ToW, ours against the thesis' (its Split CIFAR-100 A4 runs):\n\n"
+             + results.markdown_table(["run", "final CL-ToW (ours)", "rank", "final CL-ToW (thesis)",
+                                       "mean CL-ToW (thesis)", "rank (thesis)"], rank_rows))
+  io.write_text(out_prefix + ".md", text)
+  io.write_csv(out_prefix + ".csv", csv_rows)
+  first = runs[0][1]
+  steps = first["sequence"].split(",")
+  plots.comparison([(label, m["summary"]) for label, m in runs], [steps[i] for i in first["forget_steps"]],
+                   first["chance"], out_prefix + ".png", title)
+  return text
 
 
 def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
