@@ -2,6 +2,7 @@
 import math
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
@@ -313,3 +314,36 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   drop_timing = lambda t: [line for line in t.splitlines() if "wall-clock" not in line]
   assert drop_timing(again) == drop_timing(text)
   assert len(io.read_json(timings)["invocations"]) == 3 and "over 3 invocation(s)" in again
+
+  # The strong metric added to the finished study scores the mix set without redoing any run.
+  strong = _study_config(results_dir)
+  strong.study.forgetting_levels = ("mix",)
+  strong.forgetting = ml_collections.ConfigDict(dict(methods=tuple(strong.study.methods), num_models=4,
+                                                     shadow_models=16, chunk_size=8, seed=0, svc_targets=4,
+                                                     results_dir=""))
+  tried.clear()
+  scored = commands.evaluate(workdir, strong)
+  assert sorted(tried) == ["neggrad_plus", "neggrad_plus", "rum_f_neggrad_plus"]
+  record = io.read_json(os.path.join(workdir, "sets", "memorization_mix", "forgetting", "forgetting.json"))
+  assert record["num_models"] == 4 and record["forget_size"] == 30
+  forget = np.load(os.path.join(workdir, "sets", "memorization_mix", "forget_set.npz"))["forget_positions"][0]
+  epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "forgetting", "epsilons.npz"))
+  np.testing.assert_array_equal(epsilons["position"], np.sort(forget))  # seed 0's forget set
+  rows = {r["model"]: r for r in record["rows"]}
+  assert "## Forgetting score and U-LiRA, forget sets by memorization (seed 0)" in scored
+  for name in ("retrain", "neggrad", "neggrad_plus"):
+    r = rows[name]
+    assert 0.0 <= r["forget_score"] <= 1.0 and 0.0 <= r["ulira_auc"] <= 1.0
+    assert f"F {r['forget_score']:.3f} ± {r['forget_score_ci95']:.3f}, AUC {r['ulira_auc']:.3f}" in scored
+  assert io.read_json(os.path.join(workdir, "study.json"))["forgetting"]["memorization"]["mix"]["num_models"] == 4
+
+
+def test_strong_claims_compare_forgetting_scores_of_high_and_low_sets():
+  def level(scores):
+    return {"rows": {m: {"forget_score": f, "forget_score_ci95": h} for m, (f, h) in scores.items()}}
+  strong = {"memorization": {"low": level({"a": (0.30, 0.03), "b": (0.10, 0.04), "c": (0.2, 0.1)}),
+                             "high": level({"a": (0.10, 0.04), "b": (0.20, 0.03), "c": (0.25, 0.1)})}}
+  # a: -0.20 ± 0.05 (hypot of 0.03 and 0.04), b: +0.10 ± 0.05, c: +0.05 ± 0.141
+  assert study.strong_claims(strong, ["a", "b", "c"]) == [
+      "- memorization, forgetting score F (seed 0), high - low memorization: lower for a; higher for b; "
+      "not distinguishable for c."]

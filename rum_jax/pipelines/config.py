@@ -31,6 +31,14 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
   checks.require(all(f in mia.FEATURES for f in features),
                  f"config.study.mia_features {features!r} has an unknown feature; valid choices: "
                  f"{', '.join(mia.FEATURES)} (empty = all)")
+  strong = s.get("forgetting_levels", ())
+  strong = (checks.distinct_choices(strong, "study.forgetting_levels", LEVELS, "forget-set levels")
+            if strong else [])
+  checks.require(set(strong) <= set(levels), f"config.study.forgetting_levels {list(strong)} must be among "
+                 f"config.study.levels {list(levels)}")
+  checks.require(not strong or "forgetting" in config,
+                 "config.study.forgetting_levels needs a config.forgetting section (bank sizes; "
+                 "configs/forgetting_digits.py has one)")
   for key in ("proxy", "results_dir", "scores"):
     checks.string(s.get(key), f"study.{key}", "a string (empty for none)")
   checks.require(not s.proxy or s.proxy in SCORE_NAMES,

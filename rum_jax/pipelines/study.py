@@ -45,7 +45,7 @@ from absl import logging
 
 from rum_jax import io, provenance, results, workdir as workdir_lib
 from rum_jax.evaluation.tow import tow
-from rum_jax.pipelines import evaluation, memorization, sweep, training, unlearning
+from rum_jax.pipelines import evaluation, forgetting, memorization, sweep, training, unlearning
 from rum_jax.training import loop
 from rum_jax.training.config import training_config
 from rum_jax.training.setup import Setup
@@ -101,7 +101,7 @@ def set_config(config: ml_collections.ConfigDict, workdir: str, source: str, key
   """The unlearn.py config of one run: the study's data/model/training/unlearning settings, the
   forget set `level` by `source`, the shared original model, and unlearn.method = `method`."""
   d = config.to_dict()
-  for field in ("study", "mode", "memorization", "proxies"):
+  for field in ("study", "mode", "memorization", "proxies", "forgetting"):
     d.pop(field, None)  # not part of an unlearning run: changing them must not invalidate it
   d["forget"].update(kind=MEMORIZATION if source == MEMORIZATION else "proxy", level=level,
                      scores=os.path.abspath(_scores_path(config, workdir, source)),
@@ -182,6 +182,26 @@ def _models(set_dir: str) -> Dict[str, Dict[str, Any]]:
   return io.read_json(os.path.join(set_dir, "evaluation.json"))["models"]
 
 
+def _strong_metric(config: ml_collections.ConfigDict, workdir: str, source: str, key: str, level: str,
+                   prep: unlearning.Prepared, tuned_level: Dict[str, Dict[str, Any]], overwrite: bool,
+                   timings: Dict[str, float]) -> None:
+  """The challenge score and U-LiRA (pipelines/forgetting.py) of every study method, with its
+  tuned settings, on seed 0's original model and forget set of one set: banks of
+  config.forgetting.num_models models in sets/<set>/forgetting, one shadow bank shared by every
+  set (they have one size) in <workdir>/shadow."""
+  t0 = time.time()
+  cfg = set_config(config, workdir, source, key, level, config.study.methods[0])
+  for method in config.study.methods:
+    cfg = sweep.tuned(cfg, method, tuned_level[method]["point"])
+  cfg.forgetting = ml_collections.ConfigDict(config.forgetting.to_dict())
+  cfg.forgetting.methods = ("retrain",) + tuple(config.study.methods)  # retrain: the best F at this N
+  cfg.forgetting.results_dir = ""
+  set_dir = os.path.join(workdir, "sets", f"{source}_{level}")
+  forgetting.evaluate_forget_set(cfg, os.path.join(set_dir, "forgetting"), prep.forget[0], original=prep.original,
+                                 shadow_dir=os.path.join(workdir, "shadow"), overwrite=overwrite)
+  timings[f"{source}_{level}/forgetting"] = time.time() - t0
+
+
 def auto_plan(tuning: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str]) -> Dict[str, str]:
   """Per level, the method with the highest mean ToW on that level's VALIDATION forget set (its
   tuned settings); "none" when the original model (unlearning nothing) scores higher there.
@@ -213,7 +233,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   failures: Dict[str, str] = {}
   s = config.study
   workdir_lib.prepare(workdir, config, overwrite, clear=(),
-                      ignore=[k for k in workdir_lib.flatten(config) if k.startswith(("study.", "unlearn.", "sweep."))],
+                      ignore=[k for k in workdir_lib.flatten(config)
+              if k.startswith(("study.", "unlearn.", "sweep.", "forgetting."))],
                       outputs=("sets", "study.json"))
   original_dir = workdir_lib.original_dir(workdir)
   t0 = time.time()
@@ -249,6 +270,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
     tuned[source] = {level: {m: {"point": t["points"][t["chosen"]], "validation_tow": t["validation_tow"]}
                              for m, t in by_method.items()}
                      for level, by_method in tuning.items()}
+    for level in s.get("forgetting_levels", ()):
+      if level != "mix":
+        _strong_metric(config, workdir, source, key, level, preps[level], tuned[source][level], overwrite, timings)
     if "mix" not in s.levels:
       continue
     mix_config = set_config(config, workdir, source, key, "mix", s.methods[0])
@@ -271,6 +295,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
     if s.get("shuffle", True):
       _run(preps["mix"], _rum_config(mix_config, SHUFFLE_NAME, plan, refine="shuffle"), overwrite, timings, failures)
     evaluate(set_dirs["mix"])
+    if "mix" in s.get("forgetting_levels", ()):
+      _strong_metric(config, workdir, source, key, "mix", preps["mix"], tuned[source]["mix"], overwrite, timings)
   return write_study(config, workdir, plans, tuned, timings.invocations(), timings.commands(), failures)
 
 
@@ -400,6 +426,65 @@ def claims(collected: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[st
   return lines
 
 
+def _strong_records(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Dict[str, Dict[str, Any]]]:
+  """source -> level -> {"num_models", "shadow_models", "rows": model -> forgetting.json row} of the
+  sets scored by the strong metric (config.study.forgetting_levels)."""
+  out: Dict[str, Dict[str, Dict[str, Any]]] = {}
+  for source, _ in _sources(config):
+    for level in config.study.get("forgetting_levels", ()):
+      record = io.read_json(os.path.join(workdir, "sets", f"{source}_{level}", "forgetting", "forgetting.json"))
+      out.setdefault(source, {})[level] = {"num_models": record["num_models"],
+                                           "shadow_models": record["shadow_models"],
+                                           "rows": {r["model"]: r for r in record["rows"]}}
+  return out
+
+
+def _strong_lines(source: str, by_level: Dict[str, Dict[str, Any]], methods: Sequence[str]) -> List[str]:
+  levels = [level for level in LEVEL_ORDER if level in by_level]
+  first = by_level[levels[0]]
+  lines = [f"## Forgetting score and U-LiRA, forget sets by {source} (seed 0)", "",
+           f"The NeurIPS 2023 challenge's forgetting score F (mean points over the forget examples ± 95% "
+           f"interval over them; {first['num_models']} unlearned vs {first['num_models']} retrained models from "
+           f"seed 0's original model and forget set, each method with its tuned settings) and U-LiRA's AUC "
+           f"({first['shadow_models']} shadow models; 0.5 = indistinguishable from never trained on). "
+           f"docs/forgetting.md defines both. 'retrain' is retraining judged the same way: the best F that "
+           f"this number of models can show.", ""]
+  cells = []
+  for name in ["retrain"] + list(methods):
+    row = [name]
+    for level in levels:
+      r = by_level[level]["rows"].get(name)
+      if r is None or "forget_score" not in r:
+        row.append("n/a")
+        continue
+      auc = f", AUC {r['ulira_auc']:.3f}" if "ulira_auc" in r else ""
+      row.append(f"F {r['forget_score']:.3f} ± {r['forget_score_ci95']:.3f}{auc}")
+    cells.append(row)
+  return lines + [results.markdown_table(["method"] + levels, cells), ""]
+
+
+def strong_claims(strong: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str]) -> List[str]:
+  """'Harder when more memorized' by the forgetting score: F(high) - F(low) per method, with a 95%
+  interval from the two sets' intervals over their examples (independent sets: the half widths
+  add in quadrature)."""
+  lines = []
+  for source, by_level in strong.items():
+    if "low" not in by_level or "high" not in by_level:
+      continue
+    outcome: Dict[str, List[str]] = {}
+    for m in methods:
+      low, high = by_level["low"]["rows"].get(m, {}), by_level["high"]["rows"].get(m, {})
+      if "forget_score" in low and "forget_score" in high:
+        mean = high["forget_score"] - low["forget_score"]
+        half = float(np.hypot(high["forget_score_ci95"], low["forget_score_ci95"]))
+        outcome.setdefault(verdict(mean, half), []).append(m)
+    lines.append(f"- {source}, forgetting score F (seed 0), high - low memorization: lower for "
+                 f"{', '.join(outcome.get('lower', [])) or 'none'}; higher for "
+                 f"{', '.join(outcome.get('higher', [])) or 'none'}; not distinguishable for "
+                 f"{', '.join(outcome.get('not distinguishable at 95%', [])) or 'none'}.")
+  return lines
+
+
 def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str, Dict[str, str]],
                 validation: Dict[str, Dict[str, Dict[str, Any]]], invocations: List[Dict[str, float]],
                 commands: List[Dict[str, str]], failures: Dict[str, str]) -> str:
@@ -424,10 +509,12 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
                          **{f"{k}_accuracy_mean": summary["accuracy"][k]["mean"] for k in ("forget", "retain", "test")},
                          f"mia_{evaluation.MIA_FEATURE}_mean": summary["mia"][evaluation.MIA_FEATURE]["mean"]})
   statements = claims(collected, s.methods, s.rum_f, validation)
+  strong = _strong_records(config, workdir)
+  statements += strong_claims(strong, s.methods)
   io.write_json(os.path.join(workdir, "study.json"),
                 {"data": config.data.name, "num_seeds": num_seeds, "forget_size": config.forget.size,
                  "methods": list(s.methods), "levels": levels, "rum_plans": plans, "tuned": validation,
-                 "claims": statements, "invocations": invocations, "commands": commands, "diverged": failures,
+                 "claims": statements, "forgetting": strong, "invocations": invocations, "commands": commands, "diverged": failures,
                  "results": {src: {lvl: {n: m["summary"] for n, m in ms.items()} for lvl, ms in bl.items()}
                              for src, bl in collected.items()}})
 
@@ -499,6 +586,8 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
                       vs_alone, vs_best, vs_shuffle])
       lines += [results.markdown_table(["run", "ToW", "ToW-MIA", "forget acc", "retain acc", "test acc",
                                         "ToW - the method alone", "ToW - best single", "ToW - Shuffle"], cells)]
+  for source, by_level in strong.items():
+    lines += _strong_lines(source, by_level, s.methods)
   if failures:
     lines += ["Runs left out because their loss diverged (NaN/inf): " + ", ".join(sorted(failures)) + ".", ""]
   lines += ["## Settings: which set tuned what", "", f"Original models: {config.train.epochs} epochs, batch "
