@@ -147,3 +147,30 @@ def test_unlearn_with_a_sweep_tunes_on_validation_and_reports_the_chosen_point(t
   monkeypatch.setattr(sweep_lib, "unlearn", lambda *a, **k: pytest.fail("the grid was trained again"))
   again = commands.unlearn(c, workdir)
   assert again["chosen"] == out["chosen"]
+
+
+def test_a_diverged_grid_point_is_listed_and_never_chosen_the_others_rerun(tmp_path, monkeypatch):
+  from rum_jax.training import loop
+  c = _config()
+  c.unlearn.method = "neggrad_plus"
+  c.sweep.neggrad_plus.lr = "0.001,0.01,0.1"
+  real = sweep_lib.unlearn
+  calls = []
+
+  def second_point_diverges(setup, original, method, settings, forget, retain, **kwargs):
+    calls.append(list(kwargs["per_model"]["lr"]))
+    if len(calls) == 1:  # models 2, 3 are point 1 (0.01) on seeds 0, 1
+      raise loop.NonFiniteLossError("[sweep neggrad_plus] non-finite loss at epoch 1 for seeds [3]", seeds=[3])
+    return real(setup, original, method, settings, forget, retain, **kwargs)
+  monkeypatch.setattr(sweep_lib, "unlearn", second_point_diverges)
+  workdir = str(tmp_path / "w")
+  out = commands.unlearn(c, workdir)
+  assert calls == [[0.001, 0.001, 0.01, 0.01, 0.1, 0.1], [0.001, 0.001, 0.1, 0.1]]
+  grid = out["grid"]
+  assert "diverged" in grid[1] and "summary" not in grid[1]
+  assert out["chosen"] == (0 if grid[0]["summary"]["tow"]["mean"] >= grid[2]["summary"]["tow"]["mean"] else 2)
+  text = open(os.path.join(workdir, "sweeps", "neggrad_plus", "sweep.md")).read()
+  assert "lr=0.01 (diverged)" in text
+  # every point diverging is an error naming the fix
+  with pytest.raises(loop.NonFiniteLossError, match="every point of the grid diverged"):
+    sweep_lib.choose([{"point": {"lr": 1.0}, "diverged": "x"}], "tow")

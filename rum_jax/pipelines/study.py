@@ -194,7 +194,7 @@ def _strong_metric(config: ml_collections.ConfigDict, workdir: str, source: str,
   for method in config.study.methods:
     cfg = sweep.tuned(cfg, method, tuned_level[method]["point"])
   cfg.forgetting = ml_collections.ConfigDict(config.forgetting.to_dict())
-  cfg.forgetting.methods = ("retrain",) + tuple(config.study.methods)  # retrain: the best F at this N
+  cfg.forgetting.methods = ("retrain",) + tuple(config.study.methods)  # retrain: the ideal's F at this N
   cfg.forgetting.results_dir = ""
   set_dir = os.path.join(workdir, "sets", f"{source}_{level}")
   forgetting.evaluate_forget_set(cfg, os.path.join(set_dir, "forgetting"), prep.forget[0], original=prep.original,
@@ -447,8 +447,8 @@ def _strong_lines(source: str, by_level: Dict[str, Dict[str, Any]], methods: Seq
            f"interval over them; {first['num_models']} unlearned vs {first['num_models']} retrained models from "
            f"seed 0's original model and forget set, each method with its tuned settings) and U-LiRA's AUC "
            f"({first['shadow_models']} shadow models; 0.5 = indistinguishable from never trained on). "
-           f"docs/forgetting.md defines both. 'retrain' is retraining judged the same way: the best F that "
-           f"this number of models can show.", ""]
+           f"docs/forgetting.md defines both. 'retrain' is retraining judged the same way: what the ideal "
+           f"method scores with this number of models.", ""]
   cells = []
   for name in ["retrain"] + list(methods):
     row = [name]

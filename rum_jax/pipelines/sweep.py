@@ -20,6 +20,7 @@ sweep.json / sweep.csv / sweep.md (one row per point, the chosen one marked, and
 set's result of it) and sweep.png (ToW and ToW-MIA against every swept setting).
 """
 import os
+import shutil
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -32,6 +33,7 @@ from rum_jax.evaluation import mia
 from rum_jax.evaluation.tow import tow_mia
 from rum_jax.pipelines import unlearning
 from rum_jax.pipelines.evaluation import MIA_FEATURE, NUM_SHADOW
+from rum_jax.training import loop
 from rum_jax.training.setup import Setup, accuracies
 from rum_jax.unlearning import METHODS, grid as grid_lib, unlearn
 from rum_jax.unlearning.config import sweep_grid
@@ -90,19 +92,35 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
   for static, members in grid_lib.split_by_program(points, method.swept):
     settings = ml_collections.ConfigDict(base.to_dict())
     settings.update(static)
-    seed_ids = [s for _ in members for s in range(num_seeds)]
-    per_model = {k: [points[i][k] for i in members for _ in range(num_seeds)]
-                 for k in method.swept if k in points[members[0]]}
-    gsetup = setup.with_models(len(seed_ids))
-    original = jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], prep.original)
-    forget = [prep.forget[s] for s in seed_ids]
-    retain = [prep.retain[s] for s in seed_ids]
     run_dir = os.path.join(run_root, grid_lib.label(static).replace(", ", "_") or "all")
-    logging.info("sweep %s: %d points x %d seeds in one program (%s)", method_name, len(members), num_seeds,
-                 grid_lib.label(static) or "every point")
-    states, _ = unlearn(gsetup, original, method_name, settings, forget, retain, base_seed=config.seed,
-                        run_dir=run_dir, saliency_path=os.path.join(run_dir, "saliency.npz"),
-                        name=f"sweep {method_name}", seed_ids=seed_ids, per_model=per_model)
+    members = list(members)
+    while members:
+      seed_ids = [s for _ in members for s in range(num_seeds)]
+      per_model = {k: [points[i][k] for i in members for _ in range(num_seeds)]
+                   for k in method.swept if k in points[members[0]]}
+      gsetup = setup.with_models(len(seed_ids))
+      original = jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], prep.original)
+      forget = [prep.forget[s] for s in seed_ids]
+      retain = [prep.retain[s] for s in seed_ids]
+      logging.info("sweep %s: %d points x %d seeds in one program (%s)", method_name, len(members), num_seeds,
+                   grid_lib.label(static) or "every point")
+      try:
+        states, _ = unlearn(gsetup, original, method_name, settings, forget, retain, base_seed=config.seed,
+                            run_dir=run_dir, saliency_path=os.path.join(run_dir, "saliency.npz"),
+                            name=f"sweep {method_name}", seed_ids=seed_ids, per_model=per_model)
+        break
+      except loop.NonFiniteLossError as err:
+        # A point with a diverged model is a result (not chosen, listed as diverged); the
+        # others run again as a program of their own (the checkpoints had every point).
+        failed = sorted({members[m // num_seeds] for m in err.seeds}) if err.seeds else list(members)
+        for i in failed:
+          out[i] = {"point": dict(points[i]), "diverged": str(err)}
+          logging.warning("sweep %s: %s diverged on the validation set; it cannot be chosen", method_name,
+                          grid_lib.label(points[i]))
+        members = [i for i in members if i not in failed]
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if not members:
+      continue
     accuracy, logits = unlearning.evaluate_splits(gsetup, states, forget, retain)
     for g, i in enumerate(members):
       rows = range(g * num_seeds, (g + 1) * num_seeds)
@@ -122,8 +140,12 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
 
 
 def choose(grid_results: Sequence[Dict[str, Any]], metric: str) -> int:
-  """The index of the point with the highest mean `metric` (the first of equals)."""
-  means = [r["summary"][metric]["mean"] for r in grid_results]
+  """The index of the point with the highest mean `metric` (the first of equals); diverged
+  points are never chosen."""
+  means = [r["summary"][metric]["mean"] if "summary" in r else -np.inf for r in grid_results]
+  if np.all(np.isneginf(means)):
+    raise loop.NonFiniteLossError(f"every point of the grid diverged on the validation forget set "
+                                  f"({len(means)} points); lower the learning rates of config.sweep")
   return int(np.argmax(means))
 
 
@@ -196,6 +218,10 @@ def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: 
   num_seeds = config.num_seeds
   rows, cells = [], []
   for i, r in enumerate(grid_results):
+    if "summary" not in r:
+      rows.append({"point": grid_lib.label(r["point"]), "chosen": False, **r["point"], "diverged": True})
+      cells.append([grid_lib.label(r["point"]) + " (diverged)"] + ["n/a"] * 5)
+      continue
     sm = r["summary"]
     rows.append({"point": grid_lib.label(r["point"]), "chosen": i == chosen, **r["point"],
                  **{f"{m}_{stat}": sm[m][stat] for m in ("tow", "tow_mia") if m in sm for stat in ("mean", "ci95")}})
@@ -230,6 +256,9 @@ def plot_sweep(grid_results: Sequence[Dict[str, Any]], chosen: int, path: str, t
   """One panel per swept setting: mean ToW and ToW-MIA (95% bars) of every point against it."""
   plt = io.pyplot()
   keys = list(grid_results[0]["point"])
+  chosen_point = grid_results[chosen]["point"]
+  grid_results = [r for r in grid_results if "summary" in r]  # diverged points have no scores
+  chosen = next(i for i, r in enumerate(grid_results) if r["point"] == chosen_point)
   fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
   for ax, key in zip(axes[0], keys):
     x = np.array([r["point"][key] for r in grid_results], np.float64)

@@ -5,7 +5,7 @@
 import functools
 import math
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,13 @@ PlanFn = Callable[[int], Dict[str, Dict[str, np.ndarray]]]
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN/inf loss or weights; the last good checkpoint is kept."""
+  """Training produced a NaN/inf loss or weights; the last good checkpoint is kept.
+
+  seeds: the positions of the diverged models in the program (empty when unknown)."""
+
+  def __init__(self, message: str, seeds: Sequence[int] = ()):
+    super().__init__(message)
+    self.seeds = [int(s) for s in seeds]
 
 
 def check_finite_weights(params: Any, num_seeds: int, what: str, advice: str) -> None:
@@ -30,7 +36,7 @@ def check_finite_weights(params: Any, num_seeds: int, what: str, advice: str) ->
   leaves = jax.tree.leaves(params)
   bad = [s for s in range(num_seeds) if not all(np.all(np.isfinite(np.asarray(l[s]))) for l in leaves)]
   if bad:
-    raise NonFiniteLossError(f"{what} made non-finite weights for seeds {bad}; {advice}")
+    raise NonFiniteLossError(f"{what} made non-finite weights for seeds {bad}; {advice}", seeds=bad)
 
 
 def _format_seconds(s: float) -> str:
@@ -97,7 +103,7 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
                else "no checkpoint was written")
       raise NonFiniteLossError(
           f"[{name}] non-finite loss at epoch {epoch + 1} for seeds {bad}; {where}. "
-          "Lower the learning rate or check the inputs.")
+          "Lower the learning rate or check the inputs.", seeds=bad)
     for k, v in summary.items():
       history.setdefault(k, []).append(v.tolist())
     if on_epoch is not None:
