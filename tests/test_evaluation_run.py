@@ -347,3 +347,17 @@ def test_strong_claims_compare_forgetting_scores_of_high_and_low_sets():
   assert study.strong_claims(strong, ["a", "b", "c"]) == [
       "- memorization, forgetting score F (seed 0), high - low memorization: lower for a; higher for b; "
       "not distinguishable for c."]
+
+
+@pytest.mark.parametrize("update,message", [
+    ({"forgetting_levels": ("low",)}, r"forgetting_levels \['low'\] must be among config.study.levels"),
+    ({"forgetting_levels": ("mix",)}, "forgetting_levels needs a config.forgetting section"),
+    ({"forgetting_methods": ("salun",)}, r"forgetting_methods \('salun',\) must be among config.study.methods"),
+])
+def test_bad_strong_metric_settings_are_named(update, message, tmp_path):
+  from rum_jax.checks import ConfigError
+  from rum_jax.config_validation import validate
+  c = _study_config(str(tmp_path))
+  c.study.update(update)
+  with pytest.raises(ConfigError, match=message):
+    validate(c)

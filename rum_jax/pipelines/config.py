@@ -36,6 +36,11 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
             if strong else [])
   checks.require(set(strong) <= set(levels), f"config.study.forgetting_levels {list(strong)} must be among "
                  f"config.study.levels {list(levels)}")
+  strong_methods = s.get("forgetting_methods", ())
+  checks.require(not strong_methods or (isinstance(strong_methods, (list, tuple))
+                                        and set(strong_methods) <= set(methods)),
+                 f"config.study.forgetting_methods {strong_methods!r} must be among config.study.methods "
+                 f"{list(methods)} (empty: all of them)")
   checks.require(not strong or "forgetting" in config,
                  "config.study.forgetting_levels needs a config.forgetting section (bank sizes; "
                  "configs/forgetting_digits.py has one)")

@@ -191,10 +191,11 @@ def _strong_metric(config: ml_collections.ConfigDict, workdir: str, source: str,
   set (they have one size) in <workdir>/shadow."""
   t0 = time.time()
   cfg = set_config(config, workdir, source, key, level, config.study.methods[0])
-  for method in config.study.methods:
+  methods = tuple(config.study.get("forgetting_methods", ()) or config.study.methods)
+  for method in methods:
     cfg = sweep.tuned(cfg, method, tuned_level[method]["point"])
   cfg.forgetting = ml_collections.ConfigDict(config.forgetting.to_dict())
-  cfg.forgetting.methods = ("retrain",) + tuple(config.study.methods)  # retrain: the ideal's F at this N
+  cfg.forgetting.methods = ("retrain",) + methods  # retrain: the ideal's F at this N
   cfg.forgetting.results_dir = ""
   set_dir = os.path.join(workdir, "sets", f"{source}_{level}")
   forgetting.evaluate_forget_set(cfg, os.path.join(set_dir, "forgetting"), prep.forget[0], original=prep.original,
@@ -510,7 +511,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
                          f"mia_{evaluation.MIA_FEATURE}_mean": summary["mia"][evaluation.MIA_FEATURE]["mean"]})
   statements = claims(collected, s.methods, s.rum_f, validation)
   strong = _strong_records(config, workdir)
-  statements += strong_claims(strong, s.methods)
+  statements += strong_claims(strong, s.get("forgetting_methods", ()) or s.methods)
   io.write_json(os.path.join(workdir, "study.json"),
                 {"data": config.data.name, "num_seeds": num_seeds, "forget_size": config.forget.size,
                  "methods": list(s.methods), "levels": levels, "rum_plans": plans, "tuned": validation,
@@ -587,7 +588,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
       lines += [results.markdown_table(["run", "ToW", "ToW-MIA", "forget acc", "retain acc", "test acc",
                                         "ToW - the method alone", "ToW - best single", "ToW - Shuffle"], cells)]
   for source, by_level in strong.items():
-    lines += _strong_lines(source, by_level, s.methods)
+    lines += _strong_lines(source, by_level, s.get("forgetting_methods", ()) or s.methods)
   if failures:
     lines += ["Runs left out because their loss diverged (NaN/inf): " + ", ".join(sorted(failures)) + ".", ""]
   lines += ["## Settings: which set tuned what", "", f"Original models: {config.train.epochs} epochs, batch "
