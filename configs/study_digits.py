@@ -10,7 +10,7 @@ levels is weaker.
 """
 import ml_collections
 
-from configs import digits
+from configs import forgetting_digits, digits
 
 
 def get_config():
@@ -36,5 +36,13 @@ def get_config():
   c.study.shuffle = True
   c.study.mia_features = ("confidence",)
   c.study.loss_mia = False
+  # The challenge's forgetting score and U-LiRA on chosen sets (docs/forgetting.md), off by
+  # default: e.g. --config.study.forgetting_levels="('low','high','mix')". Banks of
+  # 128 models per method and set and 64 shadow models (the challenge uses 512: F from
+  # different bank sizes does not compare).
+  c.study.forgetting_levels = ()
+  c.study.forgetting_methods = ()  # () = every study method
+  c.forgetting = forgetting_digits.get_config().forgetting
+  c.forgetting.update(methods=c.study.methods, num_models=128, shadow_models=64)
   c.study.results_dir = "results/digits"
   return c

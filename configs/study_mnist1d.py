@@ -16,7 +16,7 @@ attack features are left out here to keep the 16-seed study within half an hour 
 """
 import ml_collections
 
-from configs import mnist1d
+from configs import forgetting_digits, mnist1d
 
 
 def get_config():
@@ -55,5 +55,13 @@ def get_config():
   c.study.shuffle = True         # the Shuffle control: RUM's plan on random thirds of mix
   c.study.mia_features = ("confidence",)  # the SVC attack's features ((): all five)
   c.study.loss_mia = False       # the loss-threshold attack's AUC too
+  # The challenge's forgetting score and U-LiRA on chosen sets (docs/forgetting.md), off by
+  # default: e.g. --config.study.forgetting_levels="('low','high','mix')". Banks of
+  # 128 models per method and set and 64 shadow models (the challenge uses 512: F from
+  # different bank sizes does not compare).
+  c.study.forgetting_levels = ()
+  c.study.forgetting_methods = ()  # () = every study method
+  c.forgetting = forgetting_digits.get_config().forgetting
+  c.forgetting.update(methods=c.study.methods, num_models=128, shadow_models=64)
   c.study.results_dir = "results/mnist1d"
   return c
