@@ -21,8 +21,8 @@ def get_config():
   # n = 1,000: 11 min per 64 models on 2 busy CPU cores, 16x less at n = 256.
   c.unlearn.wfisher.num_samples = 256
   c.forgetting = ml_collections.ConfigDict()
-  c.forgetting.methods = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
-                          "random_label", "salun")  # any unlearning methods (retrain, rum too)
+  c.forgetting.methods = ("retrain", "finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
+                          "random_label", "salun")  # retrain: the ideal's F at this N
   c.forgetting.num_models = 512    # N: retrained and unlearned models per method (the challenge's 512)
   c.forgetting.shadow_models = 128  # K: shadow models for U-LiRA / LiRA; 0 = no attacks
   c.forgetting.chunk_size = 64     # models trained at once as one program
