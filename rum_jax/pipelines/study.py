@@ -182,6 +182,11 @@ def _models(set_dir: str) -> Dict[str, Dict[str, Any]]:
   return io.read_json(os.path.join(set_dir, "evaluation.json"))["models"]
 
 
+def strong_methods(s: ml_collections.ConfigDict) -> Tuple[str, ...]:
+  """The study methods the strong metric scores: config.study.forgetting_methods, or all."""
+  return tuple(s.get("forgetting_methods", ()) or s.methods)
+
+
 def _strong_metric(config: ml_collections.ConfigDict, workdir: str, source: str, key: str, level: str,
                    prep: unlearning.Prepared, tuned_level: Dict[str, Dict[str, Any]], overwrite: bool,
                    timings: Dict[str, float]) -> None:
@@ -191,7 +196,7 @@ def _strong_metric(config: ml_collections.ConfigDict, workdir: str, source: str,
   set (they have one size) in <workdir>/shadow."""
   t0 = time.time()
   cfg = set_config(config, workdir, source, key, level, config.study.methods[0])
-  methods = tuple(config.study.get("forgetting_methods", ()) or config.study.methods)
+  methods = strong_methods(config.study)
   for method in methods:
     cfg = sweep.tuned(cfg, method, tuned_level[method]["point"])
   cfg.forgetting = ml_collections.ConfigDict(config.forgetting.to_dict())
@@ -235,7 +240,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   s = config.study
   workdir_lib.prepare(workdir, config, overwrite, clear=(),
                       ignore=[k for k in workdir_lib.flatten(config)
-              if k.startswith(("study.", "unlearn.", "sweep.", "forgetting."))],
+                              if k.startswith(("study.", "unlearn.", "sweep.", "forgetting."))],
                       outputs=("sets", "study.json"))
   original_dir = workdir_lib.original_dir(workdir)
   t0 = time.time()
@@ -511,11 +516,12 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
                          f"mia_{evaluation.MIA_FEATURE}_mean": summary["mia"][evaluation.MIA_FEATURE]["mean"]})
   statements = claims(collected, s.methods, s.rum_f, validation)
   strong = _strong_records(config, workdir)
-  statements += strong_claims(strong, s.get("forgetting_methods", ()) or s.methods)
+  statements += strong_claims(strong, strong_methods(s))
   io.write_json(os.path.join(workdir, "study.json"),
                 {"data": config.data.name, "num_seeds": num_seeds, "forget_size": config.forget.size,
                  "methods": list(s.methods), "levels": levels, "rum_plans": plans, "tuned": validation,
-                 "claims": statements, "forgetting": strong, "invocations": invocations, "commands": commands, "diverged": failures,
+                 "claims": statements, "forgetting": strong, "invocations": invocations, "commands": commands,
+                 "diverged": failures,
                  "results": {src: {lvl: {n: m["summary"] for n, m in ms.items()} for lvl, ms in bl.items()}
                              for src, bl in collected.items()}})
 
@@ -588,7 +594,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
       lines += [results.markdown_table(["run", "ToW", "ToW-MIA", "forget acc", "retain acc", "test acc",
                                         "ToW - the method alone", "ToW - best single", "ToW - Shuffle"], cells)]
   for source, by_level in strong.items():
-    lines += _strong_lines(source, by_level, s.get("forgetting_methods", ()) or s.methods)
+    lines += _strong_lines(source, by_level, strong_methods(s))
   if failures:
     lines += ["Runs left out because their loss diverged (NaN/inf): " + ", ".join(sorted(failures)) + ".", ""]
   lines += ["## Settings: which set tuned what", "", f"Original models: {config.train.epochs} epochs, batch "
