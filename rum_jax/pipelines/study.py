@@ -44,6 +44,7 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, provenance, results, workdir as workdir_lib
+from rum_jax.evaluation import mia
 from rum_jax.evaluation.tow import tow
 from rum_jax.pipelines import evaluation, forgetting, memorization, sweep, training, unlearning
 from rum_jax.training import loop
@@ -84,7 +85,7 @@ def _ensure_scores(config: ml_collections.ConfigDict, workdir: str, source: str)
                               f"file (e.g. RUM's estimates_results_woShuffle.npz) or '' to compute them")
     return False
   mode = "memorization" if source == MEMORIZATION else "proxies"
-  score_config = unlearning.score_run_config(config, mode)
+  score_config = memorization.score_run_config(config, mode)
   path = _scores_path(config, workdir, source)
   directory = os.path.dirname(path)
   config_file = os.path.join(directory, workdir_lib.CONFIG_FILE)
@@ -255,8 +256,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
     t0 = time.time()
     if _ensure_scores(config, workdir, source):
       timings[f"scores/{source}"] = time.time() - t0
-  evaluate = functools.partial(evaluation.evaluate_workdir, features=tuple(s.get("mia_features", ())) or None,
-                               loss_mia=s.get("loss_mia", True))
+  features = tuple(s.get("mia_features", ())) or mia.FEATURES
+  evaluate = functools.partial(evaluation.evaluate_workdir, metrics=unlearning.SPLIT_METRICS + tuple(
+      f"mia_{f}" for f in features) + (("loss_mia_auc",) if s.get("loss_mia", True) else ()) + ("tow", "tow_mia"))
   plans: Dict[str, Dict[str, str]] = {}
   tuned: Dict[str, Dict[str, Dict[str, Any]]] = {}
   for source, key in sources:
@@ -352,7 +354,7 @@ def _collect(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Dict[
 
 
 def _values(model: Dict[str, Any], metric: str) -> np.ndarray:
-  return np.array([seed[metric] for seed in model["per_seed"]])
+  return np.array(model["per_seed"][metric])
 
 
 def paired_difference(a: Dict[str, Any], b: Dict[str, Any], metric: str = "tow") -> Tuple[float, float]:
@@ -512,8 +514,8 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
         summary = m["summary"]
         rows_csv.append({"source": source, "level": level, "model": name,
                          **{f"{k}_{stat}": summary[k][stat] for k in ("tow", "tow_mia") for stat in ("mean", "ci95")},
-                         **{f"{k}_accuracy_mean": summary["accuracy"][k]["mean"] for k in ("forget", "retain", "test")},
-                         f"mia_{evaluation.MIA_FEATURE}_mean": summary["mia"][evaluation.MIA_FEATURE]["mean"]})
+                         **{f"{k}_accuracy_mean": summary[f"{k}_accuracy"]["mean"] for k in ("forget", "retain", "test")},
+                         "mia_confidence_mean": summary["mia_confidence"]["mean"]})
   statements = claims(collected, s.methods, s.rum_f, validation)
   strong = _strong_records(config, workdir)
   statements += strong_claims(strong, strong_methods(s))
@@ -544,7 +546,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
     for level in levels:
       set_dir = os.path.join(workdir, "sets", f"{source}_{level}")
       score = io.read_json(os.path.join(set_dir, "forget_set.json"))["forget_score_mean"]
-      acc = {m: collected[source][level][m]["summary"]["accuracy"]["forget"]["mean"] for m in ("original", "retrain")}
+      acc = {m: collected[source][level][m]["summary"]["forget_accuracy"]["mean"] for m in ("original", "retrain")}
       cells.append(f"score {score:.2f}, acc {100 * acc['original']:.0f} / {100 * acc['retrain']:.0f}")
     lines.append(f"| {source} | " + " | ".join(cells) + " |")
   lines.append("")
@@ -588,8 +590,8 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, plans: Dict[str
         vs_shuffle = (results.signed(*paired_difference(mix[name], mix[SHUFFLE_NAME]))
                       if name == RUM_NAME and SHUFFLE_NAME in mix else "")
         cells.append([f"{name} (best single method)" if name == best else name, results.cell(sm["tow"]),
-                      results.cell(sm["tow_mia"]), results.cell(sm["accuracy"]["forget"]),
-                      results.cell(sm["accuracy"]["retain"]), results.cell(sm["accuracy"]["test"]),
+                      results.cell(sm["tow_mia"]), results.cell(sm["forget_accuracy"]),
+                      results.cell(sm["retain_accuracy"]), results.cell(sm["test_accuracy"]),
                       vs_alone, vs_best, vs_shuffle])
       lines += [results.markdown_table(["run", "ToW", "ToW-MIA", "forget acc", "retain acc", "test acc",
                                         "ToW - the method alone", "ToW - best single", "ToW - Shuffle"], cells)]
