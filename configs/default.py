@@ -118,7 +118,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sweep = ml_collections.ConfigDict()
   c.sweep.select_by = "tow"    # any metric of rum_jax.evaluation.metrics.METRICS with a direction
   c.sweep.mia = True           # also ToW-MIA of every grid point (an SVC attack per model and seed)
-  for name in unlearning.step_methods():
+  for name in (m for m in unlearning.step_methods() if m in c.unlearn):  # every method with settings here
     c.sweep[name] = ml_collections.ConfigDict({key: "" for key in c.unlearn[name]})
   # Evaluation (evaluate.py, and unlearn.py after every run): the metrics computed, recorded and
   # tabulated, by name from rum_jax.evaluation.metrics.METRICS (docs/extending.md adds one).

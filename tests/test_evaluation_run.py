@@ -4,12 +4,14 @@ import os
 
 import ml_collections
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
 from rum_jax import io
 from rum_jax import commands, results, workdir as workdir_lib
 from rum_jax.evaluation import mia
+from rum_jax.evaluation.metrics import DEFAULT_METRICS
 from rum_jax.pipelines import evaluation, study
 from rum_jax.evaluation.tow import tow
 
@@ -124,6 +126,16 @@ def test_workdir_evaluation_tables_cache_and_reference_row(tmp_path, monkeypatch
   lo, hi = scipy_stats.t.interval(0.95, NUM_SEEDS - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
   np.testing.assert_allclose(models["other"]["summary"]["tow"]["ci95"], (hi - lo) / 2)
 
+  # A pandas groupby of the tidy record reproduces every cell of the markdown table.
+  record = pd.read_csv(os.path.join(workdir, "evaluation.csv"))
+  assert len(record) == 4 * NUM_SEEDS * len(DEFAULT_METRICS) and set(record["seed"]) == set(range(NUM_SEEDS))
+  lines = {line.split(" | ")[0][2:]: line.strip("| \n").split(" | ") for line in table.splitlines()[2:]}
+  for (method, metric), group in record.groupby(["method", "metric"]):
+    v = group["value"].to_numpy()
+    half = scipy_stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    cell = lines[method][1 + list(DEFAULT_METRICS).index(metric)]
+    assert cell == f"{100 * v.mean():.1f} ± {100 * half:.1f}", (method, metric, cell)
+
   # Re-evaluating reads the caches; changed predictions are evaluated again.
   def fail(*args, **kwargs):
     raise AssertionError("recomputed a cached evaluation")
@@ -172,7 +184,7 @@ def test_one_method_folder_and_bad_input(tmp_path):
 
 def _summary(tow_values, tow_mia_values=None):
   tow_mia_values = tow_values if tow_mia_values is None else tow_mia_values
-  per_seed = [{"tow": t, "tow_mia": m} for t, m in zip(tow_values, tow_mia_values)]
+  per_seed = {"tow": list(tow_values), "tow_mia": list(tow_mia_values)}
   return {"per_seed": per_seed,
           "summary": {"tow": {"mean": float(np.mean(tow_values))}, "tow_mia": {"mean": float(np.mean(tow_mia_values))}}}
 

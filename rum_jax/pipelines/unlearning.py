@@ -348,8 +348,8 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
     seconds = time.time() - t0
   outputs = model_outputs(setup, states, forget, prep.reference_outputs)
   unlearned = _values(outputs, RUN_METRICS)
-  retrained = _values(prep.reference_outputs, SPLIT_METRICS)
-  original = _values(prep.original_outputs, SPLIT_METRICS)
+  retrained = _values(prep.reference_outputs, RUN_METRICS)
+  original = _values(prep.original_outputs, RUN_METRICS)
   record = {
       "method": run_name, "settings": settings.to_dict(), "seconds": seconds,
       "forget_set": {k: v for k, v in prep.report.items() if k != "entanglement_per_group"},
