@@ -181,11 +181,13 @@ def summary_frame(records: Union[pd.DataFrame, Sequence[Mapping[str, Any]]],
 
 def read_records(path: str) -> pd.DataFrame:
   """One tidy record file (CSV) as a DataFrame; settings stay JSON strings."""
-  frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"settings": str, "forget_level": str})
+  text_columns = [c for c in RUN_COLUMNS + ("metric", "forget_digest", "version") if c != "forget_size"]
+  frame = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text_columns})
   missing = [c for c in ("method", "seed", "metric", "value") if c not in frame.columns]
   if missing:
     raise ValueError(f"{path} is no record file of rum-jax (no column {missing}); records are the tidy "
                      f"{' / '.join(RECORD_FILES)} of work directories")
+  frame["value"] = pd.to_numeric(frame["value"])  # NaN where a value is undefined
   return frame
 
 

@@ -135,6 +135,13 @@ def test_records_summaries_collect_and_leaderboard(tmp_path):
   assert [line.split(" | ")[0].rsplit(" / ", 1)[1] for line in lines] == ["original", "retrain", "salun"]
   with pytest.raises(FileNotFoundError, match="holds no records"):
     results.collect([str(tmp_path / "nothing")])
+  # leaderboard.py: the table and the collected records beside it.
+  from rum_jax import commands
+  out = str(tmp_path / "board" / "leaderboard.md")
+  assert commands.leaderboard([str(tmp_path / "a"), str(tmp_path / "b")], out, ["tow"]) in open(out).read()
+  assert len(pd.read_csv(out[:-3] + ".csv")) == 48
+  with pytest.raises(ValueError, match="valid choices"):
+    commands.leaderboard([str(tmp_path / "a")], out, ["nope"])
 
 
 def test_a_metric_registered_twice_is_refused():

@@ -99,9 +99,9 @@ def leaderboard(records: pd.DataFrame, metrics: Optional[Sequence[str]] = None) 
     raise ValueError(f"unknown metric(s) {unknown} for the leaderboard; valid choices: {', '.join(METRICS.names())}")
   group = [c for c in GROUP if c in records.columns]
   summary = results.summary_frame(records, by=group + ["method"])
-  order = {"original": 0, "retrain": 1}
   keys = summary[group + ["method"]].drop_duplicates()
-  keys = keys.assign(_rank=[order.get(m, 2) for m in keys["method"]]).sort_values(
+  rank = [0 if m == "original" else 1 if str(m).startswith("retrain") else 2 for m in keys["method"]]
+  keys = keys.assign(_rank=rank).sort_values(
       group + ["_rank"], kind="stable", key=lambda c: c.astype(str))
   summary["row"] = [" / ".join(str(v) for v in row) for row in summary[group + ["method"]].itertuples(index=False)]
   rows = [" / ".join(str(v) for v in row) for row in keys[group + ["method"]].itertuples(index=False)]

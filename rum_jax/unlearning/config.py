@@ -51,7 +51,11 @@ def sweep_grid(config: ml_collections.ConfigDict, method_name: str) -> list:
 def validate_sweep(config: ml_collections.ConfigDict) -> None:
   """Every swept value of every method, each checked as the method's own setting would be."""
   sw = config.sweep
-  checks.choice(sw.get("select_by", "tow"), "sweep.select_by", select_by_choices())
+  select_by = sw.get("select_by", "tow")
+  checks.require(select_by not in METRICS or METRICS.get(select_by).higher_is_better is not None,
+                 f"config.sweep.select_by {select_by!r} has no better direction (it should match retraining's, "
+                 f"not be high or low); valid choices: {', '.join(select_by_choices())}")
+  checks.choice(select_by, "sweep.select_by", select_by_choices())
   checks.boolean(sw.get("mia", True), "sweep.mia")
   for name, section in sw.items():
     if not isinstance(section, ml_collections.ConfigDict):

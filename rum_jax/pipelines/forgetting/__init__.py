@@ -31,7 +31,8 @@ forget sets. A forgetting work directory:
                               unlearn from when a method is added later)
   shadow/<method>/            the same models after unlearning their forget subsets
   shadow/memorization.npz     Feldman-Zhang memorization from the halves (memorization.npz format)
-  forgetting.json/.csv/.md    per method: F, the final score, accuracies, U-LiRA; LiRA and SVC
+  forgetting.json/.md         per method: F, the final score, accuracies, U-LiRA; LiRA and SVC
+  forgetting.csv              the record: one row per model x metric (config.forgetting.metrics)
   epsilons.npz / .csv         every forget example's epsilon per method
   forgetting_epsilons.png     the distribution of the epsilons per method
   forgetting_roc.png          ROC curves of U-LiRA per method and of LiRA

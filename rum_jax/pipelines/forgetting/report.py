@@ -58,7 +58,9 @@ def records(config, rows: List[Dict[str, Any]], forget_digest: str) -> List[Dict
   out = []
   for row in rows:
     values = {k: [v] for k, v in row.items() if k in METRICS}
-    method = row["model"].split(" (")[0]  # 'original (no unlearning)' -> 'original'
+    # 'original (no unlearning)' is the original as in every record; the reference bank keeps its
+    # label, apart from the scored method 'retrain' (other models: a bank of their own).
+    method = "original" if row["model"].startswith("original") else row["model"]
     out += [{**r, "seed": config.forgetting.seed}
             for r in results.record_rows(values, **results.run_columns(config, method, {}, forget_digest))]
   return out
