@@ -159,3 +159,22 @@ def test_summary_frame_matches_pandas_groupby():
   assert reports.format_value("tow", 0.5, 0.0123) == "50.0 ± 1.2"
   assert reports.format_value("forget_score", 0.171, np.nan) == "0.171"
   assert set(mia.FEATURES) <= {n[4:] for n in METRICS.names() if n.startswith("mia_")}
+
+
+def test_the_forgetting_table_shows_the_configured_bank_metrics():
+  import ml_collections
+  from rum_jax.pipelines.forgetting import report
+  config = ml_collections.ConfigDict({"forgetting": {"metrics": ("ulira_auc", "forget_score"), "seed": 3}})
+  assert report._columns(config) == ["forget_score", "forget_accuracy", "retain_accuracy", "test_accuracy",
+                                     "ulira_auc"]
+  outputs = _tiny_bank(np.random.default_rng(7))
+  row = report._row("m", {"forget_accuracy": 0.5}, outputs, report._metrics(config), 12.0)
+  assert set(row) == {"model", "forget_accuracy", "ulira_auc", "forget_score", "forget_score_ci95", "seconds"}
+  assert row["ulira_auc"] == outputs.value("ulira_auc")[0]
+  shadow_only = report._row("original (no unlearning)", {}, BankOutputs(shadow=outputs.shadow),
+                            report._metrics(config), None)
+  assert set(shadow_only) == {"model", "ulira_auc"}  # no banks: no challenge score
+  records = report.records(ml_collections.ConfigDict({**config.to_dict(), "data": {"name": "digits"}}),
+                           [row, shadow_only], "abc")
+  assert {(r["method"], r["metric"], r["seed"]) for r in records} == {
+      ("m", "forget_accuracy", 3), ("m", "ulira_auc", 3), ("m", "forget_score", 3), ("original", "ulira_auc", 3)}
