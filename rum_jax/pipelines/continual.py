@@ -48,7 +48,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, results, workdir as workdir_lib
+from rum_jax import io, results, tracking, workdir as workdir_lib
 from rum_jax.checks import ConfigError
 from rum_jax.continual import buffers, methods, metrics as cl_metrics, plots, sequences, tasks
 from rum_jax.continual import config as continual_config
@@ -492,6 +492,9 @@ class ContinualRun:
                      elapsed / (i + 1 - done) * (len(self.sequence) - i - 1),
                      np.array2string(test, precision=2, separator=" "),
                      f", unlearning iterations {info['iterations']}" if step.is_forget else "")
+        tracking.scalars("continual", "sequence_step", i + 1, {
+            **{f"test_accuracy/task_{t}": column for t, column in enumerate(zip(*evaluation["test_accuracy"]))},
+            **info})
     finally:
       checkpointer.close()
     final = self.write_results(workdir, record, states)

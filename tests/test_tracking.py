@@ -1,0 +1,136 @@
+"""Experiment tracking: the TensorBoard events and JSON lines of a run equal its history.csv,
+its log is kept in the work directory, and the terminal gets one line per phase."""
+import csv
+import math
+import os
+import struct
+import sys
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from absl import logging
+from tensorboardX.proto import event_pb2
+
+from configs import default
+from rum_jax import commands, tracking
+from rum_jax.data import load_dataset
+
+EPOCHS, BATCH = 3, 128
+
+
+def _config(epochs=EPOCHS):
+  c = default.get_config()
+  c.num_seeds = 2
+  c.model.kwargs.hidden = (16,)
+  c.train.update(epochs=epochs, batch_size=BATCH)
+  return c
+
+
+def read_events(directory):
+  """{tag: [(step, value)]} of every event file in `directory`, parsed from the TFRecord
+  framing (uint64 length, its 4-byte CRC, the Event proto, the data's 4-byte CRC)."""
+  out = defaultdict(list)
+  for name in sorted(os.listdir(directory)):
+    if "tfevents" not in name:
+      continue
+    data = open(os.path.join(directory, name), "rb").read()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      for value in event.summary.value:
+        out[value.tag].append((event.step, value.simple_value))
+    assert pos == len(data), f"{name} ends inside a record"
+  return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("tracked") / "run")
+  commands.train(_config(), workdir)
+  return workdir
+
+
+def test_events_and_json_lines_equal_the_history(trained):
+  with open(os.path.join(trained, "history.csv")) as f:
+    history = defaultdict(dict)  # metric -> epoch -> per-seed values
+    for row in csv.DictReader(f):
+      history[row["metric"]].setdefault(int(row["epoch"]), []).append(float(row["value"]))
+  records = tracking.read_scalars(trained)
+  epochs = [r for r in records if r["phase"] == "train" and r["axis"] == "epoch"]
+  assert [r["step"] for r in epochs] == list(range(1, EPOCHS + 1))
+  events = read_events(os.path.join(trained, "tensorboard", "train"))
+  for metric in ("loss", "accuracy"):
+    for r in epochs:
+      np.testing.assert_allclose(r["scalars"][metric], history[metric][r["step"]], rtol=1e-6)
+    logged = dict(events[f"epoch/{metric}"])
+    assert sorted(logged) == list(range(1, EPOCHS + 1))
+    for epoch, values in history[metric].items():  # TensorBoard: the mean over seeds, as float32
+      assert logged[epoch] == pytest.approx(np.mean(values), rel=1e-6)
+
+  # Steps: each the mean over seeds; weighted by the steps' real examples they give back each
+  # epoch's mean over seeds (every seed has the same full batches and the same last one).
+  n = len(load_dataset("digits").train)
+  sizes = np.minimum(BATCH, n - BATCH * np.arange(math.ceil(n / BATCH)))
+  steps = [r for r in records if r["phase"] == "train" and r["axis"] == "step"]
+  assert [r["step"] for r in steps] == list(range(1, EPOCHS * len(sizes) + 1))
+  logged = dict(events["step/loss"])
+  for r in steps:
+    assert logged[r["step"]] == pytest.approx(r["scalars"]["loss"], rel=1e-6)
+  per_step = np.array([r["scalars"]["loss"] for r in steps]).reshape(EPOCHS, len(sizes))
+  np.testing.assert_allclose(per_step @ sizes / n, [np.mean(history["loss"][e]) for e in range(1, EPOCHS + 1)],
+                             rtol=1e-5)
+
+
+def test_the_log_is_kept_with_one_line_per_phase_and_appended_on_resume(trained):
+  text = open(os.path.join(trained, "log.txt")).read()
+  assert f"[train] {EPOCHS} epochs in" in text and "final accuracy" in text
+  assert "epoch 1/" not in text, "per-epoch lines only with -v 1"
+  commands.train(_config(), trained)  # finished: read back, nothing trained
+  again = open(os.path.join(trained, "log.txt")).read()
+  assert again.startswith(text) and len(again) > len(text)
+  assert again.count(f"[train] {EPOCHS} epochs in") == 1
+
+
+def test_per_epoch_lines_with_verbosity_1(tmp_path):
+  before = logging.get_verbosity()
+  logging.set_verbosity(1)
+  try:
+    commands.train(_config(epochs=2), str(tmp_path))
+  finally:
+    logging.set_verbosity(before)
+  text = open(os.path.join(tmp_path, "log.txt")).read()
+  assert "[train] epoch 1/2" in text and "[train] epoch 2/2" in text and "[train] 2 epochs in" in text
+
+
+def test_without_tensorboardx_the_json_lines_stay_and_one_line_says_what_to_install(tmp_path, monkeypatch, caplog):
+  monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails
+  monkeypatch.setattr(tracking, "_warned", set())
+  for _ in range(2):
+    with tracking.track(str(tmp_path)):
+      tracking.scalars("phase", "epoch", 1, {"loss": [0.5, 1.5]})
+  assert not os.path.exists(tmp_path / "tensorboard")
+  assert [r["scalars"] for r in tracking.read_scalars(str(tmp_path))] == [{"loss": [0.5, 1.5]}]
+  warnings = [r.getMessage() for r in caplog.records if "tensorboardX" in r.getMessage()]
+  assert len(warnings) == 1 and "pip install tensorboardX" in warnings[0]
+
+
+def test_the_last_line_of_a_point_counts_and_a_cut_line_is_skipped(tmp_path):
+  with tracking.track(str(tmp_path)):
+    tracking.scalars("a", "epoch", 1, {"loss": 2.0})
+    tracking.scalars("a", "epoch", 2, {"loss": 1.0})
+    tracking.scalars("a", "epoch", 2, {"loss": 0.5})  # the same epoch again after a resume
+  with open(tmp_path / tracking.SCALARS_FILE, "a") as f:
+    f.write('{"phase": "a", "ax')  # a run killed while writing
+  assert [(r["step"], r["scalars"]["loss"]) for r in tracking.read_scalars(str(tmp_path))] == [(1, 2.0), (2, 0.5)]
+
+
+def test_outside_a_tracked_run_nothing_is_written(tmp_path):
+  assert tracking.current() is None
+  tracking.scalars("a", "epoch", 1, {"loss": 1.0})
+  with tracking.track(str(tmp_path / "outer")):
+    with tracking.track(str(tmp_path / "inner")) as inner:  # a pipeline inside a run: the run's files
+      assert inner.workdir == str(tmp_path / "outer")
+  assert not os.path.exists(tmp_path / "inner")
