@@ -17,9 +17,10 @@ A line of scalars.jsonl:
   {"phase": "retrain", "dir": "retrain/1a2b...", "axis": "epoch", "step": 3, "time": 1733.4,
    "scalars": {"loss": [seed 0, seed 1, ...], "accuracy": [...]}}
 
-axis "epoch": per-seed means over the epoch's steps (the rows of history.csv); axis "step":
-one optimizer step, each scalar the mean over seeds weighted by the step's real examples;
-axis "sequence_step": a continual run after each step of its task sequence. TensorBoard
+axis "epoch": per-seed means over the epoch's steps (the rows of history.csv) and the epoch's
+wall time "seconds" (compilation included); axis "step": one optimizer step, each scalar the
+mean over seeds weighted by the step's real examples; axis "sequence_step": a continual run
+after each step of its task sequence. TensorBoard
 shows the mean over seeds of each per-seed list, tagged "<axis>/<name>". `dir` is the folder
 of the phase's checkpoints relative to the work directory (null without checkpoints); it also
 names the phase's TensorBoard run. A resumed run appends again the epochs after its last

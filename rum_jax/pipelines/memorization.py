@@ -57,7 +57,7 @@ def _finished_chunk(path: str, masks: np.ndarray) -> Optional[Dict[str, np.ndarr
     return {"train": data["correct_train"], "test": data["correct_test"]}
 
 
-def _chunk_size(config: ml_collections.ConfigDict, workdir: str, setup: Setup, done: int) -> int:
+def models_per_program(config: ml_collections.ConfigDict, workdir: str, setup: Setup, done: int) -> int:
   """memorization.chunk_size, or for 0 the most models per program that fit the device.
 
   0: the training epoch's compiled program is measured at two sizes and the chunk is the
@@ -99,7 +99,7 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   stats_path = os.path.join(workdir, STATS_FILE)
   stats = (MemorizationStats.load(stats_path) if os.path.exists(stats_path)
            else MemorizationStats.empty(n, t if m.influence else None))
-  chunk_size = _chunk_size(config, workdir, setup, stats.num_models)
+  chunk_size = models_per_program(config, workdir, setup, stats.num_models)
   setup = setup.with_models(chunk_size)
   if stats.num_models % chunk_size:
     raise ValueError(f"{stats_path} holds {stats.num_models} models, not a multiple of "

@@ -101,6 +101,7 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
   t0 = time.time()
   try:
     for epoch in range(start, epochs):
+      t_epoch = time.time()
       plan = plan_fn(epoch)
       device_states, metrics = epoch_fn(device_states, runner.shard(plan), data)
       metrics = runner.to_host(metrics)
@@ -124,7 +125,8 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
         host_states = runner.to_host(device_states, keep_padding=True)
       if checkpointer is not None:
         checkpointer.save(done, host_states, {"history": history, "epoch": done})
-      phase.scalars("epoch", done, {k: v.tolist() for k, v in summary.items()})
+      # seconds: the epoch's wall time, compilation included (what bench/gpu.py reads back).
+      phase.scalars("epoch", done, {**{k: v.tolist() for k, v in summary.items()}, "seconds": time.time() - t_epoch})
       phase.steps(epoch * weights.shape[1] + 1, per_step, weights)
       shown = "  ".join(f"{k} {np.mean(v):.4f}" for k, v in summary.items())
       if bar is not None:
