@@ -205,13 +205,33 @@ def track(workdir: str) -> Iterator[Optional[Tracker]]:
       logging.set_verbosity(logging.WARNING)
 
 
+class _NoBar:
+  """What `progress_bar` gives where no bar is drawn: the same calls, doing nothing."""
+
+  def update(self, n: int = 1) -> None:
+    del n
+
+  def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+    del s, refresh
+
+  def close(self) -> None:
+    pass
+
+  def __enter__(self) -> "_NoBar":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
 def progress_bar(name: str, total: int, initial: int = 0, unit: str = "epoch") -> Any:
-  """A tqdm bar with the ETA of `total` units on a TTY (None elsewhere, or without tqdm)."""
+  """A tqdm bar with the ETA of `total` units on a TTY; elsewhere (or without tqdm) one that
+  draws nothing. A bar opened inside another's is drawn below it and erased when done."""
   if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
-    return None
+    return _NoBar()
   tqdm = _optional("tqdm", "tqdm", "a progress bar")
   if tqdm is None:
-    return None
+    return _NoBar()
   return tqdm.tqdm(total=total, initial=initial, desc=name, unit=unit, leave=False, dynamic_ncols=True)
 
 

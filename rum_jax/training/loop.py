@@ -129,15 +129,13 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
       phase.scalars("epoch", done, {**{k: v.tolist() for k, v in summary.items()}, "seconds": time.time() - t_epoch})
       phase.steps(epoch * weights.shape[1] + 1, per_step, weights)
       shown = "  ".join(f"{k} {np.mean(v):.4f}" for k, v in summary.items())
-      if bar is not None:
-        bar.set_postfix_str(shown, refresh=False)
-        bar.update()
+      bar.set_postfix_str(shown, refresh=False)
+      bar.update()
       elapsed = time.time() - t0
       logging.vlog(1, "[%s] epoch %d/%d  %s  elapsed %s  eta %s", name, done, epochs, shown,
                    _format_seconds(elapsed), _format_seconds(elapsed / (done - start) * (epochs - done)))
   finally:
-    if bar is not None:
-      bar.close()
+    bar.close()
     tracking.end_phase(phase)
   logging.info("[%s] %s in %s: %s", name, f"epochs {start + 1}-{epochs}" if start else f"{epochs} epochs",
                _format_seconds(time.time() - t0), shown)
