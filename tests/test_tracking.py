@@ -1,5 +1,6 @@
-"""Experiment tracking: the TensorBoard events and JSON lines of a run equal its history.csv,
-its log is kept in the work directory, and the terminal gets one line per phase."""
+"""Experiment tracking: the TensorBoard events and JSON lines of a run (training, continual)
+equal its history.csv and result matrices, its log is kept in the work directory, and the
+terminal gets one line per phase."""
 import csv
 import math
 import os
@@ -12,8 +13,8 @@ import pytest
 from absl import logging
 from tensorboardX.proto import event_pb2
 
-from configs import default
-from rum_jax import commands, tracking
+from configs import continual_digits, default
+from rum_jax import commands, io, tracking
 from rum_jax.data import load_dataset
 
 EPOCHS, BATCH = 3, 128
@@ -134,3 +135,26 @@ def test_outside_a_tracked_run_nothing_is_written(tmp_path):
     with tracking.track(str(tmp_path / "inner")) as inner:  # a pipeline inside a run: the run's files
       assert inner.workdir == str(tmp_path / "outer")
   assert not os.path.exists(tmp_path / "inner")
+
+
+def test_a_continual_run_tracks_its_learning_epochs_and_every_step(tmp_path):
+  c = continual_digits.get_config()
+  c.num_seeds = 2
+  c.model.kwargs.hidden = (16,)
+  c.continual.update(sequence="0,1,-1", memories=8, unlearn_memories=8, unlearn_max_epochs=2, agem_ref_size=16)
+  workdir = str(tmp_path)
+  commands.continual(c, workdir)
+  test = np.load(os.path.join(workdir, "matrices.npz"))["test_accuracy"]  # [seeds, 1 + steps, tasks]
+  steps = io.read_json(os.path.join(workdir, "progress.json"))["steps"]
+  records = tracking.read_scalars(workdir)
+  after = [r for r in records if r["phase"] == "continual"]
+  assert [r["step"] for r in after] == [1, 2, 3] and {r["axis"] for r in after} == {"sequence_step"}
+  events = read_events(os.path.join(workdir, "tensorboard", "continual"))
+  for r in after:
+    for t in range(test.shape[2]):
+      np.testing.assert_allclose(r["scalars"][f"test_accuracy/task_{t}"], test[:, r["step"], t])
+      assert dict(events[f"sequence_step/test_accuracy/task_{t}"])[r["step"]] == pytest.approx(
+          test[:, r["step"], t].mean(), rel=1e-6)
+  assert after[2]["scalars"]["iterations"] == steps[2]["iterations"]  # the forget step
+  learned = sorted({r["phase"] for r in records if r["axis"] == "epoch"})
+  assert learned == ["step 1/3 learn 0", "step 2/3 learn 1"]
