@@ -122,6 +122,7 @@ class Tracker:
     self._file = open(os.path.join(self.workdir, SCALARS_FILE), "a")
     self.tensorboard = _optional("tensorboardX", "tensorboardX", "writing TensorBoard event files")
     self._phases: Dict[Tuple[str, Optional[str]], Phase] = {}
+    self._opened: Dict[Tuple[str, Optional[str]], int] = {}
 
   def phase(self, name: str, directory: Optional[str] = None) -> Phase:
     """The phase `name` whose checkpoints are in `directory` (a folder inside the work directory
@@ -132,12 +133,16 @@ class Tracker:
       rel = None if rel == "." or rel.startswith("..") else rel
     key = (name, rel)
     if key not in self._phases:
-      self._phases[key] = Phase(self, name, rel)
+      # A phase without a folder may recur in one run (a bank's chunk for every forget set of a
+      # study): each time it gets its own name, so no two share their records or events.
+      self._opened[key] = self._opened.get(key, 0) + 1
+      shown = name if rel or self._opened[key] == 1 else f"{name} ({self._opened[key]})"
+      self._phases[key] = Phase(self, shown, rel)
     return self._phases[key]
 
   def end_phase(self, phase: Phase) -> None:
     phase.close()
-    self._phases.pop((phase.name, phase.directory), None)
+    self._phases = {k: p for k, p in self._phases.items() if p is not phase}
 
   def write(self, record: Mapping[str, Any]) -> None:
     self._file.write(json.dumps(io.as_json(record)) + "\n")

@@ -158,3 +158,14 @@ def test_a_continual_run_tracks_its_learning_epochs_and_every_step(tmp_path):
   assert after[2]["scalars"]["iterations"] == steps[2]["iterations"]  # the forget step
   learned = sorted({r["phase"] for r in records if r["axis"] == "epoch"})
   assert learned == ["step 1/3 learn 0", "step 2/3 learn 1"]
+
+
+def test_a_phase_without_a_folder_that_recurs_gets_its_own_records_and_events(tmp_path):
+  with tracking.track(str(tmp_path)):
+    for loss in (1.0, 2.0):  # e.g. the same bank chunk for two forget sets
+      p = tracking.phase("chunk 1/1")
+      p.scalars("epoch", 1, {"loss": loss})
+      tracking.end_phase(p)
+  assert [(r["phase"], r["scalars"]["loss"]) for r in tracking.read_scalars(str(tmp_path))] == [
+      ("chunk 1/1", 1.0), ("chunk 1/1 (2)", 2.0)]
+  assert dict(read_events(os.path.join(tmp_path, "tensorboard", "chunk_1_1_2"))["epoch/loss"]) == {1: 2.0}
