@@ -156,6 +156,11 @@ def test_a_continual_run_tracks_its_learning_epochs_and_every_step(tmp_path):
       assert dict(events[f"sequence_step/test_accuracy/task_{t}"])[r["step"]] == pytest.approx(
           test[:, r["step"], t].mean(), rel=1e-6)
   assert after[2]["scalars"]["iterations"] == steps[2]["iterations"]  # the forget step
+  # Its steps that ran: at least those of the seed that took most, at most those of all seeds.
+  forget_steps = [r for r in records if r["phase"] == "step 3/3 forget 1"]
+  iterations = steps[2]["iterations"]
+  assert max(iterations) <= len(forget_steps) <= sum(iterations) and max(iterations) > 0
+  assert all(r["scalars"]["updated"] == 1.0 for r in forget_steps)
   learned = sorted({r["phase"] for r in records if r["axis"] == "epoch"})
   assert learned == ["step 1/3 learn 0", "step 2/3 learn 1"]
 

@@ -317,13 +317,18 @@ class ContinualRun:
     device_states = self.runner.shard(states)
     done = self.runner.shard(np.zeros(self.num_seeds, bool))
     iterations = np.zeros(self.num_seeds, np.int64)
+    tracked = tracking.phase(f"step {i + 1}/{len(self.sequence)} forget {task}")
     for p in range(c.unlearn_max_epochs):
       if p > 0:
         plan = plan_of(p)
       device_states, done, m = self.unlearn_program(device_states, done, self.runner.shard(plan), self.data)
-      iterations += self.runner.to_host(m)["updated"].sum(1).astype(np.int64)
+      m = self.runner.to_host(m)
+      iterations += m["updated"].sum(1).astype(np.int64)
+      # The steps that ran (weight: whether a seed updated), e.g. the unlearn buffer's accuracy.
+      tracked.steps(p * m["updated"].shape[1] + 1, {k: v for k, v in m.items() if v.ndim == 2}, m["updated"])
       if self.runner.to_host(done).all():  # every seed reached the threshold
         break
+    tracking.end_phase(tracked)
     reached = self.runner.to_host(done)
     states = self.runner.to_host(device_states, keep_padding=True)
     loop.check_finite_weights(states.params, self.num_seeds, f"forgetting task {task} (step {i + 1})",
