@@ -45,7 +45,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import numpy as np
 from absl import flags, logging
 
-from rum_jax import io
+from rum_jax import io, optional
 
 SCALARS_FILE = "scalars.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -54,14 +54,14 @@ LOG_FILE = "log.txt"
 _warned = set()
 
 
-def _optional(module: str, package: str, what: str) -> Any:
+def _optional(module: str, feature: str) -> Any:
   """`module` imported, or None after one warning (per process) naming the package to install."""
   try:
-    return __import__(module, fromlist=["_"])
-  except ImportError:
-    if package not in _warned:
-      _warned.add(package)
-      logging.warning("%s needs the package %r (pip install %s); going on without", what, package, package)
+    return optional.require(module, feature)
+  except ImportError as err:
+    if module not in _warned:
+      _warned.add(module)
+      logging.warning("%s; going on without it", err)
     return None
 
 
@@ -92,6 +92,8 @@ class Phase:
     if self._writer is not None:
       for key, value in values.items():
         self._writer.add_scalar(f"{axis}/{key}", _mean(value), int(step), walltime=now)
+    if axis != "step":  # on disk once per epoch (steps: once per call of `steps`)
+      self.tracker.flush()
 
   def steps(self, first: int, per_step: Mapping[str, np.ndarray], weights: np.ndarray) -> None:
     """Optimizer steps first, first + 1, ...: per_step[name] is [seeds, steps], weights the real
@@ -104,6 +106,7 @@ class Phase:
              for k, v in per_step.items()}
     for i in np.flatnonzero(total > 0):
       self.scalars("step", first + int(i), {k: float(v[i]) for k, v in means.items()})
+    self.tracker.flush()
 
   def close(self) -> None:
     if self._writer is not None:
@@ -120,7 +123,7 @@ class Tracker:
     self.workdir = os.path.abspath(workdir)
     os.makedirs(self.workdir, exist_ok=True)
     self._file = open(os.path.join(self.workdir, SCALARS_FILE), "a")
-    self.tensorboard = _optional("tensorboardX", "tensorboardX", "writing TensorBoard event files")
+    self.tensorboard = _optional("tensorboardX", "writing TensorBoard event files")
     self._phases: Dict[Tuple[str, Optional[str]], Phase] = {}
     self._opened: Dict[Tuple[str, Optional[str]], int] = {}
 
@@ -234,7 +237,7 @@ def progress_bar(name: str, total: int, initial: int = 0, unit: str = "epoch") -
   draws nothing. A bar opened inside another's is drawn below it and erased when done."""
   if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
     return _NoBar()
-  tqdm = _optional("tqdm", "tqdm", "a progress bar")
+  tqdm = _optional("tqdm", "a progress bar")
   if tqdm is None:
     return _NoBar()
   return tqdm.tqdm(total=total, initial=initial, desc=name, unit=unit, leave=False, dynamic_ncols=True)
