@@ -1,5 +1,9 @@
 """One function per command line: validate the config once, lock the work directory, run one pipeline.
 
+Each is also the Python interface of its command: the run is tracked (`rum_jax.tracking`: its
+scalars in <workdir>/scalars.jsonl and TensorBoard files, its log in <workdir>/log.txt, one
+progress line per phase shown in a Python session too).
+
   train.py      `train`      config.mode train | memorization | proxies
   unlearn.py    `unlearn`    any method of `unlearning.METHODS`, RUM included
   continual.py  `continual`  a task sequence of learning and unlearning
@@ -10,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import ml_collections
 
-from rum_jax import checks, workdir as workdir_lib
+from rum_jax import checks, tracking, workdir as workdir_lib
 from rum_jax.config_validation import require_mode, validate
 from rum_jax.pipelines import continual as continual_pipeline
 from rum_jax.evaluation.metrics import check_names
@@ -26,7 +30,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = Fal
   """train.py: ordinary training, memorization estimation or proxy scoring (config.mode)."""
   validate(config)
   mode = require_mode(config, "train.py", TRAIN_MODES)
-  with workdir_lib.WorkdirLock(workdir):
+  with workdir_lib.WorkdirLock(workdir), tracking.track(workdir):
     return TRAIN_MODES[mode](config, workdir, overwrite)
 
 
@@ -37,7 +41,7 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   checks.require("unlearn" in config and "forget" in config,
                  "unlearn.py needs config.forget and config.unlearn; start from configs/digits.py")
   run = sweep.run_sweep if sweep_grid(config, config.unlearn.method) else unlearning.run_unlearning
-  with workdir_lib.WorkdirLock(workdir):
+  with workdir_lib.WorkdirLock(workdir), tracking.track(workdir):
     return run(config, workdir, overwrite)
 
 
@@ -45,7 +49,7 @@ def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   """continual.py: a task sequence of learning and unlearning for all seeds at once."""
   checks.require("continual" in config, "config.continual is missing; start from configs/continual_digits.py")
   validate(config)
-  with workdir_lib.WorkdirLock(workdir):
+  with workdir_lib.WorkdirLock(workdir), tracking.track(workdir):
     return continual_pipeline.run_continual(config, workdir, overwrite)
 
 
@@ -55,7 +59,7 @@ def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, o
     return evaluation.evaluate_path(workdir)
   validate(config)
   mode = require_mode(config, "evaluate.py", EVALUATE_MODES)
-  with workdir_lib.WorkdirLock(workdir):
+  with workdir_lib.WorkdirLock(workdir), tracking.track(workdir):
     return EVALUATE_MODES[mode](config, workdir, overwrite)
 
 

@@ -4,6 +4,7 @@ These change the process, so only the command lines' `main` calls them (`initial
 any JAX computation; importing rum_jax changes nothing. A library user who wants the same
 set-up calls `rum_jax.runtime.initialize()` right after starting Python.
 """
+import logging as std_logging
 import os
 import sys
 from typing import Any, Callable
@@ -76,10 +77,24 @@ def initialize() -> None:
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError, RuntimeError)
 
 
+# Loggers of other libraries that log at DEBUG (JAX's compilation cache and dispatch, matplotlib's
+# font search, asyncio): `-v 1` asks for rum-jax's per-epoch lines and tracebacks, not theirs.
+_CHATTY_LIBRARIES = ("jax", "matplotlib", "asyncio", "PIL")
+
+
+def quiet_libraries() -> None:
+  """Keeps other libraries' loggers at INFO when absl's `-v 1` lowers the root logger to DEBUG."""
+  for name in _CHATTY_LIBRARIES:
+    library = std_logging.getLogger(name)
+    if library.getEffectiveLevel() < std_logging.INFO:
+      library.setLevel(std_logging.INFO)
+
+
 def main(command: Callable[[], Any]) -> Any:
   """What a command line's `main` does: `initialize()`, then `command()`, errors as one line."""
   provenance.record_command(sys.argv)
   initialize()
+  quiet_libraries()
   try:
     return command()
   except USER_ERRORS as err:

@@ -15,7 +15,7 @@ COMMANDS = {"rum_jax.commands", "rum_jax.config_validation", "rum_jax.runtime"}
 LIBRARY_RANK = {
     "registry": 0, "checks": 0, "optional": 0, "provenance": 0,
     "io": 1,
-    "results": 2, "workdir": 2,
+    "results": 2, "workdir": 2, "tracking": 2,
     "data": 3, "models": 3,
     "training": 4,
     "memorization": 5, "evaluation": 5,

@@ -48,7 +48,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, results, workdir as workdir_lib
+from rum_jax import io, results, tracking, workdir as workdir_lib
 from rum_jax.checks import ConfigError
 from rum_jax.continual import buffers, methods, metrics as cl_metrics, plots, sequences, tasks
 from rum_jax.continual import config as continual_config
@@ -317,13 +317,18 @@ class ContinualRun:
     device_states = self.runner.shard(states)
     done = self.runner.shard(np.zeros(self.num_seeds, bool))
     iterations = np.zeros(self.num_seeds, np.int64)
+    tracked = tracking.phase(f"step {i + 1}/{len(self.sequence)} forget {task}")
     for p in range(c.unlearn_max_epochs):
       if p > 0:
         plan = plan_of(p)
       device_states, done, m = self.unlearn_program(device_states, done, self.runner.shard(plan), self.data)
-      iterations += self.runner.to_host(m)["updated"].sum(1).astype(np.int64)
+      m = self.runner.to_host(m)
+      iterations += m["updated"].sum(1).astype(np.int64)
+      # The steps that ran (weight: whether a seed updated), e.g. the unlearn buffer's accuracy.
+      tracked.steps(p * m["updated"].shape[1] + 1, {k: v for k, v in m.items() if v.ndim == 2}, m["updated"])
       if self.runner.to_host(done).all():  # every seed reached the threshold
         break
+    tracking.end_phase(tracked)
     reached = self.runner.to_host(done)
     states = self.runner.to_host(device_states, keep_padding=True)
     loop.check_finite_weights(states.params, self.num_seeds, f"forgetting task {task} (step {i + 1})",
@@ -492,6 +497,9 @@ class ContinualRun:
                      elapsed / (i + 1 - done) * (len(self.sequence) - i - 1),
                      np.array2string(test, precision=2, separator=" "),
                      f", unlearning iterations {info['iterations']}" if step.is_forget else "")
+        tracking.scalars("continual", "sequence_step", i + 1, {
+            **{f"test_accuracy/task_{t}": column for t, column in enumerate(zip(*evaluation["test_accuracy"]))},
+            **info})
     finally:
       checkpointer.close()
     final = self.write_results(workdir, record, states)

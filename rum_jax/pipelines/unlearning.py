@@ -43,6 +43,7 @@ from rum_jax.training.setup import Setup, accuracies, save_predictions
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning import METHODS, unlearn
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
+from rum_jax.unlearning.interface import Report
 
 SPLIT_METRICS = ("forget_accuracy", "retain_accuracy", "val_accuracy", "test_accuracy")
 # What every run records right after it finishes (the evaluation adds the attacks).
@@ -319,6 +320,18 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   return run_method(prepare(config, workdir, overwrite, setup), config, overwrite, evaluate)
 
 
+def write_report(run_dir: str, report: Report, history: Dict[str, list], title: str) -> None:
+  """A method run's training curves (history.csv, curves.png) and what its `report` holds."""
+  histories = {".": (title, history), **report.histories}
+  for folder, (name, curves) in histories.items():
+    if curves:
+      io.write_csv(os.path.join(run_dir, folder, "history.csv"), results.history_rows(curves))
+      results.plot_history(curves, os.path.join(run_dir, folder, "curves.png"), name)
+  for stem, (record, rows) in report.tables.items():
+    io.write_json(os.path.join(run_dir, f"{stem}.json"), record)
+    io.write_csv(os.path.join(run_dir, f"{stem}.csv"), rows)
+
+
 def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: bool = False,
                evaluate: bool = True) -> Dict[str, Any]:
   """config.unlearn.method on a prepared work directory: its run, metrics, summary (and evaluation)."""
@@ -339,12 +352,13 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
   io.write_npz(os.path.join(method_dir, "forget_set.npz"), forget_positions=np.stack(forget),
                forget_index=np.stack([train.index[f] for f in forget]))
   t0 = time.time()
+  report = Report()
   if method.from_scratch:  # the retrain reference itself, trained in `prepare`
     states, history, seconds = prep.reference, prep.retrain_history, prep.retrain_seconds
   else:
     states, history = unlearn(setup, prep.original, method.name, settings, forget, retain, base_seed=config.seed,
                               run_dir=method_dir, saliency_path=os.path.join(workdir, "saliency.npz"),
-                              name=run_name)
+                              name=run_name, report=report)
     seconds = time.time() - t0
   outputs = model_outputs(setup, states, forget, prep.reference_outputs)
   unlearned = _values(outputs, RUN_METRICS)
@@ -361,9 +375,7 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
       "original": {"per_seed": original, "summary": results.summarize_columns(original)},
   }
   save_predictions(setup.dataset, outputs.logits, os.path.join(method_dir, "predictions"))
-  if history:
-    io.write_csv(os.path.join(method_dir, "history.csv"), results.history_rows(history))
-    results.plot_history(history, os.path.join(method_dir, "curves.png"), f"{setup.dataset.name}: {run_name}")
+  write_report(method_dir, report, history, f"{setup.dataset.name}: {run_name}")
   io.write_csv(os.path.join(method_dir, "metrics.csv"), run_records(workdir, io.as_json(record)),
                fields=results.RECORD_COLUMNS)
   io.write_json(os.path.join(method_dir, workdir_lib.METRICS_FILE), record)  # last: marks the run finished
