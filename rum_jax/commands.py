@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 
 import ml_collections
 
-from rum_jax import checks, workdir as workdir_lib
+from rum_jax import checks, io, workdir as workdir_lib
 from rum_jax.config_validation import require_mode, validate
 from rum_jax.pipelines import continual as continual_pipeline
 from rum_jax.pipelines import evaluation, forgetting, memorization, study, sweep, training, unlearning
@@ -39,7 +39,7 @@ def _running_in(workdir: str) -> Iterator[None]:
         workdir_lib.discard_unused_configs(workdir, before)
         raise
   except Exception:
-    if not existed and os.path.isdir(workdir) and set(os.listdir(workdir)) <= {".lock"}:
+    if io.is_writer() and not existed and os.path.isdir(workdir) and set(os.listdir(workdir)) <= {".lock"}:
       shutil.rmtree(workdir)
     raise
 
