@@ -64,6 +64,14 @@ def use_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def show_progress(verbosity: str = "info") -> None:
+  """Prints rum-jax's progress (epochs, losses, ETAs, what each run does) to stderr, as the
+  command lines do; a notebook shows it under the cell. Outside `app.run` absl logs only
+  warnings, so a Python user calls this once (`verbosity="warning"` silences it again)."""
+  logging.use_absl_handler()
+  logging.set_verbosity(verbosity)
+
+
 def initialize() -> None:
   """What every command line does first: CPU devices, the compilation cache, then the cluster."""
   use_cpu_cores()

@@ -50,6 +50,8 @@ from rum_jax import io, optional
 SCALARS_FILE = "scalars.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 LOG_FILE = "log.txt"
+# What tracking writes into a work directory: bookkeeping, not results.
+FILES = (SCALARS_FILE, TENSORBOARD_DIR, LOG_FILE)
 
 _warned = set()
 

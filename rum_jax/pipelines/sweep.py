@@ -213,8 +213,9 @@ def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: 
   io.write_csv(os.path.join(directory, "sweep.csv"), rows)
   io.write_json(os.path.join(directory, "sweep.json"), {
       "method": method_name, "select_by": sweep["select_by"], "chosen": points[chosen], "num_seeds": num_seeds,
-      "validation": {"forget_set": os.path.join(workdir_lib.relative(directory, sweep["validation_dir"]),
-                                                "forget_set.json"), "grid": grid_results},
+      # Relative to the work directory (<workdir>/sweeps/<method>/..), which a copy keeps together.
+      "validation": {"forget_set": workdir_lib.relative(os.path.dirname(os.path.dirname(directory)), os.path.join(
+          sweep["validation_dir"], "forget_set.json")), "grid": grid_results},
       "reported": reported})
   better = "highest" if METRICS.get(sweep["select_by"]).higher_is_better is not False else "lowest"
   lines = [f"# Sweep of {method_name}", "",

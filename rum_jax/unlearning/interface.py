@@ -166,6 +166,7 @@ class Method:
   from_scratch: it ignores the given models (the retrain reference): not a step of RUM or
     a method of a study.
   composite: it runs other methods (RUM): not a step of RUM either.
+  about: one line for the listing of methods (`rum_jax.discovery`): its rule and paper.
   phases / prepare: of training methods (`runners.train_run`); apply: of one-shot ones.
   """
   name: str
@@ -182,6 +183,7 @@ class Method:
   custom_folder: Optional[Callable[[ml_collections.ConfigDict], str]] = None
   custom_validate: Optional[Callable[[ml_collections.ConfigDict], None]] = None
   custom_sources: Optional[Callable[[ml_collections.ConfigDict, str], List[ScoreSource]]] = None
+  about: str = ""
 
   def settings_of(self, config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
     """The settings that decide this method's result."""

@@ -242,6 +242,8 @@ def validate(unlearn_cfg: ml_collections.ConfigDict) -> None:
 
 
 register(Method(NAME, run, sgd_recipe=False, composite=True,
+                about="refine the forget set by memorization into low/mid/high and unlearn them in "
+                      "sequence, each with its own method (Zhao et al. 2024)",
                 custom_settings=resolved_settings,
                 custom_folder=lambda config: config.unlearn.rum.name,
                 custom_validate=validate,
