@@ -446,6 +446,17 @@ def saliency_mask(forward: Forward, state: TrainState, batch: engine.Batch, loss
   return projection.topk_mask_tree(grads, fraction)
 
 
+def violates(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: engine.LossFn) -> jnp.ndarray:
+  """Whether grad of `loss_fn` on `batch` violates GEM's constraint of an active task,
+  <g, g_k> < 0 (Lopez-Paz & Ranzato 2017, eq. 11), i.e. whether a GEM projection would
+  change it: the thesis' ALT-NegGEM takes its SalUn mask from the first such batch."""
+  grads = jax.grad(lambda p: loss_fn(forward, p, state, batch, state.rng)[0])(state.params)
+  rows = memory_gradients(forward, state)
+  dots = sum(jnp.sum((r * g[None]).reshape(r.shape[0], -1), axis=1)
+             for r, g in zip(jax.tree.leaves(rows), jax.tree.leaves(grads)))
+  return jnp.any(state.aux["active"] & (dots < 0))
+
+
 def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation,
                       updates: Sequence[Update], threshold: float,
                       train_mode_check: bool = False) -> Callable:
