@@ -3,6 +3,12 @@
 python bench/continual_permuted.py --seeds=5            # configs/continual_permuted.py
 python bench/continual_permuted.py --variant=rotated    # 20 rotated-digits tasks instead
 
+0. Feldman-Zhang memorization of the digits train split (256 subset models,
+   configs/digits_memorization.py) into <workdir>/memorization, unless it is there: the
+   thesis chooses its buffers by memorization. An MLP's training is equivariant to a fixed
+   permutation of its inputs (its first layer's i.i.d. initialisation is invariant to it),
+   so an image's memorization is also its permuted copy's; for rotated tasks the scores are
+   an approximation.
 1. Plain SGD and GEM learning of the 20 tasks alone (no forgetting): the interference the
    benchmark is sized for (SGD's BWT <= -0.05, GEM's smaller in magnitude).
 2. The seven runs of the thesis' final A4 table (bench/continual_thesis.py RUNS), each one
@@ -31,7 +37,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bench.continual_thesis import RUNS  # noqa: E402
-from configs import continual_permuted  # noqa: E402
+from configs import continual_permuted, digits_memorization  # noqa: E402
 from rum_jax import commands, io, results  # noqa: E402
 from rum_jax.pipelines import continual as continual_pipeline  # noqa: E402
 from rum_jax.training import loop  # noqa: E402
@@ -45,9 +51,10 @@ ORDERINGS = (("final CL-ToW (averaged matrices)", "final_cl_tow", "final_cl_tow_
 SEPARATING = ("final_retained_test_accuracy", "final_cl_tow", "mean_cl_tow")
 
 
-def config_for(variant: str, method: str, overrides: dict, seeds: int):
+def config_for(variant: str, method: str, overrides: dict, seeds: int, scores: str):
   config = continual_permuted.get_config(variant)
   config.algorithm = method
+  config.continual.scores = scores
   config.num_seeds = seeds
   config.continual.mia = False
   for key, value in overrides.items():
@@ -55,9 +62,9 @@ def config_for(variant: str, method: str, overrides: dict, seeds: int):
   return config
 
 
-def learning_only(variant: str, algorithm: str, seeds: int, workdir: str) -> dict:
+def learning_only(variant: str, algorithm: str, seeds: int, workdir: str, scores: str) -> dict:
   """BWT of learning the 20 tasks with `algorithm` alone."""
-  config = config_for(variant, "neggem", {}, seeds)
+  config = config_for(variant, "neggem", {}, seeds, scores)
   config.continual.learn_algorithm = algorithm
   config.continual.sequence = ",".join(str(t) for t in range(config.continual.num_tasks))
   return commands.continual(config, os.path.join(workdir, f"learn_{algorithm}"))
@@ -97,24 +104,30 @@ def main():
   args = parser.parse_args()
   name = f"{args.variant or 'permuted'}_digits"
   workdir = args.workdir or os.path.join("runs", name)
-  seconds = {}
+  seconds, cpu = {}, {}
+  scores = os.path.join(workdir, "memorization", "memorization.npz")
+  if not os.path.exists(scores):
+    t, c = time.time(), time.process_time()
+    commands.train(digits_memorization.get_config(), os.path.dirname(scores))
+    seconds["memorization"], cpu["memorization"] = time.time() - t, time.process_time() - c
   learning = {}
   for algorithm in ("sgd", "gem"):
-    t = time.time()
-    learning[algorithm] = learning_only(args.variant, algorithm, args.seeds, workdir)["summary"]
+    t, c = time.time(), time.process_time()
+    learning[algorithm] = learning_only(args.variant, algorithm, args.seeds, workdir, scores)["summary"]
     seconds[f"learn only, {algorithm}"] = time.time() - t
+    cpu[f"learn only, {algorithm}"] = time.process_time() - c
   runs, failed = [], {}
   for label, method, overrides in RUNS:
-    config = config_for(args.variant, method, overrides, args.seeds)
-    t = time.time()
+    config = config_for(args.variant, method, overrides, args.seeds, scores)
+    t, c = time.time(), time.process_time()
     try:
       metrics = commands.continual(config, os.path.join(workdir, label.replace(" ", "_").replace("=", "")))
       metrics["unlearn_settings"] = {k: v for k, v in config.continual.unlearn[method].items()}
       runs.append((label, metrics))
     except loop.NonFiniteLossError as err:  # a result too: reported, the other runs go on
       failed[label] = str(err)
-    seconds[label] = time.time() - t
-    print(f"{label}: {seconds[label]:.0f}s", flush=True)
+    seconds[label], cpu[label] = time.time() - t, time.process_time() - c
+    print(f"{label}: {seconds[label]:.0f}s, {cpu[label]:.0f} CPU-s", flush=True)
   title = (f"{'Rotated' if args.variant else 'Permuted'} digits, 20 tasks of all 10 classes, A4, "
            f"the thesis' protocol")
   text = continual_pipeline.compare_runs(runs, os.path.join(OUT, name), title, failed=failed)
@@ -139,11 +152,14 @@ def main():
       rows.append([title_, f"{rho:.2f}", f"{p:.2f}", " > ".join(np.array(labels)[np.argsort(ours)[::-1]]),
                    " > ".join(np.array(labels)[np.argsort(theirs)[::-1]])])
     text += results.markdown_table(["metric", "Spearman rho", "p", "ours, best first", "thesis, best first"], rows)
-  text += (f"\nSeconds per run ({args.seeds} seeds, 2 CPU cores shared with other jobs): "
-           + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + f"; load average {os.getloadavg()[0]:.1f}.\n")
+  text += (f"\nSeconds per run ({args.seeds} seeds; wall-clock on 2 CPU cores shared with other "
+           "jobs / CPU seconds of the process, the wall-clock on 2 idle cores being about half of it): "
+           + ", ".join(f"{k} {seconds[k]:.0f} / {cpu[k]:.0f}" for k in seconds)
+           + f"; load average at the end {os.getloadavg()[0]:.1f}.\n")
   io.write_text(os.path.join(OUT, name + ".md"), text)
   io.write_csv(os.path.join(OUT, name + "_seeds.csv"), tidy_rows(runs, args.variant))
-  io.write_json(os.path.join(OUT, name + "_timings.json"), {"run_seconds": seconds, "load": os.getloadavg()})
+  io.write_json(os.path.join(OUT, name + "_timings.json"),
+                {"run_seconds": seconds, "cpu_seconds": cpu, "load": os.getloadavg()})
   print(text)
 
 
