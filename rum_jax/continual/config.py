@@ -9,7 +9,7 @@ does for the one-shot methods. The sections of the chosen algorithm and method a
 import ml_collections
 
 from rum_jax import checks
-from rum_jax.continual import buffers, methods, programs, sequences, task_sets
+from rum_jax.continual import buffers, methods, programs, sequences, task_sets, unlearn_step
 from rum_jax.continual import mia as continual_mia
 from rum_jax.memorization import proxies
 
@@ -106,7 +106,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"valid choices: {', '.join(buffers.BUFFER_KINDS)}")
   _require_choice(c, "forget_batches", buffers.FORGET_BATCHES)
   _require_choice(c, "salun_batch", buffers.SALIENCY_BATCHES)
-  _require_choice(c, "stop_mode", methods.CHECK_MODES)
+  _require_choice(c, "stop_mode", unlearn_step.CHECK_MODES)
   checks.require(isinstance(c.scores, str) and isinstance(c.score_key, str),
          "config.continual.scores and score_key must be strings")
   if not c.scores:

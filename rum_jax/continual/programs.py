@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rum_jax.continual import methods, tasks
+from rum_jax.continual import methods, tasks, unlearn_step
 from rum_jax.data.augment import random_crop_flip
 from rum_jax.training import engine, loop, optim
 
@@ -81,7 +81,7 @@ def unlearn_program(runner, forward, tx, method_name: str, settings: methods.Pro
   """(states, done, plan, data) -> (states, done, metrics): one pass of unlearning; `done`
   [seeds] marks the seeds that have reached the stop rule (they stay as they are)."""
   updates = methods.unlearn_updates(methods.METHODS.get(method_name), settings, loss_scale)
-  step = methods.make_unlearn_step(forward, tx, updates, threshold, train_mode_check)
+  step = unlearn_step.make_unlearn_step(forward, tx, updates, threshold, train_mode_check)
 
   def one_seed(state, done, plan, data):
     (state, done), metrics = engine.run_plan((state, done), data, plan, step)
@@ -97,21 +97,21 @@ def saliency_program(runner, forward, method_name: str, loss_scale: float, fract
 
   def one_seed(state, plan, data):
     batch = {name: engine.gather(data, p["idx"][0], p["weight"][0]) for name, p in plan.items()}
-    return methods.saliency_mask(forward, state, batch, loss_fn, fraction)
+    return unlearn_step.saliency_mask(forward, state, batch, loss_fn, fraction)
   return runner.map(one_seed, n_seeded=2)
 
 
 def violation_program(runner, forward, method_name: str, loss_scale: float):
   """(states, plan, data) -> bool [seeds, steps]: whether the gradient of the method's first
   objective on each batch of the plan violates GEM's constraint of some retained task
-  (<g, g_k> < 0, `methods.violates`), all at the parameters the forgetting starts from."""
+  (<g, g_k> < 0, `unlearn_step.violates`), all at the parameters the forgetting starts from."""
   objective = methods.METHODS.get(method_name).updates[0][0]
   loss_fn = methods.OBJECTIVES.get(objective)(loss_scale)
 
   def one_seed(state, plan, data):
     def one_batch(j):
       batch = {name: engine.gather(data, p["idx"][j], p["weight"][j]) for name, p in plan.items()}
-      return methods.violates(forward, state, batch, loss_fn)
+      return unlearn_step.violates(forward, state, batch, loss_fn)
     steps = next(iter(plan.values()))["idx"].shape[0]
     return jax.lax.map(one_batch, jnp.arange(steps))
   return runner.map(one_seed, n_seeded=2)

@@ -51,7 +51,7 @@ from absl import logging
 
 from rum_jax import io, results, workdir as workdir_lib
 from rum_jax.checks import ConfigError
-from rum_jax.continual import buffers, methods, plots, programs, sequences, task_sets, tasks
+from rum_jax.continual import buffers, methods, plots, programs, sequences, task_sets, tasks, unlearn_step
 from rum_jax.continual import mia as continual_mia, summary as cl_summary
 from rum_jax.continual import config as continual_config
 from rum_jax.memorization import files as score_files, proxies
@@ -145,7 +145,7 @@ class ContinualRun:
         masked=u.salun > 0, memory_batch_stats=c.memory_batch_stats)
     return self.runner.compiled(programs.unlearn_program, self.forward, self.unlearn_tx, self.method.name,
                                 settings, float(u.loss_scale), self.threshold,
-                                methods.CHECK_MODES.get(c.stop_mode))
+                                unlearn_step.CHECK_MODES.get(c.stop_mode))
 
   @property
   def saliency_program(self):
