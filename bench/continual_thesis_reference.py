@@ -25,7 +25,6 @@ ALL_TRAIN_ACCURACIES_AVERAGED.csv). From them, as the thesis' code computes them
 import argparse
 import csv
 import glob
-import json
 import os
 import sys
 

@@ -112,6 +112,36 @@ def memory_slot(positions: np.ndarray, size: int, x: np.ndarray,
           "pos": padded.astype(np.int32)}
 
 
+def fill_task_buffers(aux: Dict[str, Dict[str, np.ndarray]], task: int,
+                      candidates: Sequence[np.ndarray], specs: Sequence[Tuple[str, int, str, float]],
+                      scores: Optional[np.ndarray], rngs: Sequence[np.random.Generator],
+                      x: np.ndarray, y: np.ndarray) -> Dict[str, Dict[str, np.ndarray]]:
+  """Every seed's buffers of `task` chosen (`select_buffer`) and written into copies of aux.
+
+  Args:
+    aux: {buffer name: {"x", "y", "weight", "pos"} [padded seeds, T, M, ...]}.
+    task: the task whose slots are filled.
+    candidates: per real seed, the task's train positions; padded seeds copy seed 0.
+    specs: (buffer name, size, kind, split) of each buffer.
+    scores: [S, N] memorization scores of the train split (None when unused).
+    rngs: one generator per real seed (padded seeds copy seed 0's choice).
+    x, y: the train split.
+  """
+  out = {name: {k: np.array(v) for k, v in aux[name].items()} for name, *_ in specs}
+  for s in range(len(next(iter(out.values()))["y"])):
+    src = s if s < len(candidates) else 0
+    for name, size, kind, split in specs:
+      if s == src:
+        chosen = select_buffer(candidates[src], size, kind, split,
+                               None if scores is None else scores[src][candidates[src]], rngs[src])
+        slot = memory_slot(chosen, size, x, y)
+      else:  # a padded seed: seed 0's buffer
+        slot = {k: v[0, task] for k, v in out[name].items()}
+      for k, v in slot.items():
+        out[name][k][s, task] = v
+  return out
+
+
 # ---------------------------------------------------------------------------------------
 # Batches of a forgetting pass. learn / unlearn: per seed, the real train-split positions of
 # the forgotten task's buffers; capacity: (M_learn, M_unlearn), which fixes the number of

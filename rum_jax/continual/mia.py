@@ -53,6 +53,21 @@ class MiaProtocol:
   def scores_task(self, task: int) -> bool:
     return self.tasks is None or task in self.tasks
 
+  def per_task(self, train: dict, test: dict, num_tasks: int, step: int) -> np.ndarray:
+    """[S, T] AUC of every seed and scored task (NaN elsewhere) after step `step`.
+
+    train / test: `tasks.evaluate_tasks` outputs ("loss" and "task" [S, N]) of the splits.
+    """
+    num_seeds = train["loss"].shape[0]
+    auc = np.full((num_seeds, num_tasks), np.nan)
+    for s in range(num_seeds):
+      for t in filter(self.scores_task, range(num_tasks)):
+        members = train["loss"][s][train["task"][s] == t]
+        outsiders = test["loss"][s][test["task"][s] == t]
+        if min(len(members), len(outsiders)) >= 2:
+          auc[s, t] = self.auc(members, outsiders, step * 1000 + s)
+    return auc
+
 
 MIA_PROTOCOLS: Registry[MiaProtocol] = Registry("membership-inference protocol")
 MIA_PROTOCOLS.register("rank_cv")(MiaProtocol(lambda m, o, seed: mia.loss_mia_auc(m, o, seed=seed)))

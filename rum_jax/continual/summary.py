@@ -81,6 +81,20 @@ def run_metrics(matrices: Mapping[str, np.ndarray], sequence: Sequence[Step], ch
           "of_mean_matrices": averaged}
 
 
+def curve_rows(summary: Mapping[str, Any], step_labels: Sequence[str],
+               forget_steps: Sequence[int]) -> List[Dict[str, Any]]:
+  """curves.csv: per step, CLU_mix (and at forget steps CL-ToW), mean and 95% half width."""
+  rows = []
+  for i, label in enumerate(step_labels[1:]):
+    row = {"step": i + 1, "action": label, "clu_mix_mean": summary["clu_mix"]["mean"][i],
+           "clu_mix_ci95": summary["clu_mix"]["ci95"][i]}
+    if i in forget_steps:
+      j = list(forget_steps).index(i)
+      row.update(cl_tow_mean=summary["cl_tow"]["mean"][j], cl_tow_ci95=summary["cl_tow"]["ci95"][j])
+    rows.append(row)
+  return rows
+
+
 # ---------------------------------------------------------------------------------------
 # Several runs side by side.
 

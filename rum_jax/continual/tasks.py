@@ -140,3 +140,19 @@ def evaluate_tasks(logits: np.ndarray, labels: np.ndarray, row_task: np.ndarray,
         acc[s, t] = correct[s, rows].mean()
         conf[s, t] = confidence[s, rows].mean()
   return {"accuracy": acc, "confidence": conf, "loss": loss, "correct": correct, "task": tasks}
+
+
+def buffer_accuracy(correct: np.ndarray, positions: np.ndarray, weight: np.ndarray,
+                    num_seeds: int) -> np.ndarray:
+  """[S, T] accuracy on each task's buffer (NaN for an empty one).
+
+  correct: bool [S, N] per train example (`evaluate_tasks`); positions / weight: the buffers'
+  train positions and real-row weights [padded S, T, M].
+  """
+  out = np.full((num_seeds, positions.shape[1]), np.nan)
+  for s in range(num_seeds):
+    for t in range(positions.shape[1]):
+      real = weight[s, t] > 0
+      if real.any():
+        out[s, t] = correct[s, positions[s, t][real]].mean()
+  return out

@@ -1,9 +1,9 @@
 """Continual learning and unlearning runs (continual.py): `run_continual(config, workdir)`.
 
-A run follows a task sequence (`sequences.make_sequence`: A4, ..., or "0,1,2,-2,3") on a
-task-incremental split of the data set (`tasks.TaskLayout`: classes shuffled per seed,
-`classes_per_task` per task), for `config.num_seeds` seeds at once (one program, spread over
-devices). Every step is the one training engine:
+A run follows a task sequence (`sequences.make_sequence`: A4, ..., or "0,1,2,-2,3") on the
+tasks a builder makes of the data set (`task_sets.TASK_BUILDERS`: class blocks shuffled per
+seed, or permuted or rotated copies of it), for `config.num_seeds` seeds at once (one
+program, spread over devices). Every step is the one training engine:
 
 - learn task k: `config.continual.epochs` epochs of `engine.train_step` over the task's
   training examples (batch `batch_size`), with the GEM or A-GEM grad_transform against the
@@ -44,7 +44,6 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -55,7 +54,7 @@ from rum_jax.continual import buffers, methods, plots, programs, sequences, task
 from rum_jax.continual import mia as continual_mia, summary as cl_summary
 from rum_jax.continual import config as continual_config
 from rum_jax.memorization import files as score_files, proxies
-from rum_jax.training import engine, loop, optim, plans
+from rum_jax.training import loop, plans
 from rum_jax.training.checkpoint import Checkpointer
 from rum_jax.training.config import TRAINING_SECTIONS
 from rum_jax.training.setup import Setup
@@ -198,18 +197,12 @@ class ContinualRun:
         scores = np.broadcast_to(self.file_scores, (self.num_seeds, len(tr)))
       else:
         scores = events.proxies()[c.score_key or "confidence"]
-    aux = {name: {k: np.array(v) for k, v in states.aux[name].items()} for name in ("learn", "unlearn")}
-    for s in range(self.padded):
-      src = s if s < self.num_seeds else 0  # padded seeds copy seed 0
-      candidates = self.train_pos[src][task]
-      rng = np.random.default_rng([self.config.seed, src, i, _BUFFER_STREAM])
-      for name, size, kind, split in (("learn", self.capacity[0], c.learn_buffer_kind, c.learn_buffer_split),
-                                      ("unlearn", self.capacity[1], c.unlearn_buffer_kind,
-                                       c.unlearn_buffer_split)):
-        chosen = buffers.select_buffer(candidates, size, kind, split,
-                                       None if scores is None else scores[src][candidates], rng)
-        for k, v in buffers.memory_slot(chosen, size, tr.x, tr.y).items():
-          aux[name][k][s, task] = v
+    rngs = [np.random.default_rng([self.config.seed, s, i, _BUFFER_STREAM]) for s in range(self.num_seeds)]
+    aux = buffers.fill_task_buffers(
+        {name: states.aux[name] for name in ("learn", "unlearn")}, task, [p[task] for p in self.train_pos],
+        (("learn", self.capacity[0], c.learn_buffer_kind, c.learn_buffer_split),
+         ("unlearn", self.capacity[1], c.unlearn_buffer_kind, c.unlearn_buffer_split)),
+        scores, rngs, tr.x, tr.y)
     return programs.with_aux(states, **aux)
 
   def forget(self, states, i: int, task: int, retained) -> tuple:
@@ -268,21 +261,11 @@ class ContinualRun:
                                               self.layout.task_classes())
       out[f"{split}_accuracy"] = per_split[split]["accuracy"]
       out[f"{split}_confidence"] = per_split[split]["confidence"]
-    auc = np.full((self.num_seeds, self.num_tasks), np.nan)
-    buffer_acc = np.full((self.num_seeds, self.num_tasks), np.nan)
     unlearn = states.aux["unlearn"]
-    for s in range(self.num_seeds):
-      for t in range(self.num_tasks):
-        real = unlearn["weight"][s, t] > 0
-        if real.any():
-          buffer_acc[s, t] = per_split["train"]["correct"][s, unlearn["pos"][s, t][real]].mean()
-        if self.c.mia and self.mia_protocol.scores_task(t):
-          members = per_split["train"]["loss"][s][per_split["train"]["task"][s] == t]
-          outsiders = per_split["test"]["loss"][s][per_split["test"]["task"][s] == t]
-          if min(len(members), len(outsiders)) >= 2:
-            auc[s, t] = self.mia_protocol.auc(members, outsiders, (i + 1) * 1000 + s)
-    out["mia_auc"] = auc
-    out["unlearn_buffer_accuracy"] = buffer_acc
+    out["unlearn_buffer_accuracy"] = tasks.buffer_accuracy(per_split["train"]["correct"], unlearn["pos"],
+                                                          unlearn["weight"], self.num_seeds)
+    out["mia_auc"] = (self.mia_protocol.per_task(per_split["train"], per_split["test"], self.num_tasks, i + 1)
+                      if self.c.mia else np.full((self.num_seeds, self.num_tasks), np.nan))
     return {k: np.asarray(v, np.float64).tolist() for k, v in out.items()}
 
   # -- outputs -----------------------------------------------------------------------------
@@ -314,17 +297,8 @@ class ContinualRun:
     final = self.final_metrics(record)
     io.write_json(os.path.join(workdir, "metrics.json"), final)
     io.write_csv(os.path.join(workdir, "metrics.csv"), results.seed_rows(final["per_seed"], final["summary"]))
-    summary = final["summary"]
-    tow_rows = final["forget_steps"]
-    curve_rows = []
-    for i, label in enumerate(self.step_labels[1:]):
-      row = {"step": i + 1, "action": label, "clu_mix_mean": summary["clu_mix"]["mean"][i],
-             "clu_mix_ci95": summary["clu_mix"]["ci95"][i]}
-      if i in tow_rows:
-        j = tow_rows.index(i)
-        row.update(cl_tow_mean=summary["cl_tow"]["mean"][j], cl_tow_ci95=summary["cl_tow"]["ci95"][j])
-      curve_rows.append(row)
-    io.write_csv(os.path.join(workdir, "curves.csv"), curve_rows)
+    io.write_csv(os.path.join(workdir, "curves.csv"),
+                 cl_summary.curve_rows(final["summary"], self.step_labels, final["forget_steps"]))
     m = self.matrices(record)
     index = self.setup.dataset.train.index
     io.write_npz(os.path.join(workdir, "matrices.npz"), **m, step_labels=np.array(self.step_labels),
@@ -336,17 +310,8 @@ class ContinualRun:
     shown = final["sequence"] if len(self.sequence) <= 12 else self.c.sequence
     title = (f"{self.setup.dataset.name}: {shown}\n"
              f"{self.c.algorithm} (learning: {self.learn_algorithm}), {self.num_seeds} seeds")
-    mean, half = results.mean_ci(m["test_accuracy"])
-    plots.accuracy_heatmap(mean, self.step_labels,
-                           os.path.join(workdir, "task_accuracy_heatmap.png"), title)
-    plots.task_curves(mean, half, self.step_labels, [r + 1 for r in tow_rows],
-                      os.path.join(workdir, "task_curves.png"), title)
-    tow = summary.get("cl_tow", {"mean": [], "ci95": []})
-    as_array = lambda values: np.asarray(values, float)
-    plots.unlearning_scores(self.step_labels, [r + 1 for r in tow_rows], as_array(tow["mean"]),
-                            as_array(tow["ci95"]), as_array(summary["clu_mix"]["mean"]),
-                            as_array(summary["clu_mix"]["ci95"]),
-                            os.path.join(workdir, "cl_tow.png"), title)
+    plots.run_figures(m["test_accuracy"], final["summary"], self.step_labels, final["forget_steps"],
+                      workdir, title)
     return final
 
   # -- driver ------------------------------------------------------------------------------
