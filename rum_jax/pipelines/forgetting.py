@@ -282,10 +282,13 @@ def _flatten_weights(states: TrainState) -> Dict[str, np.ndarray]:
 
 
 def _restore_weights(setup: Setup, path: str, train_cfg) -> TrainState:
-  """States with the saved weights of a chunk (a fresh optimizer state: unlearning makes its own)."""
-  template = setup.init_states(make_tx(train_cfg, 1), 0)
+  """States with the saved weights of a chunk (a fresh optimizer state: unlearning makes its own).
+
+  Weights are saved without padding models (chunks written before were padded to the devices
+  of their run: their first chunk_size rows are the models), so any device count reads them."""
+  template = setup.runner.unpad(setup.init_states(make_tx(train_cfg, 1), 0))
   with np.load(path) as data:
-    leaves = [data[f"w{i}"] for i in range(len(data.files))]
+    leaves = [data[f"w{i}"][:setup.runner.num_seeds] for i in range(len(data.files))]
   params, batch_stats = jax.tree.unflatten(jax.tree.structure((template.params, template.batch_stats)), leaves)
   return template.replace(params=params, batch_stats=batch_stats)
 

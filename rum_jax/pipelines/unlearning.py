@@ -42,6 +42,7 @@ from rum_jax.training.state import TrainState
 from rum_jax.unlearning import METHODS, unlearn
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
 from rum_jax.unlearning.interface import ScoreSource
+from rum_jax.unlearning.runners import augments
 
 SPLIT_METRICS = ("forget_accuracy", "retain_accuracy", "val_accuracy", "test_accuracy")
 # A RUM run's recorded score path may move with its work directory; its digest may not change.
@@ -192,6 +193,11 @@ def _digest(train_config: ml_collections.ConfigDict, forget: List[np.ndarray]) -
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def reference_record(config: ml_collections.ConfigDict, forget_digest: str) -> Dict[str, Any]:
+  """Everything that decides a retrain reference (its made_by.json)."""
+  return {"training": training_config(config).to_dict(), "augment": augments(config), "forget": forget_digest}
+
+
 def evaluate_splits(setup: Setup, states: TrainState, forget: List[np.ndarray],
                     retain: List[np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
   """Per-seed forget/retain/val/test accuracy [num_seeds] and the logits of every split."""
@@ -315,6 +321,7 @@ class Prepared:
   forget_digest: str
   report: Dict[str, Any]
   retrain_dir: str
+  retrain_digest: str  # what made the reference (`reference_record`), checked where it is used
   reference: TrainState
   retrain_history: Dict[str, list]
   retrain_seconds: float
@@ -348,6 +355,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
                ", ".join(f"{k}={v}" for k, v in report.items() if not isinstance(v, list)))
 
   retrain_dir = workdir_lib.retrain_dir(workdir, _digest(training_config(config), forget))
+  # What made the reference travels with it: a folder replaced by another reference (other
+  # training, augmentation or forget set) is retrained here, and evaluate.py refuses it.
+  retrain_digest = workdir_lib.claim_folder(retrain_dir, reference_record(config, forget_digest),
+                                            "retrain reference")
   t0 = time.time()
   reference, retrain_history = unlearn(setup, None, "retrain", config.train, forget, retain,
                                        base_seed=config.seed, run_dir=retrain_dir)
@@ -359,7 +370,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
     save_predictions(setup.dataset, retrain_logits, os.path.join(retrain_dir, "predictions"))
   original_accuracy, _ = evaluate_splits(setup, original, forget, retain)
   return Prepared(config, workdir, setup, original, forget, retain, forget_digest, report, retrain_dir,
-                  reference, retrain_history, retrain_seconds, retrained, original_accuracy)
+                  retrain_digest, reference, retrain_history, retrain_seconds, retrained, original_accuracy)
 
 
 def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
@@ -414,6 +425,7 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
       "forget_set": {k: v for k, v in prep.report.items() if k != "entanglement_per_group"},
       "forget_digest": forget_digest,
       "retrain_reference": workdir_lib.relative(workdir, prep.retrain_dir),
+      "retrain_digest": prep.retrain_digest,
       "per_seed": unlearned, "summary": results.summarize_columns(unlearned),
       "retrain": {"per_seed": prep.retrained, "summary": results.summarize_columns(prep.retrained)},
       "original": {"per_seed": prep.original_accuracy, "summary": results.summarize_columns(prep.original_accuracy)},

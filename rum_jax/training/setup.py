@@ -176,13 +176,23 @@ class Setup:
                                 self.augment(augment))
 
 
+def program_key(setup: Setup, **parts: Any) -> Dict[str, Any]:
+  """What decides a program's checkpoints besides its initial states, first plan and epochs
+  (`loop.fit`): the data and the model (where the data lies on disk aside), and `parts`."""
+  sections = {k: setup.config[k].to_dict() for k in ("data", "model") if k in setup.config}
+  sections.get("data", {}).pop("data_dir", None)
+  return {"dataset": setup.dataset.name, **sections, **parts}
+
+
 def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collections.ConfigDict,
              base_seed: int, checkpoint_dir: Optional[str], name: str = "train", on_epoch=None,
-             loss_fn=None, augment: Optional[bool] = None) -> tuple:
-  """Trains fresh models, seed s on train-split `positions[s]`; resumes from checkpoint_dir.
+             loss_fn=None, augment: Optional[bool] = None, on_resume=None) -> tuple:
+  """Trains fresh models, seed s on train-split `positions[s]`; resumes from checkpoint_dir
+  when it holds checkpoints of this very program (`loop.fit`).
 
   augment: crop + flip (None: config.data.augment, the original training's setting).
-  Returns (host states incl. padded seeds, history).
+  on_epoch / on_resume: as in `loop.fit`.
+  Returns (host states of the num_seeds seeds, history).
   """
   runner = setup.runner
   positions = list(positions) + [positions[0]] * (runner.padded_seeds - len(positions))
@@ -201,9 +211,11 @@ def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collec
 
   checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir else None
   try:
+    key = program_key(setup, program="train", recipe=train_cfg.to_dict(), augment=setup.augment(augment) is not None,
+                      loss=None if loss_fn is None else f"{loss_fn.__module__}.{loss_fn.__qualname__}")
     return loop.fit(states, runner=runner, epoch_fn=epoch_fn, data=setup.train_data(),
                     plan_fn=plan_fn, epochs=train_cfg.epochs, checkpointer=checkpointer,
-                    name=name, on_epoch=on_epoch)
+                    name=name, on_epoch=on_epoch, key=key, on_resume=on_resume)
   finally:
     if checkpointer:
       checkpointer.close()
