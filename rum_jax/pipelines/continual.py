@@ -266,7 +266,7 @@ class ContinualRun:
     states, history = loop.fit(states, runner=self.runner, epoch_fn=self.learn_program,
                                data=self.data, plan_fn=plan_fn, epochs=c.epochs,
                                name=f"step {i + 1}/{len(self.sequence)} learn {task}", on_epoch=events)
-    states = self._fill_buffers(states, i, task, events)
+    states = self._fill_buffers(self.runner.pad(states), i, task, events)
     return states, {"train_loss": history["loss"][-1]}
 
   def _fill_buffers(self, states, i: int, task: int, events: proxies.EventSums):
