@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -113,6 +114,22 @@ def test_fewer_epochs_start_over_instead_of_resuming_past_the_end(prep, tmp_path
   want, _ = sweep_lib.run_grid(shorter, METHOD, POINTS, str(tmp_path / "fresh"), with_mia=False)
   for a, b in zip(got, want):
     np.testing.assert_allclose(a["per_seed"]["tow"], b["per_seed"]["tow"], atol=1e-6)
+
+
+def test_the_grid_cache_is_keyed_by_the_original_models_and_the_reference(prep, tmp_path):
+  """A grid.json of other original models or another reference (the training changed, --overwrite)
+  is computed again, not read back."""
+  root = str(tmp_path / "root")
+  sweep_lib.run_grid(prep, METHOD, POINTS[:1], root, with_mia=False)
+  assert sweep_lib.run_grid(prep, METHOD, POINTS[:1], root, with_mia=False)[1], "the same grid is read back"
+  other_reference = dataclasses.replace(prep, retrain_digest="0" * 16)
+  assert not sweep_lib.run_grid(other_reference, METHOD, POINTS[:1], root, with_mia=False)[1]
+  other_original = dataclasses.replace(prep, original=prep.original.replace(
+      params=jax.tree.map(lambda p: p * 1.01, prep.original.params)))
+  got, cached = sweep_lib.run_grid(other_original, METHOD, POINTS[:1], root, with_mia=False)
+  want, _ = sweep_lib.run_grid(other_original, METHOD, POINTS[:1], str(tmp_path / "fresh"), with_mia=False)
+  assert not cached
+  np.testing.assert_allclose(got[0]["per_seed"]["tow"], want[0]["per_seed"]["tow"], atol=1e-6)
 
 
 def test_checkpoints_belong_to_the_program_that_claimed_them(tmp_path, caplog):

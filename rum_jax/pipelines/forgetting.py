@@ -70,6 +70,7 @@ from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import Setup, accuracies, make_tx, train_on
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning import METHODS, unlearn
+from rum_jax.unlearning.runners import augments
 
 SHADOW_RATIO = 0.5  # each shadow model trains on a random half (LiRA's in/out split)
 # Seed streams: the banks of one seed draw independent models.
@@ -90,6 +91,12 @@ def _digest(*arrays: np.ndarray) -> str:
     h.update(str((a.dtype, a.shape)).encode())
     h.update(a.tobytes())
   return h.hexdigest()[:16]
+
+
+def _augment_spec(config: ml_collections.ConfigDict) -> Dict[str, Any]:
+  """config.unlearn.augment, which decides the retrained and unlearned models of every bank;
+  recorded only when on, so the banks made before it was recorded (all without) still match."""
+  return {"unlearn_augment": True} if augments(config) else {}
 
 
 def _training_spec(config: ml_collections.ConfigDict) -> Dict[str, Any]:
@@ -206,7 +213,8 @@ def _challenge(config, workdir: str, setups, forget: np.ndarray, retain: np.ndar
   f = config.forgetting
   setup = setups(min(f.chunk_size, f.num_models))
   chunk = setup.runner.num_seeds
-  base = {"training": _training_spec(config), "forget": _digest(forget), "seed": f.seed, "chunk_size": chunk}
+  base = {"training": _training_spec(config), "forget": _digest(forget), "seed": f.seed, "chunk_size": chunk,
+          **_augment_spec(config)}
   retrained = _challenge_bank(
       os.path.join(workdir, "retrained"), {"bank": "retrained", **base}, setup, config, overwrite, "retrained",
       lambda j: _run_method(setup, None, "retrain", config.train, forget, retain, _seed(f.seed, RETRAINED, j),
@@ -306,7 +314,7 @@ def _shadow(config, workdir: str, shadow_dir: str, setups, forget_size: int, ove
     method = METHODS.get(name)
     settings[name] = method.settings_of(config, workdir)
     spec = {"bank": "shadow_unlearned", "method": name, "settings": settings[name].to_dict(),
-            "forget_size": forget_size, **base}
+            "forget_size": forget_size, **base, **_augment_spec(config)}
     banks[name] = Bank(os.path.join(shadow_dir, method.folder_of(config)), spec, f.shadow_models, chunk,
                        f"shadow {method.folder_of(config)}", overwrite)
   diverged: Dict[str, str] = {}
