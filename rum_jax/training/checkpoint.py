@@ -121,17 +121,26 @@ class Checkpointer:
     except (OSError, io.DamagedFileError):
       old = None
     held = [n for n in os.listdir(self.directory) if n.isdigit()] if os.path.isdir(self.directory) else []
-    if old != key and held:
+    stale = old != key and bool(held)
+    if stale:
       what = ("; ".join(workdir_lib.differences(old, key)[:6]) if isinstance(old, dict)
               else "they record no program: made by an older version")
       logging.warning("%s holds checkpoints of another program (%s): deleting them and starting this run over",
                       self.directory, what)
       self.close()
-      for name in held:
-        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
-      self._open()
+      if io.is_writer():  # in a multi-host run, process 0 owns the folder
+        for name in held:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
     if old != key:
       io.write_json(path, key)
+    if jax.process_count() > 1:  # no process restores before the folder is the program's
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"claim {self.directory}")
+    if stale:
+      self._open()
+    elif jax.process_count() > 1:
+      with _quiet():
+        self._manager.reload()  # process 0 may have emptied the folder meanwhile
     self._claimed = True
 
   def _check_claimed(self) -> None:
