@@ -23,7 +23,7 @@ from rum_jax.data.augment import random_crop_flip
 from rum_jax.data.base import Dataset
 from rum_jax.models import create_model, data_init_size
 from rum_jax.training import engine, loop, memory, optim, plans
-from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.checkpoint import Checkpointer, tree_digest
 from rum_jax.training.data_init import init_sample, init_state_from_data
 from rum_jax.training.parallel import SeedRunner
 from rum_jax.training.state import Forward
@@ -107,6 +107,13 @@ class Setup:
     runner = SeedRunner(num_seeds or config.num_seeds, vmap_size=config.get("vmap_size", 0))
     return cls(config, dataset, model, Forward(model), runner)
 
+  @functools.cached_property
+  def train_digest(self) -> str:
+    """Digest of the train split's contents (inputs, labels, original indices): what every
+    program trains on, whatever file or loader it came from."""
+    tr = self.dataset.train
+    return tree_digest((tr.x, tr.y, tr.index))
+
   def augment(self, enabled: Optional[bool] = None) -> Optional[engine.Augment]:
     """The data's crop + flip (`crop_flip`) if `enabled`, else None.
 
@@ -178,10 +185,11 @@ class Setup:
 
 def program_key(setup: Setup, **parts: Any) -> Dict[str, Any]:
   """What decides a program's checkpoints besides its initial states, first plan and epochs
-  (`loop.fit`): the data and the model (where the data lies on disk aside), and `parts`."""
+  (`loop.fit`): the data (its settings, where it lies on disk aside, and the train split's
+  contents), the model, and `parts`."""
   sections = {k: setup.config[k].to_dict() for k in ("data", "model") if k in setup.config}
   sections.get("data", {}).pop("data_dir", None)
-  return {"dataset": setup.dataset.name, **sections, **parts}
+  return {"dataset": setup.dataset.name, "train_split": setup.train_digest, **sections, **parts}
 
 
 def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collections.ConfigDict,
