@@ -5,21 +5,25 @@ Layout of an unlearning work directory (the other commands use parts of it):
   original/                the original models (train.py's layout)
   memorization/            the default score file memorization/memorization.npz
   forget_set.npz / .json   the forget set
-  retrain/<key>/           the retrain-from-scratch reference of one forget set
+  retrain/<key>/           the retrain-from-scratch reference of one forget set; made_by.json
+                           says what made it (`claim_folder`), checked by every run that uses it
   methods/<name>/          one finished or resumable unlearning run per method (or RUM plan)
 """
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from rum_jax import io
 
 CONFIG_FILE = "config.json"
+MADE_BY_FILE = "made_by.json"
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "memorization.npz"
 
@@ -119,6 +123,43 @@ def file_digest(path: str) -> str:
     for block in iter(lambda: f.read(1 << 20), b""):
       h.update(block)
   return h.hexdigest()[:16]
+
+
+def record_digest(record: Dict[str, Any]) -> str:
+  """sha256 (16 hex digits) of a JSON-able record (key order aside)."""
+  return hashlib.sha256(json.dumps(io.as_json(record), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def made_by(directory: str) -> Optional[str]:
+  """The digest of what made `directory` (its made_by.json), or None when it records none."""
+  try:
+    return io.read_json(os.path.join(directory, MADE_BY_FILE)).get("digest")
+  except (OSError, io.DamagedFileError, AttributeError):
+    return None
+
+
+def claim_folder(directory: str, record: Dict[str, Any], what: str) -> str:
+  """Makes `directory` the folder of the result `record` describes (everything that decides
+  it: settings, digests of its inputs) and returns the record's digest.
+
+  A folder that holds files made by something else (another record, or none recorded) is
+  emptied first, with a warning naming the differences: its files are recomputed, never used.
+  """
+  digest = record_digest(record)
+  path = os.path.join(directory, MADE_BY_FILE)
+  if made_by(directory) == digest:
+    return digest
+  if os.path.isdir(directory) and os.listdir(directory):
+    try:
+      old = io.read_json(path)
+      what_changed = "; ".join(differences(old, {"digest": digest, **io.as_json(record)})[:6])
+    except (OSError, io.DamagedFileError):
+      what_changed = f"it has no readable {MADE_BY_FILE}"
+    logging.warning("%s holds a %s made by something else (%s): discarding it and computing it again",
+                    directory, what, what_changed)
+    shutil.rmtree(directory)
+  io.write_json(path, {"digest": digest, **record})
+  return digest
 
 
 def relative(workdir: str, path: str) -> str:

@@ -135,6 +135,10 @@ RUNTIME = """## Run-time checks
 | unknown data set / model / method / sequence name | ValueError listing the valid names | tests/test_data.py, tests/test_training.py, tests/test_continual_sequences.py |
 | subset ratio outside (0, 1); too few models for every example to be in and out | ValueError; a warning with the count of undefined examples | tests/test_memorization_estimator.py |
 | `memorization.chunk_size=0` and not even one model per device fits the device's memory | MemoryError naming the bytes a model needs, the usable bytes, and the remedies (smaller batch, bfloat16) | tests/test_memory.py |
+| checkpoints of another program in a run's folder (a sweep's grid, base settings or epochs changed; a method's settings, the original models, the forget set or the data changed; checkpoints of an older version that record no program) | one warning naming what changed (`program.json` against the run's key); they are deleted and the run starts over, never resumed | tests/test_stale_checkpoints.py |
+| a sweep changed without `--overwrite` after a finished one | the new grid is computed from scratch (its numbers, not the old grid's, in `grid.json`), then the finished run of other settings is refused | tests/test_stale_checkpoints.py |
+| a retrain reference replaced by another (other training, augmentation or forget set) | evaluate.py refuses: it is not the reference the runs were compared with, re-run unlearn.py; unlearn.py retrains it with a warning naming the differences (`made_by.json`) | tests/test_stale_checkpoints.py |
+| a work directory resumed or extended on another number of devices (padding seeds: 3 seeds on 2 devices run as 4) | resumes with equal results: checkpoints, SalUn saliency and shadow-model weights are saved without padding seeds | tests/test_device_counts.py |
 """
 
 

@@ -55,9 +55,9 @@ from rum_jax.continual import mia as continual_mia, summary as cl_summary
 from rum_jax.continual import config as continual_config
 from rum_jax.memorization import files as score_files, proxies
 from rum_jax.training import loop, plans
-from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.checkpoint import Checkpointer, tree_digest
 from rum_jax.training.config import TRAINING_SECTIONS
-from rum_jax.training.setup import Setup
+from rum_jax.training.setup import Setup, program_key
 
 EVAL_KEYS = ("train_accuracy", "test_accuracy", "train_confidence", "test_confidence",
              "mia_auc", "unlearn_buffer_accuracy")
@@ -185,7 +185,7 @@ class ContinualRun:
     states, history = loop.fit(states, runner=self.runner, epoch_fn=self.learn_program(tx),
                                data=self.data, plan_fn=plan_fn, epochs=c.epochs,
                                name=f"step {i + 1}/{len(self.sequence)} learn {task}", on_epoch=events)
-    states = self._fill_buffers(states, i, task, events)
+    states = self._fill_buffers(self.runner.pad(states), i, task, events)
     return states, {"train_loss": history["loss"][-1]}
 
   def _fill_buffers(self, states, i: int, task: int, events: proxies.EventSums):
@@ -321,14 +321,25 @@ class ContinualRun:
 
   # -- driver ------------------------------------------------------------------------------
 
+  def program_key(self, states) -> Dict[str, Any]:
+    """What decides this run's checkpoints (`Checkpointer.claim`)."""
+    sections = {k: self.config[k].to_dict() if isinstance(self.config[k], ml_collections.ConfigDict)
+                else self.config[k] for k in ("seed", "train", "continual", "algorithm", "sequence")
+                if k in self.config}
+    return program_key(self.setup, program="continual", **sections, scores=tree_digest(self.file_scores),
+                       initial_states=tree_digest(self.runner.unpad(states)))
+
   def run(self, workdir: str) -> Dict[str, Any]:
     self.data = self.setup.train_data()
     states = self.initial_states()
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
-      restored = checkpointer.restore(states)
+      # Saved without padding seeds (their count depends on the devices): any device count resumes.
+      checkpointer.claim(self.program_key(states))
+      restored = checkpointer.restore(self.runner.unpad(states))
       if restored is not None:
         done, states, record = restored
+        states = self.runner.pad(states)
         logging.info("[continual] resumed after step %d/%d (%s)", done, len(self.sequence),
                      checkpointer.directory)
       else:
@@ -347,7 +358,7 @@ class ContinualRun:
         record["evals"].append(evaluation)
         record["steps"].append({"step": i + 1, "action": str(step),
                                 "seconds": time.time() - t_step, **info})
-        checkpointer.save(i + 1, states, record)
+        checkpointer.save(i + 1, self.runner.unpad(states), record)
         self.write_progress(workdir, record)
         elapsed = time.time() - t0
         test = np.nanmean(np.asarray(evaluation["test_accuracy"]), axis=0)

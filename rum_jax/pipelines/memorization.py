@@ -30,7 +30,6 @@ from rum_jax.memorization import files as score_files
 from rum_jax.memorization import proxies as proxies_lib
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
 from rum_jax.training import engine, loop, memory, optim, plans
-from rum_jax.training.checkpoint import Checkpointer
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import SPLITS, Setup, accuracies, train_on
 from rum_jax.unlearning import METHODS
@@ -230,11 +229,9 @@ def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool
   setup = Setup.create(config)
   n = len(setup.dataset.train)
   sums = proxies_lib.EventSums(config.num_seeds, n, os.path.join(workdir, "events"))
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  latest = Checkpointer(ckpt_dir).latest_step()
-  sums.restore(latest or 0)
   states, _ = train_on(setup, [np.arange(n)] * config.num_seeds, config.train, config.seed,
-                       ckpt_dir, name="proxies", on_epoch=sums, loss_fn=events_loss)
+                       os.path.join(workdir, "checkpoints"), name="proxies", on_epoch=sums, loss_fn=events_loss,
+                       on_resume=sums.restore)
   scores = sums.proxies()
   train_x = setup.dataset.train.x
   original = loop.predict(setup.runner, setup.forward, states, train_x)

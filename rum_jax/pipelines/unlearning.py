@@ -44,6 +44,7 @@ from rum_jax.training.state import TrainState
 from rum_jax.unlearning import METHODS, unlearn
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
 from rum_jax.unlearning.interface import Report
+from rum_jax.unlearning.runners import augments
 
 SPLIT_METRICS = ("forget_accuracy", "retain_accuracy", "val_accuracy", "test_accuracy")
 # What every run records right after it finishes (the evaluation adds the attacks).
@@ -143,6 +144,11 @@ def model_outputs(setup: Setup, states: TrainState, forget: List[np.ndarray],
   logits, _ = accuracies(setup, states, setup.config.train.eval_batch_size)
   labels = {split: setup.dataset.split(split).y for split in logits}
   return ModelOutputs(logits, labels, forget, reference, retain=retain)
+
+
+def reference_record(config: ml_collections.ConfigDict, forget_digest: str) -> Dict[str, Any]:
+  """Everything that decides a retrain reference (its made_by.json)."""
+  return {"training": training_config(config).to_dict(), "augment": augments(config), "forget": forget_digest}
 
 
 def _values(outputs: ModelOutputs, names) -> Dict[str, np.ndarray]:
@@ -254,6 +260,7 @@ class Prepared:
   forget_digest: str
   report: Dict[str, Any]
   retrain_dir: str
+  retrain_digest: str  # what made the reference (`reference_record`), checked where it is used
   reference: TrainState
   retrain_history: Dict[str, list]
   retrain_seconds: float
@@ -287,6 +294,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
                ", ".join(f"{k}={v}" for k, v in report.items() if not isinstance(v, list)))
 
   retrain_dir = workdir_lib.retrain_dir(workdir, _digest(training_config(config), forget))
+  # What made the reference travels with it: a folder replaced by another reference (other
+  # training, augmentation or forget set) is retrained here, and evaluate.py refuses it.
+  retrain_digest = workdir_lib.claim_folder(retrain_dir, reference_record(config, forget_digest),
+                                            "retrain reference")
   t0 = time.time()
   reference, retrain_history = unlearn(setup, None, "retrain", config.train, forget, retain,
                                        base_seed=config.seed, run_dir=retrain_dir)
@@ -299,7 +310,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
     save_predictions(setup.dataset, reference_outputs.logits, os.path.join(retrain_dir, "predictions"))
   original_outputs = model_outputs(setup, original, forget, reference_outputs)
   return Prepared(config, workdir, setup, original, forget, retain, forget_digest, report, retrain_dir,
-                  reference, retrain_history, retrain_seconds, reference_outputs, original_outputs)
+                  retrain_digest, reference, retrain_history, retrain_seconds, reference_outputs, original_outputs)
 
 
 def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
@@ -369,6 +380,7 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
       "forget_set": {k: v for k, v in prep.report.items() if k != "entanglement_per_group"},
       "forget_digest": forget_digest,
       "retrain_reference": workdir_lib.relative(workdir, prep.retrain_dir),
+      "retrain_digest": prep.retrain_digest,
       "per_seed": unlearned, "summary": results.summarize_columns(unlearned),
       "retrain": {"per_seed": retrained, "summary": results.summarize_columns(retrained),
                   "seconds": prep.retrain_seconds},

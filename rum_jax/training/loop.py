@@ -20,7 +20,7 @@ from absl import logging
 
 from rum_jax import tracking
 from rum_jax.training import engine
-from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.checkpoint import Checkpointer, tree_digest
 from rum_jax.training.parallel import SeedRunner
 from rum_jax.training.state import Forward, TrainState
 
@@ -69,31 +69,40 @@ def make_epoch_fn(runner: SeedRunner, forward: Forward, tx: optax.GradientTransf
 
 def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, Any],
         plan_fn: PlanFn, epochs: int, checkpointer: Optional[Checkpointer] = None,
-        name: str = "train", on_epoch: Optional[Callable[[int, Dict[str, np.ndarray]], None]] = None
-        ) -> tuple:
-  """Runs `epochs` epochs; resumes from `checkpointer` if it holds a checkpoint.
+        name: str = "train", on_epoch: Optional[Callable[[int, Dict[str, np.ndarray]], None]] = None,
+        key: Optional[Dict[str, Any]] = None, on_resume: Optional[Callable[[int], None]] = None) -> tuple:
+  """Runs `epochs` epochs; resumes from `checkpointer` if it holds a checkpoint of this program.
 
-  states: host pytree of per-seed states (leading axis padded_seeds), the initial state.
+  states: host pytree of per-seed states (leading axis num_seeds or padded_seeds), the initial state.
   data: device-replicated per-example arrays (runner.replicate).
   plan_fn(epoch): host plan, stream -> {"idx", "weight"} with leading seed axis.
   on_epoch(epoch, metrics): called with host per-step metrics [seeds, steps, ...] (e.g. to
-    accumulate per-example learning events); its own state must be restorable by the
-    caller, because it is not called again for epochs restored from a checkpoint.
-  Returns (host states, history) where history[metric] is a list over epochs of per-seed
-  weighted means.
+    accumulate per-example learning events); it is not called again for epochs restored from
+    a checkpoint, so its own state is restored by `on_resume(epochs_done)`, called once
+    before the first epoch runs (0 when nothing was restored).
+  key: what decides the program besides its initial states, first plan and epochs (the
+    recipe or method settings, the data, ...): with those, the key the checkpoints are
+    claimed with (`Checkpointer.claim`), so another program's checkpoints are never resumed.
+  Returns (host states without padding seeds, history) where history[metric] is a list over
+  epochs of per-seed weighted means.
   """
   history: Dict[str, list] = {}
   start = 0
   if checkpointer is not None:
-    restored = checkpointer.restore(states)
+    checkpointer.claim({**(key or {}), "epochs": epochs, "num_seeds": runner.num_seeds,
+                        "initial_states": tree_digest(runner.unpad(states)),
+                        "first_plan": tree_digest(runner.unpad(plan_fn(0)))})
+    restored = checkpointer.restore(runner.unpad(states))
     if restored is not None:
       start, states, record = restored
       history = record["history"]
       # A finished phase read back (e.g. the original models of an unlearning run) is no news.
       logging.vlog(0 if start < epochs else 1, "[%s] resumed from epoch %d/%d (%s)", name, start, epochs,
                    checkpointer.directory)
+  if on_resume is not None:
+    on_resume(start)
   if start >= epochs:
-    return states, history
+    return runner.unpad(states), history
 
   phase = tracking.phase(name, os.path.dirname(checkpointer.directory) if checkpointer else None)
   bar = tracking.progress_bar(name, epochs, start)
@@ -122,7 +131,7 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
         on_epoch(epoch, metrics)
       done = epoch + 1
       if checkpointer is not None or done == epochs:  # no copy to the host on other epochs
-        host_states = runner.to_host(device_states, keep_padding=True)
+        host_states = runner.to_host(device_states)
       if checkpointer is not None:
         checkpointer.save(done, host_states, {"history": history, "epoch": done})
       # seconds: the epoch's wall time, compilation included (what bench/gpu.py reads back).

@@ -333,8 +333,8 @@ def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
       steps); None: not kept.
 
   Returns:
-    (host states incl. padded seeds with `aux` emptied, history: metric -> per-epoch lists
-    of per-seed means; empty for one-shot methods).
+    (host states of the runner's num_seeds models with `aux` emptied, history: metric ->
+    per-epoch lists of per-seed means; empty for one-shot methods).
 
   Raises:
     training.loop.NonFiniteLossError: the method diverged; the last good epoch stays in run_dir.

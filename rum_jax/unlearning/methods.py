@@ -185,18 +185,20 @@ def _saliency_program(runner, forward):
 
 
 def forget_saliency(ctx: MethodContext, states: TrainState) -> np.ndarray:
-  """|grad of the forget CE| per seed [S, P], read from ctx.saliency_path or computed (and saved there)."""
-  cached = saliency.load_saliency(ctx.saliency_path, ctx.forget, states.params) if ctx.saliency_path else None
-  if cached is not None:
-    return cached
+  """|grad of the forget CE| per padded seed [S, P], read from ctx.saliency_path or computed (and
+  saved there without the padding seeds, so the file serves any number of devices)."""
   runner = ctx.setup.runner
+  n = runner.num_seeds
+  params = runner.unpad(states.params)
+  cached = saliency.load_saliency(ctx.saliency_path, ctx.forget[:n], params) if ctx.saliency_path else None
+  if cached is not None:
+    return runner.pad(cached)
   program = runner.compiled(_saliency_program, ctx.setup.forward)
   plan = ctx.chunk_plan(ctx.forget, ctx.settings.batch_size, "saliency")
-  magnitudes = runner.to_host(program(runner.shard(states), runner.shard(plan), ctx.setup.train_data()),
-                              keep_padding=True)
+  magnitudes = runner.to_host(program(runner.shard(states), runner.shard(plan), ctx.setup.train_data()))
   if ctx.saliency_path:
-    saliency.save_saliency(ctx.saliency_path, magnitudes, ctx.forget, states.params)
-  return magnitudes
+    saliency.save_saliency(ctx.saliency_path, magnitudes, ctx.forget[:n], params)
+  return runner.pad(magnitudes)
 
 
 def _salun_aux(ctx: MethodContext, states: TrainState) -> Dict[str, Any]:
