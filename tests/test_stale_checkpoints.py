@@ -91,9 +91,9 @@ POINTS = [{"lr": 0.01, "alpha": 0.9}, {"lr": 0.05, "alpha": 0.5}]
 def test_a_shrunk_grid_runs_and_equals_a_fresh_one(prep, tmp_path):
   """Was `leading axis 4 is neither num_seeds 2 nor padded_seeds 2`: 2 points -> 1."""
   root = str(tmp_path / "root")
-  sweep_lib.run_grid(prep, METHOD, POINTS, root, with_mia=False)
-  got, cached = sweep_lib.run_grid(prep, METHOD, POINTS[:1], root, with_mia=False)
-  want, _ = sweep_lib.run_grid(prep, METHOD, POINTS[:1], str(tmp_path / "fresh"), with_mia=False)
+  sweep_lib.run_grid(prep, METHOD, POINTS, root)
+  got, cached = sweep_lib.run_grid(prep, METHOD, POINTS[:1], root)
+  want, _ = sweep_lib.run_grid(prep, METHOD, POINTS[:1], str(tmp_path / "fresh"))
   assert not cached
   for metric in ("forget_accuracy", "test_accuracy", "tow"):
     np.testing.assert_allclose(got[0]["per_seed"][metric], want[0]["per_seed"][metric], atol=1e-6)
@@ -102,16 +102,16 @@ def test_a_shrunk_grid_runs_and_equals_a_fresh_one(prep, tmp_path):
 def test_fewer_epochs_start_over_instead_of_resuming_past_the_end(prep, tmp_path, caplog):
   """Was "resumed from epoch 2/1" and the 2-epoch grid reported as the 1-epoch one."""
   root = str(tmp_path / "root")
-  sweep_lib.run_grid(prep, METHOD, POINTS, root, with_mia=False)
+  sweep_lib.run_grid(prep, METHOD, POINTS, root)
   config = sweep_lib.validation_config(prep.config, prep.config.unlearn.original_workdir)
   config.unlearn[METHOD].epochs = 1
   shorter = dataclasses.replace(prep, config=config)
   caplog.set_level(logging.INFO)
-  got, _ = sweep_lib.run_grid(shorter, METHOD, POINTS, root, with_mia=False)
+  got, _ = sweep_lib.run_grid(shorter, METHOD, POINTS, root)
   messages = [r.getMessage() for r in caplog.records]
   assert not any("resumed from epoch" in m for m in messages), messages
   assert any("holds checkpoints of another program" in m and "epochs: 2 -> 1" in m for m in messages), messages
-  want, _ = sweep_lib.run_grid(shorter, METHOD, POINTS, str(tmp_path / "fresh"), with_mia=False)
+  want, _ = sweep_lib.run_grid(shorter, METHOD, POINTS, str(tmp_path / "fresh"))
   for a, b in zip(got, want):
     np.testing.assert_allclose(a["per_seed"]["tow"], b["per_seed"]["tow"], atol=1e-6)
 
@@ -120,14 +120,14 @@ def test_the_grid_cache_is_keyed_by_the_original_models_and_the_reference(prep, 
   """A grid.json of other original models or another reference (the training changed, --overwrite)
   is computed again, not read back."""
   root = str(tmp_path / "root")
-  sweep_lib.run_grid(prep, METHOD, POINTS[:1], root, with_mia=False)
-  assert sweep_lib.run_grid(prep, METHOD, POINTS[:1], root, with_mia=False)[1], "the same grid is read back"
+  sweep_lib.run_grid(prep, METHOD, POINTS[:1], root)
+  assert sweep_lib.run_grid(prep, METHOD, POINTS[:1], root)[1], "the same grid is read back"
   other_reference = dataclasses.replace(prep, retrain_digest="0" * 16)
-  assert not sweep_lib.run_grid(other_reference, METHOD, POINTS[:1], root, with_mia=False)[1]
+  assert not sweep_lib.run_grid(other_reference, METHOD, POINTS[:1], root)[1]
   other_original = dataclasses.replace(prep, original=prep.original.replace(
       params=jax.tree.map(lambda p: p * 1.01, prep.original.params)))
-  got, cached = sweep_lib.run_grid(other_original, METHOD, POINTS[:1], root, with_mia=False)
-  want, _ = sweep_lib.run_grid(other_original, METHOD, POINTS[:1], str(tmp_path / "fresh"), with_mia=False)
+  got, cached = sweep_lib.run_grid(other_original, METHOD, POINTS[:1], root)
+  want, _ = sweep_lib.run_grid(other_original, METHOD, POINTS[:1], str(tmp_path / "fresh"))
   assert not cached
   np.testing.assert_allclose(got[0]["per_seed"]["tow"], want[0]["per_seed"]["tow"], atol=1e-6)
 
@@ -185,4 +185,4 @@ def test_a_replaced_retrain_reference_is_refused_then_retrained(tmp_path, caplog
   assert "holds a retrain reference made by something else" in caplog.text
   assert "training.train.epochs: 3 -> 2" in caplog.text
   after = io.read_json(os.path.join(workdir, "evaluation.json"))["models"]["finetune"]["per_seed"]
-  np.testing.assert_allclose([s["tow"] for s in after], [s["tow"] for s in before], atol=1e-6)
+  np.testing.assert_allclose(after["tow"], before["tow"], atol=1e-6)
