@@ -214,19 +214,6 @@ def collect(paths: Iterable[str]) -> pd.DataFrame:
   return pd.concat(frames, ignore_index=True)
 
 
-def seed_rows(per_seed: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
-              **fixed: Any) -> List[Dict[str, Any]]:
-  """CSV rows: one per seed ({'seed': s, ...}), then rows 'mean' and 'ci95' of the scalars.
-
-  `fixed` columns (e.g. model='retrain') come first in every row; per-seed values that are
-  lists (curves, matrices) are left out of the rows.
-  """
-  scalars = [k for k, v in per_seed[0].items() if not isinstance(v, (list, tuple, np.ndarray, Mapping))]
-  rows = [{**fixed, "seed": s, **{k: values[k] for k in scalars}} for s, values in enumerate(per_seed)]
-  rows += [{**fixed, "seed": stat, **{k: summary[k][stat] for k in scalars}} for stat in ("mean", "ci95")]
-  return rows
-
-
 def half_width(leaf: Mapping[str, Any]) -> float:
   """The 95% half width of a summary leaf; NaN when undefined (one seed: null in the JSON files)."""
   return np.nan if leaf["ci95"] is None else float(leaf["ci95"])

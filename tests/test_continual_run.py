@@ -4,6 +4,7 @@ import os
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from configs import continual_digits
@@ -56,6 +57,11 @@ def test_run_writes_every_output_and_consistent_metrics(full_run, setup):
     np.testing.assert_allclose(results["per_seed"][s]["bwt_gem_code"], np.sum(R[-1, :2] - np.diag(R)[:2]) / 3)
     np.testing.assert_allclose(results["per_seed"][s]["final_forgotten_test_accuracy"], test[s, 4, 2])
   assert results["forget_steps"] == [3] and results["forgotten_tasks"] == [2]
+  # metrics.csv is the tidy record (seed x metric, no mean rows): its groupby means are the summary's.
+  record = pd.read_csv(os.path.join(workdir, "metrics.csv"))
+  assert set(record["seed"]) == {0, 1} and record["method"].unique().tolist() == [results["algorithm"]]
+  for metric, mean in record.groupby("metric")["value"].mean().items():
+    np.testing.assert_allclose(mean, results["summary"][metric]["mean"], rtol=1e-6, err_msg=metric)
   # Forgetting task 2 ran until its unlearn buffer fell to the threshold, or hit the cap.
   # (Paired batches: a pass has ceil(8 / 10) = 1 batch of each buffer.)
   progress = io.read_json(os.path.join(workdir, "progress.json"))

@@ -301,7 +301,12 @@ class ContinualRun:
   def write_results(self, workdir: str, record: Dict[str, Any], states) -> Dict[str, Any]:
     final = self.final_metrics(record)
     io.write_json(os.path.join(workdir, "metrics.json"), final)
-    io.write_csv(os.path.join(workdir, "metrics.csv"), results.seed_rows(final["per_seed"], final["summary"]))
+    # The record: one row per seed x scalar metric (means and intervals come from it, never rows).
+    scalars = [k for k, v in final["per_seed"][0].items() if np.ndim(v) == 0 and not isinstance(v, dict)]
+    run = results.run_columns(self.config, self.c.algorithm, self.c.to_dict())
+    io.write_csv(os.path.join(workdir, "metrics.csv"),
+                 results.record_rows({k: [ps[k] for ps in final["per_seed"]] for k in scalars}, **run),
+                 fields=results.RECORD_COLUMNS)
     io.write_csv(os.path.join(workdir, "curves.csv"),
                  cl_summary.curve_rows(final["summary"], self.step_labels, final["forget_steps"]))
     m = self.matrices(record)
