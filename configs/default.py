@@ -69,7 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.forget.seed = 0            # seeds a random forget set
   c.forget.group = 0           # entanglement: ES group (0 = closest to the feature mean)
   c.forget.split = "report"    # report | validation: the disjoint set of the same kind and level
-  #                              that method settings are tuned on (the next examples of the level)
+  #                              that method settings are tuned on
+  c.forget.draw = "band"       # memorization / proxy: band = each seed draws its reported and its
+  #                              validation set at random from the 2n examples at the level's place
+  #                              in the ranking (matched, per seed); ranking = the n most extreme for
+  #                              every seed, validation the next n (rum_jax/unlearning/forget_kinds.py)
 
   # Unlearning (the methods of RUM's study, README): SGD momentum 0.9, weight decay 5e-4, constant lr. RUM's
   # typical epochs; batch 64 and learning rates tuned on digits (a `mix` forget set of 150,
@@ -86,7 +90,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.unlearn.finetune = ml_collections.ConfigDict(dict(epochs=10, lr=0.01, **sgd))
   c.unlearn.l1_sparse = ml_collections.ConfigDict(dict(epochs=10, lr=0.1, alpha=5e-4, **sgd))
   c.unlearn.neggrad = ml_collections.ConfigDict(dict(epochs=5, lr=0.05, **sgd))
-  c.unlearn.neggrad_plus = ml_collections.ConfigDict(dict(epochs=5, lr=0.03, alpha=0.9, **sgd))
+  # forget_passes: passes over the forget set per epoch, the retain stream cycled beside it (0 = one
+  # retain pass with the forget stream cycled, as RUM's code: a dose per forget example that grows as
+  # the forget set shrinks, e.g. in RUM's steps)
+  c.unlearn.neggrad_plus = ml_collections.ConfigDict(dict(epochs=5, lr=0.03, alpha=0.9, forget_passes=0, **sgd))
   c.unlearn.scrub = ml_collections.ConfigDict(dict(
       epochs=5, lr=0.02, msteps=4, temperature=4.0, gamma=0.99, beta=0.001, **sgd))
   # wfisher: theta += alpha F^-1 v, F = damping I + mean g g^T over num_samples retain examples.
