@@ -19,7 +19,7 @@ on 2 CPU cores (evaluate.py on a set's work directory computes them all).
 """
 import ml_collections
 
-from configs import mnist1d
+from configs import forgetting_digits, mnist1d
 
 
 def get_config():
@@ -70,5 +70,11 @@ def get_config():
   c.study.mix_when_unmet = False  # run the mix (RUM vs single methods) where the criterion fails
   c.study.mia_features = ("confidence",)  # the SVC attack's features ((): all five)
   c.study.loss_mia = False       # the loss-threshold attack's AUC too
+  # The challenge's forgetting score and U-LiRA of the best single method, RUM and Shuffle on seed 0's
+  # mix (docs/forgetting.md): banks of 32 models and 32 shadow models, what fits the half hour (the
+  # challenge uses 512: F from different bank sizes does not compare).
+  c.study.strong = True
+  c.forgetting = forgetting_digits.get_config().forgetting
+  c.forgetting.update(methods=("retrain",), num_models=32, shadow_models=32, chunk_size=32, svc_targets=8)
   c.study.results_dir = "results/mnist1d"
   return c

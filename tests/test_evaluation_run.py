@@ -320,6 +320,22 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   assert io.read_json(os.path.join(workdir, "study.json"))["plan_search"]["plan"] == search["plan"]
   assert len(io.read_json(timings)["invocations"]) == 3 and "over 3 invocation(s)" in again
 
+  # The strong metric added to the finished study scores the mix without redoing any run.
+  strong = _study_config(results_dir)
+  strong.study.strong = True
+  strong.forgetting = ml_collections.ConfigDict(dict(methods=("retrain",), num_models=4, shadow_models=16,
+                                                     chunk_size=8, seed=0, svc_targets=4, results_dir=""))
+  tried.clear()
+  scored = commands.evaluate(workdir, strong)
+  assert sorted(tried) == ["neggrad_plus", "neggrad_plus"]
+  rows = io.read_json(os.path.join(workdir, "study.json"))["forgetting"]
+  assert set(rows) == {"retrain", "neggrad", "rum", "rum_shuffle"}
+  epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "forgetting", "epsilons.npz"))
+  np.testing.assert_array_equal(epsilons["position"], np.sort(forget[0]))  # seed 0's reported mix
+  for name, r in rows.items():
+    assert 0.0 <= r["forget_score"] <= 1.0 and 0.0 <= r["ulira_auc"] <= 1.0
+    assert f"| {name} | {r['forget_score']:.3f} ± {r['forget_score_ci95']:.3f} | {r['ulira_auc']:.3f} |" in scored
+
 
 @pytest.mark.parametrize("update,message", [
     ({"match_tolerance": -1.0}, r"study.match_tolerance"),

@@ -23,6 +23,9 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
   checks.boolean(s.get("shuffle", True), "study.shuffle")
   checks.boolean(s.get("loss_mia", True), "study.loss_mia")
   checks.boolean(s.get("mix_when_unmet", False), "study.mix_when_unmet")
+  checks.boolean(s.get("strong", False), "study.strong")
+  checks.require(not s.get("strong", False) or "forgetting" in config,
+                 "config.study.strong needs a config.forgetting section (bank sizes; configs/study_mnist1d.py has one)")
   checks.number(s.get("match_tolerance"), "study.match_tolerance", 0.0, 2.0)
   c = s.get("criterion")
   checks.require(c is not None and all(k in c for k in ("high_min", "mid_range", "low_max"))

@@ -20,6 +20,8 @@ workdir)` tests them on one data set with nothing tuned on the sets it reports:
      random thirds), the paper's plan (config.study.paper_plan) and the proxy variant (the
      plan, thirds by config.study.proxy);
   4. claims (claims.py): paired differences over seeds with 95% intervals and verdicts;
+     with config.study.strong, the challenge's forgetting score and U-LiRA of the best single
+     method, RUM and Shuffle on seed 0's mix (banks sized by config.forgetting);
   5. report (report.py): study.md / .json / .csv / .png / .timings.json.
 
 Every finished run is skipped on a rerun (same settings, same forget sets), grids and the plan
@@ -68,7 +70,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   sets.check_matched(stats, s.match_tolerance)
   met = sets.criterion(stats, s.criterion)
   runner = runs.Runner(config, workdir, setup, overwrite, timings)
-  collected, tuned, search = {}, {}, None
+  collected, tuned, search, strong = {}, {}, None, {}
   for level in [lv for lv in s.levels if lv != "mix"] if met["met"] else []:
     _, tuned[level] = runner.level(level)
     runner.evaluate(runner.set_dir(level))
@@ -77,9 +79,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
     search = runner.search_plan(tuned["mix"])
     runner.mix_runs(prep, search["plan"])
     runner.evaluate(runner.set_dir("mix"))
+    if s.get("strong", False):
+      best = best_on_validation(tuned["mix"], s.methods)
+      strong = runner.strong_metric(prep, best, tuned["mix"][best]["point"], search["plan"])
   for level in tuned:
     collected[level] = runner.models(level)
   return report.write_study(config, workdir, {
-      "stats": stats, "criterion": met, "collected": collected, "tuned": tuned, "search": search,
+      "stats": stats, "criterion": met, "collected": collected, "tuned": tuned, "search": search, "strong": strong,
       "invocations": timings.invocations(), "commands": timings.commands(), "failures": runner.failures})
 

@@ -90,6 +90,8 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
       lines += [results.markdown_table(["method"] + levels, cells)]
   if search is not None:
     lines += _mix_lines(config, collected.get("mix", {}), tuned.get("mix", {}), best, search)
+  if record.get("strong"):
+    lines += _strong_lines(record["strong"], best)
   if record["failures"]:
     lines += ["Runs left out because their loss diverged (NaN/inf): " + ", ".join(sorted(record["failures"])) + ".", ""]
   if tuned:
@@ -111,7 +113,8 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
           for lv in levels for name, m in collected[lv].items()]
   payload = {"data": config.data.name, "num_seeds": n, "forget_size": config.forget.size, "methods": list(s.methods),
              "levels": levels, "sets": record["stats"], "criterion": crit, "tuned": tuned, "plan_search": search,
-             "best_single": best, "claims": records, "diverged": record["failures"],
+             "best_single": best, "claims": records,
+             "forgetting": record.get("strong", {}), "diverged": record["failures"],
              "invocations": record["invocations"], "commands": record["commands"],
              "results": {lv: {name: m["summary"] for name, m in ms.items()} for lv, ms in collected.items()}}
   for directory in [workdir] + ([s.results_dir] if s.results_dir else []):
@@ -158,6 +161,33 @@ def _mix_lines(config, mix: Dict[str, Any], tuned_mix: Dict[str, Any], best: str
             results.markdown_table(["run", "ToW", "ToW-MIA", "forget acc", "retain acc", "test acc", "ToW - best single",
                                     "ToW-MIA - best single", "ToW - Shuffle"], rows)]
   return lines
+
+
+def _strong_lines(rows: Dict[str, Dict[str, Any]], best: str) -> List[str]:
+  """The challenge score and U-LiRA table, and F differences with intervals from the two rows'
+  intervals over the forget examples (half widths in quadrature: an approximation, the two
+  scores share their examples)."""
+  first = next(iter(rows.values()))
+  lines = ["## Forgetting score and U-LiRA on the mix (seed 0)", "",
+           f"The NeurIPS 2023 challenge's forgetting score F (mean points over the forget examples ± 95% interval "
+           f"over them; {first['num_models']} unlearned vs {first['num_models']} retrained models from seed 0's "
+           f"original model and reported mix) and U-LiRA's AUC ({first['shadow_models']} shadow models; 0.5 = "
+           f"indistinguishable from never trained on); docs/forgetting.md defines both. 'retrain' is retraining "
+           f"judged the same way: what the ideal scores with this many models.", ""]
+  cells = []
+  for name in ("retrain", best, RUM_NAME, SHUFFLE_NAME):
+    r = rows.get(name)
+    if r is not None and "forget_score" in r:
+      auc = f"{r['ulira_auc']:.3f}" if "ulira_auc" in r else "n/a"
+      cells.append([name, f"{r['forget_score']:.3f} ± {r['forget_score_ci95']:.3f}", auc])
+  lines += [results.markdown_table(["model", "forgetting score F", "U-LiRA AUC"], cells)]
+  for other in (best, SHUFFLE_NAME):
+    a, b = rows.get(RUM_NAME, {}), rows.get(other, {})
+    if "forget_score" in a and "forget_score" in b:
+      mean = a["forget_score"] - b["forget_score"]
+      half = float(np.hypot(a["forget_score_ci95"], b["forget_score_ci95"]))
+      lines.append(f"- F of {RUM_NAME} - {other}: {mean:+.3f} ± {half:.3f}: {claims_lib.verdict(mean, half)}.")
+  return lines + [""]
 
 
 def plot_study(collected: Dict[str, Dict[str, Any]], methods: Sequence[str], levels: Sequence[str], path: str,

@@ -22,7 +22,7 @@ from absl import logging
 
 from rum_jax import io, provenance, workdir as workdir_lib
 from rum_jax.memorization import files as score_files
-from rum_jax.pipelines import evaluation, memorization, sweep, unlearning
+from rum_jax.pipelines import evaluation, forgetting, memorization, sweep, unlearning
 from rum_jax.pipelines.study import plan as plan_lib
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup
@@ -201,6 +201,30 @@ class Runner:
     if s.proxy:
       self.run(prep, rum_config(base, PROXY_NAME, plan, scores=os.path.abspath(
           scores_path(self.config, self.workdir, PROXY)), score_key=s.proxy))
+
+
+  def strong_metric(self, prep: unlearning.Prepared, best: str, point: Dict[str, Any],
+                    plan: Dict[str, Tuple[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    """The challenge's forgetting score F and U-LiRA (pipelines/forgetting.py, docs/forgetting.md)
+    of the best single method, RUM and Shuffle on seed 0's reported mix, from its original model:
+    banks of config.forgetting.num_models models in sets/memorization_mix/forgetting (the
+    retrained bank shared), shadow_models shadow models in <workdir>/shadow. Returns model ->
+    forgetting.json row (retrain: what the ideal scores with this many models)."""
+    base = sweep.tuned(set_config(self.config, self.workdir, "mix", best), best, point)
+    calls = [(base, ("retrain", best)), (rum_config(base, RUM_NAME, plan), (rum.NAME,)),
+             (rum_config(base, SHUFFLE_NAME, plan, refine="shuffle"), (rum.NAME,))]
+    rows: Dict[str, Dict[str, Any]] = {}
+    t0 = time.time()
+    for cfg, methods in calls:
+      cfg.forgetting = ml_collections.ConfigDict(self.config.forgetting.to_dict())
+      cfg.forgetting.update(methods=methods, results_dir="")
+      record = forgetting.evaluate_forget_set(cfg, os.path.join(self.set_dir("mix"), "forgetting"), prep.forget[0],
+                                              original=prep.original, shadow_dir=os.path.join(self.workdir, "shadow"),
+                                              overwrite=self.overwrite)
+      rows.update({r["model"]: {**r, "num_models": record["num_models"], "shadow_models": record["shadow_models"]}
+                   for r in record["rows"] if r["model"] in (best, "retrain", RUM_NAME, SHUFFLE_NAME)})
+    self.timings[f"{MEMORIZATION}_mix/forgetting"] = time.time() - t0
+    return rows
 
 
 class InvocationLog(dict):
