@@ -4,6 +4,9 @@ Every other config imports this one and overrides a few fields.
 """
 import ml_collections
 
+from rum_jax.evaluation.metrics import DEFAULT_METRICS
+from rum_jax.unlearning import interface as unlearning
+
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -123,8 +126,12 @@ def get_config() -> ml_collections.ConfigDict:
   # lr and the methods' numeric settings vary per model inside one program; epochs and batch
   # sizes make one program per value.
   c.sweep = ml_collections.ConfigDict()
-  c.sweep.select_by = "tow"    # tow | tow_mia
+  c.sweep.select_by = "tow"    # any metric of rum_jax.evaluation.metrics.METRICS with a direction
   c.sweep.mia = True           # also ToW-MIA of every grid point (an SVC attack per model and seed)
-  for name in ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher", "random_label", "salun"):
+  for name in (m for m in unlearning.step_methods() if m in c.unlearn):  # every method with settings here
     c.sweep[name] = ml_collections.ConfigDict({key: "" for key in c.unlearn[name]})
+  # Evaluation (evaluate.py, and unlearn.py after every run): the metrics computed, recorded and
+  # tabulated, by name from rum_jax.evaluation.metrics.METRICS (docs/extending.md adds one).
+  c.evaluation = ml_collections.ConfigDict()
+  c.evaluation.metrics = DEFAULT_METRICS
   return c

@@ -9,6 +9,9 @@ for U-LiRA and LiRA (docs/forgetting.md). Each bank trains 64 models per program
 import ml_collections
 
 from configs import digits
+from rum_jax.evaluation.metrics import DEFAULT_BANK_METRICS
+from rum_jax.evaluation.forgetting import CENTRINGS
+from rum_jax.unlearning import interface as unlearning
 
 
 def get_config():
@@ -21,8 +24,10 @@ def get_config():
   # n = 1,000: 11 min per 64 models on 2 busy CPU cores, 16x less at n = 256.
   c.unlearn.wfisher.num_samples = 256
   c.forgetting = ml_collections.ConfigDict()
-  c.forgetting.methods = ("retrain", "finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
-                          "random_label", "salun")  # retrain: the ideal's F at this N
+  # Every step method of the registry; retrain: the ideal's F at this N.
+  c.forgetting.methods = ("retrain",) + tuple(unlearning.step_methods())
+  c.forgetting.metrics = DEFAULT_BANK_METRICS  # the table's columns, by name from METRICS
+  c.forgetting.lira_centring = CENTRINGS[0]  # mean | median (tensorflow/privacy's), docs/forgetting.md
   c.forgetting.num_models = 512    # N: retrained and unlearned models per method (the challenge's 512)
   c.forgetting.shadow_models = 128  # K: shadow models for U-LiRA / LiRA; 0 = no attacks
   c.forgetting.chunk_size = 64     # models trained at once as one program

@@ -12,4 +12,4 @@ Layers, each importing only the ones below it (docs/architecture.md):
 Importing rum_jax has no side effects; the command lines set the process up (`runtime`).
 """
 
-__version__ = "0.1.0"
+from rum_jax.provenance import VERSION as __version__  # noqa: F401  (a string; importing has no side effects)

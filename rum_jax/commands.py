@@ -6,14 +6,15 @@
   evaluate.py   `evaluate`   finished unlearning runs, a study (config.mode study) or forgetting
                              quality from banks of models (config.mode forgetting)
 """
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import ml_collections
 
 from rum_jax import checks, workdir as workdir_lib
 from rum_jax.config_validation import require_mode, validate
 from rum_jax.pipelines import continual as continual_pipeline
-from rum_jax.pipelines import evaluation, forgetting, memorization, study, sweep, training, unlearning
+from rum_jax.evaluation.metrics import check_names
+from rum_jax.pipelines import evaluation, forgetting, memorization, reports, study, sweep, training, unlearning
 from rum_jax.unlearning.config import sweep_grid
 
 TRAIN_MODES = {"train": training.train_and_evaluate, "memorization": memorization.run_memorization,
@@ -56,3 +57,13 @@ def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, o
   mode = require_mode(config, "evaluate.py", EVALUATE_MODES)
   with workdir_lib.WorkdirLock(workdir):
     return EVALUATE_MODES[mode](config, workdir, overwrite)
+
+
+def leaderboard(workdirs: Sequence[str], output: str, metrics: Sequence[str] = ()) -> str:
+  """leaderboard.py: one table over the records of many work directories (and their reference rows)."""
+  checks.require(bool(workdirs), "--workdirs names no work directory; give one or more, comma-separated")
+  try:
+    names = check_names(list(metrics), "--metrics") if metrics else None
+  except ValueError as err:
+    raise checks.ConfigError(str(err)) from None
+  return reports.write_leaderboard(list(workdirs), output, names)

@@ -10,6 +10,7 @@ import shlex
 import sys
 from typing import List, Optional
 
+VERSION = "0.1.0"  # rum_jax.__version__; recorded in every result record
 _COMMAND: Optional[List[str]] = None
 
 

@@ -1,8 +1,11 @@
-"""Results: means over seeds with t intervals, result rows, markdown tables and histories.
+"""Results: records of runs, means over seeds with t intervals, markdown tables and histories.
 
-One summarizer (`summarize`) and one way to turn per-seed values into rows (`seed_rows`),
-tables (`markdown_table`, `cell`) and training curves (`history_rows`, `plot_history`), so
-every command writes its metrics.json / metrics.csv / *.md the same way.
+A record is the per-seed values of every metric of a run with the run's settings, as tidy
+rows: one per run x seed x metric (`record_rows`, columns `RECORD_COLUMNS`), written as CSV
+beside the run's JSON. Means and intervals are computed from records (`summary_frame`,
+`summarize`), never stored as rows; `collect(paths)` reads the records of many work
+directories into one pandas DataFrame. Tables (`markdown_table`, `cell`) and training curves
+(`history_rows`, `plot_history`) are written the same way by every command.
 
 Means over seeds come with Student-t confidence intervals, as RUM reports its results. For
 values v_1..v_n (one per seed) the interval is mean +- h with
@@ -13,11 +16,24 @@ the two-sided t interval of the mean (RUM's `analysis.py` computes it with
 `scipy.stats.t.ppf(0.975, n - 1) * scipy.stats.sem(...)`). With one seed there is no
 spread to estimate: h is NaN, not 0, so a single run is never mistaken for an exact one.
 """
+import json
 import numbers
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pandas as pd
 from scipy import stats as scipy_stats
+
+from rum_jax import provenance
+
+# What a record's row says about its run (data set, model, forget set, method and settings),
+# then which value it is (seed, metric, value), then where it came from.
+RUN_COLUMNS = ("data", "model", "forget_kind", "forget_level", "forget_size", "forget_split", "method",
+               "settings")
+RECORD_COLUMNS = RUN_COLUMNS + ("seed", "metric", "value", "forget_digest", "version")
+# The tidy files of work directories `collect` reads (unlearning / study sets, forgetting banks).
+RECORD_FILES = ("evaluation.csv", "forgetting.csv")
 
 ArrayOrFloat = Union[float, np.ndarray]
 
@@ -109,6 +125,93 @@ def columns_to_seeds(columns: Mapping[str, Any]) -> List[Dict[str, Any]]:
     raise ValueError(f"every metric needs one value per seed; got lengths {sorted(lengths)}")
   n = lengths.pop()
   return [{k: (v[s].item() if v[s].ndim == 0 else v[s].tolist()) for k, v in arrays.items()} for s in range(n)]
+
+
+def run_columns(config: Mapping[str, Any], method: str, settings: Optional[Mapping[str, Any]] = None,
+                forget_digest: str = "") -> Dict[str, Any]:
+  """The run columns of a record from a config (a ConfigDict or its JSON dict)."""
+  def get(section, key, default=""):
+    part = config.get(section) or {}
+    return part.get(key, default) if hasattr(part, "get") else default
+  kind = get("forget", "kind")
+  return {"data": get("data", "name"), "model": get("model", "name"), "forget_kind": kind,
+          # A level means something only for the kinds that rank by a score.
+          "forget_level": get("forget", "level") if kind in ("memorization", "proxy") else "",
+          "forget_size": get("forget", "size"), "forget_split": get("forget", "split", "report"),
+          "method": method, "settings": json.dumps(dict(settings or {}), sort_keys=True, default=str),
+          "forget_digest": forget_digest, "version": provenance.VERSION}
+
+
+def record_rows(values: Mapping[str, Sequence[float]], **run: Any) -> List[Dict[str, Any]]:
+  """Tidy rows of one run: one per seed x metric, {**run, seed, metric, value}.
+
+  Args:
+    values: metric name -> per-seed values [S].
+    run: the run's columns (`run_columns`), repeated in every row.
+  """
+  rows = []
+  for metric, per_seed in values.items():
+    for s, v in enumerate(np.asarray(per_seed, dtype=np.float64).ravel()):
+      rows.append({**run, "seed": s, "metric": metric, "value": float(v)})
+  return rows
+
+
+def summary_frame(records: Union[pd.DataFrame, Sequence[Mapping[str, Any]]],
+                  by: Sequence[str] = ("method",), confidence: float = 0.95) -> pd.DataFrame:
+  """Mean, t-interval half width (`mean_ci`) and number of seeds of every metric per group.
+
+  Args:
+    records: tidy rows (`record_rows`) or their DataFrame.
+    by: the columns that make a group besides 'metric' (e.g. method; data and forget set too
+      when records of several work directories are mixed).
+
+  Returns:
+    A DataFrame with columns by + ['metric', 'mean', 'ci95', 'n'], groups in first-seen order.
+  """
+  frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+  keys = list(by) + ["metric"]
+  out = []
+  if frame.empty:
+    return pd.DataFrame(out, columns=keys + ["mean", "ci95", "n"])
+  for key, group in frame.groupby(keys, sort=False, dropna=False):
+    mean, half = mean_ci(group["value"].to_numpy(np.float64), confidence)
+    out.append({**dict(zip(keys, key)), "mean": mean, "ci95": half, "n": len(group)})
+  return pd.DataFrame(out, columns=keys + ["mean", "ci95", "n"])
+
+
+def read_records(path: str) -> pd.DataFrame:
+  """One tidy record file (CSV) as a DataFrame; settings stay JSON strings."""
+  text_columns = [c for c in RUN_COLUMNS + ("metric", "forget_digest", "version") if c != "forget_size"]
+  frame = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text_columns})
+  missing = [c for c in ("method", "seed", "metric", "value") if c not in frame.columns]
+  if missing:
+    raise ValueError(f"{path} is no record file of rum-jax (no column {missing}); records are the tidy "
+                     f"{' / '.join(RECORD_FILES)} of work directories")
+  frame["value"] = pd.to_numeric(frame["value"])  # NaN where a value is undefined
+  return frame
+
+
+def collect(paths: Iterable[str]) -> pd.DataFrame:
+  """The records of every work directory under `paths`, as one DataFrame.
+
+  Each path is a work directory (or a folder of them, or a record file): every
+  `RECORD_FILES` file below it is read and a `source` column names the file.
+
+  Raises:
+    FileNotFoundError: a path holds no record file (the message names the files looked for).
+  """
+  frames = []
+  for path in paths:
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f in RECORD_FILES)
+    if not files:
+      raise FileNotFoundError(f"{path} holds no records ({' or '.join(RECORD_FILES)}): run unlearn.py or "
+                              f"evaluate.py there first")
+    for f in files:
+      frame = read_records(f)
+      frame["source"] = os.path.abspath(f)
+      frames.append(frame)
+  return pd.concat(frames, ignore_index=True)
 
 
 def seed_rows(per_seed: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],

@@ -46,6 +46,9 @@ ROWS = [
     ("num_seeds", 10 ** 8, "num_seeds=100000000 is more than 4096 models in one program"),
     ("train.nesterov", "on", "train.nesterov must be True or False"),
     ("train.label_smoothing", 1.5, "train.label_smoothing must be a number in [0.0, 1.0]"),
+    ("evaluation.metrics", ("tow", "towww"), "has unknown metric(s) ['towww']; valid choices: "),
+    ("sweep.select_by", "mia_confidence", "has no better direction"),
+    ("sweep.select_by", "forget_score", "valid choices: retain_accuracy, test_accuracy, tow, tow_mia"),
 ]
 
 

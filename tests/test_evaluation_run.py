@@ -4,12 +4,14 @@ import os
 
 import ml_collections
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
 from rum_jax import io
 from rum_jax import commands, results, workdir as workdir_lib
 from rum_jax.evaluation import mia
+from rum_jax.evaluation.metrics import DEFAULT_METRICS
 from rum_jax.pipelines import evaluation, study
 from rum_jax.evaluation.tow import tow
 
@@ -69,36 +71,25 @@ def _forget(rng):
   return [np.sort(rng.choice(NUM_TRAIN, 30, replace=False)) for _ in range(NUM_SEEDS)]
 
 
-def test_model_metrics_by_hand():
+def test_model_outputs_by_hand():
   rng = np.random.default_rng(0)
   labels = _labels(rng)
   logits = _logits(rng, labels, {"train": 0.6, "val": 0.5, "test": 0.4})
   forget = _forget(rng)
-  per_seed = evaluation.model_metrics(logits, labels, np.stack(forget), num_shadow=50, seed=3)
+  outputs = evaluation.outputs_of(logits, labels, forget, num_shadow=50, seed=3)
+  values = evaluation.metric_values(outputs, ["forget_accuracy", "retain_accuracy", "test_accuracy"]
+                                    + [f"mia_{f}" for f in mia.FEATURES])
   for s, f in enumerate(forget):
     in_forget = np.isin(np.arange(NUM_TRAIN), f)
     right = logits["train"][s].argmax(-1) == labels["train"]
-    assert per_seed[s]["accuracy"]["forget"] == pytest.approx(right[in_forget].sum() / 30)
-    assert per_seed[s]["accuracy"]["retain"] == pytest.approx(right[~in_forget].sum() / (NUM_TRAIN - 30))
-    assert per_seed[s]["accuracy"]["test"] == pytest.approx(np.mean(logits["test"][s].argmax(-1) == labels["test"]))
-    # The attack sees the retain rows as members and the test rows as non-members, seeded by seed + s.
+    assert values["forget_accuracy"][s] == pytest.approx(right[in_forget].sum() / 30)
+    assert values["retain_accuracy"][s] == pytest.approx(right[~in_forget].sum() / (NUM_TRAIN - 30))
+    assert values["test_accuracy"][s] == pytest.approx(np.mean(logits["test"][s].argmax(-1) == labels["test"]))
+    # The attack sees the retain rows as members and the test rows as non-members, seeded by seed + s;
+    # one feature at a time gives what all five at once give.
     expected = mia.svc_mia(logits["train"][s][~in_forget], labels["train"][~in_forget], logits["test"][s],
                            labels["test"], logits["train"][s][f], labels["train"][f], num_shadow=50, seed=3 + s)
-    assert per_seed[s]["mia"] == expected
-
-
-def test_against_reference_by_hand_and_one_at_the_reference():
-  u = [{"accuracy": {"forget": 0.9, "retain": 0.8, "val": 0.5, "test": 0.7}, "mia": {"confidence": 0.1}}]
-  r = [{"accuracy": {"forget": 0.6, "retain": 0.85, "val": 0.5, "test": 0.75}, "mia": {"confidence": 0.5}}]
-  out = evaluation.against_reference(u, r)[0]
-  np.testing.assert_allclose(out["tow"], 0.7 * 0.95 * 0.95)
-  np.testing.assert_allclose(out["tow_mia"], 0.6 * 0.95 * 0.95)
-  same = evaluation.against_reference(r, r)[0]
-  assert same["tow"] == 1.0 and same["tow_mia"] == 1.0
-  with pytest.raises(ValueError, match="seeds"):
-    evaluation.against_reference(u + u, r)
-  with pytest.raises(ValueError, match="valid choices: correctness"):
-    evaluation.against_reference(u, r, feature="loss")
+    assert {f: values[f"mia_{f}"][s] for f in mia.FEATURES} == expected
 
 
 def test_workdir_evaluation_tables_cache_and_reference_row(tmp_path, monkeypatch):
@@ -115,8 +106,8 @@ def test_workdir_evaluation_tables_cache_and_reference_row(tmp_path, monkeypatch
   models = io.read_json(os.path.join(workdir, "evaluation.json"))["models"]
   # A run identical to the reference has ToW = ToW-MIA = 1 on every seed.
   for s in range(NUM_SEEDS):
-    assert models["copy"]["per_seed"][s]["tow"] == 1.0 == models["copy"]["per_seed"][s]["tow_mia"]
-    assert models["retrain"]["per_seed"][s]["tow"] == 1.0
+    assert models["copy"]["per_seed"]["tow"][s] == 1.0 == models["copy"]["per_seed"]["tow_mia"][s]
+    assert models["retrain"]["per_seed"]["tow"][s] == 1.0
   # ToW of `other` recomputed from the logits by hand.
   for s, f in enumerate(forget):
     keep = np.setdiff1d(np.arange(NUM_TRAIN), f)
@@ -126,19 +117,29 @@ def test_workdir_evaluation_tables_cache_and_reference_row(tmp_path, monkeypatch
          "test": np.mean(other["test"][s].argmax(-1) == labels["test"])}
     r = {"forget": acc(logits["retrain"], f), "retain": acc(logits["retrain"], keep),
          "test": np.mean(logits["retrain"]["test"][s].argmax(-1) == labels["test"])}
-    np.testing.assert_allclose(models["other"]["per_seed"][s]["tow"], tow(u, r))
+    np.testing.assert_allclose(models["other"]["per_seed"]["tow"][s], tow(u, r))
   # One seed has no interval: JSON stores null and the table shows the mean alone.
   assert results.cell({"mean": 0.5, "ci95": None}) == "50.0"
   assert results.cell({"mean": 0.5, "ci95": 0.0123}) == "50.0 ± 1.2"
   # Mean and interval are the t-interval over seeds.
-  values = [models["other"]["per_seed"][s]["tow"] for s in range(NUM_SEEDS)]
+  values = models["other"]["per_seed"]["tow"]
   lo, hi = scipy_stats.t.interval(0.95, NUM_SEEDS - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
   np.testing.assert_allclose(models["other"]["summary"]["tow"]["ci95"], (hi - lo) / 2)
+
+  # A pandas groupby of the tidy record reproduces every cell of the markdown table.
+  record = pd.read_csv(os.path.join(workdir, "evaluation.csv"))
+  assert len(record) == 4 * NUM_SEEDS * len(DEFAULT_METRICS) and set(record["seed"]) == set(range(NUM_SEEDS))
+  lines = {line.split(" | ")[0][2:]: line.strip("| \n").split(" | ") for line in table.splitlines()[2:]}
+  for (method, metric), group in record.groupby(["method", "metric"]):
+    v = group["value"].to_numpy()
+    half = scipy_stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    cell = lines[method][1 + list(DEFAULT_METRICS).index(metric)]
+    assert cell == f"{100 * v.mean():.1f} ± {100 * half:.1f}", (method, metric, cell)
 
   # Re-evaluating reads the caches; changed predictions are evaluated again.
   def fail(*args, **kwargs):
     raise AssertionError("recomputed a cached evaluation")
-  monkeypatch.setattr(evaluation, "model_metrics", fail)
+  monkeypatch.setattr(evaluation, "metric_values", fail)
   assert evaluation.evaluate_workdir(workdir, num_shadow=40) == table
   _write_predictions(os.path.join(workdir, "methods", "other", "predictions"), logits["retrain"], labels)
   with pytest.raises(AssertionError, match="recomputed"):
@@ -183,7 +184,7 @@ def test_one_method_folder_and_bad_input(tmp_path):
 
 def _summary(tow_values, tow_mia_values=None):
   tow_mia_values = tow_values if tow_mia_values is None else tow_mia_values
-  per_seed = [{"tow": t, "tow_mia": m} for t, m in zip(tow_values, tow_mia_values)]
+  per_seed = {"tow": list(tow_values), "tow_mia": list(tow_mia_values)}
   return {"per_seed": per_seed,
           "summary": {"tow": {"mean": float(np.mean(tow_values))}, "tow_mia": {"mean": float(np.mean(tow_mia_values))}}}
 

@@ -128,16 +128,17 @@ def test_changed_config_refuses_to_resume_unless_overwrite(tmp_path):
     commands.train(c2, str(tmp_path))
   results = commands.train(c2, str(tmp_path), overwrite=True)
   assert len(results["per_seed"]["test_accuracy"]) == 2
-  # metrics.csv: a row per seed, then the mean and the t-based 95% half-width over seeds.
+  # metrics.csv: the record, a row per seed x metric; the mean and the t-based 95% half-width
+  # over seeds are in metrics.json, computed from the same values.
   import csv
   from scipy import stats
   with open(os.path.join(tmp_path, "metrics.csv")) as f:
-    rows = {r["seed"]: r for r in csv.DictReader(f)}
-  assert list(rows) == ["0", "1", "mean", "ci95"]
-  acc = np.array([float(rows[s]["test_accuracy"]) for s in ("0", "1")])
+    rows = [r for r in csv.DictReader(f) if r["metric"] == "test_accuracy"]
+  assert [r["seed"] for r in rows] == ["0", "1"] and {r["method"] for r in rows} == {"original"}
+  acc = np.array([float(r["value"]) for r in rows])
   np.testing.assert_allclose(acc, results["per_seed"]["test_accuracy"])
-  np.testing.assert_allclose(float(rows["mean"]["test_accuracy"]), acc.mean())
-  np.testing.assert_allclose(float(rows["ci95"]["test_accuracy"]),
+  np.testing.assert_allclose(results["summary"]["test_accuracy"]["mean"], acc.mean())
+  np.testing.assert_allclose(results["summary"]["test_accuracy"]["ci95"],
                              stats.t.ppf(0.975, 1) * acc.std(ddof=1) / np.sqrt(2), atol=1e-12)
   assert io.read_json(os.path.join(tmp_path, "config.json"))["train"]["epochs"] == 3
 

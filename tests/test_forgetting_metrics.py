@@ -353,3 +353,40 @@ def test_lira_rejects_bad_masks():
     forgetting.fit_gaussians(np.arange(12.0).reshape(4, 3), one, fixed_variance=True)
   with pytest.raises(ValueError, match=r"target_confidences must have shape \[\.\.\., 3\]"):
     forgetting.lira_scores(np.arange(12.0).reshape(4, 3), mask, ~mask, np.zeros(2))
+
+
+def test_fit_gaussians_median_centring_by_hand():
+  # tensorflow/privacy's mi_lira_2021 centres each example's Gaussian on the median; the spread
+  # is then measured around that centre.
+  conf = np.array([[1.0, 2.0], [3.0, 4.0], [8.0, 9.0]])
+  mask = np.ones_like(conf, bool)
+  mean, std = forgetting.fit_gaussians(conf, mask, fixed_variance=False, centring="median")
+  np.testing.assert_allclose(mean, [3, 4])
+  np.testing.assert_allclose(std, [np.sqrt((4 + 0 + 25) / 2), np.sqrt((4 + 0 + 25) / 2)])
+  mask[2, 0] = False  # example 0: models 0 and 1 only, median 2
+  mean, _ = forgetting.fit_gaussians(conf, mask, fixed_variance=True, centring="median")
+  np.testing.assert_allclose(mean, [2, 4])
+  with pytest.raises(ValueError, match="valid choices: mean, median"):
+    forgetting.fit_gaussians(conf, mask, centring="mode")
+
+
+def test_median_centring_reaches_lira_scores_and_leave_one_out():
+  rng = np.random.default_rng(3)
+  conf = rng.normal(size=(9, 5))
+  in_mask = np.zeros((9, 5), bool)
+  in_mask[:5] = True
+  target = rng.normal(size=(2, 5))
+  scores = forgetting.lira_scores(conf, in_mask, ~in_mask, target, fixed_variance=False, centring="median")
+  expected = np.empty((2, 5))
+  for i in range(5):
+    c_in, c_out = conf[in_mask[:, i], i], conf[~in_mask[:, i], i]
+    m_in, m_out = np.median(c_in), np.median(c_out)
+    s_in = np.sqrt(((c_in - m_in) ** 2).sum() / (len(c_in) - 1))
+    s_out = np.sqrt(((c_out - m_out) ** 2).sum() / (len(c_out) - 1))
+    expected[:, i] = stats.norm.logpdf(target[:, i], m_in, s_in) - stats.norm.logpdf(target[:, i], m_out, s_out)
+  np.testing.assert_allclose(scores, expected, rtol=1e-10)
+  loo = forgetting.leave_one_out_scores(conf, in_mask, ~in_mask, centring="median")
+  others = np.arange(9) != 0
+  np.testing.assert_allclose(loo[0], forgetting.lira_scores(conf[others], in_mask[others], ~in_mask[others],
+                                                            conf[0], centring="median"))
+  assert not np.allclose(loo, forgetting.leave_one_out_scores(conf, in_mask, ~in_mask))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import continual_digits, default
-from rum_jax import commands, io, provenance, runtime, workdir as workdir_lib
+from rum_jax import commands, io, provenance, results, runtime, workdir as workdir_lib
 from rum_jax.checks import ConfigError
 from rum_jax.pipelines import evaluation
 
@@ -155,7 +155,7 @@ def test_damaged_result_files(rum_workdir, tmp_path, caplog):
   with open(cache, "w") as f:
     f.write('{"digest": "ab')
   evaluation.evaluate_workdir(workdir)
-  assert io.read_json(cache)["summary"] == good["summary"]
+  assert io.read_json(cache)["values"] == good["values"]
   assert any("is damaged" in r.getMessage() and "recomputing" in r.getMessage() for r in caplog.records)
   # The original model's metrics: the run is not finished, so it is redone (from its checkpoints).
   with open(os.path.join(workdir, "original", "metrics.json"), "w") as f:
@@ -263,7 +263,7 @@ def test_evaluation_csv_has_one_column_order_fresh_or_cached(rum_workdir, tmp_pa
   fresh = open(os.path.join(workdir, "evaluation.csv")).readline()
   evaluation.evaluate_workdir(workdir)  # all from the caches now
   assert open(os.path.join(workdir, "evaluation.csv")).readline() == fresh
-  assert fresh.startswith("model,seed,forget_accuracy,retain_accuracy,val_accuracy,test_accuracy,mia_")
+  assert fresh.strip() == ",".join(results.RECORD_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 * `forgetting`: forgetting quality from banks of many models: the NeurIPS 2023 unlearning
   challenge score (`challenge_epsilons`, `forget_score`, `challenge_score`) and LiRA / U-LiRA
   (`lira_scores`, `attack_metrics`), on `logit_scaled_confidence`s.
+* `metrics`: `METRICS`, the registry of every reported number built on these formulas, each
+  found by name from a config (docs/extending.md).
 Means over seeds with t intervals are `rum_jax.results.mean_ci` / `summarize`.
 
 The re-exported function `tow` shadows the submodule of the same name as a package

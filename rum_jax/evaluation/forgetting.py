@@ -465,10 +465,14 @@ def _check_shadow(confidences, mask, name: str) -> Tuple[np.ndarray, np.ndarray]
   return confidences, mask
 
 
-def fit_gaussians(confidences, mask, fixed_variance: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+CENTRINGS = ("mean", "median")
+
+
+def fit_gaussians(confidences, mask, fixed_variance: bool = True,
+                  centring: str = "mean") -> Tuple[np.ndarray, np.ndarray]:
   """Per-example Gaussian (mean, std) of the confidences of the models selected by `mask`:
 
-    mu_i = mean_{k : mask[k, i]} c[k, i],
+    mu_i = mean_{k : mask[k, i]} c[k, i]   (centring 'median': their median),
     per-example:  s_i^2 = sum_{k : mask[k, i]} (c[k, i] - mu_i)^2 / (n_i - 1),
     fixed variance: s^2 = sum_i sum_{k : mask[k, i]} (c[k, i] - mu_i)^2 / sum_i (n_i - 1),
 
@@ -480,6 +484,8 @@ def fit_gaussians(confidences, mask, fixed_variance: bool = True) -> Tuple[np.nd
     confidences: [K, N] confidences of N examples under K shadow models.
     mask: [K, N] bool, which models' confidences to fit for each example.
     fixed_variance: pool the variance over examples (see lira_scores for the default).
+    centring: 'mean' (the maximum-likelihood Gaussian) or 'median' (tensorflow/privacy's
+      mi_lira_2021, robust to a few outlying models); the spread is measured around it.
 
   Returns:
     (mean [N], std [N]) float64; with fixed_variance every std is the same.
@@ -488,6 +494,8 @@ def fit_gaussians(confidences, mask, fixed_variance: bool = True) -> Tuple[np.nd
   (per-example and fixed-variance LiRA).
   """
   confidences, mask = _check_shadow(confidences, mask, "mask")
+  if centring not in CENTRINGS:
+    raise ValueError(f"unknown centring {centring!r}; valid choices: {', '.join(CENTRINGS)}")
   count = mask.sum(axis=0)
   need = 1 if fixed_variance else 2
   if np.any(count < need):
@@ -495,7 +503,10 @@ def fit_gaussians(confidences, mask, fixed_variance: bool = True) -> Tuple[np.nd
                      f"have fewer than {need} selected model(s); "
                      + ("train more shadow models" if fixed_variance else
                         "train more shadow models or use fixed_variance=True, which needs one"))
-  mean = np.where(mask, confidences, 0.0).sum(axis=0) / count
+  if centring == "median":
+    mean = np.nanmedian(np.where(mask, confidences, np.nan), axis=0)
+  else:
+    mean = np.where(mask, confidences, 0.0).sum(axis=0) / count
   squares = np.where(mask, (confidences - mean) ** 2, 0.0).sum(axis=0)
   if fixed_variance:
     dof = np.sum(count - 1)
@@ -513,7 +524,7 @@ def fit_gaussians(confidences, mask, fixed_variance: bool = True) -> Tuple[np.nd
 
 
 def lira_scores(shadow_confidences, in_mask, out_mask, target_confidences,
-                fixed_variance: bool = True) -> np.ndarray:
+                fixed_variance: bool = True, centring: str = "mean") -> np.ndarray:
   """Likelihood-ratio membership score of each example under each target model:
 
     score = log N(c; mu_in, s_in) - log N(c; mu_out, s_out)
@@ -538,6 +549,7 @@ def lira_scores(shadow_confidences, in_mask, out_mask, target_confidences,
     in_mask, out_mask: [K, N] bool, disjoint: which shadow models count as in / out per example.
     target_confidences: [..., N] confidences under the target model(s).
     fixed_variance: pool each group's variance over examples (default) or fit it per example.
+    centring: 'mean' or 'median' of each Gaussian (`fit_gaussians`).
 
   Returns:
     [..., N] float64 scores.
@@ -557,13 +569,14 @@ def lira_scores(shadow_confidences, in_mask, out_mask, target_confidences,
                      f"got {target.shape}")
   if not np.all(np.isfinite(target)):
     raise ValueError("target confidences contain NaN or inf")
-  mu_in, s_in = fit_gaussians(shadow, in_mask, fixed_variance)
-  mu_out, s_out = fit_gaussians(shadow, out_mask, fixed_variance)
+  mu_in, s_in = fit_gaussians(shadow, in_mask, fixed_variance, centring)
+  mu_out, s_out = fit_gaussians(shadow, out_mask, fixed_variance, centring)
   return (np.log(s_out / s_in) - 0.5 * ((target - mu_in) / s_in) ** 2
           + 0.5 * ((target - mu_out) / s_out) ** 2)
 
 
-def leave_one_out_scores(confidences, in_mask, out_mask, fixed_variance: bool = True) -> np.ndarray:
+def leave_one_out_scores(confidences, in_mask, out_mask, fixed_variance: bool = True,
+                         centring: str = "mean") -> np.ndarray:
   """`lira_scores` of a bank of K models in which each model is the target in turn.
 
   For target model k, example i is scored with the Gaussians fitted over the OTHER K - 1
@@ -576,7 +589,7 @@ def leave_one_out_scores(confidences, in_mask, out_mask, fixed_variance: bool = 
   Args:
     confidences: [K, N] confidences of N examples under K models, K >= 3.
     in_mask, out_mask: [K, N] bool, disjoint: which models count as in / out per example.
-    fixed_variance: as `lira_scores`.
+    fixed_variance, centring: as `lira_scores`.
 
   Returns:
     [K, N] float64 scores; NaN where example i has no in-model or no out-model among the
@@ -597,7 +610,7 @@ def leave_one_out_scores(confidences, in_mask, out_mask, fixed_variance: bool = 
     ok = (n_in - in_mask[k] > 0) & (n_out - out_mask[k] > 0)
     if ok.any():
       scores[k, ok] = lira_scores(confidences[others][:, ok], in_mask[others][:, ok], out_mask[others][:, ok],
-                                  confidences[k, ok], fixed_variance)
+                                  confidences[k, ok], fixed_variance, centring)
   return scores
 
 

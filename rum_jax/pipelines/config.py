@@ -1,10 +1,11 @@
-"""config.study and config.forgetting, validated by the pipelines package whose study and
-forgetting-quality runs use them."""
+"""config.study, config.forgetting and config.evaluation, validated by the pipelines package whose
+study, forgetting-quality and evaluation runs use them."""
 import ml_collections
 
 from rum_jax import checks
 from rum_jax.evaluation import mia
-from rum_jax.evaluation.forgetting import MAX_MODELS
+from rum_jax.evaluation.forgetting import CENTRINGS, MAX_MODELS
+from rum_jax.evaluation.metrics import check_names
 from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum
 from rum_jax.unlearning.forget_sets import LEVELS
@@ -69,6 +70,23 @@ def validate_forgetting(config: ml_collections.ConfigDict) -> None:
   checks.non_negative_int(f.seed, "forgetting.seed")
   checks.non_negative_int(f.svc_targets, "forgetting.svc_targets")
   checks.string(f.results_dir, "forgetting.results_dir", "a string (empty for none)")
+  if "metrics" in f:
+    _metric_names(f.metrics, "config.forgetting.metrics", banks=True)
+  checks.choice(f.get("lira_centring", "mean"), "forgetting.lira_centring", CENTRINGS)
+
+
+def _metric_names(names, where: str, banks: bool) -> None:
+  checks.require(isinstance(names, (list, tuple)) and len(names) > 0 and all(isinstance(n, str) for n in names),
+                 f"{where} must be a non-empty list of metric names; got {names!r}")
+  try:
+    check_names(list(names), where, banks=banks)
+  except ValueError as err:
+    raise checks.ConfigError(str(err)) from None
+
+
+def validate_evaluation(config: ml_collections.ConfigDict) -> None:
+  """config.evaluation: the metrics of every unlearning run's evaluation, known by name."""
+  _metric_names(config.evaluation.get("metrics", ()), "config.evaluation.metrics", banks=False)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -80,3 +98,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  "configs/forgetting_digits.py")
   if "forgetting" in config:
     validate_forgetting(config)
+  if "evaluation" in config:
+    validate_evaluation(config)

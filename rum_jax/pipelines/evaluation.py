@@ -1,107 +1,58 @@
 """Evaluating finished unlearning runs (RUM and SalUn's protocol), behind evaluate.py.
 
 For a model (an unlearned run, the retrain reference, the original) and the forget set F of its
-run, from the saved logits of every seed (predictions/{train,val,test}.npz):
-  accuracy on F, on the retain set D \\ F, on validation and test (`tow.accuracy`);
-  SVC MIA-efficacy on F for all five features (`mia.svc_mia`: shadow members = a retain
-  sample, non-members = test) and the loss-threshold attack's AUC of F against test
-  (`mia.loss_mia_auc`);
-  ToW and ToW-MIA against the retrain reference of the same seed (`tow.tow`, `tow.tow_mia`
-  with the MIA-efficacy of `MIA_FEATURE`, as RUM's analysis);
-then means over seeds with t-based 95% intervals (`results.summarize`).
+run, from the saved logits of every seed (predictions/{train,val,test}.npz), every metric of
+the list (`config.evaluation.metrics`, default `metrics.DEFAULT_METRICS`) by name from the
+registry `rum_jax.evaluation.metrics.METRICS`: split accuracies, the SVC and loss attacks on
+F, ToW and ToW-MIA against the retrain reference of the same seed (the reference itself
+scores 1).
 
-Results are cached next to their inputs as evaluation.json (a method's in methods/<m>/, the
-reference's in retrain/<key>/, the original's in <workdir>/original_evaluation.json), keyed
-by a digest of the logits, the forget set and the evaluation settings: re-evaluating is
-cheap, and a changed run is re-evaluated. A work directory gets
-  evaluation.json / evaluation.csv   every model, per seed, mean and ci95
-  evaluation.md                      the table (percent)
-  evaluation.png                     accuracies, ToW and ToW-MIA per model with 95% intervals
+Per-seed values are cached next to their inputs as evaluation.json (a method's in methods/<m>/,
+the reference's in retrain/<key>/, the original's in <workdir>/original_evaluation.json), keyed
+by a digest of the logits, the forget set and the evaluation settings (the metrics among them):
+re-evaluating is cheap, and a changed run is re-evaluated. A work directory gets
+  evaluation.json   every model's per-seed values and their means and 95% intervals
+  evaluation.csv    the record: one row per model x seed x metric with the run's settings
+  evaluation.md     the table (`reports.table`), evaluation.png the figure, from the record
 
 `evaluate_path(path)` is evaluate.py without a config: `path` is an unlearning work directory
 (every finished run) or one method folder. Nothing here trains: it reads the saved logits.
 """
-import functools
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import logging
 
 from rum_jax import io, results, workdir as workdir_lib
-from rum_jax.evaluation import mia
-from rum_jax.evaluation.tow import set_accuracies, tow, tow_mia
+from rum_jax.evaluation.metrics import DEFAULT_METRICS, METRICS, ModelOutputs, check_names
+from rum_jax.evaluation.metrics.attacks import NUM_SHADOW
+from rum_jax.pipelines import reports
 
 SPLITS = ("train", "val", "test")
-ACCURACIES = ("forget", "retain", "val", "test")
-# RUM's ToW-MIA uses the SVC attack on the true-class confidence (tow.py's docstring).
-MIA_FEATURE = "confidence"
-NUM_SHADOW = 10_000  # RUM/SalUn: a 10k retain sample as shadow members (capped at the test size)
 CACHE_FILE = "evaluation.json"
 ORIGINAL_CACHE = "original_evaluation.json"
 TABLE_FILE = "evaluation.md"
 FIGURE_FILE = "evaluation.png"
+RECORD_FILE = "evaluation.csv"
 
 
-# ---------------------------------------------------------------------------------------
-# One model.
-
-
-def model_metrics(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], forget: np.ndarray, *,
-                  num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0, features: Optional[Sequence[str]] = None,
-                  loss_mia: bool = True) -> List[Dict[str, Any]]:
-  """Accuracies and attacks of every seed's model on its forget set.
-
-  Args:
-    logits: split -> [S, N_split, C] logits ('train', 'val', 'test').
-    labels: split -> [N_split] labels.
-    forget: [S, F] train positions of each seed's forget set; the retain set is the rest.
-    num_shadow: shadow members of the SVC attack (`mia.shadow_positions`).
-    features: the SVC attack's features (None: all five); a study needs only ToW-MIA's.
-    loss_mia: also the loss-threshold attack's AUC.
-    seed: seed s's attack draws use seed + s.
-
-  Returns:
-    One dict per seed: {"accuracy": {forget, retain, val, test}, "mia": {feature: efficacy},
-    "loss_mia_auc": AUC of F against test}.
-  """
-  num_seeds, num_train = logits["train"].shape[:2]
-  if len(forget) != num_seeds:
-    raise ValueError(f"the forget set has {len(forget)} rows but the logits {num_seeds} seeds")
-  y, y_test = labels["train"], labels["test"]
-  retain = [np.setdiff1d(np.arange(num_train), f) for f in forget]
-  acc = set_accuracies(logits["train"], y, {"forget": forget, "retain": retain})
-  acc["val"] = (logits["val"].argmax(-1) == labels["val"][None]).mean(-1)
-  acc["test"] = (logits["test"].argmax(-1) == y_test[None]).mean(-1)
-  out = []
-  for s in range(num_seeds):
-    f, r = np.asarray(forget[s]), retain[s]
-    train, test = logits["train"][s], logits["test"][s]
-    out.append({
-        "accuracy": {k: float(acc[k][s]) for k in ACCURACIES},
-        "mia": mia.svc_mia(train[r], y[r], test, y_test, train[f], y[f], num_shadow=num_shadow, seed=seed + s,
-                           features=features),
-    })
-    if loss_mia:
-      out[-1]["loss_mia_auc"] = mia.loss_mia_auc(mia.per_example_ce(train[f], y[f]),
-                                                 mia.per_example_ce(test, y_test), seed=seed + s)
+def outputs_of(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], forget, *,
+               reference: Optional[ModelOutputs] = None, num_shadow: Optional[int] = NUM_SHADOW,
+               seed: int = 0, known: Optional[Dict[str, Sequence[float]]] = None) -> ModelOutputs:
+  """The metrics' inputs for one model (seed s's attack draws use seed + s); `known` values
+  (from a cache) are not computed again."""
+  out = ModelOutputs(logits, labels, forget, reference, {"num_shadow": num_shadow, "seed": seed})
+  for name, values in (known or {}).items():
+    out.prefill(name, values)
   return out
 
 
-def against_reference(unlearned: List[Dict[str, Any]], retrained: List[Dict[str, Any]],
-                      feature: str = MIA_FEATURE) -> List[Dict[str, Any]]:
-  """Adds ToW and ToW-MIA of each seed's model against the same seed's retrained model."""
-  if len(unlearned) != len(retrained):
-    raise ValueError(f"the run has {len(unlearned)} seeds but its retrain reference {len(retrained)}")
-  if feature not in mia.FEATURES:
-    raise ValueError(f"unknown MIA feature {feature!r}; valid choices: {', '.join(mia.FEATURES)}")
-  out = []
-  for u, r in zip(unlearned, retrained):
-    out.append({**u, "tow": tow(u["accuracy"], r["accuracy"]),
-                "tow_mia": tow_mia(u["accuracy"], r["accuracy"], u["mia"][feature], r["mia"][feature])})
-  return out
+def metric_values(outputs: ModelOutputs, metrics: Sequence[str]) -> Dict[str, list]:
+  """{metric: per-seed values} as JSON lists."""
+  return {name: outputs.value(name).tolist() for name in metrics}
 
 
 def _load_predictions(directory: str, what: str, how_to_make: str) -> Tuple[Dict, Dict, np.ndarray]:
@@ -136,7 +87,8 @@ def _digest(logits: Dict[str, np.ndarray], forget: np.ndarray, settings: Dict[st
 
 def _cached(cache: str, logits: Dict[str, np.ndarray], forget: np.ndarray, settings: Dict[str, Any],
             compute) -> Dict[str, Any]:
-  """The record in `cache` if it was made from the same inputs, else compute() written there."""
+  """{"digest", "settings", "values"} in `cache` if made from the same inputs, else compute()
+  (the values) written there."""
   digest = _digest(logits, forget, settings)
   if os.path.exists(cache):
     try:
@@ -144,10 +96,9 @@ def _cached(cache: str, logits: Dict[str, np.ndarray], forget: np.ndarray, setti
     except io.DamagedFileError as err:
       logging.warning("%s; recomputing it (it is a cache)", err)
       record = {}
-    if record.get("digest") == digest:
+    if record.get("digest") == digest and "values" in record:
       return record
-  per_seed = compute()
-  record = {"digest": digest, "settings": settings, "per_seed": per_seed, "summary": results.summarize(per_seed)}
+  record = {"digest": digest, "settings": settings, "values": compute()}
   io.write_json(cache, record)
   return record
 
@@ -158,35 +109,33 @@ def _how_to_make_reference(workdir: str) -> str:
           f"checkpoints) and saves its predictions; `--config.unlearn.method=retrain` does only that")
 
 
-def _settings(num_shadow: Optional[int], seed: int, feature: str, features: Optional[Sequence[str]] = None,
-              loss_mia: bool = True) -> Dict[str, Any]:
-  settings = {"num_shadow": num_shadow, "seed": seed, "mia_feature": feature}
-  if features is not None:  # recorded only when not the default, so older caches stay valid
-    settings["features"] = sorted(set(features) | {feature})
-  if not loss_mia:
-    settings["loss_mia"] = False
-  return settings
+def _settings(metrics: Sequence[str], num_shadow: Optional[int], seed: int) -> Dict[str, Any]:
+  return {"metrics": list(metrics), "num_shadow": num_shadow, "seed": seed}
 
 
-def _metrics_fn(settings: Dict[str, Any]):
-  """model_metrics with the attacks of `settings` (`_settings`)."""
-  return functools.partial(model_metrics, num_shadow=settings["num_shadow"], seed=settings["seed"],
-                           features=settings.get("features"), loss_mia=settings.get("loss_mia", True))
+def _workdir_metrics(workdir: str, metrics: Optional[Sequence[str]]) -> Tuple[str, ...]:
+  """The metric list: given, else the work directory's config.evaluation.metrics, else the default."""
+  if metrics is None:
+    path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+    config = io.read_json(path) if os.path.exists(path) else {}
+    metrics = (config.get("evaluation") or {}).get("metrics") or DEFAULT_METRICS
+  names = check_names(list(metrics), "the evaluation's metric list (config.evaluation.metrics)", banks=False)
+  return names
 
 
-def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0,
-                    feature: str = MIA_FEATURE, features: Optional[Sequence[str]] = None,
-                    loss_mia: bool = True) -> Dict[str, Any]:
+def evaluate_method(method_dir: str, *, metrics: Optional[Sequence[str]] = None,
+                    num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0) -> Dict[str, Any]:
   """Evaluates one finished run of unlearn.py (methods/<name>) against its retrain reference.
 
   Args:
     method_dir: the run's folder (metrics.json, predictions/, forget_set.npz).
-    num_shadow, seed: of the attacks (`model_metrics`).
-    feature: the MIA feature of ToW-MIA.
+    metrics: metric names (None: the work directory's config.evaluation.metrics).
+    num_shadow, seed: of the attacks (`outputs_of`).
 
   Returns:
-    {"per_seed": [...], "summary": {...}, "reference": {...}, ...}; also written (cached) to
-    method_dir/evaluation.json.
+    {"values" (metric -> per-seed), "reference" (the retrain reference's cache record, its
+    values against itself), "name", "reference_dir", "forget", "outputs" and
+    "reference_outputs" (the metrics' inputs)}; the values are cached in method_dir/evaluation.json.
 
   Raises:
     FileNotFoundError: no finished run, or no retrain reference (the message says how to make it).
@@ -194,6 +143,7 @@ def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, 
   """
   metrics_path = os.path.join(method_dir, workdir_lib.METRICS_FILE)
   workdir = os.path.dirname(os.path.dirname(os.path.abspath(method_dir)))
+  metrics = _workdir_metrics(workdir, metrics)
   if not os.path.exists(metrics_path):
     raise FileNotFoundError(f"{method_dir} holds no finished unlearning run (no metrics.json); run "
                             f"unlearn.py with --workdir={workdir} first")
@@ -216,25 +166,29 @@ def evaluate_method(method_dir: str, *, num_shadow: Optional[int] = NUM_SHADOW, 
                      f"was trained without ({reference_forget.shape[-1]}, first {reference_forget[0][:5].tolist()}): "
                      f"ToW compares against retraining without exactly the forgotten examples. "
                      f"{_how_to_make_reference(workdir).capitalize()}")
-  settings = _settings(num_shadow, seed, feature, features, loss_mia)
-  metrics = _metrics_fn(settings)
-  predictions = os.path.join(method_dir, "predictions")
-  logits, labels, index = _load_predictions(predictions, f"the run in {method_dir}",
+  settings = _settings(metrics, num_shadow, seed)
+  logits, labels, index = _load_predictions(os.path.join(method_dir, "predictions"), f"the run in {method_dir}",
                                             "it did not finish: re-run unlearn.py")
-  r_predictions = os.path.join(reference_dir, "predictions")
-  r_logits, r_labels, r_index = _load_predictions(r_predictions, f"the retrain reference {reference_dir}",
+  r_logits, r_labels, r_index = _load_predictions(os.path.join(reference_dir, "predictions"),
+                                                  f"the retrain reference {reference_dir}",
                                                   _how_to_make_reference(workdir))
   if not np.array_equal(index, r_index) or logits["test"].shape != r_logits["test"].shape:
     raise ValueError(f"{method_dir} and its retrain reference {reference_dir} were evaluated on different "
                      f"data (train indices or test size differ): they belong to different data sets or splits")
+  # The reference against itself: ToW and ToW-MIA 1 by construction, computed like any row's.
+  ref = outputs_of(r_logits, r_labels, forget, num_shadow=num_shadow, seed=seed)
+  ref.reference = ref
   reference = _cached(os.path.join(reference_dir, CACHE_FILE), r_logits, forget, settings,
-                      lambda: metrics(r_logits, r_labels, forget))
+                      lambda: metric_values(ref, metrics))
+  ref = outputs_of(r_logits, r_labels, forget, num_shadow=num_shadow, seed=seed, known=reference["values"])
+  ref.reference = ref
+  run = outputs_of(logits, labels, forget, reference=ref, num_shadow=num_shadow, seed=seed)
   # The digest of a run includes its reference's, so a new reference re-evaluates the run.
-  run_settings = {**settings, "reference": reference["digest"]}
-  out = _cached(os.path.join(method_dir, CACHE_FILE), logits, forget, run_settings,
-                lambda: against_reference(metrics(logits, labels, forget), reference["per_seed"], feature))
-  return {**out, "name": os.path.basename(os.path.normpath(method_dir)), "reference": reference,
-          "reference_dir": os.path.abspath(reference_dir), "forget": forget}
+  out = _cached(os.path.join(method_dir, CACHE_FILE), logits, forget, {**settings, "reference": reference["digest"]},
+                lambda: metric_values(run, metrics))
+  return {"values": out["values"], "digest": out["digest"], "name": os.path.basename(os.path.normpath(method_dir)),
+          "settings": record.get("settings", {}), "reference": reference,
+          "reference_dir": os.path.abspath(reference_dir), "forget": forget, "reference_outputs": ref}
 
 
 def _original_dir(workdir: str, info: Dict[str, Any]) -> str:
@@ -247,10 +201,10 @@ def _original_dir(workdir: str, info: Dict[str, Any]) -> str:
   return workdir_lib.resolve(workdir, info.get("original_workdir", ""))
 
 
-def _evaluate_original(workdir: str, forget: np.ndarray, reference: Dict[str, Any],
-                       settings: Dict[str, Any]) -> Optional[Dict]:
-  """The original model on the forget set of the work directory's runs (None if its predictions
-  are gone). The work directory's forget_set.npz must be that same set."""
+def _evaluate_original(workdir: str, forget: np.ndarray, reference: Dict[str, Any], ref: ModelOutputs,
+                       settings: Dict[str, Any]) -> Optional[Dict[str, list]]:
+  """The original model's values on the forget set of the work directory's runs (None if its
+  predictions are gone). The work directory's forget_set.npz must be that same set."""
   recorded = _load_forget(os.path.join(workdir, "forget_set.npz"))
   if recorded.shape != forget.shape or not np.array_equal(recorded, forget):
     raise workdir_lib.WorkdirError(
@@ -263,41 +217,24 @@ def _evaluate_original(workdir: str, forget: np.ndarray, reference: Dict[str, An
     logging.warning("no predictions of the original model in %s: its row is left out", predictions)
     return None
   logits, labels, _ = _load_predictions(predictions, "the original model", "re-run train.py")
-  return _cached(os.path.join(workdir, ORIGINAL_CACHE), logits, forget,
-                 {**settings, "reference": reference["digest"]},
-                 lambda: against_reference(_metrics_fn(settings)(logits, labels, forget),
-                                           reference["per_seed"], settings["mia_feature"]))
+  original = outputs_of(logits, labels, forget, reference=ref, num_shadow=settings["num_shadow"],
+                        seed=settings["seed"])
+  return _cached(os.path.join(workdir, ORIGINAL_CACHE), logits, forget, {**settings, "reference": reference["digest"]},
+                 lambda: metric_values(original, settings["metrics"]))["values"]
 
 
 # ---------------------------------------------------------------------------------------
 # A work directory.
 
 
-def _reference_row(reference: Dict[str, Any], feature: str) -> Dict[str, Any]:
-  """The retrain reference as a model row: its ToW and ToW-MIA against itself are 1."""
-  per_seed = against_reference(reference["per_seed"], reference["per_seed"], feature)
-  return {"per_seed": per_seed, "summary": results.summarize(per_seed)}
-
-
-def _flat(per_seed_or_summary: Dict[str, Any]) -> Dict[str, Any]:
-  """{"accuracy": {"forget": x}, "mia": {"prob": y}, "tow": z} -> {"forget_accuracy": x, "mia_prob": y, "tow": z}."""
-  out = {}
-  for k, v in per_seed_or_summary.items():
-    if k == "accuracy":
-      out.update({f"{split}_accuracy": v[split] for split in ACCURACIES})
-    elif k == "mia":
-      out.update({f"mia_{feature}": value for feature, value in v.items()})
-    else:
-      out[k] = v
-  return out
-
-
-def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0,
-                     feature: str = MIA_FEATURE, features: Optional[Sequence[str]] = None,
-                     loss_mia: bool = True) -> str:
-  """Evaluates every finished run of an unlearning work directory; writes the table and figure.
+def evaluate_workdir(workdir: str, *, metrics: Optional[Sequence[str]] = None,
+                     num_shadow: Optional[int] = NUM_SHADOW, seed: int = 0) -> str:
+  """Evaluates every finished run of an unlearning work directory; writes its record, table and figure.
 
   Rows: the original model, the retrain reference, then every run of methods/ (RUM included).
+
+  Args:
+    metrics: metric names (None: the work directory's config.evaluation.metrics).
 
   Returns:
     The markdown table (also in <workdir>/evaluation.md).
@@ -306,77 +243,48 @@ def evaluate_workdir(workdir: str, *, num_shadow: Optional[int] = NUM_SHADOW, se
   if not runs:
     raise FileNotFoundError(f"{workdir} holds no finished unlearning run (methods/<name>/metrics.json); "
                             f"run unlearn.py with --workdir={workdir} first")
-  evaluated = {name: evaluate_method(os.path.join(workdir, "methods", name), num_shadow=num_shadow,
-                                     seed=seed, feature=feature, features=features, loss_mia=loss_mia)
-               for name in runs}
+  metrics = _workdir_metrics(workdir, metrics)
+  evaluated = {name: evaluate_method(os.path.join(workdir, "methods", name), metrics=metrics, num_shadow=num_shadow,
+                                     seed=seed) for name in runs}
   references = {e["reference_dir"] for e in evaluated.values()}
   if len(references) > 1:
     raise workdir_lib.WorkdirError(
         f"the runs of {workdir} compare against different retrain references "
         f"({', '.join(sorted(references))}): the work directory mixes forget sets")
   first = next(iter(evaluated.values()))
-  reference = first["reference"]
-  models: Dict[str, Dict[str, Any]] = {}
-  settings = _settings(num_shadow, seed, feature, features, loss_mia)
-  original = _evaluate_original(workdir, first["forget"], reference, settings)
+  settings = _settings(metrics, num_shadow, seed)
+  models: Dict[str, Tuple[Dict[str, list], Dict[str, Any]]] = {}  # name -> (values, method settings)
+  original = _evaluate_original(workdir, first["forget"], first["reference"], first["reference_outputs"], settings)
   if original is not None:
-    models["original"] = original
-  models["retrain"] = _reference_row(reference, feature)
-  models.update({name: e for name, e in evaluated.items() if name != "retrain"})
-  io.write_json(os.path.join(workdir, "evaluation.json"),
-                {"settings": settings,
-                 "retrain_reference": workdir_lib.relative(workdir, first["reference_dir"]),
-                 "models": {name: {"per_seed": m["per_seed"], "summary": m["summary"]} for name, m in models.items()}})
-  rows = []
-  for name, m in models.items():
-    for s, values in enumerate(m["per_seed"]):
-      rows.append({"model": name, "seed": s, **_flat(values)})
-    for stat in ("mean", "ci95"):
-      summary = _flat(m["summary"])
-      rows.append({"model": name, "seed": stat, **{k: v[stat] for k, v in summary.items()}})
-  columns = (["model", "seed"] + [f"{split}_accuracy" for split in ACCURACIES]
-             + [f"mia_{f}" for f in mia.FEATURES] + ["loss_mia_auc", "tow", "tow_mia"])
-  io.write_csv(os.path.join(workdir, "evaluation.csv"), rows, fields=columns)
-  table = markdown_table({name: m["summary"] for name, m in models.items()}, feature)
+    models["original"] = (original, {})
+  retrain = evaluated.get("retrain", {}).get("settings", {})
+  models["retrain"] = (first["reference"]["values"], retrain)
+  models.update({name: (e["values"], e["settings"]) for name, e in evaluated.items() if name != "retrain"})
+  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  config = io.read_json(config_path) if os.path.exists(config_path) else {}
+  digest = workdir_lib.digest(first["forget"])
+  rows = [row for name, (values, run_settings) in models.items()
+          for row in results.record_rows(values, **results.run_columns(config, name, run_settings, digest))]
+  summary = results.summary_frame(rows)
+  io.write_json(os.path.join(workdir, CACHE_FILE), {
+      "settings": settings, "retrain_reference": workdir_lib.relative(workdir, first["reference_dir"]),
+      "models": {name: {"per_seed": values, "summary": results.summarize_columns(values)}
+                 for name, (values, _) in models.items()}})
+  io.write_csv(os.path.join(workdir, RECORD_FILE), rows, fields=results.RECORD_COLUMNS)
+  table = reports.table(summary, metrics)
   io.write_text(os.path.join(workdir, TABLE_FILE), table)
-  plot_models({name: m["summary"] for name, m in models.items()}, os.path.join(workdir, FIGURE_FILE),
-              f"{os.path.basename(os.path.normpath(workdir))}: against retraining ({len(first['per_seed'])} seeds)")
+  num_seeds = len(next(iter(first["values"].values())))
+  reports.bar_figure(summary, _panels(metrics), os.path.join(workdir, FIGURE_FILE),
+                     f"{os.path.basename(os.path.normpath(workdir))}: against retraining ({num_seeds} seeds)",
+                     ylabels=("accuracy", "score (1 = retrained)"))
   return table
 
 
-def markdown_table(summaries: Dict[str, Dict[str, Any]], feature: str = MIA_FEATURE) -> str:
-  """One row per model: accuracies, MIA-efficacy (`feature`), loss-MIA AUC, ToW, ToW-MIA (percent)."""
-  header = ["model", "forget acc", "retain acc", "test acc", f"MIA-efficacy ({feature})",
-            "loss-MIA AUC", "ToW", "ToW-MIA"]
-  rows = [[name] + [results.cell(s["accuracy"][k]) for k in ("forget", "retain", "test")]
-          + [results.cell(s["mia"][feature]), results.cell(s["loss_mia_auc"]) if "loss_mia_auc" in s else "n/a",
-             results.cell(s["tow"]), results.cell(s["tow_mia"])] for name, s in summaries.items()]
-  return results.markdown_table(header, rows)
-
-
-def plot_models(summaries: Dict[str, Dict[str, Any]], path: str, title: str) -> None:
-  """Two panels: forget/retain/test accuracy per model; ToW and ToW-MIA per model (95% CI bars)."""
-  plt = io.pyplot()
-  names = list(summaries)
-  x = np.arange(len(names))
-  fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(names)), 3.8))
-  panels = [(axes[0], [(f"{k} acc", lambda s, k=k: s["accuracy"][k]) for k in ("forget", "retain", "test")]),
-            (axes[1], [("ToW", lambda s: s["tow"]), ("ToW-MIA", lambda s: s["tow_mia"])])]
-  for ax, series in panels:
-    width = 0.8 / len(series)
-    for i, (label, get) in enumerate(series):
-      means = [get(summaries[n])["mean"] for n in names]
-      errors = [np.nan_to_num(results.half_width(get(summaries[n]))) for n in names]
-      ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errors, capsize=2, label=label)
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7)
-  axes[0].set_ylabel("accuracy")
-  axes[1].set_ylabel("score (1 = retrained)")
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  io.save_figure(fig, path, dpi=110)
+def _panels(metrics: Sequence[str]):
+  """The figure's panels: accuracies, then the scores against retraining (ToW, ToW-MIA, ...)."""
+  accuracies = [m for m in metrics if m.endswith("_accuracy") and m != "val_accuracy"]
+  scores = [m for m in metrics if "reference" in METRICS.get(m).needs]
+  return [p for p in (accuracies, scores) if p]
 
 
 # ---------------------------------------------------------------------------------------
@@ -401,8 +309,9 @@ def evaluate_path(path: str) -> str:
     return table
   if kind == "method":
     record = evaluate_method(path)
-    table = markdown_table({"retrain": _reference_row(record["reference"], MIA_FEATURE)["summary"],
-                            record["name"]: record["summary"]})
+    rows = (results.record_rows(record["reference"]["values"], method="retrain")
+            + results.record_rows(record["values"], method=record["name"]))
+    table = reports.table(results.summary_frame(rows), list(record["values"]))
     logging.info("evaluation of %s (in %s):\n%s", path, os.path.join(path, CACHE_FILE), table)
     return table
   where = {

@@ -17,7 +17,7 @@ example, with the ORIGINAL `index`) that `unlearn.py` reads.
 import math
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +26,16 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, workdir as workdir_lib
+from rum_jax.memorization import files as score_files
 from rum_jax.memorization import proxies as proxies_lib
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
 from rum_jax.training import engine, loop, memory, optim, plans
 from rum_jax.training.checkpoint import Checkpointer
-from rum_jax.training.config import TRAINING_SECTIONS
+from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import SPLITS, Setup, accuracies, train_on
+from rum_jax.unlearning import METHODS
+from rum_jax.unlearning.forget_kinds import FORGET_KINDS
+from rum_jax.unlearning.interface import ScoreSource
 
 SCORES_FILE = workdir_lib.SCORES_FILE
 STATS_FILE = "stats.npz"
@@ -244,3 +248,62 @@ def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool
                   f"{setup.dataset.name}: memorization proxies (high = more memorized)")
   logging.info("proxies %s written to %s", sorted(mean_scores), os.path.join(workdir, SCORES_FILE))
   return mean_scores
+
+
+# ---------------------------------------------------------------------------------------
+# Score files an unlearning run reads (unlearn.py computes a missing default one first).
+
+
+def missing_scores_message(path: str, data_name: str, proxies: bool) -> str:
+  """What to do when a score file a run needs is absent."""
+  published = ", ".join(score_files.FORMATS.get(f).filename for f in score_files.FORMATS.names())
+  mode = "proxies" if proxies else "memorization"
+  return (f"no {'proxy' if proxies else 'memorization'} scores at {path}. Compute them with `python train.py "
+          f"--config=configs/{data_name}_{mode}.py --workdir={os.path.dirname(path) or '.'}` (or let "
+          f"unlearn.py do it: --config.unlearn.compute_scores=True), or point --config.forget.scores to a score "
+          f"file: a rum-jax memorization.npz or a published one ({published})")
+
+
+def forget_score_source(config: ml_collections.ConfigDict, workdir: str) -> Optional[ScoreSource]:
+  """The score file the forget set ranks by (None for kinds that use no scores)."""
+  kind = FORGET_KINDS.get(config.forget.kind)
+  if kind.score_file is None:
+    return None
+  return ScoreSource(config.forget.scores or workdir_lib.default_scores_path(workdir), config.forget.score_key,
+                     proxies=kind.score_file == "proxies")
+
+
+def score_run_config(config: ml_collections.ConfigDict, mode: str) -> ml_collections.ConfigDict:
+  """Only what decides the scores, so later unlearning settings never invalidate their folder."""
+  section = "memorization" if mode == "memorization" else "proxies"
+  return ml_collections.ConfigDict({**training_config(config).to_dict(), "mode": mode,
+                                    section: config[section].to_dict()})
+
+
+def ensure_scores(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
+  """Makes sure every score file the run reads exists, before any training.
+
+  The default file (<workdir>/memorization/memorization.npz) is computed there when absent and
+  config.unlearn.compute_scores allows: Feldman-Zhang memorization (config.memorization), or
+  the one-run proxies (config.proxies) when the first reader wants a proxy.
+
+  Returns:
+    The paths computed.
+
+  Raises:
+    FileNotFoundError: a score file is absent and may not be computed (the message says how).
+  """
+  sources = [forget_score_source(config, workdir)] + METHODS.get(config.unlearn.method).score_sources(config, workdir)
+  default = workdir_lib.default_scores_path(workdir)
+  computed = []
+  for source in [s for s in sources if s is not None]:
+    if os.path.exists(source.path):
+      continue
+    if source.path != default or not config.unlearn.get("compute_scores", True):
+      raise FileNotFoundError(missing_scores_message(source.path, config.data.name, source.proxies))
+    mode = "proxies" if source.proxies else "memorization"
+    logging.info("no scores at %s: computing %s there first (config.unlearn.compute_scores)", default, mode)
+    run = run_proxies if source.proxies else run_memorization
+    run(score_run_config(config, mode), os.path.dirname(default))
+    computed.append(default)
+  return computed

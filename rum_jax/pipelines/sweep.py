@@ -29,12 +29,10 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, results, workdir as workdir_lib
-from rum_jax.evaluation import mia
-from rum_jax.evaluation.tow import tow_mia
-from rum_jax.pipelines import unlearning
-from rum_jax.pipelines.evaluation import MIA_FEATURE, NUM_SHADOW
+from rum_jax.evaluation.metrics import METRICS, ModelOutputs
+from rum_jax.pipelines import reports, unlearning
 from rum_jax.training import loop
-from rum_jax.training.setup import Setup, accuracies
+from rum_jax.training.setup import Setup
 from rum_jax.unlearning import METHODS, grid as grid_lib, unlearn
 from rum_jax.unlearning.config import sweep_grid
 
@@ -42,28 +40,16 @@ VALIDATION = "validation"
 GRID_FILE = "grid.json"
 
 
-def _mia_efficacy(logits: Dict[str, np.ndarray], labels: Dict[str, np.ndarray], forget: np.ndarray,
-                  retain: np.ndarray, seed: int) -> float:
-  """ToW-MIA's SVC attack (its one feature) on one model's logits."""
-  train = logits["train"]
-  return mia.svc_mia(train[retain], labels["train"][retain], logits["test"], labels["test"], train[forget],
-                     labels["train"][forget], num_shadow=NUM_SHADOW, seed=seed, features=(MIA_FEATURE,))[MIA_FEATURE]
-
-
-def _labels(setup: Setup) -> Dict[str, np.ndarray]:
-  return {split: setup.dataset.split(split).y for split in ("train", "test")}
-
-
-def reference_mia(prep: unlearning.Prepared) -> List[float]:
-  """The retrain reference's MIA-efficacy per seed (what ToW-MIA compares against)."""
-  logits, _ = accuracies(prep.setup, prep.reference, prep.config.train.eval_batch_size)
-  labels = _labels(prep.setup)
-  return [_mia_efficacy({k: v[s] for k, v in logits.items()}, labels, prep.forget[s], prep.retain[s], s)
-          for s in range(prep.config.num_seeds)]
+def sweep_metrics(config: ml_collections.ConfigDict) -> Tuple[str, ...]:
+  """What every grid point is scored by: accuracies and ToW, the SVC attack and ToW-MIA with
+  config.sweep.mia, and config.sweep.select_by (any metric of one run's logits)."""
+  sw = config.get("sweep") or {}
+  names = unlearning.RUN_METRICS + (("mia_confidence", "tow_mia") if sw.get("mia", True) else ())
+  return tuple(dict.fromkeys(names + (sw.get("select_by", "tow"),)))
 
 
 def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[str, Any]],
-             run_root: str, with_mia: bool = True) -> Tuple[List[Dict[str, Any]], bool]:
+             run_root: str, metrics: Sequence[str] = unlearning.RUN_METRICS) -> Tuple[List[Dict[str, Any]], bool]:
   """Every grid point on every seed of a prepared work directory; per point its metrics.
 
   Points that differ only in per-model settings share one program of len(points) x seeds
@@ -72,22 +58,20 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
   run_root/grid.json (keyed by the points, settings and forget set), checkpoints below it.
 
   Returns:
-    (one dict per point: {"point", "per_seed": {forget/retain/val/test accuracy, tow and, with
-    `with_mia`, mia_confidence and tow_mia: [S]}, "summary"}; whether they came from the cache).
+    (one dict per point: {"point", "per_seed": {metric: [S]} of every metric of `metrics`,
+    "summary"}; whether they came from the cache).
   """
   config, setup = prep.config, prep.setup
   method = METHODS.get(method_name)
   base = ml_collections.ConfigDict(config.unlearn[method_name].to_dict())
   key = {"points": list(points), "settings": base.to_dict(), "forget_digest": prep.forget_digest,
-         "seeds": config.num_seeds, "mia": with_mia}
+         "seeds": config.num_seeds, "metrics": list(metrics)}
   cache = os.path.join(run_root, GRID_FILE)
   if workdir_lib.readable(cache):
     cached = io.read_json(cache)
     if cached.get("key") == io.as_json(key):
       return cached["results"], True
   num_seeds = config.num_seeds
-  reference_efficacy = reference_mia(prep) if with_mia else None
-  labels = _labels(setup)
   out: List[Optional[Dict[str, Any]]] = [None] * len(points)
   for static, members in grid_lib.split_by_program(points, method.swept):
     settings = ml_collections.ConfigDict(base.to_dict())
@@ -121,28 +105,22 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
         shutil.rmtree(run_dir, ignore_errors=True)
     if not members:
       continue
-    accuracy, logits = unlearning.evaluate_splits(gsetup, states, forget, retain)
+    grid_outputs = unlearning.model_outputs(gsetup, states, forget)
     for g, i in enumerate(members):
-      rows = range(g * num_seeds, (g + 1) * num_seeds)
-      per_seed = {k: [float(v[m]) for m in rows] for k, v in accuracy.items()}
-      split = lambda d, s: {"forget": d["forget_accuracy"][s], "retain": d["retain_accuracy"][s],
-                            "test": d["test_accuracy"][s]}
-      per_seed["tow"] = unlearning.tow_per_seed(per_seed, prep.retrained).tolist()
-      if with_mia:
-        efficacy = [_mia_efficacy({k: v[m] for k, v in logits.items()}, labels, forget[m], retain[m],
-                                  m % num_seeds) for m in rows]
-        per_seed["mia_confidence"] = efficacy
-        per_seed["tow_mia"] = [tow_mia(split(per_seed, s), split(prep.retrained, s), efficacy[s],
-                                       reference_efficacy[s]) for s in range(num_seeds)]
+      rows = slice(g * num_seeds, (g + 1) * num_seeds)  # point g's models, seed s its seed s
+      point = ModelOutputs({k: v[rows] for k, v in grid_outputs.logits.items()}, grid_outputs.labels,
+                           forget[rows], prep.reference_outputs)
+      per_seed = {name: point.value(name).tolist() for name in metrics}
       out[i] = {"point": dict(points[i]), "per_seed": per_seed, "summary": results.summarize_columns(per_seed)}
   io.write_json(cache, {"key": key, "results": out})
   return out, False
 
 
 def choose(grid_results: Sequence[Dict[str, Any]], metric: str) -> int:
-  """The index of the point with the highest mean `metric` (the first of equals); diverged
-  points are never chosen."""
-  means = [r["summary"][metric]["mean"] if "summary" in r else -np.inf for r in grid_results]
+  """The index of the point with the best mean `metric` (the highest, or the lowest for a metric
+  where lower is better; the first of equals); diverged points are never chosen."""
+  sign = 1.0 if METRICS.get(metric).higher_is_better is not False else -1.0
+  means = [sign * r["summary"][metric]["mean"] if "summary" in r else -np.inf for r in grid_results]
   if np.all(np.isneginf(means)):
     raise loop.NonFiniteLossError(f"every point of the grid diverged on the validation forget set "
                                   f"({len(means)} points); lower the learning rates of config.sweep")
@@ -187,12 +165,12 @@ def tune(config: ml_collections.ConfigDict, workdir: str, method_name: str, over
   val_dir = os.path.join(workdir, VALIDATION)
   prep = unlearning.prepare(validation_config(config, original_dir), val_dir, overwrite, setup)
   select_by = config.sweep.get("select_by", "tow")
-  with_mia = config.sweep.get("mia", True) or select_by == "tow_mia"
-  grid_results, cached = run_grid(prep, method_name, points, os.path.join(val_dir, "sweeps", method_name), with_mia)
+  grid_results, cached = run_grid(prep, method_name, points, os.path.join(val_dir, "sweeps", method_name),
+                                  sweep_metrics(config))
   chosen = choose(grid_results, select_by)
   logging.info("sweep %s: chosen on the validation forget set by %s: %s", method_name, select_by,
                grid_lib.label(points[chosen]))
-  original_tow = float(np.mean(unlearning.tow_per_seed(prep.original_accuracy, prep.retrained)))
+  original_tow = float(np.mean(prep.original_outputs.value("tow")))
   return {"points": list(points), "grid": grid_results, "chosen": chosen, "select_by": select_by,
           "validation_dir": val_dir, "original_tow": original_tow, "cached": cached}
 
@@ -213,37 +191,42 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
 
 def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: str, sweep: Dict[str, Any],
                 reported: Optional[Dict[str, Any]]) -> str:
-  """sweep.json, sweep.csv, sweep.md and sweep.png of a tuned method; returns the markdown."""
+  """sweep.json, sweep.csv, sweep.md and sweep.png of a tuned method; returns the markdown.
+
+  The table's columns are the metrics every point was scored by, select_by first; `reported`
+  is the chosen point's summary on the reported forget set (metric -> {mean, ci95})."""
   points, grid_results, chosen = sweep["points"], sweep["grid"], sweep["chosen"]
   num_seeds = config.num_seeds
+  scored = next((r["summary"] for r in grid_results if "summary" in r), {})
+  metrics = list(dict.fromkeys([sweep["select_by"]] + [m for m in scored if m in METRICS]))
   rows, cells = [], []
   for i, r in enumerate(grid_results):
     if "summary" not in r:
       rows.append({"point": grid_lib.label(r["point"]), "chosen": False, **r["point"], "diverged": True})
-      cells.append([grid_lib.label(r["point"]) + " (diverged)"] + ["n/a"] * 5)
+      cells.append([grid_lib.label(r["point"]) + " (diverged)"] + ["n/a"] * len(metrics))
       continue
     sm = r["summary"]
     rows.append({"point": grid_lib.label(r["point"]), "chosen": i == chosen, **r["point"],
-                 **{f"{m}_{stat}": sm[m][stat] for m in ("tow", "tow_mia") if m in sm for stat in ("mean", "ci95")}})
-    cells.append([grid_lib.label(r["point"]) + (" **(chosen)**" if i == chosen else ""), results.cell(sm["tow"]),
-                  results.cell(sm["tow_mia"]) if "tow_mia" in sm else "n/a", results.cell(sm["forget_accuracy"]),
-                  results.cell(sm["retain_accuracy"]), results.cell(sm["test_accuracy"])])
+                 **{f"{m}_{stat}": sm[m][stat] for m in metrics for stat in ("mean", "ci95")}})
+    cells.append([grid_lib.label(r["point"]) + (" **(chosen)**" if i == chosen else "")]
+                 + [reports.format_value(m, sm[m]["mean"], results.half_width(sm[m])) for m in metrics])
   io.write_csv(os.path.join(directory, "sweep.csv"), rows)
   io.write_json(os.path.join(directory, "sweep.json"), {
       "method": method_name, "select_by": sweep["select_by"], "chosen": points[chosen], "num_seeds": num_seeds,
       "validation": {"forget_set": os.path.join(workdir_lib.relative(directory, sweep["validation_dir"]),
                                                 "forget_set.json"), "grid": grid_results},
       "reported": reported})
+  better = "highest" if METRICS.get(sweep["select_by"]).higher_is_better is not False else "lowest"
   lines = [f"# Sweep of {method_name}", "",
            f"Tuned on the VALIDATION forget set (same kind, level and size as the reported one, disjoint "
-           f"from it), {num_seeds} seeds, mean ± 95% t-interval in percent; chosen by the highest mean "
+           f"from it), {num_seeds} seeds, mean ± 95% t-interval; chosen by the {better} mean "
            f"{sweep['select_by']}.", "",
-           results.markdown_table(["settings (validation set)", "ToW", "ToW-MIA", "forget acc", "retain acc",
-                                   "test acc"], cells)]
+           results.markdown_table(["settings (validation set)"] + [reports.header(m) for m in metrics], cells)]
   if reported is not None:
+    shown = [m for m in metrics if m in reported]
     lines += [f"The chosen settings ({grid_lib.label(points[chosen])}) on the REPORTED forget set: "
-              f"ToW {results.cell(reported['tow'])}, ToW-MIA {results.cell(reported['tow_mia'])}, forget acc "
-              f"{results.cell(reported['accuracy']['forget'])}, test acc {results.cell(reported['accuracy']['test'])}.", ""]
+              + ", ".join(f"{reports.header(m)} {reports.format_value(m, reported[m]['mean'], results.half_width(reported[m]))}"
+                          for m in shown) + ".", ""]
   text = "\n".join(lines)
   io.write_text(os.path.join(directory, "sweep.md"), text)
   plot_sweep(grid_results, chosen, os.path.join(directory, "sweep.png"),

@@ -38,7 +38,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
   record = {"per_seed": {f"{split}_accuracy": acc[split].tolist() for split in SPLITS},
             "summary": results.summarize(per_seed)}
   io.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), record)
-  io.write_csv(os.path.join(workdir, "metrics.csv"), results.seed_rows(per_seed, record["summary"]))
+  # The record: one row per seed x metric (means and intervals are in metrics.json).
+  io.write_csv(os.path.join(workdir, "metrics.csv"),
+               results.record_rows(record["per_seed"], **results.run_columns(config, "original")),
+               fields=results.RECORD_COLUMNS)
   io.write_csv(os.path.join(workdir, "history.csv"), results.history_rows(history))
   results.plot_history(history, os.path.join(workdir, "curves.png"), f"{ds.name} / {config.model.name}")
   logging.info("final accuracy (mean over %d seeds): %s", config.num_seeds,

@@ -14,10 +14,12 @@
                               its forget_set.npz and predictions/ (for evaluate.py)
   saliency.npz                SalUn's |grad| of the forget loss (masks at any ratio)
   methods/<folder>/           config.json (method and settings), checkpoints/ (RUM: steps/),
-                              metrics.json, metrics.csv, history.csv, curves.png,
-                              predictions/, forget_set.npz
-  summary.csv / summary.md    every finished method of this work directory, mean and 95% CI
-  evaluation.{json,csv,md,png}  accuracies, attacks, ToW and ToW-MIA of every finished run
+                              metrics.json and metrics.csv (its record: the run, the retrain
+                              reference and the original, per seed and metric), history.csv,
+                              curves.png, predictions/, forget_set.npz
+  summary.csv / summary.md    the records of every finished method (accuracies, ToW), and their
+                              means and 95% intervals
+  evaluation.{json,csv,md,png}  every metric of config.evaluation.metrics of every finished run
 """
 import dataclasses
 import hashlib
@@ -32,79 +34,21 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, results, workdir as workdir_lib
-from rum_jax.evaluation.tow import set_accuracies, tow
+from rum_jax.evaluation.metrics import ModelOutputs
 from rum_jax.memorization import files as score_files
-from rum_jax.pipelines import evaluation, memorization, training
+from rum_jax.pipelines import evaluation, memorization, reports, training
 from rum_jax.training import loop
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import Setup, accuracies, save_predictions
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning import METHODS, unlearn
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
-from rum_jax.unlearning.interface import ScoreSource
 
 SPLIT_METRICS = ("forget_accuracy", "retain_accuracy", "val_accuracy", "test_accuracy")
+# What every run records right after it finishes (the evaluation adds the attacks).
+RUN_METRICS = SPLIT_METRICS + ("tow",)
 # A RUM run's recorded score path may move with its work directory; its digest may not change.
 METHOD_PATH_KEYS = ("settings.scores",)
-
-
-# ---------------------------------------------------------------------------------------
-# Scores.
-
-
-def missing_scores_message(path: str, data_name: str, proxies: bool) -> str:
-  """What to do when a score file a run needs is absent."""
-  published = ", ".join(score_files.FORMATS.get(f).filename for f in score_files.FORMATS.names())
-  mode = "proxies" if proxies else "memorization"
-  return (f"no {'proxy' if proxies else 'memorization'} scores at {path}. Compute them with `python train.py "
-          f"--config=configs/{data_name}_{mode}.py --workdir={os.path.dirname(path) or '.'}` (or let "
-          f"unlearn.py do it: --config.unlearn.compute_scores=True), or point --config.forget.scores to a score "
-          f"file: a rum-jax memorization.npz or a published one ({published})")
-
-
-def forget_score_source(config: ml_collections.ConfigDict, workdir: str) -> Optional[ScoreSource]:
-  """The score file the forget set ranks by (None for kinds that use no scores)."""
-  kind = FORGET_KINDS.get(config.forget.kind)
-  if kind.score_file is None:
-    return None
-  return ScoreSource(config.forget.scores or workdir_lib.default_scores_path(workdir), config.forget.score_key,
-                     proxies=kind.score_file == "proxies")
-
-
-def score_run_config(config: ml_collections.ConfigDict, mode: str) -> ml_collections.ConfigDict:
-  """Only what decides the scores, so later unlearning settings never invalidate their folder."""
-  section = "memorization" if mode == "memorization" else "proxies"
-  return ml_collections.ConfigDict({**training_config(config).to_dict(), "mode": mode,
-                                    section: config[section].to_dict()})
-
-
-def ensure_scores(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
-  """Makes sure every score file the run reads exists, before any training.
-
-  The default file (<workdir>/memorization/memorization.npz) is computed there when absent and
-  config.unlearn.compute_scores allows: Feldman-Zhang memorization (config.memorization), or
-  the one-run proxies (config.proxies) when the first reader wants a proxy.
-
-  Returns:
-    The paths computed.
-
-  Raises:
-    FileNotFoundError: a score file is absent and may not be computed (the message says how).
-  """
-  sources = [forget_score_source(config, workdir)] + METHODS.get(config.unlearn.method).score_sources(config, workdir)
-  default = workdir_lib.default_scores_path(workdir)
-  computed = []
-  for source in [s for s in sources if s is not None]:
-    if os.path.exists(source.path):
-      continue
-    if source.path != default or not config.unlearn.get("compute_scores", True):
-      raise FileNotFoundError(missing_scores_message(source.path, config.data.name, source.proxies))
-    mode = "proxies" if source.proxies else "memorization"
-    logging.info("no scores at %s: computing %s there first (config.unlearn.compute_scores)", default, mode)
-    run = memorization.run_proxies if source.proxies else memorization.run_memorization
-    run(score_run_config(config, mode), os.path.dirname(default))
-    computed.append(default)
-  return computed
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,10 +64,10 @@ def build_forget_set(config: ml_collections.ConfigDict, workdir: str, setup: Set
   kind = FORGET_KINDS.get(f.kind)
   report: Dict[str, Any] = {"kind": f.kind, "size": f.size, "split": f.get("split", "report")}
   scores = None
-  source = forget_score_source(config, workdir)
+  source = memorization.forget_score_source(config, workdir)
   if source is not None:
     if not os.path.exists(source.path):
-      raise FileNotFoundError(missing_scores_message(source.path, config.data.name, source.proxies))
+      raise FileNotFoundError(memorization.missing_scores_message(source.path, config.data.name, source.proxies))
     scores = score_files.scores_for_split(source.path, train, f.score_key)
     report.update(scores=os.path.abspath(source.path), score_key=f.score_key)
 
@@ -192,29 +136,16 @@ def _digest(train_config: ml_collections.ConfigDict, forget: List[np.ndarray]) -
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def evaluate_splits(setup: Setup, states: TrainState, forget: List[np.ndarray],
-                    retain: List[np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-  """Per-seed forget/retain/val/test accuracy [num_seeds] and the logits of every split."""
-  logits, acc = accuracies(setup, states, setup.config.train.eval_batch_size)
-  per_seed = set_accuracies(logits["train"], setup.dataset.train.y,
-                            {"forget_accuracy": forget, "retain_accuracy": retain})
-  per_seed.update(val_accuracy=acc["val"], test_accuracy=acc["test"])
-  return per_seed, logits
+def model_outputs(setup: Setup, states: TrainState, forget: List[np.ndarray],
+                  reference: Optional[ModelOutputs] = None, retain: Optional[List[np.ndarray]] = None) -> ModelOutputs:
+  """Every seed's logits on every split, as the metrics' inputs (`METRICS` by name)."""
+  logits, _ = accuracies(setup, states, setup.config.train.eval_batch_size)
+  labels = {split: setup.dataset.split(split).y for split in logits}
+  return ModelOutputs(logits, labels, forget, reference, retain=retain)
 
 
-def tow_per_seed(unlearned: Dict[str, Any], retrained: Dict[str, Any]) -> np.ndarray:
-  """ToW of each seed's model against the same seed's retrained one, from per-seed accuracies."""
-  def split(d, s):
-    return {"forget": d["forget_accuracy"][s], "retain": d["retain_accuracy"][s], "test": d["test_accuracy"][s]}
-  return np.array([tow(split(unlearned, s), split(retrained, s)) for s in range(len(unlearned["test_accuracy"]))])
-
-
-def _metrics_rows(models: Dict[str, Dict[str, np.ndarray]]) -> List[Dict[str, Any]]:
-  rows = []
-  for model, columns in models.items():
-    per_seed = results.columns_to_seeds(columns)
-    rows += results.seed_rows(per_seed, results.summarize(per_seed), model=model)
-  return rows
+def _values(outputs: ModelOutputs, names) -> Dict[str, np.ndarray]:
+  return {n: outputs.value(n) for n in names}
 
 
 # Paths a work directory's config names: compared by what they hold, not where they are, so a
@@ -275,29 +206,36 @@ def _run_digest(workdir: str, name: str) -> Optional[str]:
     return workdir_lib.digest(data["forget_positions"])
 
 
-def write_summary(workdir: str, forget_digest: str) -> str:
-  """summary.csv and summary.md over every finished method of `workdir` unlearned from the forget
-  set `forget_digest` (the work directory's); returns the markdown."""
+def run_records(workdir: str, record: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """The tidy rows of a run's metrics.json: the run, its retrain reference and the original."""
+  path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  config = io.read_json(path) if os.path.exists(path) else {}
+  digest = record.get("forget_digest", "")
   rows = []
+  for name, part, settings in ((record["method"], record, record["settings"]), ("retrain", record["retrain"], {}),
+                               ("original", record["original"], {})):
+    if name == "retrain" and record["method"] == "retrain" and part is not record:
+      continue  # the retrain run is its own reference
+    rows += results.record_rows(part["per_seed"], **results.run_columns(config, name, settings, digest))
+  return rows
+
+
+def write_summary(workdir: str, forget_digest: str) -> str:
+  """summary.csv (the records) and summary.md (means, 95% intervals) over every finished method of
+  `workdir` unlearned from the forget set `forget_digest` (the work directory's); returns the markdown."""
+  rows, seconds = [], {}
   runs = [n for n in workdir_lib.finished_runs(workdir) if _run_digest(workdir, n) == forget_digest]
   for i, name in enumerate(runs):
     record = io.read_json(os.path.join(workdir_lib.method_dir(workdir, name), workdir_lib.METRICS_FILE))
-    # The references are the same in every record; a `retrain` record is the reference itself.
-    models = [("original", record["original"]), ("retrain", record["retrain"])] if i == 0 else []
-    for label, part in models + ([(name, record)] if name != "retrain" else []):
-      row = {"method": label}
-      for k in SPLIT_METRICS + ("tow",):
-        if k in part["summary"]:
-          row[k] = part["summary"][k]["mean"]
-          row[f"{k}_ci95"] = part["summary"][k]["ci95"]
-      row["seconds"] = part.get("seconds", "")
-      rows.append(row)
-  io.write_csv(os.path.join(workdir, "summary.csv"), rows)
-  cells = [[r["method"]] + [results.cell({"mean": r[k], "ci95": r[k + "_ci95"]}) if k in r else ""
-                            for k in SPLIT_METRICS + ("tow",)]
-           + [f"{r['seconds']:.1f}" if isinstance(r["seconds"], (int, float)) else ""] for r in rows]
-  text = results.markdown_table(["method", "forget acc", "retain acc", "val acc", "test acc", "ToW", "seconds"],
-                                cells)
+    # The references are the same in every record: taken from the first.
+    own = [r for r in run_records(workdir, record) if i == 0 or r["method"] == record["method"]]
+    rows += [r for r in own if not (r["method"] == "retrain" and any(x["method"] == "retrain" for x in rows))]
+    seconds[record["method"]] = record.get("seconds", "")
+    seconds.setdefault("retrain", record["retrain"].get("seconds", ""))
+  io.write_csv(os.path.join(workdir, "summary.csv"), rows, fields=results.RECORD_COLUMNS)
+  order = ["original", "retrain"] + [r for r in dict.fromkeys(x["method"] for x in rows) if r not in ("original", "retrain")]
+  text = reports.table(results.summary_frame(rows), RUN_METRICS, rows=[r for r in order if any(x["method"] == r for x in rows)],
+                       extra={"seconds": {k: f"{v:.1f}" for k, v in seconds.items() if isinstance(v, (int, float))}})
   io.write_text(os.path.join(workdir, "summary.md"), text)
   return text
 
@@ -318,8 +256,8 @@ class Prepared:
   reference: TrainState
   retrain_history: Dict[str, list]
   retrain_seconds: float
-  retrained: Dict[str, np.ndarray]  # per-seed forget/retain/val/test accuracy of the reference
-  original_accuracy: Dict[str, np.ndarray]
+  reference_outputs: ModelOutputs  # the retrain reference's logits (its own reference: itself)
+  original_outputs: ModelOutputs   # the original models' logits, against the reference
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
@@ -329,7 +267,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   setup = setup or Setup.create(config)
   train = setup.dataset.train
   check_forget_size(config, len(train))  # before any training
-  ensure_scores(config, workdir)
+  memorization.ensure_scores(config, workdir)
   original_dir, original = _original_model(config, workdir, setup, overwrite)
 
   forget, report = build_forget_set(config, workdir, setup, original)
@@ -354,12 +292,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   retrain_seconds = time.time() - t0
   if not os.path.exists(os.path.join(retrain_dir, "forget_set.npz")):
     io.write_npz(os.path.join(retrain_dir, "forget_set.npz"), forget_positions=np.stack(forget))
-  retrained, retrain_logits = evaluate_splits(setup, reference, forget, retain)
+  reference_outputs = model_outputs(setup, reference, forget)
+  reference_outputs.reference = reference_outputs
   if not os.path.exists(os.path.join(retrain_dir, "predictions", "test.npz")):
-    save_predictions(setup.dataset, retrain_logits, os.path.join(retrain_dir, "predictions"))
-  original_accuracy, _ = evaluate_splits(setup, original, forget, retain)
+    save_predictions(setup.dataset, reference_outputs.logits, os.path.join(retrain_dir, "predictions"))
+  original_outputs = model_outputs(setup, original, forget, reference_outputs)
   return Prepared(config, workdir, setup, original, forget, retain, forget_digest, report, retrain_dir,
-                  reference, retrain_history, retrain_seconds, retrained, original_accuracy)
+                  reference, retrain_history, retrain_seconds, reference_outputs, original_outputs)
 
 
 def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
@@ -407,23 +346,26 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
                               run_dir=method_dir, saliency_path=os.path.join(workdir, "saliency.npz"),
                               name=run_name)
     seconds = time.time() - t0
-  unlearned, logits = evaluate_splits(setup, states, forget, retain)
-  unlearned["tow"] = tow_per_seed(unlearned, prep.retrained)
+  outputs = model_outputs(setup, states, forget, prep.reference_outputs)
+  unlearned = _values(outputs, RUN_METRICS)
+  retrained = _values(prep.reference_outputs, RUN_METRICS)
+  original = _values(prep.original_outputs, RUN_METRICS)
   record = {
       "method": run_name, "settings": settings.to_dict(), "seconds": seconds,
       "forget_set": {k: v for k, v in prep.report.items() if k != "entanglement_per_group"},
       "forget_digest": forget_digest,
       "retrain_reference": workdir_lib.relative(workdir, prep.retrain_dir),
       "per_seed": unlearned, "summary": results.summarize_columns(unlearned),
-      "retrain": {"per_seed": prep.retrained, "summary": results.summarize_columns(prep.retrained)},
-      "original": {"per_seed": prep.original_accuracy, "summary": results.summarize_columns(prep.original_accuracy)},
+      "retrain": {"per_seed": retrained, "summary": results.summarize_columns(retrained),
+                  "seconds": prep.retrain_seconds},
+      "original": {"per_seed": original, "summary": results.summarize_columns(original)},
   }
-  save_predictions(setup.dataset, logits, os.path.join(method_dir, "predictions"))
+  save_predictions(setup.dataset, outputs.logits, os.path.join(method_dir, "predictions"))
   if history:
     io.write_csv(os.path.join(method_dir, "history.csv"), results.history_rows(history))
     results.plot_history(history, os.path.join(method_dir, "curves.png"), f"{setup.dataset.name}: {run_name}")
-  io.write_csv(os.path.join(method_dir, "metrics.csv"),
-               _metrics_rows({"unlearned": unlearned, "retrain": prep.retrained, "original": prep.original_accuracy}))
+  io.write_csv(os.path.join(method_dir, "metrics.csv"), run_records(workdir, io.as_json(record)),
+               fields=results.RECORD_COLUMNS)
   io.write_json(os.path.join(method_dir, workdir_lib.METRICS_FILE), record)  # last: marks the run finished
   table = write_summary(workdir, forget_digest)
   logging.info("%s (mean over %d seeds): %s\n%s", run_name, config.num_seeds,

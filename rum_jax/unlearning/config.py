@@ -2,11 +2,15 @@
 import ml_collections
 
 from rum_jax import checks
+from rum_jax.evaluation.metrics import METRICS
 from rum_jax.unlearning import forget_sets, grid
 from rum_jax.unlearning.forget_kinds import DRAWS, FORGET_KINDS, SPLITS
 from rum_jax.unlearning.interface import METHODS, validate_settings
 
-SELECT_BY = ("tow", "tow_mia")
+
+def select_by_choices() -> list:
+  """Metrics a sweep can choose by: of one run's logits, with a direction that is better."""
+  return [n for n in METRICS.names() if not METRICS.get(n).of_banks and METRICS.get(n).higher_is_better is not None]
 
 
 def validate_forget(f: ml_collections.ConfigDict) -> None:
@@ -48,7 +52,11 @@ def sweep_grid(config: ml_collections.ConfigDict, method_name: str) -> list:
 def validate_sweep(config: ml_collections.ConfigDict) -> None:
   """Every swept value of every method, each checked as the method's own setting would be."""
   sw = config.sweep
-  checks.choice(sw.get("select_by", "tow"), "sweep.select_by", SELECT_BY)
+  select_by = sw.get("select_by", "tow")
+  checks.require(select_by not in METRICS or METRICS.get(select_by).higher_is_better is not None,
+                 f"config.sweep.select_by {select_by!r} has no better direction (it should match retraining's, "
+                 f"not be high or low); valid choices: {', '.join(select_by_choices())}")
+  checks.choice(select_by, "sweep.select_by", select_by_choices())
   checks.boolean(sw.get("mia", True), "sweep.mia")
   for name, section in sw.items():
     if not isinstance(section, ml_collections.ConfigDict):

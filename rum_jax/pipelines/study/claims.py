@@ -23,7 +23,7 @@ METRICS = (("tow", "ToW"), ("tow_mia", "ToW-MIA"))
 
 
 def values(model: Dict[str, Any], metric: str) -> np.ndarray:
-  return np.array([seed[metric] for seed in model["per_seed"]])
+  return np.array(model["per_seed"][metric])
 
 
 def paired_difference(a: Dict[str, Any], b: Dict[str, Any], metric: str = "tow") -> Tuple[float, float]:
@@ -50,7 +50,7 @@ def _record(claim: str, a_name: str, b_name: str, a: Optional[Dict[str, Any]], b
     return None
   mean, half = paired_difference(a, b, metric)
   return {"claim": claim, "a": a_name, "b": b_name, "metric": metric, "mean": mean, "ci95": half,
-          "n": len(a["per_seed"]), "verdict": verdict(mean, half)}
+          "n": len(a["per_seed"][metric]), "verdict": verdict(mean, half)}
 
 
 def claims(by_level: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], best: Optional[str],

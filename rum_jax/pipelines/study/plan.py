@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io
-from rum_jax.evaluation.tow import tow
+from rum_jax.evaluation.metrics import ModelOutputs
 from rum_jax.pipelines import unlearning
 from rum_jax.training import loop
 from rum_jax.unlearning import METHODS, grid as grid_lib, rum, unlearn
@@ -101,14 +101,18 @@ class ValidationMixScorer:
     self.sets = rum.step_sets(prep.forget[:self.num_seeds], scores, len(prep.setup.dataset.train))
 
   def tow(self, states: Any, seed_ids: Sequence[int]) -> np.ndarray:
-    """ToW of each model (seed seed_ids[m]) on the whole validation mix against its seed's reference."""
-    setup = self.prep.setup.with_models(len(seed_ids))
-    accuracy, _ = unlearning.evaluate_splits(setup, states, [self.prep.forget[s] for s in seed_ids],
-                                             [self.prep.retain[s] for s in seed_ids])
-    ref = self.prep.retrained
-    split = lambda d, m: {"forget": d["forget_accuracy"][m], "retain": d["retain_accuracy"][m],
-                          "test": d["test_accuracy"][m]}
-    return np.array([tow(split(accuracy, m), split(ref, s)) for m, s in enumerate(seed_ids)])
+    """ToW of each model on the whole validation mix against its seed's reference; seed_ids is
+    range(S) repeated (a grid's points x seeds), so each group of S models is one point."""
+    S = self.num_seeds
+    forget = [self.prep.forget[s] for s in seed_ids]
+    outputs = unlearning.model_outputs(self.prep.setup.with_models(len(seed_ids)), states, forget)
+    values = []
+    for g in range(len(seed_ids) // S):
+      rows = slice(g * S, (g + 1) * S)
+      point = ModelOutputs({k: v[rows] for k, v in outputs.logits.items()}, outputs.labels, forget[rows],
+                           self.prep.reference_outputs)
+      values.append(np.asarray(point.value("tow")))
+    return np.concatenate(values)
 
   def __call__(self, k: int, prefix: List[Candidate], start: Any, options: List[Candidate]):
     found: List[Optional[Tuple[np.ndarray, Any]]] = [None] * len(options)

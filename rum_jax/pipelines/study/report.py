@@ -7,7 +7,6 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, results
-from rum_jax.pipelines import evaluation
 from rum_jax.pipelines.study import claims as claims_lib, sets as sets_lib
 from rum_jax.pipelines.study.runs import PAPER_NAME, PROXY_NAME, RUM_NAME, SHUFFLE_NAME
 from rum_jax.unlearning import grid as grid_lib, rum
@@ -31,7 +30,8 @@ def _timing_lines(invocations: List[Dict[str, float]]) -> List[str]:
     for piece, seconds in inv.items():
       if piece == "total":
         continue
-      kind = ("plan search" if piece.endswith("plan_search") else "tuning on validation sets" if "/validation/" in piece
+      kind = ("plan search" if piece.endswith("plan_search") else
+              "forgetting score and U-LiRA (banks)" if piece.endswith("/forgetting") else "tuning on validation sets" if "/validation/" in piece
               else "original models" if piece == "original" else "scores" if piece.startswith("scores")
               else "reported runs (and their retrain references)")
       groups[kind] = groups.get(kind, 0.0) + seconds
@@ -77,7 +77,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
       + (". The levels differ: 'harder when more memorized' is tested here." if crit["met"] else
          ". The levels do not differ enough: no memorization claim is tested on this data set."), ""]
   if collected:
-    acc = [[lv] + [results.cell(collected[lv][m]["summary"]["accuracy"]["forget"]) for m in ("original", "retrain")]
+    acc = [[lv] + [results.cell(collected[lv][m]["summary"]["forget_accuracy"]) for m in ("original", "retrain")]
            for lv in levels]
     lines += ["Accuracy on the reported forget sets (percent):", "",
               results.markdown_table(["level", "original", "retrained"], acc)]
@@ -108,8 +108,8 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
 
   rows = [{"level": lv, "model": name, **{f"{k}_{st}": m["summary"][k][st] for k in ("tow", "tow_mia")
                                            for st in ("mean", "ci95")},
-           **{f"{k}_accuracy_mean": m["summary"]["accuracy"][k]["mean"] for k in ("forget", "retain", "test")},
-           f"mia_{evaluation.MIA_FEATURE}_mean": m["summary"]["mia"][evaluation.MIA_FEATURE]["mean"]}
+           **{f"{k}_accuracy_mean": m["summary"][f"{k}_accuracy"]["mean"] for k in ("forget", "retain", "test")},
+           "mia_confidence_mean": m["summary"]["mia_confidence"]["mean"]}
           for lv in levels for name, m in collected[lv].items()]
   payload = {"data": config.data.name, "num_seeds": n, "forget_size": config.forget.size, "methods": list(s.methods),
              "levels": levels, "sets": record["stats"], "criterion": crit, "tuned": tuned, "plan_search": search,
@@ -154,8 +154,8 @@ def _mix_lines(config, mix: Dict[str, Any], tuned_mix: Dict[str, Any], best: str
     diff = lambda other, metric="tow": (results.signed(*claims_lib.paired_difference(mix[name], mix[other], metric))
                                          if other in mix and name not in ("retrain", other) else "")
     rows.append([f"{name} ({RUN_NOTES.get(name, 'best single method' if name == best else 'the ideal')})",
-                 results.cell(sm["tow"]), results.cell(sm["tow_mia"]), results.cell(sm["accuracy"]["forget"]),
-                 results.cell(sm["accuracy"]["retain"]), results.cell(sm["accuracy"]["test"]), diff(best),
+                 results.cell(sm["tow"]), results.cell(sm["tow_mia"]), results.cell(sm["forget_accuracy"]),
+                 results.cell(sm["retain_accuracy"]), results.cell(sm["test_accuracy"]), diff(best),
                  diff(best, "tow_mia"), diff(SHUFFLE_NAME)])
   lines += ["Differences are paired over seeds (points, mean ± 95% t-interval).", "",
             results.markdown_table(["run", "ToW", "ToW-MIA", "forget acc", "retain acc", "test acc", "ToW - best single",

@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, provenance, workdir as workdir_lib
+from rum_jax.evaluation import mia
 from rum_jax.memorization import files as score_files
 from rum_jax.pipelines import evaluation, forgetting, memorization, sweep, unlearning
 from rum_jax.pipelines.study import plan as plan_lib
@@ -54,7 +55,7 @@ def ensure_scores(config: ml_collections.ConfigDict, workdir: str, source: str) 
                               f"file (e.g. RUM's estimates_results_woShuffle.npz) or '' to compute them")
     return False
   mode = "memorization" if source == MEMORIZATION else "proxies"
-  score_config = unlearning.score_run_config(config, mode)
+  score_config = memorization.score_run_config(config, mode)
   path = scores_path(config, workdir, source)
   directory = os.path.dirname(path)
   config_file = os.path.join(directory, workdir_lib.CONFIG_FILE)
@@ -125,8 +126,9 @@ class Runner:
     self.config, self.workdir, self.setup, self.overwrite, self.timings = config, workdir, setup, overwrite, timings
     self.failures: Dict[str, str] = {}
     s = config.study
-    self.evaluate = functools.partial(evaluation.evaluate_workdir, features=tuple(s.get("mia_features", ())) or None,
-                                      loss_mia=s.get("loss_mia", True))
+    features = tuple(s.get("mia_features", ())) or mia.FEATURES
+    self.evaluate = functools.partial(evaluation.evaluate_workdir, metrics=unlearning.SPLIT_METRICS + tuple(
+        f"mia_{f}" for f in features) + (("loss_mia_auc",) if s.get("loss_mia", True) else ()) + ("tow", "tow_mia"))
 
   def set_dir(self, level: str) -> str:
     return os.path.join(self.workdir, "sets", f"{MEMORIZATION}_{level}")

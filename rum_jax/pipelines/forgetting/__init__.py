@@ -1,0 +1,168 @@
+"""Forgetting quality from banks of many models (evaluate.py with config.mode 'forgetting').
+
+Two strong measures of how well a method forgets, each from hundreds of models trained as one
+program per chunk (docs/forgetting.md has the protocols and what they cost):
+
+* the NeurIPS 2023 unlearning challenge score (Triantafillou et al. 2024): one original model;
+  N models retrained without the forget set F (cached, shared by every method) and, per method,
+  N models unlearned from the original (different seeds); per forget example the privacy
+  epsilon separating its logit-scaled confidences under the two banks, bucketed into points,
+  averaged into the forgetting score F and discounted by the retain and test accuracy ratios;
+* U-LiRA (Hayes et al. 2024): a shadow bank of K models, model k trained on a random half H_k
+  of the train split, then a random forget subset F_k of its half (|F_k| = |F|) unlearned
+  with the method. Every model is the target in turn: an example's confidence under it is
+  scored by the likelihood ratio of Gaussians fitted over the other models that unlearned it
+  and that never saw it. The same bank before unlearning gives LiRA (Carlini et al. 2022) on
+  the trained models, compared with the SVC attack on the same models, and its halves give a
+  Feldman-Zhang memorization estimate (subset ratio 0.5).
+
+`run_forgetting(config, workdir)` trains the original model, picks the forget set from
+config.forget and calls `evaluate_forget_set`, the function a study calls for each of its
+forget sets. A forgetting work directory:
+
+  config.json                 the resolved config
+  original/                   the one original model (train.py's layout, one seed)
+  memorization/               scores a memorization forget set (or RUM) reads, computed if absent
+  forget_set.npz / .json      the forget set (train positions and ORIGINAL indices)
+  retrained/                  the N models retrained on D \\ F: config.json (what decides them)
+                              and chunks/chunk_<j>.npz (forget-set confidences, accuracies)
+  unlearned/<method>/         the N models unlearned from the original, the same layout
+  shadow/trained/             the K shadow models: chunks/ (halves, logits), weights/ (to
+                              unlearn from when a method is added later)
+  shadow/<method>/            the same models after unlearning their forget subsets
+  shadow/memorization.npz     Feldman-Zhang memorization from the halves (memorization.npz format)
+  forgetting.json/.md         per method: F, the final score, accuracies, U-LiRA; LiRA and SVC
+  forgetting.csv              the record: one row per model x metric (config.forgetting.metrics)
+  epsilons.npz / .csv         every forget example's epsilon per method
+  forgetting_epsilons.png     the distribution of the epsilons per method
+  forgetting_roc.png          ROC curves of U-LiRA per method and of LiRA
+
+Every bank resumes from its last finished chunk; raising N or K later adds chunks. A bank
+made with other settings is refused (the differing fields listed) unless --overwrite.
+
+References:
+  Triantafillou et al. 2024, "Are we making progress in unlearning? Findings from the first
+  NeurIPS unlearning competition", arXiv:2406.09073.
+  Hayes et al. 2024, "Inexact unlearning needs more careful evaluations to avoid a false sense
+  of privacy", arXiv:2403.01218.
+  Carlini et al. 2022, "Membership Inference Attacks From First Principles", arXiv:2112.03570.
+  Feldman & Zhang 2020, "What Neural Networks Memorize and Why", arXiv:2008.03703.
+
+The package: `banks` (seed streams, the resumable `Bank`), `challenge` (the retrained and
+unlearned banks), `shadow` (the shadow banks, U-LiRA, LiRA, the SVC comparison), `report` (rows,
+the record, tables, figures); the scores are `rum_jax.evaluation.metrics` entries, chosen by name
+in config.forgetting.metrics.
+"""
+import os
+import time
+from typing import Any, Dict, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from rum_jax import io, workdir as workdir_lib
+from rum_jax.pipelines import memorization, training, unlearning
+from rum_jax.pipelines.forgetting.banks import Bank, split_outputs
+from rum_jax.pipelines.forgetting.challenge import challenge, challenge_outputs
+from rum_jax.pipelines.forgetting.report import TABLE_FILE, write
+from rum_jax.pipelines.forgetting.shadow import attacks, check_shadow_forget_size, shadow_forget_masks, svc_comparison
+from rum_jax.training.config import TRAINING_SECTIONS, training_config
+from rum_jax.training.setup import Setup
+from rum_jax.training.state import TrainState
+
+__all__ = ["Bank", "TABLE_FILE", "challenge_outputs", "check_shadow_forget_size", "evaluate_forget_set",
+           "run_forgetting", "shadow_forget_masks", "svc_comparison"]
+
+
+def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: str, forget: Sequence[int],
+                        original: Optional[TrainState] = None, shadow_dir: Optional[str] = None,
+                        overwrite: bool = False) -> Dict[str, Any]:
+  """The challenge score and U-LiRA of every method of config.forgetting.methods on one forget set.
+
+  What a study calls for each of its forget sets (docs/forgetting.md): the banks live in
+  `workdir` (layout in the module docstring) and resume there.
+
+  Args:
+    config: a validated config with data, model, train, unlearn and forgetting sections.
+    workdir: where the retrained and unlearned banks and the results go.
+    forget: train-split positions of the forget set.
+    original: the original model, a host TrainState with a leading axis of 1 (e.g. seed 0 of
+      a train.py run); None: trained in <workdir>/original with config.train.
+    shadow_dir: the shadow bank's folder (default <workdir>/shadow). The shadow models and
+      their forget subsets depend on the forget set's size only, so forget sets of one size
+      (a study's) can share one shadow bank; each one's U-LiRA is read on its own examples.
+    overwrite: discard banks made with other settings instead of refusing them.
+
+  Returns:
+    The record also written to <workdir>/forgetting.json.
+  """
+  f = config.forgetting
+  cache: Dict[int, Setup] = {}
+
+  def setups(num_seeds: int) -> Setup:  # one runner per chunk size, its programs compiled once
+    if num_seeds not in cache:
+      cache[num_seeds] = Setup.create(config, num_seeds=num_seeds)
+    return cache[num_seeds]
+
+  dataset = setups(min(f.chunk_size, f.num_models)).dataset
+  n = len(dataset.train)
+  forget = np.asarray(forget, np.int64)
+  if forget.ndim != 1 or not len(forget) or len(np.unique(forget)) != len(forget) or forget.min() < 0 \
+      or forget.max() >= n or len(forget) == n:
+    raise ValueError(f"the forget set must hold distinct train positions in [0, {n}) and leave a retain set; got "
+                     f"{len(forget)} positions")
+  forget = np.sort(forget)
+  if f.shadow_models:
+    check_shadow_forget_size(len(forget), n)  # before any training
+  os.makedirs(workdir, exist_ok=True)
+  if original is None:
+    one = training_config(config)
+    one.num_seeds = 1
+    original = training.load_or_train(one, workdir_lib.original_dir(workdir), setups(1))[1]
+  original = jax.tree.map(lambda a: np.asarray(a)[:1], original)
+  retain = np.setdiff1d(np.arange(n), forget)
+  outputs = split_outputs(setups(1), original, [forget])
+  original_acc = {k: float(outputs[k][0]) for k in ("forget_accuracy", "retain_accuracy", "test_accuracy")}
+  banks = challenge(config, workdir, setups, forget, retain, original, overwrite)
+  shadow = (attacks(config, workdir, shadow_dir or os.path.join(workdir, "shadow"), setups, forget, overwrite,
+                    {folder: m["outputs"] for folder, m in banks["methods"].items()}) if f.shadow_models else None)
+  return write(config, workdir, forget, dataset, original_acc, banks, shadow)
+
+
+def run_forgetting(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> str:
+  """evaluate.py with a forgetting config: original model, forget set, banks, scores; returns the table.
+
+  Args:
+    config: a validated config with config.mode == 'forgetting' (configs/forgetting_*.py).
+    workdir: the work directory (layout in the module docstring).
+    overwrite: discard results made with another config instead of refusing them.
+  """
+  t0 = time.time()
+  one = ml_collections.ConfigDict(config.to_dict())
+  one.num_seeds = 1
+  setup = Setup.create(one)
+  n = len(setup.dataset.train)
+  unlearning.check_forget_size(one, n)  # before anything is written
+  if config.forgetting.shadow_models:
+    check_shadow_forget_size(config.forget.size, n)
+  # Training and forget-set settings decide everything; each bank checks the rest itself.
+  workdir_lib.prepare(workdir, config, overwrite, clear=(), sections=TRAINING_SECTIONS + ("forget",),
+                      ignore=("num_seeds",))
+  for method in config.forgetting.methods:  # score files a forget set or a method reads
+    with_method = ml_collections.ConfigDict(one.to_dict())
+    with_method.unlearn.method = method
+    memorization.ensure_scores(with_method, workdir)
+  original = training.load_or_train(training_config(one), workdir_lib.original_dir(workdir), setup)[1]
+  forgets, report = unlearning.build_forget_set(one, workdir, setup, original)
+  forget = forgets[0]
+  train = setup.dataset.train
+  io.write_npz(os.path.join(workdir, "forget_set.npz"), forget_positions=forget, forget_index=train.index[forget])
+  io.write_json(os.path.join(workdir, "forget_set.json"),
+                {**{k: v for k, v in report.items() if k != "entanglement_per_group"},
+                 "forget_positions": forget.tolist(), "forget_index": train.index[forget].tolist()})
+  evaluate_forget_set(config, workdir, forget, original, overwrite=overwrite)
+  logging.info("forgetting: done in %.1f min (this invocation)", (time.time() - t0) / 60)
+  with open(os.path.join(workdir, TABLE_FILE)) as fh:
+    return fh.read()
