@@ -9,10 +9,12 @@ python bench/continual_thesis.py --data=mnist1d   # and --data=digits
    configs/continual_<data>.py:thesis with that method (and NegGrad+'s a = 0.95 settings),
    the scores from step 1, into <workdir>/<run>. Finished runs are reused, killed ones resume.
 3. results/continual/<data>.md / .csv / .png (`pipelines.continual.compare_runs`), with the
-   thesis' CIFAR-100 CL-ToW beside ours and the two rankings.
+   thesis' CIFAR-100 CL-ToW (results/continual/thesis_reference.json) beside ours, both on
+   seed-averaged matrices, and the two rankings.
 """
 import argparse
 import importlib
+import json
 import os
 import sys
 import time
@@ -39,13 +41,19 @@ RUNS = (
     ("NegGrad+ a=0.5", "neggrad_plus", {}),
     ("NegGrad+ a=0.95", "neggrad_plus", {"alpha": 0.95, "batch_size": 2, "salun": 0.02}),
 )
-# The thesis' CL-ToW on Split CIFAR-100 A4 (final / mean over the 19 forget steps; its
-# *_FINAL result files, 3 runs each).
-THESIS_CL_TOW = {
-    "NegGEM": (0.816, 0.882), "NegGrad+ a=0.95": (0.928, 0.831), "RL-GEM": (0.773, 0.787),
-    "ALT-NegGEM": (0.640, 0.708), "NegGrad+ a=0.5": (0.632, 0.641), "RL-AGEM": (0.603, 0.759),
-    "NegAGEM": (0.547, 0.781),
-}
+# The thesis' CL-ToW on Split CIFAR-100 A4 (final / mean over the 19 forget steps, on its
+# seed-averaged matrices as its tow.py), recomputed from its result files by
+# bench/continual_thesis_reference.py.
+REFERENCE_FILE = os.path.join(ROOT, "results", "continual", "thesis_reference.json")
+
+
+def thesis_cl_tow() -> dict:
+  with open(REFERENCE_FILE) as f:
+    found = json.load(f)
+  return {label: {"final_cl_tow": r["final_cl_tow_of_mean_matrices"],
+                  "mean_cl_tow": r["mean_cl_tow_of_mean_matrices"]} for label, r in found.items()}
+
+
 TITLES = {"mnist1d": "Split MNIST-1D (5 tasks of 2 classes), A4, thesis presets",
           "digits": "Split digits (5 tasks of 2 classes), A4, thesis presets"}
 
@@ -80,7 +88,7 @@ def main():
     except loop.NonFiniteLossError as err:  # a result too: reported, the other runs go on
       failed[label] = str(err)
     seconds[label] = time.time() - t
-  reference = {label: {"final_cl_tow": f, "mean_cl_tow": m} for label, (f, m) in THESIS_CL_TOW.items()}
+  reference = thesis_cl_tow()
   os.makedirs(args.out, exist_ok=True)
   text = continual_pipeline.compare_runs(runs, os.path.join(args.out, args.data), TITLES[args.data],
                                          reference=reference, failed=failed)

@@ -9,21 +9,26 @@ pattern, plus noise; `synthetic_images`), so no data set is needed. Measured, ea
 program is compiled, and each extrapolated from a few epochs or steps to the full run (the
 table says from what):
 
-(a) memorization: subset models per hour of the Feldman-Zhang estimator at the chunk size
-    `training.memory.models_that_fit` chooses for this device (memorization.chunk_size = 0),
-    for ResNet-18 (configs/cifar10_resnet18.py: RUM's 30 epochs, batch 256, each model on 70%
-    of 45k) and for airbench (configs/cifar10_memorization_fast.py: 10 epochs, batch 1024);
-    the time of `--epochs` short epochs of `--steps` steps is scaled to the full epochs, plus
-    the evaluation of every model on the train and test splits (timed on the test split,
-    scaled by size). Against a PyTorch loop training the same model one at a time on the
-    same device (same batch, optimizer, crop + flip on the device, data resident on it).
+(a) memorization: subset models per hour of the Feldman-Zhang estimator as the product runs it
+    (`commands.train` in mode memorization: the pipeline, its checkpoints-free chunks, the
+    evaluation and the score files), at the chunk size the pipeline chooses for this device
+    and the full data (memorization.chunk_size = 0), for ResNet-18
+    (configs/cifar10_resnet18.py: RUM's 30 epochs, batch 256, each model on 70% of 45k) and for
+    airbench (configs/cifar10_memorization_fast.py: 10 epochs, batch 1024). The pipeline runs
+    two chunks of `--epochs` + 1 epochs on data sized so that an epoch has `--steps` steps; the
+    epoch times it records (<workdir>/scalars.jsonl, rum_jax.tracking) give the time per step
+    and the evaluation per example, scaled to the full run. Against a PyTorch loop training the
+    same model one at a time on the same device (same batch, optimizer, crop + flip on the
+    device, data resident on it).
 (b) the thesis' continual setting: Split CIFAR-100 shape (20 tasks of 5 classes, 2,500
     examples each, one epoch per task), GEM's reduced ResNet-18 (nf 20), batch 10, 256
-    memories per task: the learning steps of 20 tasks for one seed and for 3 seeds in one
-    program. Our GEM step projects against all 20 (padded) memory slots, so its cost is the
-    same for every task: measured on `--steps` steps of the last task (19 constraints) and
-    multiplied out. PyTorch (GEM's `observe`: one backward per past task, the dual QP on the
-    host when a constraint is violated) costs more per step the more tasks are past: timed
+    memories per task, as the product runs it (`commands.continual` with
+    configs/continual_cifar100_thesis.py's GEM learning), for one seed and for 3 seeds in one
+    program: the pipeline learns the first 3 tasks, each of `--steps` steps, and its recorded
+    learning epochs after the first give the time per step. Our GEM step projects against all
+    20 (padded) memory slots, so its cost is the same for every task: multiplied out to 20
+    tasks of 250 steps. PyTorch (GEM's `observe`: one backward per past task, the dual QP on
+    the host when a constraint is violated) costs more per step the more tasks are past: timed
     at 1 and 19 past tasks and interpolated linearly. Per-task evaluation and buffer choice
     are not included on either side.
 (c) SalUn on ResNet-18 for 3 seeds in one program: its saliency mask (compile included) and
@@ -54,6 +59,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -65,20 +71,17 @@ from rum_jax import runtime
 
 runtime.use_cpu_cores()  # one XLA CPU device per core (a no-op for the GPU), before JAX starts
 import jax
-import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from configs import cifar10_memorization_fast, cifar10_resnet18
-from rum_jax.continual import buffers, methods as cl_methods
+from configs import cifar10_memorization_fast, cifar10_resnet18, continual_cifar100_thesis, continual_digits
+from rum_jax import commands, tracking
+from rum_jax.data import DATASETS
 from rum_jax.data.base import Dataset, Split
 from rum_jax.data.normalize import channel_stats, standardize
-from rum_jax.memorization.estimator import sample_subset_masks
-from rum_jax.models import create_model
-from rum_jax.training import loop, memory, optim, plans
-from rum_jax.training.parallel import SeedRunner
-from rum_jax.training.setup import Setup, train_on  # noqa: F401  (train_on: what the pipeline runs)
-from rum_jax.training.state import Forward, init_state
+from rum_jax.pipelines import memorization as memorization_pipeline
+from rum_jax.training import memory, optim
+from rum_jax.training.setup import Setup
 from rum_jax.unlearning import runners
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "GPU_RESULTS.md")
@@ -102,6 +105,7 @@ class Sizes:
   cl_examples_per_task: int = 2_500
   cl_memories: int = 256
   cl_batch: int = 10
+  cl_learned: int = 3              # tasks the continual pipeline learns in (b)
   cl_torch_nf: int = 20
   salun_forget: int = 3_000
 
@@ -112,7 +116,7 @@ class Sizes:
 TINY = ("mlp", (("hidden", (16,)),))
 QUICK = Sizes(train=192, val=32, test=64, image=16, resnet=TINY, reduced_resnet=TINY, airbench=TINY,
               torch_nf=4, airbench_widths=(4, 8, 8), max_chunk=4, cl_tasks=4, cl_examples_per_task=20,
-              cl_memories=8, cl_torch_nf=4, salun_forget=24)
+              cl_memories=8, cl_learned=2, cl_torch_nf=4, salun_forget=24)
 
 
 # ---------------------------------------------------------------------------------------
@@ -141,6 +145,17 @@ def synthetic_images(n_train: int, n_val: int, n_test: int, num_classes: int, si
                  tuple(f"class_{k}" for k in range(num_classes)))
 
 
+SYNTHETIC = "bench_synthetic"
+
+
+@DATASETS.register(SYNTHETIC)
+def load_synthetic(data_dir: Optional[str], split_seed: int, n_train: int, n_val: int, n_test: int,
+                   num_classes: int, size: int, seed: int = 0) -> Dataset:
+  """`synthetic_images` as a registered data set, so the pipelines load it from a config."""
+  del data_dir, split_seed
+  return synthetic_images(n_train, n_val, n_test, num_classes, size, seed)
+
+
 def block(tree: Any) -> Any:
   return jax.block_until_ready(tree)
 
@@ -159,12 +174,6 @@ def fmt_duration(s: float) -> str:
   if s >= 3600:
     return f"{s / 3600:.2f} h"
   return f"{s / 60:.1f} min" if s >= 120 else f"{s:.2f} s"
-
-
-def make_setup(config, dataset: Dataset, num_seeds: int = 1) -> Setup:
-  model = create_model(config.model.name, dataset.num_classes, config.model.get("dtype", "float32"),
-                       **config.model.kwargs.to_dict())
-  return Setup(config, dataset, model, Forward(model), SeedRunner(num_seeds, vmap_size=config.get("vmap_size", 0)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -373,61 +382,66 @@ class Row:
   how: str = ""
 
 
-def measure_memorization(name: str, config, dataset: Dataset, sizes: Sizes, args, with_torch: bool) -> List[Row]:
-  """(a): subset models per hour at the chosen chunk size, and the PyTorch loop's."""
-  m = config.memorization
-  base = make_setup(config, dataset)
-  n = len(dataset.train)
-  examples = int(round(m.ratio * n))
-  n_dev = len(jax.devices())
-  fit = memory.models_that_fit(lambda k: base.with_models(k * n_dev).training_bytes(config.train, examples),
-                               n_dev, m.num_models, sizes=(2, 3))
-  chunk = min(fit.models, sizes.max_chunk) if sizes.max_chunk else fit.models
-  print(f"[{name}] {fit.describe()}" + (f"; --quick caps it at {chunk}" if chunk != fit.models else ""),
-        flush=True)
-  setup = base.with_models(chunk)
-  runner = setup.runner
-  masks = sample_subset_masks(0, chunk, n, m.ratio)
-  positions = [np.flatnonzero(row) for row in masks]
-  positions += [positions[0]] * (runner.padded_seeds - chunk)  # as train_on pads
-  t = config.train
+def _synthetic_data(config, n_train: int, n_val: int, n_test: int, num_classes: int, size: int, seed: int = 0):
+  """config.data set to the registered synthetic data set of these sizes."""
+  config.data.name, config.data.data_dir = SYNTHETIC, ""
+  config.data.options = dict(n_train=n_train, n_val=n_val, n_test=n_test, num_classes=num_classes, size=size,
+                             seed=seed)
+  return config
+
+
+def _epochs(workdir: str, prefix: str) -> List[dict]:
+  """The epoch records of the run's phases whose name starts with `prefix` (rum_jax.tracking)."""
+  return [r for r in tracking.read_scalars(workdir) if r["axis"] == "epoch" and r["phase"].startswith(prefix)]
+
+
+def measure_memorization(name: str, config, sizes: Sizes, args, with_torch: bool) -> List[Row]:
+  """(a): subset models per hour of the memorization pipeline at the chunk size it chooses, and
+  the PyTorch loop's.
+
+  The pipeline (train.py's `memorization` mode, `commands.train`) runs two chunks of `--epochs`
+  + 1 epochs on data sized so that each subset model's epoch has `--steps` steps; the second
+  chunk's epochs after its first (compiled programs by then) give the time per step, and the
+  time from its last epoch to the end of the run (evaluation of every split, the chunk, the
+  statistics and score files) the evaluation per example. Both are scaled to the full run."""
+  m, t = config.memorization, config.train
+  n_full = sizes.train
+  _synthetic_data(config, n_full, sizes.val, sizes.test, 10, sizes.image)
+  examples = int(round(m.ratio * n_full))
   full_steps = math.ceil(examples / t.batch_size)
   steps = min(args.steps, full_steps)
-  # The epoch program with `steps` steps: the memorization run's program but for the plan length.
-  tx, epoch_fn = setup.compiled_training(t, steps)
-  states = runner.shard(setup.init_states(tx, 0, positions))
-  data = setup.train_data()
-
-  def plan(epoch):
-    rngs = [plans.epoch_rng(0, s, epoch) for s in range(runner.padded_seeds)]
-    return runner.shard({"train": plans.stream_plan(positions, t.batch_size, rngs, steps=steps)})
-
-  t0 = time.perf_counter()
-  states, metrics = block(epoch_fn(states, plan(0), data))
-  compile_s = time.perf_counter() - t0
-  losses = [float(np.mean(runner.to_host(metrics)["loss"]))]
-  t0 = time.perf_counter()
-  for e in range(1, args.epochs + 1):
-    states, metrics = epoch_fn(states, plan(e), data)
-    losses.append(float(np.mean(runner.to_host(metrics)["loss"])))
-  per_step = (time.perf_counter() - t0) / (args.epochs * steps)
-  host = runner.to_host(states, keep_padding=True)
-  test_x = dataset.test.x
-  loop.predict(runner, setup.forward, host, test_x, t.eval_batch_size)  # compiles
-  t0 = time.perf_counter()
-  loop.predict(runner, setup.forward, host, test_x, t.eval_batch_size)
-  eval_example = (time.perf_counter() - t0) / len(test_x)
-  eval_examples = n + len(dataset.val) + len(dataset.test)  # `accuracies` predicts every split
+  workdir = tempfile.mkdtemp(prefix=f"rum_jax_gpu_{name}_")
+  # The chunk the pipeline would choose for the full data (memorization.chunk_size = 0).
+  chunk = memorization_pipeline.models_per_program(config, workdir, Setup.create(config, num_seeds=1), 0)
+  if sizes.max_chunk and chunk > sizes.max_chunk:
+    print(f"[{name}] the pipeline chooses {chunk} models per program; --quick caps it at {sizes.max_chunk}")
+    chunk = sizes.max_chunk
+  n_small = math.ceil(steps * t.batch_size / m.ratio)
+  _synthetic_data(config, n_small, sizes.val, sizes.test, 10, sizes.image)
+  config.mode = "memorization"
+  config.memorization.update(num_models=2 * chunk, chunk_size=chunk)
+  config.train.epochs = args.epochs + 1
+  t0 = time.time()
+  commands.train(config, workdir)
+  end = time.time()
+  first, second = _epochs(workdir, "chunk 1/"), _epochs(workdir, "chunk 2/")
+  shutil.rmtree(workdir, ignore_errors=True)
+  per_step = (second[-1]["time"] - second[0]["time"]) / (args.epochs * steps)
+  compile_s = first[0]["scalars"]["seconds"] - second[1]["scalars"]["seconds"]
+  evaluated = n_small + sizes.val + sizes.test  # `accuracies` predicts every split
+  eval_example = (end - second[-1]["time"]) / evaluated
+  eval_examples = n_full + sizes.val + sizes.test
   seconds_per_chunk = t.epochs * full_steps * per_step + eval_examples * eval_example
   ours = 3600 * chunk / seconds_per_chunk
-  how = (f"{chunk} models per program ({memory.size(fit.per_model_bytes)} each + "
-         f"{memory.size(fit.fixed_bytes)} shared, by the compiled program's memory analysis); "
-         f"{args.epochs} epochs of {steps} steps measured after compilation ({compile_s:.0f} s), "
-         f"extrapolated to {t.epochs} epochs x {full_steps} steps + evaluation of "
-         f"{eval_examples:,} examples; mean loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+  loss = [np.mean(r["scalars"]["loss"]) for r in first]
+  how = (f"the memorization pipeline (commands.train, mode memorization) with {chunk} models per program "
+         f"(its choice for {n_full:,} examples: chunk_size 0), two chunks of {args.epochs + 1} epochs of "
+         f"{steps} steps in {end - t0:.0f} s; the second chunk's last {args.epochs} epochs timed (the first "
+         f"epoch's compilation: {compile_s:.0f} s), extrapolated to {t.epochs} epochs x {full_steps} steps "
+         f"+ evaluation of {eval_examples:,} examples; mean loss {loss[0]:.3f} -> {loss[-1]:.3f}")
   row = Row(f"(a) memorization, {name} (JAX: {config.model.name}): subset models per hour", f"{ours:,.0f}", how=how)
-  del states, data, host
   if with_torch:
+    dataset = synthetic_images(n_full, sizes.val, sizes.test, 10, sizes.image)
     tr = torch_memorization(name, config, dataset, sizes, steps)
     theirs = 3600 / (t.epochs * full_steps * tr["step"] + eval_examples * tr["eval_example"])
     row.torch, row.ratio = f"{theirs:,.0f}", f"{ours / theirs:.1f}x"
@@ -436,61 +450,50 @@ def measure_memorization(name: str, config, dataset: Dataset, sizes: Sizes, args
   return [row]
 
 
-def _gem_states(sizes: Sizes, runner: SeedRunner, model, tx, x: np.ndarray, y: np.ndarray, task: np.ndarray):
-  """Per-seed GEM states with every task's memory filled, learning the last task."""
-  state = init_state(model, tx, jax.random.PRNGKey(0), jnp.asarray(x[:2]))
-  t, k = sizes.cl_tasks, sizes.cl_classes_per_task
-  class_task = np.repeat(np.arange(t), k).astype(np.int32)
-  slots = [buffers.memory_slot(np.flatnonzero(task == i)[:sizes.cl_memories], sizes.cl_memories, x, y)
-           for i in range(t)]
-  active = np.arange(t) < t - 1  # learning the last task: the 19 others constrain it
-  aux = {"class_task": class_task, "task_classes": np.eye(t, dtype=bool)[class_task].T,
-         "active": active, "forget_task": np.int32(0),
-         "learn": {key: np.stack([s[key] for s in slots]) for key in slots[0]},
-         "salun_mask": jax.tree.map(np.ones_like, state.params)}
-  aux["unlearn"] = aux["learn"]
-  one = jax.device_get(state.replace(aux=aux))
-  return jax.tree.map(lambda a: np.repeat(np.asarray(a)[None], runner.padded_seeds, axis=0), one)
+def continual_config(sizes: Sizes, steps: int, seeds: int):
+  """configs/continual_cifar100_thesis.py (GEM learning) on synthetic data of the same task
+  layout, each task `steps` batches, learning the first `sizes.cl_learned` tasks."""
+  c = continual_cifar100_thesis.get_config()
+  t, k, batch = sizes.cl_tasks, sizes.cl_classes_per_task, sizes.cl_batch
+  _synthetic_data(c, t * steps * batch, t * k, t * k * 2, t * k, sizes.image, seed=1)
+  c.model.name, c.model.kwargs = sizes.reduced_resnet[0], dict(sizes.reduced_resnet[1])
+  c.num_seeds = seeds
+  c.algorithm = "neggem"  # GEM learning
+  continual_digits.set_memories(c, memories=sizes.cl_memories, agem_memories=sizes.cl_memories)
+  c.continual.update(sequence=",".join(str(task) for task in range(sizes.cl_learned)), batch_size=batch, epochs=1,
+                     mia=False)
+  return c
 
 
 def measure_gem(sizes: Sizes, args, with_torch: bool) -> List[Row]:
-  """(b): the thesis' 20-task GEM learning, one seed and 3 seeds in one program."""
-  t, k = sizes.cl_tasks, sizes.cl_classes_per_task
-  per_task = sizes.cl_examples_per_task
-  data = synthetic_images(t * per_task, 1, 1, t * k, sizes.image, seed=1)
-  x, y = data.train.x, data.train.y
-  task = y // k
-  model_name = sizes.reduced_resnet[0]
-  model = create_model(model_name, t * k, **dict(sizes.reduced_resnet[1]))
-  forward = Forward(model)
-  tx = optim.make_optimizer(0.1, 0.0, 0.0)  # plain SGD as GEM
-  steps_task = math.ceil(per_task / sizes.cl_batch)
+  """(b): the thesis' 20-task GEM learning, one seed and 3 seeds in one program.
+
+  The continual pipeline (continual.py, `commands.continual`) learns the first tasks of the
+  20-task layout; each task is `--steps` batches, and the learning epochs after the first
+  (compiled by then) give the time per step, which is the same for every task: our GEM step
+  projects against all 20 (padded) memory slots."""
+  t = sizes.cl_tasks
+  steps_task = math.ceil(sizes.cl_examples_per_task / sizes.cl_batch)
   steps = min(args.steps, steps_task)
+  model_name = sizes.reduced_resnet[0]
   rows, per_seed = [], {}
   for seeds in (1, 3):
-    runner = SeedRunner(seeds, [jax.devices()[0]])
-    states = runner.shard(_gem_states(sizes, runner, model, tx, x, y, task))
-    fn = loop.make_epoch_fn(runner, forward, tx, loss_fn=cl_methods.learn_loss,
-                            grad_transform=cl_methods.gem_transform(0.5, 1e-3))
-    current = np.flatnonzero(task == t - 1)
-    rng = np.random.default_rng(0)
-    idx = np.stack([rng.choice(current, (steps, sizes.cl_batch)) for _ in range(runner.padded_seeds)])
-    plan = runner.shard({"train": {"idx": idx.astype(np.int32), "weight": np.ones(idx.shape, np.float32)}})
-    dev_data = runner.replicate({"x": x, "y": y, "pos": np.arange(len(y), dtype=np.int32)})
-    t0 = time.perf_counter()
-    states, _ = block(fn(states, plan, dev_data))
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    states, metrics = block(fn(states, plan, dev_data))
-    per_step = (time.perf_counter() - t0) / steps
+    workdir = tempfile.mkdtemp(prefix=f"rum_jax_gpu_continual_{seeds}_")
+    t0 = time.time()
+    commands.continual(continual_config(sizes, steps, seeds), workdir)
+    wall = time.time() - t0
+    learn = _epochs(workdir, "step ")
+    shutil.rmtree(workdir, ignore_errors=True)
+    per_step = np.mean([r["scalars"]["seconds"] for r in learn[1:]]) / steps
+    compile_s = learn[0]["scalars"]["seconds"] - per_step * steps
     total = t * steps_task * per_step
     per_seed[seeds] = total / seeds
     rows.append(Row(f"(b) continual GEM, {model_name}, {t} tasks, {seeds} seed{'s' if seeds > 1 else ''} in one program",
                     fmt_duration(total),
-                    how=(f"{steps} steps of the last task ({t - 1} constraints) timed after compilation "
-                         f"({compile_s:.0f} s), x {steps_task} steps x {t} tasks; "
+                    how=(f"the continual pipeline (commands.continual, GEM learning) on the first {len(learn)} "
+                         f"tasks of {steps} steps in {wall:.0f} s; their learning epochs after the first "
+                         f"(compilation: {compile_s:.0f} s) timed, x {steps_task} steps x {t} tasks; "
                          f"{fmt_duration(total / seeds)} per seed")))
-    del states, dev_data
   if with_torch:
     few, many = torch_gem(sizes, 1, steps), torch_gem(sizes, t - 1, steps)
     slope = (many - few) / (t - 2)
@@ -503,10 +506,10 @@ def measure_gem(sizes: Sizes, args, with_torch: bool) -> List[Row]:
   return rows
 
 
-def measure_salun(config, dataset: Dataset, sizes: Sizes) -> List[Row]:
+def measure_salun(config, sizes: Sizes) -> List[Row]:
   """(c): one SalUn epoch of ResNet-18 for 3 seeds in one program."""
-  setup = make_setup(config, dataset, num_seeds=3)
-  n = len(dataset.train)
+  setup = Setup.create(_synthetic_data(config, sizes.train, sizes.val, sizes.test, 10, sizes.image), num_seeds=3)
+  n = len(setup.dataset.train)
   forget = np.random.default_rng(0).choice(n, sizes.salun_forget, replace=False)
   retain = np.setdiff1d(np.arange(n), forget)
   states = setup.init_states(optim.make_optimizer(0.1), 0)
@@ -595,12 +598,11 @@ def main(argv=None):
   if args.quick:
     header["NOTE"] = ("--quick: tiny data, and a tiny MLP in place of JAX's ResNets and airbench: a "
                       "check that the script runs, not a measurement")
-  dataset = synthetic_images(sizes.train, sizes.val, sizes.test, 10, sizes.image)
   sections: List[tuple] = [(f"(a) memorization, {name}", lambda name=name, c=c: measure_memorization(
-      name, c, dataset, sizes, args, with_torch)) for name, c in memorization_configs(sizes)]
+      name, c, sizes, args, with_torch)) for name, c in memorization_configs(sizes)]
   sections.append(("(b) continual GEM", lambda: measure_gem(sizes, args, with_torch)))
   resnet = memorization_configs(sizes)[0][1]
-  sections.append(("(c) SalUn", lambda: measure_salun(resnet, dataset, sizes)))
+  sections.append(("(c) SalUn", lambda: measure_salun(resnet, sizes)))
   rows: List[Row] = []
   for title, run in sections:
     elapsed = time.perf_counter() - start

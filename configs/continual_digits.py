@@ -81,8 +81,12 @@ def thesis(c: ml_collections.ConfigDict, memories: int, agem_memories: int) -> N
   k.forget_batches = "paired"
   k.stop_mode = "train"
   k.salun_batch = "first_batch"
+  k.lr_after_forget = "unlearn"       # its one optimizer keeps the unlearning lr
+  k.mia_protocol = "thesis"
   for name in METHODS:
     k.unlearn[name] = ml_collections.ConfigDict(dict(loss_scale=1.0, **THESIS_UNLEARN[name]))
+  # ALT-NegGEM computes its mask inside the branch of a violating batch (negGem/net.py).
+  k.unlearn.alt_neggem.salun_batch = "first_violating"
 
 
 def thesis_on_a_cpu(c: ml_collections.ConfigDict, memories: int, agem_memories: int) -> None:
@@ -112,8 +116,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   k.learn_algorithm = "auto"    # sgd | gem | agem | auto (agem for negagem/rl_agem/negagem_rl, else gem)
   k.sequence = ml_collections.FieldReference("A4")  # A4 B4 C4 C4v2 D4 E4 F4 G4 H4 MIA, or
   #                                                    steps like "0,1,2,-2,3"
-  k.classes_per_task = 2
-  k.num_tasks = 0               # 0 = all classes: num_classes // classes_per_task
+  k.tasks = "split"             # split | permuted | rotated (rum_jax/continual/task_sets.py)
+  k.classes_per_task = 2        # split tasks (permuted and rotated tasks have every class)
+  k.num_tasks = 0               # 0 = all classes: num_classes // classes_per_task (split only)
+  k.samples_per_task = 0        # permuted / rotated: training examples per task (0 = all)
   # Learning (GEM, Lopez-Paz & Ranzato 2017).
   k.epochs = 1                  # per task
   k.batch_size = 10
@@ -140,7 +146,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   #                               union: one batch of the union of both buffers
   k.stop_mode = "eval"          # eval | train: mode of the stop rule's accuracy pass (the
   #                               thesis: train, which moves BatchNorm statistics)
-  k.salun_batch = "buffers"     # SalUn mask from: buffers (both, whole) | first_batch (the thesis)
+  k.salun_batch = "buffers"     # SalUn mask from: buffers (both, whole) | first_batch (the thesis) |
+  #                               first_violating (the thesis' ALT-NegGEM); a method's section may
+  #                               set its own salun_batch
+  k.lr_after_forget = "learn"   # learning after a forget step uses: learn (the learning lr) |
+  #                               unlearn (the unlearning lr: the thesis' optimizer is never reset)
   # Per unlearning method: lr, batch size, stop when the unlearn buffer's accuracy <= chance +
   # stop_above_chance, SalUn mask fraction kept (0 = off), scale s of the forget loss, and
   # NegGrad+'s weight alpha of the retained tasks.
@@ -150,6 +160,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   k.unlearn.neggrad_plus.alpha = 0.5
   # Evaluation.
   k.mia = True                  # per-task loss-MIA AUC after every step
+  k.mia_protocol = "rank_cv"    # rank_cv (ours: every task, rank of the loss, 5-fold AUC) |
+  #                               thesis (tasks 1..8, raw clipped loss, one 50/50 split)
   k.clu_beta = 0.2
   # Short aliases of the two most used fields: --config.algorithm / --config.sequence set
   # config.continual.algorithm / .sequence (one shared value).

@@ -1,32 +1,61 @@
 """One function per command line: validate the config once, lock the work directory, run one pipeline.
 
+Each is also the Python interface of its command: the run is tracked (`rum_jax.tracking`: its
+scalars in <workdir>/scalars.jsonl and TensorBoard files, its log in <workdir>/log.txt, one
+progress line per phase shown in a Python session too).
+
   train.py      `train`      config.mode train | memorization | proxies
   unlearn.py    `unlearn`    any method of `unlearning.METHODS`, RUM included
   continual.py  `continual`  a task sequence of learning and unlearning
   evaluate.py   `evaluate`   finished unlearning runs, a study (config.mode study) or forgetting
                              quality from banks of models (config.mode forgetting)
 """
-from typing import Any, Optional, Sequence
+import contextlib
+import os
+import shutil
+from typing import Any, Iterator, Optional, Sequence
 
 import ml_collections
 
-from rum_jax import checks, workdir as workdir_lib
+from rum_jax import checks, io, tracking, workdir as workdir_lib
 from rum_jax.config_validation import require_mode, validate
-from rum_jax.pipelines import continual as continual_pipeline
 from rum_jax.evaluation.metrics import check_names
+from rum_jax.pipelines import continual as continual_pipeline
 from rum_jax.pipelines import evaluation, forgetting, memorization, reports, study, sweep, training, unlearning
-from rum_jax.unlearning.config import sweep_grid
+from rum_jax.unlearning.config import require_sweeps_only_of, sweep_grid
 
 TRAIN_MODES = {"train": training.train_and_evaluate, "memorization": memorization.run_memorization,
                "proxies": memorization.run_proxies}
 EVALUATE_MODES = {"study": study.run_study, "forgetting": forgetting.run_forgetting}
 
 
+@contextlib.contextmanager
+def _running_in(workdir: str) -> Iterator[None]:
+  """The work directory's lock and tracking (`rum_jax.tracking`) while a command runs. A run refused before its first result (a
+  forget set larger than the data, a batch larger than the train split, missing data) leaves
+  the work directory as it was: no config.json that would refuse the corrected command."""
+  existed = os.path.isdir(workdir)
+  try:
+    with workdir_lib.WorkdirLock(workdir):
+      before = workdir_lib.contents(workdir)
+      try:
+        with tracking.track(workdir):
+          yield
+      except Exception:
+        workdir_lib.discard_unused_configs(workdir, before, bookkeeping=tracking.FILES)
+        raise
+  except Exception:
+    if io.is_writer() and not existed and os.path.isdir(workdir) and set(os.listdir(workdir)) <= {".lock"}:
+      shutil.rmtree(workdir)
+    raise
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
   """train.py: ordinary training, memorization estimation or proxy scoring (config.mode)."""
   validate(config)
   mode = require_mode(config, "train.py", TRAIN_MODES)
-  with workdir_lib.WorkdirLock(workdir):
+  require_sweeps_only_of(config, (), "train.py runs no unlearning method")
+  with _running_in(workdir):
     return TRAIN_MODES[mode](config, workdir, overwrite)
 
 
@@ -36,8 +65,11 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   validate(config)
   checks.require("unlearn" in config and "forget" in config,
                  "unlearn.py needs config.forget and config.unlearn; start from configs/digits.py")
-  run = sweep.run_sweep if sweep_grid(config, config.unlearn.method) else unlearning.run_unlearning
-  with workdir_lib.WorkdirLock(workdir):
+  method = config.unlearn.method
+  require_sweeps_only_of(config, (method,), f"unlearn.py runs config.unlearn.method={method!r} only "
+                         "(set it to the method to tune)")
+  run = sweep.run_sweep if sweep_grid(config, method) else unlearning.run_unlearning
+  with _running_in(workdir):
     return run(config, workdir, overwrite)
 
 
@@ -45,7 +77,9 @@ def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   """continual.py: a task sequence of learning and unlearning for all seeds at once."""
   checks.require("continual" in config, "config.continual is missing; start from configs/continual_digits.py")
   validate(config)
-  with workdir_lib.WorkdirLock(workdir):
+  require_sweeps_only_of(config, (), "continual.py tunes nothing (its methods' settings are in "
+                         "config.continual.unlearn)")
+  with _running_in(workdir):
     return continual_pipeline.run_continual(config, workdir, overwrite)
 
 
@@ -55,7 +89,7 @@ def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, o
     return evaluation.evaluate_path(workdir)
   validate(config)
   mode = require_mode(config, "evaluate.py", EVALUATE_MODES)
-  with workdir_lib.WorkdirLock(workdir):
+  with _running_in(workdir):
     return EVALUATE_MODES[mode](config, workdir, overwrite)
 
 

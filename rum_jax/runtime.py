@@ -4,6 +4,7 @@ These change the process, so only the command lines' `main` calls them (`initial
 any JAX computation; importing rum_jax changes nothing. A library user who wants the same
 set-up calls `rum_jax.runtime.initialize()` right after starting Python.
 """
+import logging as std_logging
 import os
 import sys
 from typing import Any, Callable
@@ -63,6 +64,14 @@ def use_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def show_progress(verbosity: str = "info") -> None:
+  """Prints rum-jax's progress (epochs, losses, ETAs, what each run does) to stderr, as the
+  command lines do; a notebook shows it under the cell. Outside `app.run` absl logs only
+  warnings, so a Python user calls this once (`verbosity="warning"` silences it again)."""
+  logging.use_absl_handler()
+  logging.set_verbosity(verbosity)
+
+
 def initialize() -> None:
   """What every command line does first: CPU devices, the compilation cache, then the cluster."""
   use_cpu_cores()
@@ -76,10 +85,24 @@ def initialize() -> None:
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError, RuntimeError)
 
 
+# Loggers of other libraries that log at DEBUG (JAX's compilation cache and dispatch, matplotlib's
+# font search, asyncio): `-v 1` asks for rum-jax's per-epoch lines and tracebacks, not theirs.
+_CHATTY_LIBRARIES = ("jax", "matplotlib", "asyncio", "PIL")
+
+
+def quiet_libraries() -> None:
+  """Keeps other libraries' loggers at INFO when absl's `-v 1` lowers the root logger to DEBUG."""
+  for name in _CHATTY_LIBRARIES:
+    library = std_logging.getLogger(name)
+    if library.getEffectiveLevel() < std_logging.INFO:
+      library.setLevel(std_logging.INFO)
+
+
 def main(command: Callable[[], Any]) -> Any:
   """What a command line's `main` does: `initialize()`, then `command()`, errors as one line."""
   provenance.record_command(sys.argv)
   initialize()
+  quiet_libraries()
   try:
     return command()
   except USER_ERRORS as err:

@@ -5,21 +5,25 @@ Layout of an unlearning work directory (the other commands use parts of it):
   original/                the original models (train.py's layout)
   memorization/            the default score file memorization/memorization.npz
   forget_set.npz / .json   the forget set
-  retrain/<key>/           the retrain-from-scratch reference of one forget set
+  retrain/<key>/           the retrain-from-scratch reference of one forget set; made_by.json
+                           says what made it (`claim_folder`), checked by every run that uses it
   methods/<name>/          one finished or resumable unlearning run per method (or RUM plan)
 """
 import fcntl
 import hashlib
+import json
 import os
 import shutil
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from rum_jax import io
 
 CONFIG_FILE = "config.json"
+MADE_BY_FILE = "made_by.json"
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "memorization.npz"
 
@@ -121,6 +125,43 @@ def file_digest(path: str) -> str:
   return h.hexdigest()[:16]
 
 
+def record_digest(record: Dict[str, Any]) -> str:
+  """sha256 (16 hex digits) of a JSON-able record (key order aside)."""
+  return hashlib.sha256(json.dumps(io.as_json(record), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def made_by(directory: str) -> Optional[str]:
+  """The digest of what made `directory` (its made_by.json), or None when it records none."""
+  try:
+    return io.read_json(os.path.join(directory, MADE_BY_FILE)).get("digest")
+  except (OSError, io.DamagedFileError, AttributeError):
+    return None
+
+
+def claim_folder(directory: str, record: Dict[str, Any], what: str) -> str:
+  """Makes `directory` the folder of the result `record` describes (everything that decides
+  it: settings, digests of its inputs) and returns the record's digest.
+
+  A folder that holds files made by something else (another record, or none recorded) is
+  emptied first, with a warning naming the differences: its files are recomputed, never used.
+  """
+  digest = record_digest(record)
+  path = os.path.join(directory, MADE_BY_FILE)
+  if made_by(directory) == digest:
+    return digest
+  if os.path.isdir(directory) and os.listdir(directory):
+    try:
+      old = io.read_json(path)
+      what_changed = "; ".join(differences(old, {"digest": digest, **io.as_json(record)})[:6])
+    except (OSError, io.DamagedFileError):
+      what_changed = f"it has no readable {MADE_BY_FILE}"
+    logging.warning("%s holds a %s made by something else (%s): discarding it and computing it again",
+                    directory, what, what_changed)
+    shutil.rmtree(directory)
+  io.write_json(path, {"digest": digest, **record})
+  return digest
+
+
 def relative(workdir: str, path: str) -> str:
   """`path` relative to `workdir` when it lies inside it (so a copied or moved work directory
   keeps pointing at its own files), else absolute."""
@@ -154,6 +195,30 @@ def flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
   return out
 
 
+def _not_writable(workdir: str, folder: str) -> PermissionError:
+  return PermissionError(f"--workdir={workdir} cannot be written: you may not write in {folder} (permission "
+                         f"denied); choose a folder you can write to (e.g. --workdir=runs/<name>), or make it "
+                         f"writable (chmod u+w {folder})")
+
+
+def make(workdir: str) -> None:
+  """Creates the work directory (and its parents); a WorkdirError or PermissionError that says
+  what to do when it is a file or cannot be written."""
+  parent = workdir
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent.rstrip(os.sep))
+  if parent and not os.path.isdir(parent):
+    what = "is a file" if parent == workdir else f"is inside {parent}, which is a file"
+    raise WorkdirError(f"--workdir={workdir} {what}, not a folder: choose another --workdir (a new "
+                       "folder is created)")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except PermissionError:
+    raise _not_writable(workdir, parent or os.getcwd()) from None
+  if io.is_writer() and not os.access(workdir, os.W_OK):
+    raise _not_writable(workdir, workdir)
+
+
 class WorkdirBusyError(RuntimeError):
   """Another run holds the work directory's lock."""
 
@@ -162,14 +227,17 @@ class WorkdirLock:
   """An exclusive advisory lock on `<workdir>/.lock`, held while a command runs."""
 
   def __init__(self, workdir: str):
-    os.makedirs(workdir, exist_ok=True)
+    make(workdir)
     self.path = os.path.join(workdir, ".lock")
     self._fd = None
 
   def __enter__(self) -> "WorkdirLock":
     if not io.is_writer():  # in a multi-host run only process 0 owns the work directory
       return self
-    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+      raise _not_writable(os.path.dirname(self.path), os.path.dirname(self.path)) from None
     try:
       fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -184,6 +252,35 @@ class WorkdirLock:
       return
     fcntl.flock(self._fd, fcntl.LOCK_UN)
     os.close(self._fd)
+
+
+def contents(workdir: str) -> Set[str]:
+  """Every file and folder under `workdir` (empty when it does not exist)."""
+  out = set()
+  for folder, dirs, files in os.walk(workdir):
+    out |= {os.path.join(folder, n) for n in dirs + files}
+  return out
+
+
+def discard_unused_configs(workdir: str, before: Set[str], bookkeeping: Iterable[str] = ()) -> None:
+  """Deletes every config.json under `workdir` that is not in `before` (`contents` when a run
+  started) and is the only new file of its folder besides the new `bookkeeping` files of the
+  work directory itself (the run's log and scalars, deleted with it), and the new folders this
+  leaves empty: what a run refused before its first result leaves behind, and what would refuse
+  the corrected command as "a run with a different config". Nothing that was there before is
+  touched."""
+  if not io.is_writer() or not os.path.isdir(workdir):
+    return
+  for folder, _, _ in os.walk(workdir, topdown=False):  # children first: a parent may empty after them
+    new = [n for n in os.listdir(folder) if os.path.join(folder, n) not in before and n != ".lock"]
+    extra = [n for n in new if folder == workdir and n in tuple(bookkeeping)]
+    if sorted(set(new) - set(extra)) == [CONFIG_FILE]:
+      for name in extra:
+        path = os.path.join(folder, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+      os.remove(os.path.join(folder, CONFIG_FILE))
+    if folder != workdir and folder not in before and set(os.listdir(folder)) <= {".lock"}:
+      shutil.rmtree(folder)
 
 
 def differences(old: Dict[str, Any], new: Dict[str, Any], sections: Optional[Iterable[str]] = None,
@@ -222,11 +319,7 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = F
   A work directory that holds results (`clear`, `outputs` or metrics.json) but no config.json
   is refused as well: nothing says what made them.
   """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise WorkdirError(f"--workdir={workdir} is a file, not a folder; choose another --workdir")
-  os.makedirs(workdir, exist_ok=True)
-  if not os.access(workdir, os.W_OK):
-    raise PermissionError(f"work directory {workdir} is not writable")
+  make(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
   new = config.to_dict()
   clear = list(clear)

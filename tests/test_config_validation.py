@@ -120,11 +120,25 @@ RUNTIME = """## Run-time checks
 | `train.batch_size` larger than the examples a model trains on | refused (every step would be one padded batch) | tests/test_workdirs.py |
 | `forget.size` not smaller than the train split | refused before any training | tests/test_workdirs.py |
 | a config, work-directory, data or disk error in a command line | one line `error: <what and the fix>`; `-v 1` shows the traceback | tests/test_workdirs.py |
+| a config field that does not exist, in any command (`--config.unlearn.methd=salun`, `--config.train.epochz=3`, `--config.forgetting.num_model=32`, `--config.algoritm=neggem`, `--config.sweep.neggrad_plus.lrate=...`) | `error: the config has no field unlearn.methd (did you mean unlearn.method?)`; without a close name, the fields of that section (`--config.sweep.nonexistent.lr`: the sweepable methods) | tests/test_bad_input.py |
+| a value of the wrong type (`--config.num_seeds=three`) | `error: config.num_seeds takes an integer (it is 3 now), got 'three': e.g. --config.num_seeds=3` | tests/test_bad_input.py |
+| a config file that does not exist (with or without overrides), or fails to load | names the shipped configs (`--config=configs/<name>.py` works from any directory) / the file's error in one line | tests/test_bad_input.py |
+| `--config.<field>` without `--config` (evaluate.py) | says to add `--config=<file>` | tests/test_bad_input.py |
+| an unknown flag | `error: Unknown command line flag 'bogus' (--helpfull lists the flags)` | tests/test_bad_input.py |
+| a sweep of a method the command does not run (unlearn.py with another `unlearn.method`, train.py, continual.py, a study method not in `study.methods`) | refused, naming the sweep and what the command runs | tests/test_bad_input.py |
+| a swept list with an empty value (`--config.sweep.neggrad_plus.lr=0.01,,0.03`) | refused: an empty value between commas | tests/test_bad_input.py |
+| `--workdir` naming a file, or a path inside one | `error: --workdir=<path> is a file, not a folder: choose another --workdir (a new folder is created)`; the file is untouched | tests/test_bad_input.py, tests/test_faults.py |
+| `--workdir` that cannot be written | names the folder you may not write in: choose another `--workdir` or `chmod u+w` it | tests/test_bad_input.py |
+| a value refused once the run started (forget set larger than the data, batch larger than the train split, missing data) | the work directory is left as it was: no config.json that would refuse the corrected command (a new work directory is removed); a config.json that was there is kept | tests/test_bad_input.py |
 | a killed save (`*.orbax-checkpoint-tmp*`) or a set-aside damaged checkpoint | named in the next run's log; removed (the first at once, the second once a newer checkpoint is saved) | tests/test_workdirs.py |
 | CIFAR not on disk | FileNotFoundError saying where to download it or how to build it with TFDS | tests/test_data.py |
 | unknown data set / model / method / sequence name | ValueError listing the valid names | tests/test_data.py, tests/test_training.py, tests/test_continual_sequences.py |
 | subset ratio outside (0, 1); too few models for every example to be in and out | ValueError; a warning with the count of undefined examples | tests/test_memorization_estimator.py |
 | `memorization.chunk_size=0` and not even one model per device fits the device's memory | MemoryError naming the bytes a model needs, the usable bytes, and the remedies (smaller batch, bfloat16) | tests/test_memory.py |
+| checkpoints of another program in a run's folder (a sweep's grid, base settings or epochs changed; a method's settings, the original models, the forget set or the data changed; checkpoints of an older version that record no program) | one warning naming what changed (`program.json` against the run's key); they are deleted and the run starts over, never resumed | tests/test_stale_checkpoints.py |
+| a sweep changed without `--overwrite` after a finished one | the new grid is computed from scratch (its numbers, not the old grid's, in `grid.json`), then the finished run of other settings is refused | tests/test_stale_checkpoints.py |
+| a retrain reference replaced by another (other training, augmentation or forget set) | evaluate.py refuses: it is not the reference the runs were compared with, re-run unlearn.py; unlearn.py retrains it with a warning naming the differences (`made_by.json`) | tests/test_stale_checkpoints.py |
+| a work directory resumed or extended on another number of devices (padding seeds: 3 seeds on 2 devices run as 4) | resumes with equal results: checkpoints, SalUn saliency and shadow-model weights are saved without padding seeds | tests/test_device_counts.py |
 """
 
 

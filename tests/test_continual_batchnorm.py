@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rum_jax.continual import buffers, methods
+from rum_jax.continual import buffers, methods, unlearn_step
 from rum_jax.training import engine, optim
 from rum_jax.training.state import Forward, init_state
 
@@ -108,7 +108,7 @@ def test_unlearning_memory_passes_precede_both_forget_batches():
   u, l = unlearn[1][:2], learn[1][:2]
   batch = {"forget": _train_batch(x, y, u)["train"], "forget_learn": _train_batch(x, y, l)["train"]}
   updates = methods.unlearn_updates(methods.METHODS.get("negagem"), methods.ProjectionSettings(ref_size=8))
-  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0, train_mode_check=False)
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0, train_mode_check=False)
   (new, _), _ = jax.jit(step)((state, jnp.array(False)), batch)
   expected = _ema(r_mean, [x[learn[0]].mean(0), x[learn[2]].mean(0), x[u].mean(0), x[l].mean(0)])
   np.testing.assert_allclose(_running(new)[0], expected, rtol=1e-5, atol=1e-6)
@@ -129,7 +129,7 @@ def test_train_mode_stop_check_uses_buffer_statistics_and_moves_them_once():
   logits = (z * bn_scale + bn_bias) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
   train_accuracy = np.mean(logits[:, 2:4].argmax(1) == y[unlearn[1]] - 2)
   updates = methods.unlearn_updates(methods.METHODS.get("rl_gem"), methods.ProjectionSettings())
-  stop = jax.jit(methods.make_unlearn_step(Forward(model), tx, updates, threshold=1.0, train_mode_check=True))
+  stop = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=1.0, train_mode_check=True))
   (stopped, done), m = stop((state, jnp.array(False)), batch)
   np.testing.assert_allclose(m["buffer_accuracy"], train_accuracy, rtol=1e-6)
   assert bool(done) and float(m["updated"]) == 0
@@ -141,7 +141,7 @@ def test_train_mode_stop_check_uses_buffer_statistics_and_moves_them_once():
   (again, _), _ = stop((stopped, done), batch)
   jax.tree.map(np.testing.assert_array_equal, again.batch_stats, stopped.batch_stats)
   # In eval mode the check leaves the statistics alone.
-  check = jax.jit(methods.make_unlearn_step(Forward(model), tx, updates, threshold=1.0, train_mode_check=False))
+  check = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=1.0, train_mode_check=False))
   (same, _), _ = check((state, jnp.array(False)), batch)
   jax.tree.map(np.testing.assert_array_equal, same.batch_stats, state.batch_stats)
 

@@ -11,7 +11,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from scipy import linalg, optimize
 
-from rum_jax.continual import buffers, methods
+from rum_jax.continual import buffers, methods, unlearn_step
 from rum_jax.models import create_model
 from rum_jax.training import engine, optim
 from rum_jax.training.state import Forward, init_state
@@ -182,7 +182,7 @@ def test_negagem_makes_exactly_one_projected_negative_step_per_batch():
   settings = methods.ProjectionSettings(ref_size=1000)  # the reference batch takes every memory
   updates = methods.unlearn_updates(method, settings)
   assert len(updates) == 1
-  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
   (new, done), m = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
   assert int(new.step) == int(state.step) + 1 and not bool(done) and float(m["updated"]) == 1
   g_f = _forget_gradient(model, state, x, y, u, l)
@@ -200,7 +200,7 @@ def test_neggem_is_a_negative_step_then_a_random_label_step():
   model, tx, state, x, y = _setup(seed=4)
   u, l = _paired_rows(state)
   updates = methods.unlearn_updates(methods.METHODS.get("neggem"), methods.ProjectionSettings())
-  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
   (new, _), m = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
   assert int(new.step) == int(state.step) + 2
   # The first update is the GEM-projected negative step (exact dual solution).
@@ -267,7 +267,7 @@ def test_alt_neggem_is_one_negative_step_whose_constraints_include_the_forgotten
   method = methods.METHODS.get("alt_neggem")
   updates = methods.unlearn_updates(method, methods.ProjectionSettings())
   assert len(updates) == 1
-  step = methods.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
   (new, _), _ = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
   assert int(new.step) == int(state.step) + 1
   g_f = _forget_gradient(model, state, x, y, u, l)
@@ -305,12 +305,12 @@ def test_unlearn_step_stops_at_threshold_and_stays_stopped():
   u, l = _paired_rows(state)
   updates = methods.unlearn_updates(methods.METHODS.get("rl_gem"), methods.ProjectionSettings())
   batch = _forget_batch(x, y, u, l)
-  step = jax.jit(methods.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy))  # reached
+  step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy))  # reached
   (same, done), m = step((state, jnp.array(False)), batch)
   np.testing.assert_allclose(m["buffer_accuracy"], accuracy, rtol=1e-6)
   assert float(m["updated"]) == 0 and bool(done)
   jax.tree.map(np.testing.assert_array_equal, same.params, state.params)
-  step = jax.jit(methods.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy - 0.01))
+  step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy - 0.01))
   (moved, done), m = step((state, jnp.array(False)), batch)
   assert float(m["updated"]) == 1 and not bool(done) and int(moved.step) == int(state.step) + 1
   assert not np.allclose(ravel_pytree(moved.params)[0], ravel_pytree(state.params)[0])
@@ -324,7 +324,7 @@ def test_saliency_mask_keeps_the_largest_gradients_of_the_first_objective_on_its
   model, tx, state, x, y = _setup(seed=7)
   u, l = _paired_rows(state, b=2)
   g = _forget_gradient(model, state, x, y, u, l)
-  mask = np.asarray(ravel_pytree(methods.saliency_mask(Forward(model), state, _forget_batch(x, y, u, l),
+  mask = np.asarray(ravel_pytree(unlearn_step.saliency_mask(Forward(model), state, _forget_batch(x, y, u, l),
                                                        _negative(), 0.25))[0])
   k = round(0.25 * len(g))
   assert mask.sum() == k

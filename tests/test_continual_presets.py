@@ -8,7 +8,7 @@ from configs import continual_cifar100_thesis, continual_digits, continual_mnist
 from rum_jax.config_validation import validate
 from rum_jax.continual import buffers, methods
 from rum_jax.continual import config as continual_config
-from rum_jax.continual import tasks
+from rum_jax.continual import task_sets
 from rum_jax.data import cifar
 from rum_jax.models import create_model
 from rum_jax.training.state import Forward
@@ -42,6 +42,9 @@ def test_cifar100_thesis_preset_has_the_thesis_settings(method):
   assert (k.stop_mode, k.forget_batches, k.salun_batch, k.memory_batch_stats) == (
       "train", "paired", "first_batch", True)
   assert (c.data.name, c.model.name, c.model.kwargs.nf, k.sequence) == ("cifar100", "reduced_resnet18", 20, "A4")
+  # Its one optimizer keeps the unlearning lr; its MIA protocol; ALT-NegGEM's mask batch.
+  assert (k.lr_after_forget, k.mia_protocol) == ("unlearn", "thesis")
+  assert u.get("salun_batch", k.salun_batch) == ("first_violating" if method == "alt_neggem" else "first_batch")
   if method == "neggrad_plus":
     assert u.alpha == 0.5
 
@@ -58,8 +61,8 @@ def test_cifar100_thesis_preset_keeps_the_whole_train_split():
                        np.arange(100), tuple(map(str, range(100))))
   ds = cifar.build_dataset(cifar.CIFAR100, raw, split_seed=0, val_per_class=c.data.options.val_per_class)
   assert len(ds.train) == 300 and len(ds.val) == 0
-  layout = tasks.TaskLayout.shuffled(100, c.continual.classes_per_task, 20, 1, 0)
-  assert [len(p) for p in layout.positions(ds.train.y)[0]] == [15] * 20
+  task_set = task_sets.build("split", ds, 20, c.continual.classes_per_task, 0, 1, 0)
+  assert [len(p) for p in task_set.positions("train")[0]] == [15] * 20
 
 
 @pytest.mark.parametrize("module", [continual_digits, continual_mnist1d])
@@ -107,10 +110,10 @@ def test_paired_forget_batches_take_b_of_each_buffer_and_cover_both_every_pass()
 def test_saliency_batches():
   learn, unlearn = [np.arange(0, 5)], [np.arange(10, 18)]
   plan = buffers.FORGET_BATCHES.get("paired")(learn, unlearn, 2, [np.random.default_rng(0)], (6, 8))
-  first = buffers.SALIENCY_BATCHES.get("first_batch")(plan, learn, unlearn, (6, 8))
+  first = buffers.SALIENCY_BATCHES.get("first_batch")(plan, learn, unlearn, (6, 8), None)
   for name in plan:
     np.testing.assert_array_equal(first[name]["idx"], plan[name]["idx"][:, :1])
-  whole = buffers.SALIENCY_BATCHES.get("buffers")(plan, learn, unlearn, (6, 8))
+  whole = buffers.SALIENCY_BATCHES.get("buffers")(plan, learn, unlearn, (6, 8), None)
   assert whole["forget"]["idx"].shape == (1, 1, 8) and whole["forget_learn"]["idx"].shape == (1, 1, 6)
   np.testing.assert_array_equal(whole["forget_learn"]["idx"][0, 0, :5], learn[0])
   np.testing.assert_array_equal(whole["forget_learn"]["weight"][0, 0], [1, 1, 1, 1, 1, 0])

@@ -133,6 +133,15 @@ def test_bad_sequences_are_refused_before_any_work(sequence, message, tmp_path):
   assert not os.path.exists(workdir)
 
 
+def test_rotated_tasks_of_one_dimensional_data_are_refused_before_any_work(tmp_path):
+  c = _config(tasks="rotated", num_tasks=3)
+  c.data.name = "mnist1d"
+  workdir = str(tmp_path / "never")
+  with pytest.raises(ConfigError, match=r"tasks='rotated': rotated tasks need images .* use config.continual.tasks='permuted'"):
+    run_lib.run_continual(c, workdir)
+  assert not os.path.exists(workdir)
+
+
 @pytest.mark.parametrize("classes_per_task", [6, 11])
 def test_too_many_classes_per_task_is_refused_before_any_work(classes_per_task, tmp_path):
   # digits has 10 classes: 6 or 11 per task leave fewer than two tasks
@@ -152,6 +161,10 @@ def test_too_many_classes_per_task_is_refused_before_any_work(classes_per_task, 
     ("salun_batch", "last", "valid choices: buffers, first_batch"),
     ("classes_per_task", 1, "integer >= 2"),
     ("score_key", "memorization", "valid choices: confidence, max_confidence"),
+    ("tasks", "shuffled", "valid choices: permuted, rotated, split"),
+    ("samples_per_task", -1, "samples_per_task must be an integer >= 0"),
+    ("lr_after_forget", "keep", "valid choices: learn, unlearn"),
+    ("mia_protocol", "lira", "valid choices: rank_cv, thesis"),
 ])
 def test_bad_config_fields_name_the_valid_choices(field, value, message):
   with pytest.raises(ConfigError, match=message):
@@ -163,6 +176,7 @@ def test_bad_config_fields_name_the_valid_choices(field, value, message):
     ("unlearn.negagem", "batch_size", 0, "unlearn.negagem.batch_size must be a positive integer"),
     ("unlearn.neggem", "alhpa", 0.5, r"unknown \['alhpa'\]"),
     ("learn.gem", "memories", -1, "learn.gem.memories must be a positive integer"),
+    ("unlearn.alt_neggem", "salun_batch", "violating", "valid choices: buffers, first_batch, first_violating"),
 ])
 def test_bad_method_sections_are_named(section, key, value, message):
   c = _config()

@@ -116,8 +116,9 @@ def test_full_disk_gives_a_clear_error_and_keeps_old_files(tmp_path, monkeypatch
 def test_workdir_that_is_a_file_is_refused(tmp_path):
   not_a_dir = tmp_path / "file"
   not_a_dir.write_text("x")
-  with pytest.raises((FileExistsError, NotADirectoryError, PermissionError)):
+  with pytest.raises(ValueError, match="is a file, not a folder: choose another --workdir"):
     commands.train(_small_config(), str(not_a_dir))
+  assert not_a_dir.read_text() == "x"
 
 
 def test_changed_config_refuses_to_resume_unless_overwrite(tmp_path):

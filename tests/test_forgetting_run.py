@@ -220,6 +220,10 @@ def test_killed_run_resumes_from_the_last_finished_chunk(tmp_path, monkeypatch):
     commands.evaluate(full, other)
   with pytest.raises(ValueError, match=r"retrained holds a run with a different config.*seed: 0 -> 1"):
     commands.evaluate(full, _small(seed=1))
+  augmented = _small()  # crop + flip in the retraining and unlearning: other banks
+  augmented.unlearn.augment = True
+  with pytest.raises(ValueError, match=r"retrained holds a run with a different config.*unlearn_augment"):
+    commands.evaluate(full, augmented)
   assert {f: os.path.getmtime(os.path.join(full, f)) for f in _chunks(full)} == before
   # More models later: only the new chunks are trained.
   saved.clear()

@@ -10,12 +10,13 @@ from typing import Dict, Set
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "rum_jax")
 
-COMMANDS = {"rum_jax.commands", "rum_jax.config_validation", "rum_jax.runtime"}
+COMMANDS = {"rum_jax.commands", "rum_jax.config_validation", "rum_jax.runtime", "rum_jax.cli",
+            "rum_jax.discovery", "rum_jax.__main__"}
 # Library packages by rank: a package imports only packages of lower rank (and itself).
 LIBRARY_RANK = {
     "registry": 0, "checks": 0, "optional": 0, "provenance": 0,
     "io": 1,
-    "results": 2, "workdir": 2,
+    "results": 2, "workdir": 2, "tracking": 2,
     "data": 3, "models": 3,
     "training": 4,
     "memorization": 5, "evaluation": 5,

@@ -1,6 +1,7 @@
 """rum_jax without its optional packages: what still works, and how the rest fails.
 
-tensorflow-datasets, mnist1d, jaxopt and matplotlib are each needed by one feature only.
+tensorflow-datasets, mnist1d, jaxopt and matplotlib are each needed by one feature only
+(tensorboardX and tqdm too: TensorBoard files and the progress bar, skipped with a warning).
 A subprocess makes them unimportable (`sys.modules[name] = None` makes `import name` raise
 ImportError, exactly as for a package that is not installed) and then imports rum_jax,
 loads the embedded digits, a CIFAR-10 archive and an .npz file, and checks that the features needing a
@@ -16,7 +17,7 @@ import pytest
 from rum_jax import optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MISSING = ("tensorflow_datasets", "mnist1d", "jaxopt", "matplotlib")
+MISSING = ("tensorflow_datasets", "mnist1d", "jaxopt", "matplotlib", "tensorboardX", "tqdm")
 
 SCRIPT = textwrap.dedent("""
     import os, pickle, sys, tempfile

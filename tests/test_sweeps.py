@@ -139,6 +139,8 @@ def test_unlearn_with_a_sweep_tunes_on_validation_and_reports_the_chosen_point(t
   text = open(os.path.join(workdir, "sweeps", "neggrad_plus", "sweep.md")).read()
   assert "**(chosen)**" in text and "VALIDATION forget set" in text and "REPORTED forget set" in text
   assert os.path.exists(os.path.join(workdir, "sweeps", "neggrad_plus", "sweep.png"))
+  recorded_set = io.read_json(os.path.join(workdir, "sweeps", "neggrad_plus", "sweep.json"))["validation"]["forget_set"]
+  assert recorded_set == os.path.join("validation", "forget_set.json"), "relative to the work directory"
   # ToW of a point: the product formula on its per-seed accuracies against the validation reference.
   reference = io.read_json(os.path.join(workdir, "validation", "methods", "neggrad_plus", "metrics.json")) \
       if os.path.exists(os.path.join(workdir, "validation", "methods")) else None

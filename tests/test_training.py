@@ -1,5 +1,6 @@
 """The training engine: the update rule, vmapped seeds, sharding, resume, NaN handling."""
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from rum_jax import io
 from rum_jax.data.base import Dataset, Split
 from rum_jax.models import create_model
 from rum_jax.training import engine, loop, optim, plans
@@ -192,7 +194,7 @@ def test_resume_equals_uninterrupted(tmp_path):
   original = plans.stream_plan
 
   def dying_plan(*args, **kwargs):  # "kill" the run when epoch 3 is about to start
-    if dying_plan.calls == 2:
+    if dying_plan.calls == 3:  # the first call is epoch 1's plan for the program's key
       raise _Killed()
     dying_plan.calls += 1
     return original(*args, **kwargs)
@@ -218,7 +220,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   last = Checkpointer(ckpt).latest_step()
   if last is not None:  # whatever was saved must be finite
     assert f"epoch {last})" in str(err.value)
-    _, states, _ = Checkpointer(ckpt).restore(setup.init_states(trainer.make_tx(config.train, 6), 0))
+    checkpointer = Checkpointer(ckpt)
+    checkpointer.claim(io.read_json(os.path.join(ckpt, "program.json")))  # inspect, as it is
+    _, states, _ = checkpointer.restore(setup.runner.unpad(setup.init_states(trainer.make_tx(config.train, 6), 0)))
     assert all(np.all(np.isfinite(l)) for l in jax.tree.leaves(states.params))
 
 

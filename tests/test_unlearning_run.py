@@ -156,8 +156,10 @@ def test_diverging_method_stops_and_keeps_its_last_good_state(tmp_path, setup):
   with pytest.raises(loop.NonFiniteLossError, match="non-finite loss at epoch 4") as err:
     interface.unlearn(setup, states, "neggrad", settings, np.arange(300), np.arange(300, n), run_dir=ckpt)
   assert "last good checkpoint (epoch 3)" in str(err.value)
-  _, restored, _ = Checkpointer(os.path.join(ckpt, "checkpoints")).restore(
-      runners.build_program(setup, states, "neggrad", settings, np.arange(300), np.arange(300, n)).states)
+  checkpointer = Checkpointer(os.path.join(ckpt, "checkpoints"))
+  checkpointer.claim(io.read_json(os.path.join(ckpt, "checkpoints", "program.json")))  # inspect, as it is
+  _, restored, _ = checkpointer.restore(setup.runner.unpad(
+      runners.build_program(setup, states, "neggrad", settings, np.arange(300), np.arange(300, n)).states))
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored.params))
 
 

@@ -201,6 +201,7 @@ def test_leftover_checkpoint_folders_are_named_and_cleaned(tmp_path, caplog):
   assert "3.orbax-checkpoint-tmp-1700000000: an unfinished checkpoint" in messages
   assert "unreadable-3-1700000000 holds a damaged checkpoint" in messages
   assert not (ckpt / "3.orbax-checkpoint-tmp-1700000000").exists()
+  checkpointer.claim({"program": "test"})
   checkpointer.save(2, {"w": np.zeros(2)}, {"epoch": 2})
   assert (ckpt / "unreadable-3-1700000000").exists(), "kept until a newer checkpoint is saved"
   checkpointer.save(3, {"w": np.zeros(2)}, {"epoch": 3})

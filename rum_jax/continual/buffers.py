@@ -27,8 +27,11 @@ rngs, capacity) -> plan with the streams the unlearning objectives read
   forget loss its mean; ceil((M_learn + M_unlearn) / b) batches per pass.
 
 `SALIENCY_BATCHES` says which batch the SalUn mask is computed from (config.continual.
-salun_batch): "first_batch", the first batch of the forgetting (the thesis), or "buffers",
-both buffers whole.
+salun_batch): "first_batch", the first batch of the forgetting; "first_violating", the first
+batch of the first pass whose forget gradient violates GEM's constraint of a retained task
+(the thesis' ALT-NegGEM, whose `unlearn` computes the mask only inside its `if dotp < 0`
+branch; here every batch is checked at the parameters the forgetting starts from, and with no
+violating batch the first batch is taken); or "buffers", both buffers whole.
 """
 import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -109,6 +112,36 @@ def memory_slot(positions: np.ndarray, size: int, x: np.ndarray,
           "pos": padded.astype(np.int32)}
 
 
+def fill_task_buffers(aux: Dict[str, Dict[str, np.ndarray]], task: int,
+                      candidates: Sequence[np.ndarray], specs: Sequence[Tuple[str, int, str, float]],
+                      scores: Optional[np.ndarray], rngs: Sequence[np.random.Generator],
+                      x: np.ndarray, y: np.ndarray) -> Dict[str, Dict[str, np.ndarray]]:
+  """Every seed's buffers of `task` chosen (`select_buffer`) and written into copies of aux.
+
+  Args:
+    aux: {buffer name: {"x", "y", "weight", "pos"} [padded seeds, T, M, ...]}.
+    task: the task whose slots are filled.
+    candidates: per real seed, the task's train positions; padded seeds copy seed 0.
+    specs: (buffer name, size, kind, split) of each buffer.
+    scores: [S, N] memorization scores of the train split (None when unused).
+    rngs: one generator per real seed (padded seeds copy seed 0's choice).
+    x, y: the train split.
+  """
+  out = {name: {k: np.array(v) for k, v in aux[name].items()} for name, *_ in specs}
+  for s in range(len(next(iter(out.values()))["y"])):
+    src = s if s < len(candidates) else 0
+    for name, size, kind, split in specs:
+      if s == src:
+        chosen = select_buffer(candidates[src], size, kind, split,
+                               None if scores is None else scores[src][candidates[src]], rngs[src])
+        slot = memory_slot(chosen, size, x, y)
+      else:  # a padded seed: seed 0's buffer
+        slot = {k: v[0, task] for k, v in out[name].items()}
+      for k, v in slot.items():
+        out[name][k][s, task] = v
+  return out
+
+
 # ---------------------------------------------------------------------------------------
 # Batches of a forgetting pass. learn / unlearn: per seed, the real train-split positions of
 # the forgotten task's buffers; capacity: (M_learn, M_unlearn), which fixes the number of
@@ -138,24 +171,41 @@ def union_batches(learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray], ba
 
 
 # The batch of the SalUn mask, as a one-step plan: (first pass's plan, learn, unlearn,
-# capacity) -> plan.
-SaliencyBatch = Callable[[Plan, Sequence[np.ndarray], Sequence[np.ndarray], Tuple[int, int]], Plan]
+# capacity, violations) -> plan; violations() computes bool [seeds, steps], whether each
+# batch of the plan violates a GEM constraint (only the entries that need it call it).
+SaliencyBatch = Callable[[Plan, Sequence[np.ndarray], Sequence[np.ndarray], Tuple[int, int],
+                          Callable[[], np.ndarray]], Plan]
 SALIENCY_BATCHES: Registry[SaliencyBatch] = Registry("saliency batch")
+
+
+def batch_at(plan: Plan, steps: np.ndarray) -> Plan:
+  """The one-step plan of batch steps[s] of every seed s."""
+  seeds = np.arange(len(steps))
+  return {name: {k: v[seeds, steps][:, None] for k, v in p.items()} for name, p in plan.items()}
 
 
 @SALIENCY_BATCHES.register("first_batch")
 def first_batch(plan: Plan, learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray],
-                capacity: Tuple[int, int]) -> Plan:
-  """The first batch of the forgetting (the thesis' mask: from the first `unlearn` call)."""
-  del learn, unlearn, capacity
+                capacity: Tuple[int, int], violations: Callable[[], np.ndarray]) -> Plan:
+  """The first batch of the forgetting (ours for every method)."""
+  del learn, unlearn, capacity, violations
   return {name: {k: v[:, :1] for k, v in p.items()} for name, p in plan.items()}
+
+
+@SALIENCY_BATCHES.register("first_violating")
+def first_violating(plan: Plan, learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray],
+                    capacity: Tuple[int, int], violations: Callable[[], np.ndarray]) -> Plan:
+  """The first batch that violates a GEM constraint (the thesis' ALT-NegGEM), else the first."""
+  del learn, unlearn, capacity
+  flags = np.asarray(violations(), bool)
+  return batch_at(plan, np.where(flags.any(axis=1), flags.argmax(axis=1), 0))
 
 
 @SALIENCY_BATCHES.register("buffers")
 def whole_buffers(plan: Plan, learn: Sequence[np.ndarray], unlearn: Sequence[np.ndarray],
-                  capacity: Tuple[int, int]) -> Plan:
+                  capacity: Tuple[int, int], violations: Callable[[], np.ndarray]) -> Plan:
   """Both buffers whole, as the two paired streams (one batch each, padded to capacity)."""
-  del plan
+  del plan, violations
   def whole(positions: List[np.ndarray], size: int):
     idx = np.zeros((len(positions), 1, size), np.int32)
     weight = np.zeros((len(positions), 1, size), np.float32)

@@ -9,12 +9,13 @@ does for the one-shot methods. The sections of the chosen algorithm and method a
 import ml_collections
 
 from rum_jax import checks
-from rum_jax.continual import buffers, methods, sequences
+from rum_jax.continual import buffers, methods, programs, sequences, task_sets, unlearn_step
+from rum_jax.continual import mia as continual_mia
 from rum_jax.memorization import proxies
 
 LEARN_KEYS = ("lr", "memories", "unlearn_memories")
 UNLEARN_KEYS = ("lr", "batch_size", "stop_above_chance", "salun", "loss_scale")
-UNLEARN_OPTIONAL_KEYS = ("alpha",)
+UNLEARN_OPTIONAL_KEYS = ("alpha", "salun_batch")
 
 
 def learn_choices() -> tuple:
@@ -62,6 +63,9 @@ def _validate_unlearn_section(c: ml_collections.ConfigDict, method: str) -> None
                  f"got {s.salun!r}")
   checks.require(checks.is_number(s.loss_scale) and s.loss_scale > 0,
                  f"{where}.loss_scale must be a number > 0 (1 in the thesis' final runs), got {s.loss_scale!r}")
+  if "salun_batch" in s:
+    checks.require(s.salun_batch in buffers.SALIENCY_BATCHES, f"{where}.salun_batch {s.salun_batch!r} "
+                   f"is unknown; valid choices: {', '.join(buffers.SALIENCY_BATCHES.names())}")
   if "alpha" in s:
     checks.require(checks.is_number(s.alpha) and 0 <= s.alpha <= 1,
                    f"{where}.alpha must be a number in [0, 1], got {s.alpha!r}")
@@ -83,6 +87,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   checks.require(checks.is_int(c.classes_per_task) and c.classes_per_task >= 2,
          f"config.continual.classes_per_task must be an integer >= 2 (random labels need another "
          f"class of the task), got {c.classes_per_task!r}")
+  _require_choice(c, "tasks", task_sets.TASK_BUILDERS)
+  checks.require(checks.is_int(c.samples_per_task) and c.samples_per_task >= 0,
+         f"config.continual.samples_per_task must be an integer >= 0 (training examples per "
+         f"permuted or rotated task; 0 = the whole train split), got {c.samples_per_task!r}")
   checks.require(checks.is_int(c.num_tasks) and c.num_tasks >= 0,
          f"config.continual.num_tasks must be an integer >= 0 (0 = all classes), got {c.num_tasks!r}")
   checks.require(checks.is_number(c.eps) and c.eps > 0,
@@ -98,13 +106,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"valid choices: {', '.join(buffers.BUFFER_KINDS)}")
   _require_choice(c, "forget_batches", buffers.FORGET_BATCHES)
   _require_choice(c, "salun_batch", buffers.SALIENCY_BATCHES)
-  _require_choice(c, "stop_mode", methods.CHECK_MODES)
+  _require_choice(c, "stop_mode", unlearn_step.CHECK_MODES)
   checks.require(isinstance(c.scores, str) and isinstance(c.score_key, str),
          "config.continual.scores and score_key must be strings")
   if not c.scores:
     checks.require(c.score_key in ("",) + proxies.PROXIES,
            f"config.continual.score_key {c.score_key!r} is not a one-run proxy (scores='' uses the "
            f"proxy recorded while each task is learned); valid choices: {', '.join(proxies.PROXIES)}")
+  checks.require(c.lr_after_forget in programs.LR_AFTER_FORGET, f"config.continual.lr_after_forget "
+                 f"{c.lr_after_forget!r} is unknown; valid choices: {', '.join(programs.LR_AFTER_FORGET)}")
+  _require_choice(c, "mia_protocol", continual_mia.MIA_PROTOCOLS)
   for key in ("mia", "memory_batch_stats"):
     checks.require(isinstance(c[key], bool), f"config.continual.{key} must be True or False, got {c[key]!r}")
   # Every section is checked (a typo in one not used now still fails early); the chosen
@@ -137,5 +148,5 @@ def learn_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
 
 def unlearn_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """config.continual.unlearn.<the method>: lr, batch_size, stop_above_chance, salun,
-  loss_scale and, for NegGrad+, alpha."""
+  loss_scale and, optionally, NegGrad+'s alpha and the method's own salun_batch."""
   return config.continual.unlearn[config.continual.algorithm]

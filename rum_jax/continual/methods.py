@@ -49,19 +49,17 @@ then one projection:
   gradients (NegGrad+ of Kurmanji et al. 2023 with the buffers as retain set).
 With the SalUn option the gradient of the objective is multiplied by the saliency mask
 (Fan et al. 2024, Sec. 4; top-s fraction of |grad of the first objective| on one batch,
-`saliency_mask`) before the projection, in every update of the forgetting.
+`unlearn_step.saliency_mask`) before the projection, in every update of the forgetting.
 
-Forgetting stops (`unlearn_step`) once the accuracy on t's whole unlearn buffer, measured
-before each batch, is <= a threshold; measured in eval mode, or in train mode as the thesis
-did (batch statistics of the buffer, and BatchNorm's running statistics move).
+The step that applies a method's updates batch by batch, with the stop rule, is
+`unlearn_step.py`.
 """
 import dataclasses
 import functools
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Tuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from rum_jax.continual import projection
 from rum_jax.continual.tasks import mask_logits
@@ -100,7 +98,7 @@ class ProjectionSettings:
 # Losses (engine.LossFn signature).
 
 
-def _masked(state: TrainState, logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+def masked(state: TrainState, logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
   return mask_logits(logits, labels, state.aux["class_task"], state.aux["task_classes"])
 
 
@@ -108,7 +106,7 @@ def _buffer_loss(forward: Forward, params: PyTree, state: TrainState, x: jnp.nda
                  y: jnp.ndarray, weight: jnp.ndarray) -> jnp.ndarray:
   """Weighted task-masked cross-entropy of a buffer, train mode (as GEM's `observe`)."""
   logits, _ = forward(params, state.batch_stats, x, train=True)
-  return engine.weighted_mean(engine.cross_entropy(_masked(state, logits, y), y), weight)
+  return engine.weighted_mean(engine.cross_entropy(masked(state, logits, y), y), weight)
 
 
 def learn_loss(forward: Forward, params: PyTree, state: TrainState, batch: engine.Batch,
@@ -122,7 +120,7 @@ def learn_loss(forward: Forward, params: PyTree, state: TrainState, batch: engin
   del rng
   b = batch["train"]
   logits, batch_stats = forward(params, state.batch_stats, b["x"], train=True)
-  logits = _masked(state, logits, b["y"])
+  logits = masked(state, logits, b["y"])
   loss = engine.weighted_mean(engine.cross_entropy(logits, b["y"]), b["weight"])
   correct = (jnp.argmax(logits, -1) == b["y"]).astype(jnp.float32)
   metrics = {"loss": loss, "accuracy": engine.weighted_mean(correct, b["weight"]),
@@ -141,7 +139,7 @@ def _forget_cross_entropy(forward: Forward, params: PyTree, state: TrainState,
     labels = relabel(i, b["y"])
     logits, batch_stats = forward(params, batch_stats, b["x"], train=True)
     total = total + engine.weighted_mean(
-        engine.cross_entropy(_masked(state, logits, labels), labels), b["weight"])
+        engine.cross_entropy(masked(state, logits, labels), labels), b["weight"])
   return total, batch_stats
 
 
@@ -380,75 +378,3 @@ def unlearn_updates(method: UnlearnMethod, settings: ProjectionSettings,
   return [(_with_memories(OBJECTIVES.get(objective)(loss_scale), settings),
            PROJECTIONS.get(projection)(settings))
           for objective, projection in method.updates]
-
-
-def _forget_slot(state: TrainState, name: str):
-  buf = state.aux[name]
-  t = state.aux["forget_task"]
-  return buf["x"][t], buf["y"][t], buf["weight"][t], buf["pos"][t]
-
-
-def unlearn_buffer_accuracy(forward: Forward, state: TrainState,
-                            train: bool = False) -> Tuple[jnp.ndarray, Any]:
-  """Task-masked accuracy on the forgotten task's unlearn buffer, and the running statistics
-  after that pass: unchanged in eval mode; in train mode (the thesis' check) the buffer is
-  normalised with its own statistics and the running statistics move."""
-  x, y, w, _ = _forget_slot(state, "unlearn")
-  logits, batch_stats = forward(state.params, state.batch_stats, x, train=train)
-  correct = (jnp.argmax(_masked(state, logits, y), -1) == y).astype(jnp.float32)
-  return engine.weighted_mean(correct, w), batch_stats
-
-
-# How the stop rule measures the unlearn buffer's accuracy (config.continual.stop_mode): in
-# eval mode (running statistics), or in train mode as the thesis' loop does (its model is in
-# train mode while it forgets).
-CHECK_MODES: Registry[bool] = Registry("stop-rule mode")
-CHECK_MODES.register("eval")(False)
-CHECK_MODES.register("train")(True)
-
-
-def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, forward: Forward,
-                 tx: optax.GradientTransformation, updates: Sequence[Update], threshold: float,
-                 train_mode_check: bool) -> Tuple[Tuple[TrainState, jnp.ndarray], engine.Metrics]:
-  """One batch of unlearning: check the stop rule, then (if not stopped) `updates` in order.
-
-  carry: (state, done); done is set once the unlearn buffer's accuracy, measured before the
-  batch (as the thesis does), is <= threshold, and from then on every step is a no-op, so
-  vmapped seeds stop independently. In train mode the check's pass moves BatchNorm's running
-  statistics, the stopping check's included (the thesis' loop), none after it.
-  """
-  state, done = carry
-  accuracy, checked_stats = unlearn_buffer_accuracy(forward, state, train=train_mode_check)
-  go = jnp.logical_not(done) & (accuracy > threshold)
-  checked = state.replace(batch_stats=checked_stats)
-  new, metrics = checked, {}
-  for i, (loss_fn, transform) in enumerate(updates):
-    new, m = engine.train_step(new, batch, forward=forward, tx=tx, loss_fn=loss_fn,
-                               grad_transform=transform)
-    metrics.update({f"update{i}_{k}": v for k, v in m.items()})
-  pick = lambda cond, a, b: jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
-  # aux is constant (and holds the buffers): select only what a step changes. A step that
-  # stops keeps the check's statistics; a step after the stop keeps everything.
-  stats = pick(go, new.batch_stats, pick(done, state.batch_stats, checked_stats))
-  state = state.replace(step=jnp.where(go, new.step, state.step),
-                        params=pick(go, new.params, state.params), batch_stats=stats,
-                        opt_state=pick(go, new.opt_state, state.opt_state),
-                        rng=jnp.where(go, new.rng, state.rng))
-  metrics = {"buffer_accuracy": accuracy, "updated": go.astype(jnp.float32), **metrics}
-  return (state, jnp.logical_not(go)), metrics
-
-
-def saliency_mask(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: engine.LossFn,
-                  fraction: float) -> PyTree:
-  """SalUn mask of the forgotten task: 1 on the top `fraction` of weights by |grad| of
-  `loss_fn` (the method's first objective) on `batch`, else 0."""
-  grads = jax.grad(lambda p: loss_fn(forward, p, state, batch, state.rng)[0])(state.params)
-  return projection.topk_mask_tree(grads, fraction)
-
-
-def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation,
-                      updates: Sequence[Update], threshold: float,
-                      train_mode_check: bool = False) -> Callable:
-  """`unlearn_step` with its settings bound: ((state, done), batch) -> ((state, done), metrics)."""
-  return functools.partial(unlearn_step, forward=forward, tx=tx, updates=tuple(updates),
-                           threshold=threshold, train_mode_check=train_mode_check)

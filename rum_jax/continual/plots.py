@@ -3,11 +3,12 @@ of a comparison of runs.
 
 Each function takes means (and 95% half widths) over seeds and writes one PNG atomically.
 """
+import os
 from typing import Sequence
 
 import numpy as np
 
-from rum_jax import io
+from rum_jax import io, results
 
 
 def _save(fig, path: str) -> None:
@@ -143,3 +144,20 @@ def comparison(runs: Sequence, forget_labels: Sequence[str], chance: float, path
   ax.legend(fontsize=7, loc="lower right")
   fig.suptitle(title)
   _save(fig, path)
+
+
+def run_figures(test_accuracy: np.ndarray, summary, step_labels: Sequence[str],
+                forget_steps: Sequence[int], directory: str, title: str) -> None:
+  """A run's three figures: task_accuracy_heatmap.png, task_curves.png and cl_tow.png.
+
+  test_accuracy: [S, steps + 1, T]; summary: the run's metric summary (`summary.run_metrics`).
+  """
+  mean, half = results.mean_ci(test_accuracy)
+  rows = [r + 1 for r in forget_steps]
+  accuracy_heatmap(mean, step_labels, os.path.join(directory, "task_accuracy_heatmap.png"), title)
+  task_curves(mean, half, step_labels, rows, os.path.join(directory, "task_curves.png"), title)
+  tow = summary.get("cl_tow", {"mean": [], "ci95": []})
+  as_array = lambda values: np.asarray(values, float)  # noqa: E731
+  unlearning_scores(step_labels, rows, as_array(tow["mean"]), as_array(tow["ci95"]),
+                    as_array(summary["clu_mix"]["mean"]), as_array(summary["clu_mix"]["ci95"]),
+                    os.path.join(directory, "cl_tow.png"), title)

@@ -1,4 +1,4 @@
-"""Task-incremental splits of a classification data set: which classes form each task.
+"""Which classes form each task, logit masking and per-task evaluation.
 
 Split CIFAR-100 / Split digits (Lopez-Paz & Ranzato 2017, Sec. 5): the
 classes are shuffled once per run and seed, and task k is the k-th block of
@@ -7,14 +7,16 @@ identity is known at train and test time, so an example of task k is classified 
 k's classes only ("logit masking": the other logits are set to a large negative number, the
 same as a softmax over the task's slice of the output).
 
-`class_task[c]` names the task of class c (-1 for classes left out when the tasks do not use
-all of them), and `task_classes[k, c]` is True when class c belongs to task k. Both are
-per-seed arrays; inside the jitted step every example is masked with ITS OWN task's classes,
-`task_classes[class_task[y]]`, so a batch that mixes tasks (A-GEM's reference batch) is
-handled like a batch of one task.
+`class_task[c]` names the first task holding class c (-1 for classes left out when the tasks
+do not use all of them), and `task_classes[k, c]` is True when class c belongs to task k. Both
+are per-seed arrays; inside the jitted step every example is masked with ITS OWN task's
+classes, `task_classes[class_task[y]]`, so a batch that mixes tasks (A-GEM's reference batch)
+is handled like a batch of one task. That lookup is exact whenever all tasks holding a class
+have the same classes: split tasks (one task per class) and the shared-head permuted and
+rotated tasks (every task has every class, `task_sets`) both are so.
 """
 import dataclasses
-from typing import Dict, List
+from typing import Dict
 
 import jax.numpy as jnp
 import numpy as np
@@ -65,10 +67,10 @@ class TaskLayout:
     return self.classes.shape[2]
 
   def class_task(self) -> np.ndarray:
-    """int32 [S, C]: the task of each class, -1 for classes in no task."""
+    """int32 [S, C]: the first task holding each class, -1 for classes in no task."""
     out = np.full((self.num_seeds, self.num_classes), -1, np.int32)
     for s in range(self.num_seeds):
-      for t in range(self.num_tasks):
+      for t in reversed(range(self.num_tasks)):
         out[s, self.classes[s, t]] = t
     return out
 
@@ -79,12 +81,6 @@ class TaskLayout:
       for t in range(self.num_tasks):
         out[s, t, self.classes[s, t]] = True
     return out
-
-  def positions(self, labels: np.ndarray) -> List[List[np.ndarray]]:
-    """positions[s][t]: rows of a split (with `labels`) that belong to task t for seed s."""
-    class_task = self.class_task()
-    return [[np.flatnonzero(class_task[s][labels] == t) for t in range(self.num_tasks)]
-            for s in range(self.num_seeds)]
 
 
 def mask_logits(logits: jnp.ndarray, labels: jnp.ndarray, class_task: jnp.ndarray,
@@ -105,19 +101,19 @@ def mask_logits(logits: jnp.ndarray, labels: jnp.ndarray, class_task: jnp.ndarra
   return jnp.where(jnp.asarray(task_classes)[tasks], logits, MASKED_LOGIT)
 
 
-def evaluate_tasks(logits: np.ndarray, labels: np.ndarray, class_task: np.ndarray,
-                   num_tasks: int) -> Dict[str, np.ndarray]:
+def evaluate_tasks(logits: np.ndarray, labels: np.ndarray, row_task: np.ndarray,
+                   task_classes: np.ndarray) -> Dict[str, np.ndarray]:
   """Per-task accuracy and confidence of every seed, task-incremental (masked) predictions.
 
-  For seed s and example i of task k = class_task[s, y_i], the prediction is the argmax of
+  For seed s and example i of task k = row_task[s, i], the prediction is the argmax of
   the logits over task k's classes, the confidence is max_c softmax(masked logits)_c (the
   thesis' `eval_task`) and the loss is the cross-entropy over the same slice.
 
   Args:
     logits: [S, N, C] eval-mode logits.
     labels: [N] labels.
-    class_task: int [S, C].
-    num_tasks: T.
+    row_task: int [S, N] task of each example (-1: none; `task_sets.TaskSet.row_task`).
+    task_classes: bool [S, T, C] (`TaskLayout.task_classes`).
 
   Returns:
     {"accuracy": [S, T], "confidence": [S, T], "loss": [S, N] per-example cross-entropy
@@ -125,9 +121,9 @@ def evaluate_tasks(logits: np.ndarray, labels: np.ndarray, class_task: np.ndarra
     each example}; a task without examples gets NaN accuracy and confidence.
   """
   logits = np.asarray(logits, np.float64)
-  num_seeds = logits.shape[0]
-  tasks = np.stack([class_task[s][labels] for s in range(num_seeds)])  # [S, N]
-  in_task = np.stack([class_task[s][None, :] == tasks[s][:, None] for s in range(num_seeds)])
+  num_seeds, num_tasks = logits.shape[0], task_classes.shape[1]
+  tasks = np.asarray(row_task)  # [S, N]
+  in_task = np.stack([task_classes[s][np.clip(tasks[s], 0, None)] for s in range(num_seeds)])
   masked = np.where(in_task, logits, -np.inf)
   log_p = special.log_softmax(np.where(tasks[..., None] >= 0, masked, 0.0), axis=-1)
   correct = np.argmax(masked, axis=-1) == labels[None]
@@ -144,3 +140,19 @@ def evaluate_tasks(logits: np.ndarray, labels: np.ndarray, class_task: np.ndarra
         acc[s, t] = correct[s, rows].mean()
         conf[s, t] = confidence[s, rows].mean()
   return {"accuracy": acc, "confidence": conf, "loss": loss, "correct": correct, "task": tasks}
+
+
+def buffer_accuracy(correct: np.ndarray, positions: np.ndarray, weight: np.ndarray,
+                    num_seeds: int) -> np.ndarray:
+  """[S, T] accuracy on each task's buffer (NaN for an empty one).
+
+  correct: bool [S, N] per train example (`evaluate_tasks`); positions / weight: the buffers'
+  train positions and real-row weights [padded S, T, M].
+  """
+  out = np.full((num_seeds, positions.shape[1]), np.nan)
+  for s in range(num_seeds):
+    for t in range(positions.shape[1]):
+      real = weight[s, t] > 0
+      if real.any():
+        out[s, t] = correct[s, positions[s, t][real]].mean()
+  return out

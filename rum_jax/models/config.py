@@ -13,6 +13,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   checks.choice(m.get("dtype", "float32"), "model.dtype", tuple(COMPUTE_DTYPES))
   for key, value in m.kwargs.items():
     values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if values and all(checks.is_int(v) for v in values):
-      checks.require(all(v > 0 for v in values),
+    if any(checks.is_int(v) for v in values):  # widths: every one a positive integer
+      checks.require(all(checks.is_int(v) and v > 0 for v in values),
                      f"config.model.kwargs.{key} must hold positive layer widths, got {value!r}")

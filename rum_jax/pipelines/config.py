@@ -8,8 +8,10 @@ from rum_jax.evaluation.forgetting import CENTRINGS, MAX_MODELS
 from rum_jax.evaluation.metrics import check_names
 from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum
+from rum_jax.unlearning.config import require_sweeps_only_of
 from rum_jax.unlearning.forget_sets import LEVELS
 from rum_jax.unlearning.interface import METHODS, step_methods
+
 
 def validate_study(config: ml_collections.ConfigDict) -> None:
   """config.study (evaluate.py's RUM study): methods, levels, proxy, matched sets, criterion, plans."""
@@ -17,6 +19,7 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
   methods = checks.distinct_choices(s.get("methods", ()), "study.methods", step_methods(), "unlearning methods")
   missing = [m for m in methods if m not in config.unlearn]
   checks.require(not missing, f"config.unlearn lacks the settings of study methods {missing}")
+  require_sweeps_only_of(config, methods, f"the study runs config.study.methods {list(methods)} only")
   checks.distinct_choices(s.get("levels", ()), "study.levels", LEVELS, "forget-set levels")
   checks.require(config.forget.get("draw", "ranking") == "band",
                  "a study draws each seed's reported and validation forget sets from one band of the ranking: "

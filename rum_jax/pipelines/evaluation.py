@@ -155,6 +155,12 @@ def evaluate_method(method_dir: str, *, metrics: Optional[Sequence[str]] = None,
     raise FileNotFoundError(f"the run in {method_dir} has no retrain reference (expected in "
                             f"{reference_dir or os.path.join(workdir, 'retrain', '<key>')}), which ToW and "
                             f"ToW-MIA compare against; {_how_to_make_reference(workdir)}")
+  made_by = workdir_lib.made_by(reference_dir)
+  if record.get("retrain_digest") and made_by != record["retrain_digest"]:  # runs made before record none
+    raise workdir_lib.WorkdirError(
+        f"the retrain reference {reference_dir} is not the one the run in {method_dir} was compared with "
+        f"(made by {made_by or 'nothing recorded'}, the run's {record['retrain_digest']}): it was replaced by "
+        f"one of other training or another forget set. Re-run unlearn.py with --workdir={workdir} to retrain it")
   forget_file = os.path.join(method_dir, "forget_set.npz")
   if not os.path.exists(forget_file):  # runs made before the forget set was saved per method
     forget_file = os.path.join(workdir, "forget_set.npz")

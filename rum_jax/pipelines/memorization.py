@@ -25,12 +25,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, workdir as workdir_lib
+from rum_jax import io, tracking, workdir as workdir_lib
 from rum_jax.memorization import files as score_files
 from rum_jax.memorization import proxies as proxies_lib
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
 from rum_jax.training import engine, loop, memory, optim, plans
-from rum_jax.training.checkpoint import Checkpointer
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import SPLITS, Setup, accuracies, train_on
 from rum_jax.unlearning import METHODS
@@ -61,7 +60,7 @@ def _finished_chunk(path: str, masks: np.ndarray) -> Optional[Dict[str, np.ndarr
     return {"train": data["correct_train"], "test": data["correct_test"]}
 
 
-def _chunk_size(config: ml_collections.ConfigDict, workdir: str, setup: Setup, done: int) -> int:
+def models_per_program(config: ml_collections.ConfigDict, workdir: str, setup: Setup, done: int) -> int:
   """memorization.chunk_size, or for 0 the most models per program that fit the device.
 
   0: the training epoch's compiled program is measured at two sizes and the chunk is the
@@ -103,7 +102,7 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   stats_path = os.path.join(workdir, STATS_FILE)
   stats = (MemorizationStats.load(stats_path) if os.path.exists(stats_path)
            else MemorizationStats.empty(n, t if m.influence else None))
-  chunk_size = _chunk_size(config, workdir, setup, stats.num_models)
+  chunk_size = models_per_program(config, workdir, setup, stats.num_models)
   setup = setup.with_models(chunk_size)
   if stats.num_models % chunk_size:
     raise ValueError(f"{stats_path} holds {stats.num_models} models, not a multiple of "
@@ -122,6 +121,7 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   if first:
     logging.info("resuming: %d models already estimated in %s", stats.num_models, stats_path)
   t0 = time.time()
+  bar = tracking.progress_bar("memorization", n_chunks * chunk_size, first * chunk_size, unit="model")
   for j in range(first, n_chunks):
     masks = sample_subset_masks(m.seed, chunk_size, n, m.ratio, first_model=j * chunk_size)
     chunk_file = os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz")
@@ -136,11 +136,13 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
       io.write_npz(chunk_file, in_mask=masks, correct_train=correct["train"], correct_test=correct["test"])
     stats.add(masks, correct["train"], correct["test"] if m.influence else None)
     stats.save(stats_path)  # the chunk counts only once this atomic write is done
+    bar.update(chunk_size)
     done = j + 1 - first
     elapsed = time.time() - t0
     logging.info("memorization: %d/%d models (%.2f models/s), elapsed %.0fs, eta %.0fs",
                  stats.num_models, n_chunks * chunk_size, done * chunk_size / elapsed,
                  elapsed, elapsed / done * (n_chunks - j - 1))
+  bar.close()
   est = stats.estimate(with_influence=bool(m.influence))
   extra = {}
   if n * stats.num_models <= 50_000_000:  # keep per-model arrays when they are small
@@ -227,11 +229,9 @@ def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool
   setup = Setup.create(config)
   n = len(setup.dataset.train)
   sums = proxies_lib.EventSums(config.num_seeds, n, os.path.join(workdir, "events"))
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  latest = Checkpointer(ckpt_dir).latest_step()
-  sums.restore(latest or 0)
   states, _ = train_on(setup, [np.arange(n)] * config.num_seeds, config.train, config.seed,
-                       ckpt_dir, name="proxies", on_epoch=sums, loss_fn=events_loss)
+                       os.path.join(workdir, "checkpoints"), name="proxies", on_epoch=sums, loss_fn=events_loss,
+                       on_resume=sums.restore)
   scores = sums.proxies()
   train_x = setup.dataset.train.x
   original = loop.predict(setup.runner, setup.forward, states, train_x)

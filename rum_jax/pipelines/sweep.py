@@ -32,6 +32,7 @@ from rum_jax import io, results, workdir as workdir_lib
 from rum_jax.evaluation.metrics import METRICS, ModelOutputs
 from rum_jax.pipelines import reports, unlearning
 from rum_jax.training import loop
+from rum_jax.training.checkpoint import tree_digest
 from rum_jax.training.setup import Setup
 from rum_jax.unlearning import METHODS, grid as grid_lib, unlearn
 from rum_jax.unlearning.config import sweep_grid
@@ -55,7 +56,8 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
   Points that differ only in per-model settings share one program of len(points) x seeds
   models: model (point g, seed s) starts from seed s's original model with seed s's batch
   order, so the points are compared on the same seeds (paired). Results are cached in
-  run_root/grid.json (keyed by the points, settings and forget set), checkpoints below it.
+  run_root/grid.json (keyed by the points, settings, forget set, original models and retrain
+  reference), checkpoints below it (each program's own: `Checkpointer.claim`).
 
   Returns:
     (one dict per point: {"point", "per_seed": {metric: [S]} of every metric of `metrics`,
@@ -65,7 +67,8 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
   method = METHODS.get(method_name)
   base = ml_collections.ConfigDict(config.unlearn[method_name].to_dict())
   key = {"points": list(points), "settings": base.to_dict(), "forget_digest": prep.forget_digest,
-         "seeds": config.num_seeds, "metrics": list(metrics)}
+         "seeds": config.num_seeds, "metrics": list(metrics), "reference": prep.retrain_digest,
+         "original": tree_digest(prep.original)}
   cache = os.path.join(run_root, GRID_FILE)
   if workdir_lib.readable(cache):
     cached = io.read_json(cache)
@@ -213,8 +216,9 @@ def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: 
   io.write_csv(os.path.join(directory, "sweep.csv"), rows)
   io.write_json(os.path.join(directory, "sweep.json"), {
       "method": method_name, "select_by": sweep["select_by"], "chosen": points[chosen], "num_seeds": num_seeds,
-      "validation": {"forget_set": os.path.join(workdir_lib.relative(directory, sweep["validation_dir"]),
-                                                "forget_set.json"), "grid": grid_results},
+      # Relative to the work directory (<workdir>/sweeps/<method>/..), which a copy keeps together.
+      "validation": {"forget_set": workdir_lib.relative(os.path.dirname(os.path.dirname(directory)), os.path.join(
+          sweep["validation_dir"], "forget_set.json")), "grid": grid_results},
       "reported": reported})
   better = "highest" if METRICS.get(sweep["select_by"]).higher_is_better is not False else "lowest"
   lines = [f"# Sweep of {method_name}", "",

@@ -43,6 +43,8 @@ from rum_jax.training.setup import Setup, accuracies, save_predictions
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning import METHODS, unlearn
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
+from rum_jax.unlearning.interface import Report
+from rum_jax.unlearning.runners import augments
 
 SPLIT_METRICS = ("forget_accuracy", "retain_accuracy", "val_accuracy", "test_accuracy")
 # What every run records right after it finishes (the evaluation adds the attacks).
@@ -142,6 +144,11 @@ def model_outputs(setup: Setup, states: TrainState, forget: List[np.ndarray],
   logits, _ = accuracies(setup, states, setup.config.train.eval_batch_size)
   labels = {split: setup.dataset.split(split).y for split in logits}
   return ModelOutputs(logits, labels, forget, reference, retain=retain)
+
+
+def reference_record(config: ml_collections.ConfigDict, forget_digest: str) -> Dict[str, Any]:
+  """Everything that decides a retrain reference (its made_by.json)."""
+  return {"training": training_config(config).to_dict(), "augment": augments(config), "forget": forget_digest}
 
 
 def _values(outputs: ModelOutputs, names) -> Dict[str, np.ndarray]:
@@ -253,6 +260,7 @@ class Prepared:
   forget_digest: str
   report: Dict[str, Any]
   retrain_dir: str
+  retrain_digest: str  # what made the reference (`reference_record`), checked where it is used
   reference: TrainState
   retrain_history: Dict[str, list]
   retrain_seconds: float
@@ -286,6 +294,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
                ", ".join(f"{k}={v}" for k, v in report.items() if not isinstance(v, list)))
 
   retrain_dir = workdir_lib.retrain_dir(workdir, _digest(training_config(config), forget))
+  # What made the reference travels with it: a folder replaced by another reference (other
+  # training, augmentation or forget set) is retrained here, and evaluate.py refuses it.
+  retrain_digest = workdir_lib.claim_folder(retrain_dir, reference_record(config, forget_digest),
+                                            "retrain reference")
   t0 = time.time()
   reference, retrain_history = unlearn(setup, None, "retrain", config.train, forget, retain,
                                        base_seed=config.seed, run_dir=retrain_dir)
@@ -298,7 +310,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
     save_predictions(setup.dataset, reference_outputs.logits, os.path.join(retrain_dir, "predictions"))
   original_outputs = model_outputs(setup, original, forget, reference_outputs)
   return Prepared(config, workdir, setup, original, forget, retain, forget_digest, report, retrain_dir,
-                  reference, retrain_history, retrain_seconds, reference_outputs, original_outputs)
+                  retrain_digest, reference, retrain_history, retrain_seconds, reference_outputs, original_outputs)
 
 
 def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
@@ -317,6 +329,18 @@ def run_unlearning(config: ml_collections.ConfigDict, workdir: str, overwrite: b
     The method's metrics record (also in methods/<folder>/metrics.json).
   """
   return run_method(prepare(config, workdir, overwrite, setup), config, overwrite, evaluate)
+
+
+def write_report(run_dir: str, report: Report, history: Dict[str, list], title: str) -> None:
+  """A method run's training curves (history.csv, curves.png) and what its `report` holds."""
+  histories = {".": (title, history), **report.histories}
+  for folder, (name, curves) in histories.items():
+    if curves:
+      io.write_csv(os.path.join(run_dir, folder, "history.csv"), results.history_rows(curves))
+      results.plot_history(curves, os.path.join(run_dir, folder, "curves.png"), name)
+  for stem, (record, rows) in report.tables.items():
+    io.write_json(os.path.join(run_dir, f"{stem}.json"), record)
+    io.write_csv(os.path.join(run_dir, f"{stem}.csv"), rows)
 
 
 def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: bool = False,
@@ -339,12 +363,13 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
   io.write_npz(os.path.join(method_dir, "forget_set.npz"), forget_positions=np.stack(forget),
                forget_index=np.stack([train.index[f] for f in forget]))
   t0 = time.time()
+  report = Report()
   if method.from_scratch:  # the retrain reference itself, trained in `prepare`
     states, history, seconds = prep.reference, prep.retrain_history, prep.retrain_seconds
   else:
     states, history = unlearn(setup, prep.original, method.name, settings, forget, retain, base_seed=config.seed,
                               run_dir=method_dir, saliency_path=os.path.join(workdir, "saliency.npz"),
-                              name=run_name)
+                              name=run_name, report=report)
     seconds = time.time() - t0
   outputs = model_outputs(setup, states, forget, prep.reference_outputs)
   unlearned = _values(outputs, RUN_METRICS)
@@ -355,15 +380,14 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
       "forget_set": {k: v for k, v in prep.report.items() if k != "entanglement_per_group"},
       "forget_digest": forget_digest,
       "retrain_reference": workdir_lib.relative(workdir, prep.retrain_dir),
+      "retrain_digest": prep.retrain_digest,
       "per_seed": unlearned, "summary": results.summarize_columns(unlearned),
       "retrain": {"per_seed": retrained, "summary": results.summarize_columns(retrained),
                   "seconds": prep.retrain_seconds},
       "original": {"per_seed": original, "summary": results.summarize_columns(original)},
   }
   save_predictions(setup.dataset, outputs.logits, os.path.join(method_dir, "predictions"))
-  if history:
-    io.write_csv(os.path.join(method_dir, "history.csv"), results.history_rows(history))
-    results.plot_history(history, os.path.join(method_dir, "curves.png"), f"{setup.dataset.name}: {run_name}")
+  write_report(method_dir, report, history, f"{setup.dataset.name}: {run_name}")
   io.write_csv(os.path.join(method_dir, "metrics.csv"), run_records(workdir, io.as_json(record)),
                fields=results.RECORD_COLUMNS)
   io.write_json(os.path.join(method_dir, workdir_lib.METRICS_FILE), record)  # last: marks the run finished

@@ -6,20 +6,45 @@ removed (and named in the log) when the run starts again. When the newest checkp
 be read (truncated or corrupted files), `restore` sets it aside as `unreadable-<step>-<time>`,
 says so in one warning line and falls back to the previous one; set-aside folders are removed
 once a newer checkpoint has been saved.
+
+Checkpoints belong to one program: before a run restores or saves, it `claim`s the folder with
+a key of everything that decides its states (settings, epochs, digests of the initial states
+and of the first epoch's plan, ...), recorded in program.json. A folder holding another
+program's checkpoints (a sweep whose grid changed, a method run with other settings, a folder
+from an older version that recorded no key) is emptied, with a warning naming what changed,
+and the run starts over: a checkpoint is never resumed by a program it does not belong to.
+States are saved without the padding seeds (`SeedRunner.unpad`), so a run resumes on any
+number of devices.
 """
 import contextlib
+import hashlib
 import logging as pylogging
 import os
 import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from rum_jax import io
+from rum_jax import io, workdir as workdir_lib
+
+KEY_FILE = "program.json"
+
+
+def tree_digest(tree: Any) -> str:
+  """sha256 (16 hex digits) of a host pytree: its structure and every leaf's dtype, shape and
+  bytes (e.g. the initial states of a program, which stand for the models it starts from)."""
+  h = hashlib.sha256(str(jax.tree.structure(tree)).encode())
+  for leaf in jax.tree.leaves(tree):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -75,10 +100,53 @@ class Checkpointer:
         elif name.startswith("unreadable-"):
           logging.warning("%s holds a damaged checkpoint set aside by an earlier run; it is removed once a "
                           "newer checkpoint is saved", os.path.join(self.directory, name))
+    self._max_to_keep = max_to_keep
+    self._claimed = False
+    self._open()
+
+  def _open(self) -> None:
     with _quiet():
       self._manager = ocp.CheckpointManager(
           self.directory,
-          options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False))
+          options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, enable_async_checkpointing=False))
+
+  def claim(self, key: Dict[str, Any]) -> None:
+    """Makes this folder's checkpoints those of the program `key` (JSON-able: everything that
+    decides the saved states). Checkpoints of another program are deleted first (module
+    docstring); `save` and `restore` need a claim."""
+    key = io.as_json(key)
+    path = os.path.join(self.directory, KEY_FILE)
+    try:
+      old = io.read_json(path)
+    except (OSError, io.DamagedFileError):
+      old = None
+    held = [n for n in os.listdir(self.directory) if n.isdigit()] if os.path.isdir(self.directory) else []
+    stale = old != key and bool(held)
+    if stale:
+      what = ("; ".join(workdir_lib.differences(old, key)[:6]) if isinstance(old, dict)
+              else "they record no program: made by an older version")
+      logging.warning("%s holds checkpoints of another program (%s): deleting them and starting this run over",
+                      self.directory, what)
+      self.close()
+      if io.is_writer():  # in a multi-host run, process 0 owns the folder
+        for name in held:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    if old != key:
+      io.write_json(path, key)
+    if jax.process_count() > 1:  # no process restores before the folder is the program's
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"claim {self.directory}")
+    if stale:
+      self._open()
+    elif jax.process_count() > 1:
+      with _quiet():
+        self._manager.reload()  # process 0 may have emptied the folder meanwhile
+    self._claimed = True
+
+  def _check_claimed(self) -> None:
+    if not self._claimed:
+      raise RuntimeError(f"checkpoints in {self.directory} used before `claim`: nothing says which program "
+                         "they belong to")
 
   def latest_step(self) -> Optional[int]:
     """The newest saved step (epochs done), or None."""
@@ -86,6 +154,7 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, record: dict) -> None:
     """Saves host (numpy) `state` and JSON-able `record` as checkpoint `step`."""
+    self._check_claimed()
     try:
       with _quiet():
         self._manager.save(step, args=ocp.args.Composite(
@@ -105,6 +174,7 @@ class Checkpointer:
 
     `target` is a host pytree of the same structure (e.g. a freshly initialised state).
     """
+    self._check_claimed()
     for step in sorted(self._manager.all_steps(), reverse=True):
       error = None
       with _stderr_captured() as noise:

@@ -87,6 +87,13 @@ class SeedRunner:
       return x
     return jax.tree.map(pad_leaf, tree)
 
+  def unpad(self, tree: Any) -> Any:
+    """Host pytree with leading axis padded_seeds (or num_seeds) -> num_seeds: what is saved.
+
+    Padding depends on the number of devices, so nothing written to disk keeps it: a run saved
+    on N devices resumes on M."""
+    return jax.tree.map(lambda x: np.asarray(x)[: self.num_seeds], tree)
+
   def shard(self, tree: Any) -> Any:
     """Host pytree with leading axis num_seeds (or padded_seeds) -> arrays split over devices."""
     return jax.tree.map(lambda x: self._put(x, self._seeded), self.pad(tree))

@@ -23,7 +23,7 @@ from rum_jax.data.augment import random_crop_flip
 from rum_jax.data.base import Dataset
 from rum_jax.models import create_model, data_init_size
 from rum_jax.training import engine, loop, memory, optim, plans
-from rum_jax.training.checkpoint import Checkpointer
+from rum_jax.training.checkpoint import Checkpointer, tree_digest
 from rum_jax.training.data_init import init_sample, init_state_from_data
 from rum_jax.training.parallel import SeedRunner
 from rum_jax.training.state import Forward
@@ -107,6 +107,13 @@ class Setup:
     runner = SeedRunner(num_seeds or config.num_seeds, vmap_size=config.get("vmap_size", 0))
     return cls(config, dataset, model, Forward(model), runner)
 
+  @functools.cached_property
+  def train_digest(self) -> str:
+    """Digest of the train split's contents (inputs, labels, original indices): what every
+    program trains on, whatever file or loader it came from."""
+    tr = self.dataset.train
+    return tree_digest((tr.x, tr.y, tr.index))
+
   def augment(self, enabled: Optional[bool] = None) -> Optional[engine.Augment]:
     """The data's crop + flip (`crop_flip`) if `enabled`, else None.
 
@@ -176,13 +183,24 @@ class Setup:
                                 self.augment(augment))
 
 
+def program_key(setup: Setup, **parts: Any) -> Dict[str, Any]:
+  """What decides a program's checkpoints besides its initial states, first plan and epochs
+  (`loop.fit`): the data (its settings, where it lies on disk aside, and the train split's
+  contents), the model, and `parts`."""
+  sections = {k: setup.config[k].to_dict() for k in ("data", "model") if k in setup.config}
+  sections.get("data", {}).pop("data_dir", None)
+  return {"dataset": setup.dataset.name, "train_split": setup.train_digest, **sections, **parts}
+
+
 def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collections.ConfigDict,
              base_seed: int, checkpoint_dir: Optional[str], name: str = "train", on_epoch=None,
-             loss_fn=None, augment: Optional[bool] = None) -> tuple:
-  """Trains fresh models, seed s on train-split `positions[s]`; resumes from checkpoint_dir.
+             loss_fn=None, augment: Optional[bool] = None, on_resume=None) -> tuple:
+  """Trains fresh models, seed s on train-split `positions[s]`; resumes from checkpoint_dir
+  when it holds checkpoints of this very program (`loop.fit`).
 
   augment: crop + flip (None: config.data.augment, the original training's setting).
-  Returns (host states incl. padded seeds, history).
+  on_epoch / on_resume: as in `loop.fit`.
+  Returns (host states of the num_seeds seeds, history).
   """
   runner = setup.runner
   positions = list(positions) + [positions[0]] * (runner.padded_seeds - len(positions))
@@ -201,9 +219,11 @@ def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collec
 
   checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir else None
   try:
+    key = program_key(setup, program="train", recipe=train_cfg.to_dict(), augment=setup.augment(augment) is not None,
+                      loss=None if loss_fn is None else f"{loss_fn.__module__}.{loss_fn.__qualname__}")
     return loop.fit(states, runner=runner, epoch_fn=epoch_fn, data=setup.train_data(),
                     plan_fn=plan_fn, epochs=train_cfg.epochs, checkpointer=checkpointer,
-                    name=name, on_epoch=on_epoch)
+                    name=name, on_epoch=on_epoch, key=key, on_resume=on_resume)
   finally:
     if checkpointer:
       checkpointer.close()

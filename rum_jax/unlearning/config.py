@@ -49,6 +49,22 @@ def sweep_grid(config: ml_collections.ConfigDict, method_name: str) -> list:
   return grid.grid(config.unlearn[method_name], config.sweep[method_name], f"sweep.{method_name}")
 
 
+def swept_methods(config: ml_collections.ConfigDict) -> list:
+  """The methods config.sweep lists values for, in the config's order."""
+  if "sweep" not in config:
+    return []
+  return [name for name, section in config.sweep.items()
+          if isinstance(section, ml_collections.ConfigDict) and any(str(v).strip() for v in section.values())]
+
+
+def require_sweeps_only_of(config: ml_collections.ConfigDict, methods, why: str) -> None:
+  """Refuses values in config.sweep.<m> for a method m the command does not run (they would be
+  silently ignored): `why` says what the command runs."""
+  stray = [m for m in swept_methods(config) if m not in methods]
+  checks.require(not stray, f"config.sweep.{stray[0] if stray else ''} lists values, but {why}: "
+                 f"remove --config.sweep.{stray[0] if stray else ''}.* or run the command that tunes it")
+
+
 def validate_sweep(config: ml_collections.ConfigDict) -> None:
   """Every swept value of every method, each checked as the method's own setting would be."""
   sw = config.sweep

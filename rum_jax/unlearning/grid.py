@@ -11,7 +11,10 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 def parse_values(text: str, default: Any, name: str) -> List[Any]:
   """'0.01, 0.03,0.1' -> [0.01, 0.03, 0.1]; integers for a setting whose default is an int."""
-  parts = [p.strip() for p in str(text).split(",") if p.strip()]
+  parts = [p.strip() for p in str(text).split(",")]
+  if "" in parts:
+    raise ValueError(f"config.{name}={text!r} has an empty value between commas; give comma-separated "
+                     f"numbers, e.g. 0.01,0.03,0.1")
   values = []
   for part in parts:
     try:

@@ -41,6 +41,16 @@ Positions = Union[np.ndarray, Sequence[np.ndarray]]
 History = Dict[str, list]
 
 
+@dataclasses.dataclass
+class Report:
+  """What a method's run leaves for the pipeline to write into the run's folder (a library
+  module writes no reports): `tables[stem] = (JSON object, CSV rows)` for <stem>.json and
+  <stem>.csv, `histories[folder] = (title, history)` for <folder>/history.csv and curves.png.
+  RUM reports its steps this way."""
+  tables: Dict[str, Tuple[Any, List[Dict[str, Any]]]] = dataclasses.field(default_factory=dict)
+  histories: Dict[str, Tuple[str, History]] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass(frozen=True)
 class MethodContext:
   """What a method needs to run on every model of the runner at once.
@@ -56,6 +66,7 @@ class MethodContext:
   seed_ids: the seed of every (padded) model: its batch order and keys are those of that
     seed (a sweep of G settings x S seeds runs G models of each seed); None: model m is seed m.
   per_model: the value of every swept setting for every (padded) model, float [P].
+  report: where the run leaves tables and histories for the pipeline (None: not kept).
   """
   setup: Any
   settings: Optional[ml_collections.ConfigDict]
@@ -67,6 +78,7 @@ class MethodContext:
   label: str = ""
   seed_ids: Optional[Tuple[int, ...]] = None
   per_model: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  report: Optional[Report] = None
 
   def seed_of(self, model: int) -> int:
     """The seed whose batch order, keys and samples model `model` uses."""
@@ -154,6 +166,7 @@ class Method:
   from_scratch: it ignores the given models (the retrain reference): not a step of RUM or
     a method of a study.
   composite: it runs other methods (RUM): not a step of RUM either.
+  about: one line for the listing of methods (`rum_jax.discovery`): its rule and paper.
   phases / prepare: of training methods (`runners.train_run`); apply: of one-shot ones.
   """
   name: str
@@ -170,6 +183,7 @@ class Method:
   custom_folder: Optional[Callable[[ml_collections.ConfigDict], str]] = None
   custom_validate: Optional[Callable[[ml_collections.ConfigDict], None]] = None
   custom_sources: Optional[Callable[[ml_collections.ConfigDict, str], List[ScoreSource]]] = None
+  about: str = ""
 
   def settings_of(self, config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
     """The settings that decide this method's result."""
@@ -275,7 +289,8 @@ def context(setup: Any, method_name: str, settings: Optional[ml_collections.Conf
             forget_positions: Positions, retain_positions: Positions, *, base_seed: int = 0,
             run_dir: Optional[str] = None, saliency_path: Optional[str] = None,
             name: Optional[str] = None, seed_ids: Optional[Sequence[int]] = None,
-            per_model: Optional[Dict[str, Sequence[float]]] = None) -> MethodContext:
+            per_model: Optional[Dict[str, Sequence[float]]] = None,
+            report: Optional[Report] = None) -> MethodContext:
   """The checked MethodContext of one call of `unlearn`."""
   runner = setup.runner
   if seed_ids is not None:
@@ -283,7 +298,7 @@ def context(setup: Any, method_name: str, settings: Optional[ml_collections.Conf
   ctx = MethodContext(setup, settings, per_seed(forget_positions, runner, "forget"),
                       per_seed(retain_positions, runner, "retain"), base_seed, run_dir, saliency_path,
                       name or method_name, seed_ids,
-                      swept_values(METHODS.get(method_name), settings, runner, per_model))
+                      swept_values(METHODS.get(method_name), settings, runner, per_model), report)
   check_sets(ctx.forget, ctx.retain, len(setup.dataset.train))
   return ctx
 
@@ -293,7 +308,8 @@ def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
             retain_positions: Positions, *, base_seed: int = 0, run_dir: Optional[str] = None,
             saliency_path: Optional[str] = None, name: Optional[str] = None,
             seed_ids: Optional[Sequence[int]] = None,
-            per_model: Optional[Dict[str, Sequence[float]]] = None) -> Tuple[TrainState, History]:
+            per_model: Optional[Dict[str, Sequence[float]]] = None,
+            report: Optional[Report] = None) -> Tuple[TrainState, History]:
   """Unlearns the forget set from every seed's model at once with any registered method.
 
   Args:
@@ -313,15 +329,18 @@ def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
       one seed; None: model m is seed m.
     per_model: values of the method's `swept` settings, one per model (the others take the
       value in `settings`): a grid of settings x seeds as one program.
+    report: collects the tables and histories the run leaves for the pipeline to write (RUM's
+      steps); None: not kept.
 
   Returns:
-    (host states incl. padded seeds with `aux` emptied, history: metric -> per-epoch lists
-    of per-seed means; empty for one-shot methods).
+    (host states of the runner's num_seeds models with `aux` emptied, history: metric ->
+    per-epoch lists of per-seed means; empty for one-shot methods).
 
   Raises:
     training.loop.NonFiniteLossError: the method diverged; the last good epoch stays in run_dir.
   """
   method = METHODS.get(method_name)
   ctx = context(setup, method_name, settings, forget_positions, retain_positions, base_seed=base_seed,
-                run_dir=run_dir, saliency_path=saliency_path, name=name, seed_ids=seed_ids, per_model=per_model)
+                run_dir=run_dir, saliency_path=saliency_path, name=name, seed_ids=seed_ids, per_model=per_model,
+                report=report)
   return method.run(ctx, states)

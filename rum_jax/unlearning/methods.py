@@ -185,18 +185,20 @@ def _saliency_program(runner, forward):
 
 
 def forget_saliency(ctx: MethodContext, states: TrainState) -> np.ndarray:
-  """|grad of the forget CE| per seed [S, P], read from ctx.saliency_path or computed (and saved there)."""
-  cached = saliency.load_saliency(ctx.saliency_path, ctx.forget, states.params) if ctx.saliency_path else None
-  if cached is not None:
-    return cached
+  """|grad of the forget CE| per padded seed [S, P], read from ctx.saliency_path or computed (and
+  saved there without the padding seeds, so the file serves any number of devices)."""
   runner = ctx.setup.runner
+  n = runner.num_seeds
+  params = runner.unpad(states.params)
+  cached = saliency.load_saliency(ctx.saliency_path, ctx.forget[:n], params) if ctx.saliency_path else None
+  if cached is not None:
+    return runner.pad(cached)
   program = runner.compiled(_saliency_program, ctx.setup.forward)
   plan = ctx.chunk_plan(ctx.forget, ctx.settings.batch_size, "saliency")
-  magnitudes = runner.to_host(program(runner.shard(states), runner.shard(plan), ctx.setup.train_data()),
-                              keep_padding=True)
+  magnitudes = runner.to_host(program(runner.shard(states), runner.shard(plan), ctx.setup.train_data()))
   if ctx.saliency_path:
-    saliency.save_saliency(ctx.saliency_path, magnitudes, ctx.forget, states.params)
-  return magnitudes
+    saliency.save_saliency(ctx.saliency_path, magnitudes, ctx.forget[:n], params)
+  return runner.pad(magnitudes)
 
 
 def _salun_aux(ctx: MethodContext, states: TrainState) -> Dict[str, Any]:
@@ -234,17 +236,21 @@ def _training(name: str, **kwargs) -> Method:
 
 
 register(Method("retrain", runners.retrain_run, sgd_recipe=False, from_scratch=True,
+                about="train from scratch on the retain set with config.train (the reference)",
                 custom_settings=lambda config, workdir: config.train,
                 custom_validate=lambda unlearn: None))  # trains like the original: config.train
 
 _finetune_loss = functools.partial(engine.supervised_loss, stream="retain")
 
-_training("finetune", swept=("lr",), phases=lambda s, ctx: [Phase("finetune", ("retain",), _finetune_loss)])
+_training("finetune", about="cross-entropy on the retain set (Warnecke et al. 2023)", swept=("lr",),
+          phases=lambda s, ctx: [Phase("finetune", ("retain",), _finetune_loss)])
 
-_training("l1_sparse", checks=(Check("alpha"),), swept=("lr", "alpha"), phases=lambda s, ctx: [
+_training("l1_sparse", about="CE(retain) + a_t |theta|_1, a_t decaying linearly to 0 (Jia et al. 2023)",
+          checks=(Check("alpha"),), swept=("lr", "alpha"), phases=lambda s, ctx: [
     Phase("l1_sparse", ("retain",), l1_sparse_loss(s.epochs, ctx.steps_per_epoch("retain")))])
 
-_training("neggrad", swept=("lr",), phases=lambda s, ctx: [Phase("neggrad", ("forget",), neggrad_loss)])
+_training("neggrad", about="gradient ascent on the forget set (Golatkar et al. 2020)", swept=("lr",),
+          phases=lambda s, ctx: [Phase("neggrad", ("forget",), neggrad_loss)])
 
 class _OptionalCheck(Check):
   """A setting older configs may lack (its absence means its default, 0)."""
@@ -256,12 +262,14 @@ class _OptionalCheck(Check):
 
 # forget_passes: passes over the forget set per epoch (0 = one retain pass, the forget stream
 # cycled to its length, as RUM's code); runners.forget_dose_steps says why it matters.
-_training("neggrad_plus", checks=(Check("alpha", 0.0, 1.0), _OptionalCheck("forget_passes", integer=True)),
-          swept=("lr", "alpha"), phases=lambda s, ctx: [
-              Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss)])
+_training("neggrad_plus", about="a CE(retain) - (1 - a) CE(forget) (Kurmanji et al. 2023)",
+          checks=(Check("alpha", 0.0, 1.0), _OptionalCheck("forget_passes", integer=True)),
+          swept=("lr", "alpha"), phases=lambda s, ctx: [Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss)])
 
 _training(
     "scrub",
+    about="max-KL passes on the forget set, min passes (CE + KL to the teacher) on the retain set "
+          "(Kurmanji et al. 2023)",
     checks=(Check("msteps", integer=True), Check("temperature", low_open=True), Check("gamma"), Check("beta")),
     swept=("lr", "temperature", "gamma", "beta"),
     phases=lambda s, ctx: [
@@ -271,13 +279,16 @@ _training(
 
 register(Method(
     "wfisher", runners.one_shot_method("wfisher"), sgd_recipe=False,
+    about="one-shot WoodFisher step theta += a F^-1 (grad forget - grad retain) (Izzo et al. 2021)",
     checks=(Check("alpha", low_open=True), Check("damping", low_open=True),
             Check("num_samples", 1, integer=True), Check("chunk_size", 1, integer=True)),
     swept=("alpha", "damping"), apply=_wfisher_apply))
 
-_training("random_label", swept=("lr",), prepare=_forget_mask, phases=lambda s, ctx: [
+_training("random_label", about="CE on retain + forget relabelled at random (Graves et al. 2021)",
+          swept=("lr",), prepare=_forget_mask, phases=lambda s, ctx: [
     Phase("random_label", ("train",), random_label_loss(ctx.num_classes))])
 
-_training("salun", checks=(Check("mask_ratio", 0.0, 1.0, low_open=True),), swept=("lr", "mask_ratio"),
+_training("salun", about="random labels, gradients masked to the most salient weights (Fan et al. 2024)",
+          checks=(Check("mask_ratio", 0.0, 1.0, low_open=True),), swept=("lr", "mask_ratio"),
           prepare=_salun_aux, phases=lambda s, ctx: [Phase("salun", ("train",), random_label_loss(ctx.num_classes),
                                                              grad_transform=apply_saliency_mask)])

@@ -25,6 +25,7 @@ Besides the files of every method's run, methods/<name>/ holds
   steps/<k>_<level>/      checkpoints/ (resume), saliency.npz, history.csv, curves.png
   steps.json / steps.csv  per step: method, settings, subset sizes, seconds, and the accuracy
                           on every subset, the final retain set and the test set after it
+(the tables and histories through `ctx.report`, which the unlearning pipeline writes).
 """
 import dataclasses
 import os
@@ -35,7 +36,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import checks, io, results, workdir as workdir_lib
+from rum_jax import checks, results, workdir as workdir_lib
 from rum_jax.evaluation.tow import set_accuracies
 from rum_jax.memorization import files as score_files
 from rum_jax.training.setup import Setup, accuracies
@@ -166,8 +167,8 @@ def run(ctx: MethodContext, original: TrainState) -> Tuple[TrainState, History]:
   """RUM's steps on all seeds at once from the original models; returns the final states.
 
   ctx.settings is `resolved_settings`; with ctx.run_dir, every step resumes from (or, when
-  finished, is read back from) its checkpoints in run_dir/steps/ and writes its history,
-  curves and the steps table.
+  finished, is read back from) its checkpoints in run_dir/steps/; ctx.report gets every
+  step's history (folder steps/<k>_<level>) and the steps table (stem "steps").
   """
   setup, settings = ctx.setup, ctx.settings
   num_seeds = setup.runner.num_seeds
@@ -190,10 +191,9 @@ def run(ctx: MethodContext, original: TrainState) -> Tuple[TrainState, History]:
           setup, states, method, step_settings_k, s.forget, s.retain, base_seed=ctx.base_seed, run_dir=step_dir,
           saliency_path=os.path.join(step_dir, "saliency.npz") if step_dir else None,
           name=f"{ctx.label} {s.level}: {method}")
-      if history and step_dir:
-        io.write_csv(os.path.join(step_dir, "history.csv"), results.history_rows(history))
-        results.plot_history(history, os.path.join(step_dir, "curves.png"),
-                             f"{setup.dataset.name}: RUM step {k} ({s.level}), {method}")
+      if history and ctx.report is not None:
+        ctx.report.histories[os.path.join("steps", f"{k}_{s.level}")] = (
+            f"{setup.dataset.name}: RUM step {k} ({s.level}), {method}", history)
     after = _accuracies(setup, states, sets, forget)
     rows.append({"step": k, "level": s.level, "method": method,
                  "settings": step_settings_k.to_dict() if method != NO_METHOD else {},
@@ -203,12 +203,11 @@ def run(ctx: MethodContext, original: TrainState) -> Tuple[TrainState, History]:
                  "after": results.summarize_columns(after)})
     logging.info("RUM step %d (%s, %s): %s", k, s.level, method,
                  "  ".join(f"{m} {v.mean():.4f}" for m, v in after.items()))
-  if ctx.run_dir:
-    io.write_json(os.path.join(ctx.run_dir, "steps.json"),
-                  {"scores": os.path.abspath(settings.scores), "score_key": settings.score_key, "steps": rows})
-    io.write_csv(os.path.join(ctx.run_dir, "steps.csv"),
-                 [{"step": r["step"], "level": r["level"], "method": r["method"],
-                   **{m: v["mean"] for m, v in r["after"].items()}} for r in rows])
+  if ctx.report is not None:
+    ctx.report.tables["steps"] = (
+        {"scores": os.path.abspath(settings.scores), "score_key": settings.score_key, "steps": rows},
+        [{"step": r["step"], "level": r["level"], "method": r["method"],
+          **{m: v["mean"] for m, v in r["after"].items()}} for r in rows])
   return states, {}
 
 
@@ -243,6 +242,8 @@ def validate(unlearn_cfg: ml_collections.ConfigDict) -> None:
 
 
 register(Method(NAME, run, sgd_recipe=False, composite=True,
+                about="refine the forget set by memorization into low/mid/high and unlearn them in "
+                      "sequence, each with its own method (Zhao et al. 2024)",
                 custom_settings=resolved_settings,
                 custom_folder=lambda config: config.unlearn.rum.name,
                 custom_validate=validate,

@@ -16,8 +16,8 @@ import numpy as np
 import optax
 
 from rum_jax.training import loop, optim, plans
-from rum_jax.training.checkpoint import Checkpointer
-from rum_jax.training.setup import train_on
+from rum_jax.training.checkpoint import Checkpointer, tree_digest
+from rum_jax.training.setup import program_key, train_on
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning.interface import METHODS, History, MethodContext, Phase, context
 
@@ -154,6 +154,16 @@ def _sgd_program(runner, momentum: float, weight_decay: float) -> optax.Gradient
   return sgd_with_lr(momentum, weight_decay)
 
 
+def _program_key(method_name: str, ctx: MethodContext) -> Dict[str, Any]:
+  """What decides a method's checkpoints besides its initial states and plans (`loop.fit`)."""
+  n = ctx.setup.runner.num_seeds
+  return program_key(ctx.setup, program="unlearn", method=method_name,
+                     settings=None if ctx.settings is None else ctx.settings.to_dict(),
+                     augment=augments(ctx.setup.config), base_seed=ctx.base_seed,
+                     seed_ids=None if ctx.seed_ids is None else list(ctx.seed_ids[:n]),
+                     per_model={k: np.asarray(v[:n]).tolist() for k, v in ctx.per_model.items()})
+
+
 def train_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple[TrainState, History]:
   """A training method's epochs on every seed, resumable from ctx.checkpoint_dir."""
   program = _build_program(METHODS.get(method_name), ctx, states)
@@ -161,7 +171,7 @@ def train_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple
   try:
     out, history = loop.fit(program.states, runner=ctx.setup.runner, epoch_fn=program.epoch_fn,
                             data=ctx.setup.train_data(), plan_fn=program.plan_fn, epochs=program.epochs,
-                            checkpointer=checkpointer, name=ctx.label)
+                            checkpointer=checkpointer, name=ctx.label, key=_program_key(method_name, ctx))
   finally:
     if checkpointer:
       checkpointer.close()
@@ -171,14 +181,17 @@ def train_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple
 def one_shot_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple[TrainState, History]:
   """A one-shot weight edit (`Method.apply`) of every seed, checkpointed once."""
   method = METHODS.get(method_name)
-  states = ctx.setup.runner.pad(states)
+  runner = ctx.setup.runner
+  states = runner.pad(states)
   checkpointer = Checkpointer(ctx.checkpoint_dir) if ctx.checkpoint_dir else None
   try:
-    restored = checkpointer.restore(states) if checkpointer else None
+    if checkpointer:
+      checkpointer.claim({**_program_key(method_name, ctx), "initial_states": tree_digest(runner.unpad(states))})
+    restored = checkpointer.restore(runner.unpad(states)) if checkpointer else None
     if restored is not None:
       return restored[1].replace(aux={}), {}
-    out = method.apply(ctx, states)
-    loop.check_finite_weights(out.params, ctx.setup.runner.num_seeds, f"[{ctx.label}] the update",
+    out = runner.unpad(method.apply(ctx, states))
+    loop.check_finite_weights(out.params, runner.num_seeds, f"[{ctx.label}] the update",
                               "the given models are unchanged. Lower alpha or raise damping.")
     if checkpointer:
       checkpointer.save(1, out, {"history": {}, "epoch": 1})

@@ -17,6 +17,7 @@ from rum_jax.training.config import training_config
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning import unlearn
+from rum_jax.unlearning.runners import augments
 
 # What every bank records of each model (one implementation: the metric registry's).
 ACCURACIES = ("forget_accuracy", "retain_accuracy", "test_accuracy")
@@ -46,6 +47,12 @@ def training_spec(config: ml_collections.ConfigDict) -> Dict[str, Any]:
   spec = training_config(config).to_dict()
   spec.pop("num_seeds")
   return spec
+
+
+def augment_spec(config: ml_collections.ConfigDict) -> Dict[str, Any]:
+  """config.unlearn.augment, which decides the retrained and unlearned models of every bank;
+  recorded only when on, so the banks made before it was recorded (all without) still match."""
+  return {"unlearn_augment": True} if augments(config) else {}
 
 
 class Bank:

@@ -11,7 +11,7 @@ from absl import logging
 from rum_jax.evaluation import forgetting as fq
 from rum_jax.evaluation.metrics import BankOutputs, challenge as challenge_metrics
 from rum_jax.pipelines.forgetting.banks import (ACCURACIES, RETRAINED, UNLEARNED, Bank, bank_seed, digest, replicate,
-                                                run_method, split_outputs, training_spec)
+                                                run_method, split_outputs, training_spec, augment_spec)
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
@@ -41,7 +41,8 @@ def challenge(config, workdir: str, setups, forget: np.ndarray, retain: np.ndarr
   f = config.forgetting
   setup = setups(min(f.chunk_size, f.num_models))
   chunk = setup.runner.num_seeds
-  base = {"training": training_spec(config), "forget": digest(forget), "seed": f.seed, "chunk_size": chunk}
+  base = {"training": training_spec(config), "forget": digest(forget), "seed": f.seed, "chunk_size": chunk,
+          **augment_spec(config)}
   retrained = _challenge_bank(
       os.path.join(workdir, "retrained"), {"bank": "retrained", **base}, setup, config, overwrite, "retrained",
       lambda j: run_method(setup, None, "retrain", config.train, forget, retain, bank_seed(f.seed, RETRAINED, j),

@@ -17,7 +17,7 @@ from rum_jax.evaluation.metrics.ulira import attack
 from rum_jax.evaluation.mia import shadow_positions, svc_mia
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
 from rum_jax.pipelines.forgetting.banks import (ACCURACIES, SHADOW, SHADOW_FORGET, SHADOW_RATIO, SHADOW_UNLEARNED,
-                                                Bank, bank_seed, run_method, split_outputs, training_spec)
+                                                Bank, bank_seed, run_method, split_outputs, training_spec, augment_spec)
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup, make_tx, train_on
 from rum_jax.training.state import TrainState
@@ -64,10 +64,13 @@ def _flatten_weights(states: TrainState) -> Dict[str, np.ndarray]:
 
 
 def _restore_weights(setup: Setup, path: str, train_cfg) -> TrainState:
-  """States with the saved weights of a chunk (a fresh optimizer state: unlearning makes its own)."""
-  template = setup.init_states(make_tx(train_cfg, 1), 0)
+  """States with the saved weights of a chunk (a fresh optimizer state: unlearning makes its own).
+
+  Weights are saved without padding models (chunks written before were padded to the devices
+  of their run: their first chunk_size rows are the models), so any device count reads them."""
+  template = setup.runner.unpad(setup.init_states(make_tx(train_cfg, 1), 0))
   with np.load(path) as data:
-    leaves = [data[f"w{i}"] for i in range(len(data.files))]
+    leaves = [data[f"w{i}"][:setup.runner.num_seeds] for i in range(len(data.files))]
   params, batch_stats = jax.tree.unflatten(jax.tree.structure((template.params, template.batch_stats)), leaves)
   return template.replace(params=params, batch_stats=batch_stats)
 
@@ -85,7 +88,7 @@ def shadow_banks(config, workdir: str, shadow_dir: str, setups, forget_size: int
     method = METHODS.get(name)
     settings[name] = method.settings_of(config, workdir)
     spec = {"bank": "shadow_unlearned", "method": name, "settings": settings[name].to_dict(),
-            "forget_size": forget_size, **base}
+            "forget_size": forget_size, **base, **augment_spec(config)}
     banks[name] = Bank(os.path.join(shadow_dir, method.folder_of(config)), spec, f.shadow_models, chunk,
                        f"shadow {method.folder_of(config)}", overwrite)
   diverged: Dict[str, str] = {}

@@ -1,0 +1,135 @@
+"""Host-side state of a continual run and its compiled programs (`pipelines.continual`).
+
+States carry the runner's padded_seeds rows; padded seeds copy seed 0's layout and buffers
+(their results are discarded). Each program factory takes the runner first, so
+`runner.compiled(factory, ...)` builds it once per set of arguments and reuses it.
+"""
+from typing import Any, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rum_jax.continual import methods, tasks, unlearn_step
+from rum_jax.data.augment import random_crop_flip
+from rum_jax.training import engine, loop, optim
+
+
+def pad(a: np.ndarray, padded: int) -> np.ndarray:
+  a = np.asarray(a)
+  return np.concatenate([a, np.repeat(a[:1], padded - len(a), axis=0)]) if len(a) < padded else a
+
+
+def empty_buffer(num_seeds: int, num_tasks: int, size: int, x: np.ndarray) -> Dict[str, np.ndarray]:
+  return {"x": np.zeros((num_seeds, num_tasks, size) + x.shape[1:], x.dtype),
+          "y": np.zeros((num_seeds, num_tasks, size), np.int32),
+          "weight": np.zeros((num_seeds, num_tasks, size), np.float32),
+          "pos": np.zeros((num_seeds, num_tasks, size), np.int32)}
+
+
+def initial_aux(layout: tasks.TaskLayout, padded: int, params: Any, capacity: tuple,
+                train_x: np.ndarray) -> Dict[str, Any]:
+  """The per-seed constants of `methods` for a run that has learned nothing yet.
+
+  capacity: (learn buffer size, unlearn buffer size) per task.
+  """
+  t = layout.num_tasks
+  return {"class_task": pad(layout.class_task(), padded),
+          "task_classes": pad(layout.task_classes(), padded),
+          "active": np.zeros((padded, t), bool),
+          "forget_task": np.zeros(padded, np.int32),
+          "learn": empty_buffer(padded, t, capacity[0], train_x),
+          "unlearn": empty_buffer(padded, t, capacity[1], train_x),
+          "salun_mask": jax.tree.map(lambda p: np.ones(np.shape(p), np.float32), params)}
+
+
+def with_aux(states, **updates):
+  return states.replace(aux={**states.aux, **updates})
+
+
+def task_mask(task_set, num_tasks: int, padded: int) -> np.ndarray:
+  mask = np.zeros(num_tasks, bool)
+  mask[sorted(task_set)] = True
+  return np.tile(mask, (padded, 1))
+
+
+def opt_init_program(runner, tx):
+  del runner
+  return jax.jit(jax.vmap(tx.init))
+
+
+def fresh_optimizer(runner, states, tx):
+  init = runner.compiled(opt_init_program, tx)
+  return states.replace(opt_state=jax.device_get(init(states.params)))
+
+
+def sgd(runner, lr: float):
+  """Plain SGD as in GEM; one object per (runner, lr) so programs keyed by it are reused."""
+  del runner
+  return optim.make_optimizer(lr, 0.0, 0.0)
+
+
+def learn_program(runner, forward, tx, algorithm: str, settings: methods.ProjectionSettings, augment: bool):
+  """(states, plan, data) -> (states, metrics): one epoch of learning."""
+  loss_fn, transform = methods.learn_update(algorithm, settings)
+  return loop.make_epoch_fn(runner, forward, tx, loss_fn=loss_fn, grad_transform=transform,
+                            augment=random_crop_flip if augment else None)
+
+
+def unlearn_program(runner, forward, tx, method_name: str, settings: methods.ProjectionSettings,
+                     loss_scale: float, threshold: float, train_mode_check: bool):
+  """(states, done, plan, data) -> (states, done, metrics): one pass of unlearning; `done`
+  [seeds] marks the seeds that have reached the stop rule (they stay as they are)."""
+  updates = methods.unlearn_updates(methods.METHODS.get(method_name), settings, loss_scale)
+  step = unlearn_step.make_unlearn_step(forward, tx, updates, threshold, train_mode_check)
+
+  def one_seed(state, done, plan, data):
+    (state, done), metrics = engine.run_plan((state, done), data, plan, step)
+    return state, done, metrics
+  return runner.map(one_seed, n_seeded=3, donate=True)
+
+
+def saliency_program(runner, forward, method_name: str, loss_scale: float, fraction: float):
+  """(states, one-step plan, data) -> SalUn masks of the task being forgotten, from the
+  gradient of the method's first objective on the plan's batch."""
+  objective = methods.METHODS.get(method_name).updates[0][0]
+  loss_fn = methods.OBJECTIVES.get(objective)(loss_scale)
+
+  def one_seed(state, plan, data):
+    batch = {name: engine.gather(data, p["idx"][0], p["weight"][0]) for name, p in plan.items()}
+    return unlearn_step.saliency_mask(forward, state, batch, loss_fn, fraction)
+  return runner.map(one_seed, n_seeded=2)
+
+
+def violation_program(runner, forward, method_name: str, loss_scale: float):
+  """(states, plan, data) -> bool [seeds, steps]: whether the gradient of the method's first
+  objective on each batch of the plan violates GEM's constraint of some retained task
+  (<g, g_k> < 0, `unlearn_step.violates`), all at the parameters the forgetting starts from."""
+  objective = methods.METHODS.get(method_name).updates[0][0]
+  loss_fn = methods.OBJECTIVES.get(objective)(loss_scale)
+
+  def one_seed(state, plan, data):
+    def one_batch(j):
+      batch = {name: engine.gather(data, p["idx"][j], p["weight"][j]) for name, p in plan.items()}
+      return unlearn_step.violates(forward, state, batch, loss_fn)
+    steps = next(iter(plan.values()))["idx"].shape[0]
+    return jax.lax.map(one_batch, jnp.arange(steps))
+  return runner.map(one_seed, n_seeded=2)
+
+
+# What learning after a forget step uses (config.continual.lr_after_forget): "learn", the
+# learning algorithm's lr (ours: each step starts its own optimizer), or "unlearn", the
+# unlearning method's lr for every learning step after the first forget step (the thesis:
+# its one torch optimizer keeps the lr the forgetting set and never resets it).
+LR_AFTER_FORGET = ("learn", "unlearn")
+
+
+def learning_lrs(sequence, learn_lr: float, unlearn_lr: float, after_forget: str) -> list:
+  """The lr of every step of `sequence` that learns (None for forget steps)."""
+  if after_forget not in LR_AFTER_FORGET:
+    raise ValueError(f"unknown lr_after_forget {after_forget!r}; valid choices: {', '.join(LR_AFTER_FORGET)}")
+  out, forgot = [], False
+  for step in sequence:
+    forgot = forgot or step.is_forget
+    out.append(None if step.is_forget else unlearn_lr if forgot and after_forget == "unlearn" else learn_lr)
+  return out

@@ -1,0 +1,103 @@
+"""One batch of continual unlearning with the stop rule, and the SalUn mask's batch.
+
+Forgetting stops (`unlearn_step`) once the accuracy on t's whole unlearn buffer, measured
+before each batch, is <= a threshold; measured in eval mode, or in train mode as the thesis
+did (batch statistics of the buffer, and BatchNorm's running statistics move).
+"""
+import functools
+from typing import Any, Callable, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rum_jax.continual import projection
+from rum_jax.continual.methods import Update, masked, memory_gradients
+from rum_jax.registry import Registry
+from rum_jax.training import engine
+from rum_jax.training.state import Forward, TrainState
+
+PyTree = Any
+
+
+def _forget_slot(state: TrainState, name: str):
+  buf = state.aux[name]
+  t = state.aux["forget_task"]
+  return buf["x"][t], buf["y"][t], buf["weight"][t], buf["pos"][t]
+
+
+def unlearn_buffer_accuracy(forward: Forward, state: TrainState,
+                            train: bool = False) -> Tuple[jnp.ndarray, Any]:
+  """Task-masked accuracy on the forgotten task's unlearn buffer, and the running statistics
+  after that pass: unchanged in eval mode; in train mode (the thesis' check) the buffer is
+  normalised with its own statistics and the running statistics move."""
+  x, y, w, _ = _forget_slot(state, "unlearn")
+  logits, batch_stats = forward(state.params, state.batch_stats, x, train=train)
+  correct = (jnp.argmax(masked(state, logits, y), -1) == y).astype(jnp.float32)
+  return engine.weighted_mean(correct, w), batch_stats
+
+
+# How the stop rule measures the unlearn buffer's accuracy (config.continual.stop_mode): in
+# eval mode (running statistics), or in train mode as the thesis' loop does (its model is in
+# train mode while it forgets).
+CHECK_MODES: Registry[bool] = Registry("stop-rule mode")
+CHECK_MODES.register("eval")(False)
+CHECK_MODES.register("train")(True)
+
+
+def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, forward: Forward,
+                 tx: optax.GradientTransformation, updates: Sequence[Update], threshold: float,
+                 train_mode_check: bool) -> Tuple[Tuple[TrainState, jnp.ndarray], engine.Metrics]:
+  """One batch of unlearning: check the stop rule, then (if not stopped) `updates` in order.
+
+  carry: (state, done); done is set once the unlearn buffer's accuracy, measured before the
+  batch (as the thesis does), is <= threshold, and from then on every step is a no-op, so
+  vmapped seeds stop independently. In train mode the check's pass moves BatchNorm's running
+  statistics, the stopping check's included (the thesis' loop), none after it.
+  """
+  state, done = carry
+  accuracy, checked_stats = unlearn_buffer_accuracy(forward, state, train=train_mode_check)
+  go = jnp.logical_not(done) & (accuracy > threshold)
+  checked = state.replace(batch_stats=checked_stats)
+  new, metrics = checked, {}
+  for i, (loss_fn, transform) in enumerate(updates):
+    new, m = engine.train_step(new, batch, forward=forward, tx=tx, loss_fn=loss_fn,
+                               grad_transform=transform)
+    metrics.update({f"update{i}_{k}": v for k, v in m.items()})
+  pick = lambda cond, a, b: jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+  # aux is constant (and holds the buffers): select only what a step changes. A step that
+  # stops keeps the check's statistics; a step after the stop keeps everything.
+  stats = pick(go, new.batch_stats, pick(done, state.batch_stats, checked_stats))
+  state = state.replace(step=jnp.where(go, new.step, state.step),
+                        params=pick(go, new.params, state.params), batch_stats=stats,
+                        opt_state=pick(go, new.opt_state, state.opt_state),
+                        rng=jnp.where(go, new.rng, state.rng))
+  metrics = {"buffer_accuracy": accuracy, "updated": go.astype(jnp.float32), **metrics}
+  return (state, jnp.logical_not(go)), metrics
+
+
+def saliency_mask(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: engine.LossFn,
+                  fraction: float) -> PyTree:
+  """SalUn mask of the forgotten task: 1 on the top `fraction` of weights by |grad| of
+  `loss_fn` (the method's first objective) on `batch`, else 0."""
+  grads = jax.grad(lambda p: loss_fn(forward, p, state, batch, state.rng)[0])(state.params)
+  return projection.topk_mask_tree(grads, fraction)
+
+
+def violates(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: engine.LossFn) -> jnp.ndarray:
+  """Whether grad of `loss_fn` on `batch` violates GEM's constraint of an active task,
+  <g, g_k> < 0 (Lopez-Paz & Ranzato 2017, eq. 11), i.e. whether a GEM projection would
+  change it: the thesis' ALT-NegGEM takes its SalUn mask from the first such batch."""
+  grads = jax.grad(lambda p: loss_fn(forward, p, state, batch, state.rng)[0])(state.params)
+  rows = memory_gradients(forward, state)
+  dots = sum(jnp.sum((r * g[None]).reshape(r.shape[0], -1), axis=1)
+             for r, g in zip(jax.tree.leaves(rows), jax.tree.leaves(grads)))
+  return jnp.any(state.aux["active"] & (dots < 0))
+
+
+def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation,
+                      updates: Sequence[Update], threshold: float,
+                      train_mode_check: bool = False) -> Callable:
+  """`unlearn_step` with its settings bound: ((state, done), batch) -> ((state, done), metrics)."""
+  return functools.partial(unlearn_step, forward=forward, tx=tx, updates=tuple(updates),
+                           threshold=threshold, train_mode_check=train_mode_check)

@@ -1,0 +1,70 @@
+"""rum-jax-list: every registry entry, each method's settings with the defaults of
+configs/default.py, every shipped config with its docstring, and the metrics."""
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import default
+from rum_jax import data, discovery, models, unlearning
+from rum_jax.continual import methods as continual_methods, sequences
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _names(listing, section):
+  return [e["name"] for e in listing[section]]
+
+
+def test_the_listing_holds_every_registry_entry_with_its_settings():
+  listing = discovery.describe()
+  assert _names(listing, "unlearning methods") == unlearning.METHODS.names()
+  assert _names(listing, "data sets") == data.DATASETS.names()
+  assert _names(listing, "models") == models.MODELS.names()
+  assert _names(listing, "continual sequences") == sequences.SEQUENCES.names()
+  assert _names(listing, "continual methods") == continual_methods.METHODS.names()
+  defaults = default.get_config().unlearn
+  for entry in listing["unlearning methods"]:
+    expected = defaults[entry["name"]].to_dict() if entry["name"] in defaults else {}
+    assert entry["settings"] == expected and entry["about"], entry["name"]
+  salun = next(e for e in listing["unlearning methods"] if e["name"] == "salun")
+  assert salun["swept_per_model"] == list(unlearning.METHODS.get("salun").swept)
+
+
+def test_every_shipped_config_is_listed_with_its_docstring():
+  listing = discovery.describe()
+  files = sorted(f for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py") and f != "__init__.py")
+  assert _names(listing, "configs") == [f"configs/{f}" for f in files]
+  for entry, f in zip(listing["configs"], files):
+    first = importlib.import_module(f"configs.{f[:-3]}").__doc__.strip().splitlines()[0]
+    assert entry["about"].startswith(first), f
+
+
+def test_the_metrics_are_the_registry():
+  from rum_jax.evaluation.metrics import METRICS
+  listing = discovery.describe()
+  assert _names(listing, "metrics") == METRICS.names()
+  for entry in listing["metrics"]:
+    metric = METRICS.get(entry["name"])
+    assert entry["about"].startswith(metric.description or metric.display)
+  assert {"tow", "tow_mia", "forget_score"} <= set(_names(listing, "metrics"))
+  assert _names(listing, "continual metrics") == list(discovery.CONTINUAL_METRICS)
+
+
+def test_the_command_prints_the_listing_as_text_and_json(capsys):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  as_json = subprocess.run([sys.executable, "-m", "rum_jax", "list", "--json"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+  assert as_json.returncode == 0, as_json.stderr[-2000:]
+  assert json.loads(as_json.stdout) == json.loads(json.dumps(discovery.describe(), default=repr))
+  discovery.main(["rum-jax-list"])
+  text = capsys.readouterr().out
+  assert text == discovery.render(discovery.describe()) + "\n"
+  assert "neggrad_plus" in text and "alpha=0.9, batch_size=64, epochs=5, lr=0.03" in text
+  assert "configs/rum_digits.py" in text and "A4" in text
+  with pytest.raises(SystemExit):
+    discovery.main(["rum-jax-list", "--bogus"])
+  assert capsys.readouterr().err == "error: rum-jax-list takes no arguments but --json, got --bogus\n"
