@@ -5,7 +5,8 @@ python unlearn.py --config=configs/rum_digits.py --workdir=runs/rum_digits
 trains the original MLPs (3 seeds), computes Feldman-Zhang memorization (256 subset models)
 into <workdir>/memorization if absent, picks a `mix` forget set (n/3 low, mid and high
 memorization), runs RUM (low -> mid -> high, each with its own method) and evaluates it
-against retraining: <workdir>/evaluation.md and evaluation.png.
+against retraining: <workdir>/evaluation.md and evaluation.png. The plan is configs/default.py's,
+searched on digits' validation mix sets (results/digits/study.md).
 """
 from configs import default
 
@@ -16,9 +17,4 @@ def get_config():
   c.forget.level = "mix"
   c.forget.size = 150
   c.unlearn.method = "rum"
-  c.unlearn.rum.low.method = "none"
-  c.unlearn.rum.mid.method = "finetune"
-  c.unlearn.rum.mid.overrides = {"lr": 0.1}
-  c.unlearn.rum.high.method = "salun"
-  c.unlearn.rum.high.overrides = {"epochs": 5, "lr": 0.1}
   return c

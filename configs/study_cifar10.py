@@ -3,13 +3,14 @@
 python evaluate.py --config=configs/study_cifar10.py --workdir=runs/study_cifar10 \
     --config.study.scores=data/estimates_results_woShuffle.npz
 
-The same study as configs/study_mnist1d.py (rum_jax/pipelines/study.py) with RUM's CIFAR-10
+The same study as configs/study_mnist1d.py (rum_jax/pipelines/study/) with RUM's CIFAR-10
 settings: every field of configs/cifar10_resnet18.py, checked there against RUM's code
 (original models trained with crop + flip, every method and the retrain reference without,
 forget sets of 3,000, RUM's per-method epochs and learning rates). The study's own fields
 follow the paper's (Zhao et al. 2024, Sec. 4-6; RUM's README): the eight methods of its
 study (Retrain is the reference), forget sets of low, mid, high and mixed memorization, the
-confidence proxy of the follow-up (Zhao & Triantafillou 2024), RUM^F and RUM.
+confidence proxy of the follow-up (Zhao & Triantafillou 2024), RUM with its plan searched on
+the validation mix, the Shuffle control and the paper's own plan (configs/default.py's).
 With config.study.scores empty, Feldman-Zhang memorization is computed first (400 ResNet-18s,
 as many per program as fit the GPU); RUM's published estimate (estimates_results_woShuffle.npz,
 see the RUM README) avoids that and gives RUM's exact forget sets. Not run on this
@@ -29,7 +30,14 @@ def get_config():
   c.study.levels = ("low", "mid", "high", "mix")
   c.study.scores = ""            # e.g. RUM's estimates_results_woShuffle.npz
   c.study.proxy = "confidence"
-  c.study.rum_f = True
-  c.study.rum_plan = "auto"
+  c.forget.draw = "band"  # each seed's reported and validation sets from one band (6 x 3,000 of 45,000)
+  c.study.shuffle = True
+  c.study.paper_plan = ml_collections.ConfigDict({
+      "low": {"method": "none", "overrides": {}},
+      "mid": {"method": "finetune", "overrides": {"lr": 0.1}},
+      "high": {"method": "salun", "overrides": {"epochs": 5, "lr": 0.1}}})
+  c.study.match_tolerance = 0.05
+  c.study.criterion = ml_collections.ConfigDict(dict(high_min=0.5, mid_range=(0.35, 0.65), low_max=0.1))
+  c.study.mix_when_unmet = False
   c.study.results_dir = "results/cifar10"
   return c

@@ -2,22 +2,30 @@
 
 python evaluate.py --config=configs/study_digits.py --workdir=runs/study_digits
 
-The same study as configs/study_mnist1d.py (rum_jax/pipelines/study.py), 16 seeds, with each
-method tuned on the validation forget sets over grids around the default settings
-(configs/default.py). Only ~2% of digits' train examples have memorization > 0.5, so its
-`high` and `mid` forget sets are far less memorized than MNIST-1D's: the contrast between the
-levels is weaker.
+The same study as configs/study_mnist1d.py (rum_jax/pipelines/study/), 16 seeds, each method
+tuned on the validation sets over grids around the default settings (configs/default.py).
+Only about 130 of digits' 1,257 train examples have memorization above 0, so its high and mid
+bands cannot meet the data set criterion (results/digits/study.md gives the numbers): no
+memorization claim is tested here. The mix still runs (config.study.mix_when_unmet): RUM's
+plan searched on the validation mix is configs/default.py's RUM plan, and RUM against the
+single methods on digits is reported as what it is, a comparison where refinement by
+memorization mostly sorts examples of memorization about 0.
 """
 import ml_collections
 
-from configs import forgetting_digits, digits
+from configs import digits
 
 
 def get_config():
   c = digits.get_config()
   c.mode = "study"
   c.num_seeds = 16
-  c.forget.size = 150  # of 1,257 train examples; mix = 50 per level
+  c.forget.size = 150  # of 1,257 train examples; mix = 50 per level; bands of 300
+  c.forget.draw = "band"
+  c.unlearn.neggrad_plus.forget_passes = 8  # about the 1,107 / 150 of one retain pass on a set of 150
+  # WoodFisher's Fisher from 256 retain examples (its n x n Gram costs 180 GFLOP per digits MLP
+  # at n = 1,000, configs/forgetting_digits.py)
+  c.unlearn.wfisher.num_samples = 256
   grids = {"finetune": {"lr": "0.01,0.03,0.1"}, "l1_sparse": {"lr": "0.03,0.1,0.3"},
            "neggrad": {"lr": "0.02,0.05,0.1"}, "neggrad_plus": {"lr": "0.01,0.03", "alpha": "0.9,0.95"},
            "scrub": {"lr": "0.01,0.02,0.05"}, "wfisher": {"alpha": "50,150,450"},
@@ -29,20 +37,17 @@ def get_config():
   c.study.methods = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
                      "random_label", "salun")
   c.study.levels = ("low", "mid", "high", "mix")
-  c.study.scores = ""            # memorization file; "" = compute (config.memorization)
+  c.study.scores = ""
   c.study.proxy = "confidence"
-  c.study.rum_f = True
-  c.study.rum_plan = "auto"
   c.study.shuffle = True
+  c.study.paper_plan = ml_collections.ConfigDict({
+      "low": {"method": "none", "overrides": {}},
+      "mid": {"method": "finetune", "overrides": {"lr": 0.1}},
+      "high": {"method": "salun", "overrides": {"epochs": 5, "lr": 0.1}}})
+  c.study.match_tolerance = 0.05
+  c.study.criterion = ml_collections.ConfigDict(dict(high_min=0.5, mid_range=(0.35, 0.65), low_max=0.1))
+  c.study.mix_when_unmet = True  # RUM's plan for configs/default.py, searched on the validation mix
   c.study.mia_features = ("confidence",)
   c.study.loss_mia = False
-  # The challenge's forgetting score and U-LiRA on chosen sets (docs/forgetting.md), off by
-  # default: e.g. --config.study.forgetting_levels="('low','high','mix')". Banks of
-  # 128 models per method and set and 64 shadow models (the challenge uses 512: F from
-  # different bank sizes does not compare).
-  c.study.forgetting_levels = ()
-  c.study.forgetting_methods = ()  # () = every study method
-  c.forgetting = forgetting_digits.get_config().forgetting
-  c.forgetting.update(methods=c.study.methods, num_models=128, shadow_models=64)
   c.study.results_dir = "results/digits"
   return c

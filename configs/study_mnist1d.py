@@ -2,17 +2,20 @@
 
 python evaluate.py --config=configs/study_mnist1d.py --workdir=runs/study_mnist1d
 
-Every method on forget sets of low, mid, high and mixed memorization (Feldman-Zhang, 256
-models) and of the `confidence` proxy, RUM^F, RUM and the Shuffle control on the mixed sets,
-16 seeds; writes results/mnist1d/study.md and study.png (rum_jax/pipelines/study.py).
+Every method on forget sets of low, mid and high memorization (Feldman-Zhang, 256 models) and
+on the mix; RUM with its plan searched on the validation mix, the Shuffle control, the
+paper's plan and the proxy variant (thirds by `confidence`) on the mix; 16 seeds, each with
+its own reported and validation sets drawn from the same band of the ranking and its own
+retrain references (rum_jax/pipelines/study/, docs/study.md). Writes results/mnist1d/study.*.
 
-Unlearning settings: every method is tuned on the VALIDATION forget set of each cell (same kind,
-level and size, disjoint from the reported set) over the small grids below, around the settings
-that neither do nothing nor diverge on MNIST-1D (with RUM's digits settings FT at lr 0.01 left
-the forget accuracy at 100% and NegGrad at lr 0.05 diverged); only the chosen point runs on the
-reported set. ToW-MIA uses the SVC attack on the confidence feature (RUM's choice); the other
-attack features are left out here to keep the 16-seed study within half an hour on 2 CPU cores
-(evaluate.py on a set's work directory computes them all).
+Unlearning settings: every method is tuned on each level's VALIDATION sets over the small grids
+below, around the settings that neither do nothing nor diverge on MNIST-1D (with RUM's digits
+settings FT at lr 0.01 left the forget accuracy at 100% and NegGrad at lr 0.05 diverged); the
+same grids are RUM's candidates per step. NegGrad+ makes 10 passes over the forget set per
+epoch (about the 3,300 / 300 of one retain pass on a set of 300), so its dose per forget
+example is the same on a third. ToW-MIA uses the SVC attack on the confidence feature (RUM's
+choice); the other attack features are left out to keep the 16-seed study within half an hour
+on 2 CPU cores (evaluate.py on a set's work directory computes them all).
 """
 import ml_collections
 
@@ -24,18 +27,19 @@ def get_config():
   c.mode = "study"
   c.num_seeds = 16
   c.forget.size = 300  # of 3,600 train examples (RUM: 3,000 of 45,000); mix = 100 per level
+  c.forget.draw = "band"  # each seed: reported and validation sets at random from the level's 600
   sgd = dict(batch_size=64, momentum=0.9, weight_decay=5e-4)
   u = c.unlearn
   u.finetune = ml_collections.ConfigDict(dict(epochs=20, lr=0.1, **sgd))
   u.l1_sparse = ml_collections.ConfigDict(dict(epochs=10, lr=0.05, alpha=1e-3, **sgd))
   u.neggrad = ml_collections.ConfigDict(dict(epochs=5, lr=0.01, **sgd))
-  u.neggrad_plus = ml_collections.ConfigDict(dict(epochs=5, lr=0.03, alpha=0.95, **sgd))
+  u.neggrad_plus = ml_collections.ConfigDict(dict(epochs=5, lr=0.03, alpha=0.95, forget_passes=10, **sgd))
   u.scrub = ml_collections.ConfigDict(dict(epochs=5, lr=0.02, msteps=4, temperature=4.0, gamma=0.99,
                                            beta=0.001, **sgd))
   u.wfisher = ml_collections.ConfigDict(dict(alpha=100.0, damping=1.0, num_samples=1000, chunk_size=256))
   u.random_label = ml_collections.ConfigDict(dict(epochs=10, lr=0.03, **sgd))
   u.salun = ml_collections.ConfigDict(dict(epochs=10, lr=0.05, mask_ratio=0.5, **sgd))
-  # The grids each method is tuned over, on every cell's validation forget set.
+  # The grids each method is tuned over on every level's validation sets; RUM's candidates per step.
   grids = {"finetune": {"lr": "0.03,0.1,0.3"}, "l1_sparse": {"lr": "0.02,0.05,0.1"},
            "neggrad": {"lr": "0.003,0.01,0.03"}, "neggrad_plus": {"lr": "0.01,0.03", "alpha": "0.9,0.95"},
            "scrub": {"lr": "0.01,0.02,0.05"}, "wfisher": {"alpha": "30,100,300"},
@@ -49,19 +53,28 @@ def get_config():
                      "random_label", "salun")
   c.study.levels = ("low", "mid", "high", "mix")
   c.study.scores = ""            # memorization file; "" = compute (config.memorization)
-  c.study.proxy = "confidence"   # the proxy variant's score ("" = none): best Spearman on mnist1d
-  c.study.rum_f = True           # RUM^F: each method on low -> mid -> high of mix
-  c.study.rum_plan = "auto"      # auto: per level the best method on its validation set; config: c.unlearn.rum
-  c.study.shuffle = True         # the Shuffle control: RUM's plan on random thirds of mix
+  c.study.proxy = "confidence"   # the proxy variant's refinement score ("" = none): best Spearman on mnist1d
+  c.study.shuffle = True         # the Shuffle control: RUM's plan on random thirds of the mix
+  # The paper's plan (Zhao et al. 2024's example, configs/default.py): nothing on low, FT (lr
+  # 0.1) on mid, SalUn (5 epochs, lr 0.1) on high; the other settings are the study's. Both
+  # methods see every forget example once per epoch, so their dose per example needs no scaling.
+  c.study.paper_plan = ml_collections.ConfigDict({
+      "low": {"method": "none", "overrides": {}},
+      "mid": {"method": "finetune", "overrides": {"lr": 0.1}},
+      "high": {"method": "salun", "overrides": {"epochs": 5, "lr": 0.1}}})
+  # A level's reported and validation sets may differ by at most this in mean memorization (any seed).
+  c.study.match_tolerance = 0.05
+  # A memorization claim is tested only where the levels differ: mean memorization of the reported
+  # sets high >= 0.5, mid within [0.35, 0.65], low <= 0.1.
+  c.study.criterion = ml_collections.ConfigDict(dict(high_min=0.5, mid_range=(0.35, 0.65), low_max=0.1))
+  c.study.mix_when_unmet = False  # run the mix (RUM vs single methods) where the criterion fails
   c.study.mia_features = ("confidence",)  # the SVC attack's features ((): all five)
   c.study.loss_mia = False       # the loss-threshold attack's AUC too
-  # The challenge's forgetting score and U-LiRA on chosen sets (docs/forgetting.md), off by
-  # default: e.g. --config.study.forgetting_levels="('low','high','mix')". Banks of
-  # 128 models per method and set and 64 shadow models (the challenge uses 512: F from
-  # different bank sizes does not compare).
-  c.study.forgetting_levels = ()
-  c.study.forgetting_methods = ()  # () = every study method
+  # The challenge's forgetting score and U-LiRA of the best single method, RUM and Shuffle on seed 0's
+  # mix (docs/forgetting.md): banks of 32 models and 32 shadow models, what fits the half hour (the
+  # challenge uses 512: F from different bank sizes does not compare).
+  c.study.strong = True
   c.forgetting = forgetting_digits.get_config().forgetting
-  c.forgetting.update(methods=c.study.methods, num_models=128, shadow_models=64)
+  c.forgetting.update(methods=("retrain",), num_models=32, shadow_models=32, chunk_size=32, svc_targets=8)
   c.study.results_dir = "results/mnist1d"
   return c

@@ -63,7 +63,7 @@ def test_the_command_prints_the_listing_as_text_and_json(capsys):
   discovery.main(["rum-jax-list"])
   text = capsys.readouterr().out
   assert text == discovery.render(discovery.describe()) + "\n"
-  assert "neggrad_plus" in text and "alpha=0.9, batch_size=64, epochs=5, lr=0.03" in text
+  assert "neggrad_plus" in text and "alpha=0.9, batch_size=64, epochs=5, forget_passes=0, lr=0.03" in text
   assert "configs/rum_digits.py" in text and "A4" in text
   with pytest.raises(SystemExit):
     discovery.main(["rum-jax-list", "--bogus"])

@@ -189,21 +189,7 @@ def _summary(tow_values, tow_mia_values=None):
           "summary": {"tow": {"mean": float(np.mean(tow_values))}, "tow_mia": {"mean": float(np.mean(tow_mia_values))}}}
 
 
-def _tuned(validation_tow):
-  return {"validation_tow": validation_tow, "points": [{}], "chosen": 0}
-
-
-def test_auto_plan_picks_the_best_method_per_level_on_validation_or_none():
-  tuning = {
-      "low": {"original": _tuned(0.98), "a": _tuned(0.9), "b": _tuned(0.925)},
-      "mid": {"original": _tuned(0.5), "a": _tuned(0.7), "b": _tuned(0.65)},
-      "high": {"original": _tuned(0.3), "a": _tuned(0.5), "b": _tuned(0.6)},
-  }
-  assert study.auto_plan(tuning, ["a", "b"]) == {"low": "none", "mid": "a", "high": "b"}
-  # only the listed candidates compete
-  assert study.auto_plan(tuning, ["a"])["high"] == "a"
-  with pytest.raises(ValueError, match="no tuned method on the low validation set"):
-    study.auto_plan({"low": {}, "mid": tuning["mid"], "high": tuning["high"]}, ["a"])
+NAMES = {"rum": "rum", "shuffle": "rum_shuffle", "paper": "rum_paper", "proxy": "rum_proxy"}
 
 
 def test_paired_difference_and_claims():
@@ -214,31 +200,33 @@ def test_paired_difference_and_claims():
   np.testing.assert_allclose([mean, half], [(lo + hi) / 2, (hi - lo) / 2])
 
   by_level = {"low": {"x": _summary([0.9, 0.91]), "y": _summary([0.8, 0.8])},
-              "mid": {"x": _summary([0.7, 0.7]), "y": _summary([0.85, 0.85])},
               "high": {"x": _summary([0.5, 0.52]), "y": _summary([0.9, 0.91])},
-              "mix": {"x": _summary([0.6, 0.62]), "y": _summary([0.7, 0.72]),
-                      "rum_f_x": _summary([0.65, 0.67]), "rum_f_y": _summary([0.6, 0.62]),
-                      "rum": _summary([0.8, 0.83]), "rum_shuffle": _summary([0.8, 0.83])}}
-  # the best single method is chosen on the VALIDATION mix set: x there, although y is better
-  # on the reported mix set
-  validation = {"memorization": {"mix": {"x": {"validation_tow": 0.9}, "y": {"validation_tow": 0.5}}}}
-  assert study.best_on_validation(validation["memorization"]["mix"], ["x", "y"]) == "x"
-  text = "\n".join(study.claims({"memorization": by_level}, ["x", "y"], rum_f=True, validation=validation))
-  # high - low: x by -0.395 +- (two seeds, differences -0.40, -0.39), y by +0.105
-  assert "ToW, high - low memorization (paired over seeds): lower for 1 of 2 methods (x), higher for 1 (y)" in text
-  assert "RUM^F - the method on the whole mix, ToW: higher for x; lower for y" in text
+              "mix": {"x": _summary([0.6, 0.62]), "y": _summary([0.7, 0.72]), "rum": _summary([0.8, 0.83]),
+                      "rum_shuffle": _summary([0.8, 0.83]), "rum_paper": _summary([0.7, 0.74]),
+                      "rum_proxy": _summary([0.5, 0.6])}}
+  # the best single method is chosen on the VALIDATION mix: x there, although y is better on the reported mix
+  validation = {"x": {"validation_tow": 0.9}, "y": {"validation_tow": 0.5}}
+  best = study.best_on_validation(validation, ["x", "y"])
+  assert best == "x"
+  records = study.claims(by_level, ["x", "y"], best, True, NAMES)
+  by = {(r["claim"], r["a"], r["metric"]): r for r in records}
+  # high - low: x by -0.395 (two seeds, differences -0.40, -0.39): lower; y +0.105: higher
+  assert by[("(i) harder when more memorized", "x on high", "tow")]["verdict"] == "lower"
+  assert by[("(i) harder when more memorized", "y on high", "tow")]["verdict"] == "higher"
+  rum = by[("(ii) RUM vs the best single method", "rum", "tow")]
   diff = np.array([0.8, 0.83]) - np.array([0.6, 0.62])
   half = scipy_stats.t.ppf(0.975, 1) * diff.std(ddof=1) / math.sqrt(2)
-  assert (f"RUM - the best single method (x, chosen on the validation mix set) by ToW: "
-          f"+{100 * diff.mean():.1f} ± {100 * half:.1f} points") in text
+  np.testing.assert_allclose([rum["mean"], rum["ci95"]], [diff.mean(), half])
+  assert rum["b"] == "x" and rum["n"] == 2 and rum["verdict"] == "higher"
   # identical per-seed values: a zero-width interval around 0 is no difference
-  assert "RUM - the Shuffle control (the same plan on random thirds) by ToW: " in text
-  assert "not distinguishable at 95% (refinement by memorization" in text
+  assert by[("(iii) RUM vs Shuffle", "rum", "tow")]["verdict"] == "not distinguishable at 95%"
+  assert {r["claim"] for r in records} >= {"(ii) RUM vs the paper's plan", "(iv) proxy variant vs RUM"}
+  # a data set that does not meet the criterion tests no (i)
+  assert not any(r["claim"].startswith("(i)") for r in study.claims(by_level, ["x", "y"], best, False, NAMES))
 
 
 def _study_config(results_dir):
   from configs import default
-  import ml_collections
   c = default.get_config()
   c.mode = "study"
   c.num_seeds = 2
@@ -247,11 +235,14 @@ def _study_config(results_dir):
   c.memorization.update(num_models=16, chunk_size=16, ratio=0.5)
   c.forget.size = 30
   c.unlearn.neggrad.update(epochs=2, batch_size=128)
-  for level, method in (("low", "none"), ("mid", "neggrad"), ("high", "neggrad")):
-    c.unlearn.rum[level] = ml_collections.ConfigDict({"method": method, "overrides": {}})
+  c.unlearn.neggrad_plus.update(epochs=2, batch_size=128, forget_passes=2)
+  c.sweep.neggrad.lr = "0.01,0.05"
   c.study = ml_collections.ConfigDict(dict(
-      methods=("neggrad", "neggrad_plus"), levels=("high", "mix"), proxy="",
-      rum_f=True, rum_plan="config", results_dir=results_dir, scores=""))
+      methods=("neggrad", "neggrad_plus"), levels=("high", "mix"), proxy="", shuffle=True,
+      paper_plan={"low": {"method": "none", "overrides": {}}, "mid": {"method": "neggrad", "overrides": {}},
+                  "high": {"method": "neggrad", "overrides": {"lr": 0.1}}},
+      match_tolerance=0.3, criterion=dict(high_min=-1.0, mid_range=(-1.0, 1.0), low_max=1.0),
+      mix_when_unmet=False, mia_features=("confidence",), loss_mia=False, results_dir=results_dir, scores=""))
   return c
 
 
@@ -273,18 +264,29 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   monkeypatch.setattr(unlearning, "run_method", diverging_neggrad_plus)
 
   text = commands.evaluate(workdir, _study_config(results_dir))
-  for name in ("study.md", "study.png", "study.csv"):
+  for name in ("study.md", "study.png", "study.csv", "study.json", "study.timings.json"):
     assert os.path.exists(os.path.join(results_dir, name)), name
-  assert "| neggrad |" in text and "## RUM on the mix forget set" in text
   record = io.read_json(os.path.join(workdir, "study.json"))
-  assert set(record["diverged"]) == {"memorization_high/neggrad_plus", "memorization_mix/neggrad_plus",
-                                    "memorization_mix/rum_f_neggrad_plus"}
-  assert "Runs left out because their loss diverged" in text and "| neggrad_plus | n/a | n/a |" in text
-  assert record["rum_plans"]["memorization"] == {"low": "none", "mid": "neggrad", "high": "neggrad"}
+  assert set(record["diverged"]) == {"memorization_high/neggrad_plus", "memorization_mix/neggrad_plus"}
+  assert "Runs left out because their loss diverged" in text and "| neggrad_plus | n/a |" in text
+  # Each seed has its own reported set, and its validation set is disjoint from it.
+  forget = np.load(os.path.join(workdir, "sets", "memorization_mix", "forget_set.npz"))["forget_positions"]
+  validation = np.load(os.path.join(workdir, "sets", "memorization_mix", "validation", "forget_set.npz"))
+  assert not np.array_equal(forget[0], forget[1])
+  assert all(not np.intersect1d(f, v).size for f, v in zip(forget, validation["forget_positions"]))
+  # The plan search: 3 stages x (none + 2 neggrad points + neggrad_plus); RUM ran the chosen plan.
+  search = record["plan_search"]
+  assert search["evaluated"] == 12 and search["single_evaluated"] == 3
+  for stage in search["stages"]:
+    means = {c: np.mean(v) for c, v in stage["scores"].items()}
+    assert stage["chosen"] == max(means, key=means.get)
   steps = io.read_json(os.path.join(workdir, "sets", "memorization_mix", "methods", "rum", "steps.json"))
-  assert [s["method"] for s in steps["steps"]] == ["", "none", "neggrad", "neggrad"]
+  assert [s["method"] for s in steps["steps"][1:]] == [search["plan"][lv][0] for lv in ("low", "mid", "high")]
+  paper = io.read_json(os.path.join(workdir, "sets", "memorization_mix", "methods", "rum_paper", "steps.json"))
+  assert [s["method"] for s in paper["steps"][1:]] == ["none", "neggrad", "neggrad"]
   mix_runs = workdir_lib.finished_runs(os.path.join(workdir, "sets", "memorization_mix"))
-  assert mix_runs == ["neggrad", "rum", "rum_f_neggrad", "rum_shuffle"]
+  assert mix_runs == ["neggrad", "rum", "rum_paper", "rum_shuffle"]
+  assert {"(ii) RUM vs the best single method", "(iii) RUM vs Shuffle"} <= {r["claim"] for r in record["claims"]}
   # A ToW cell of the table is the mean ± t-interval of that set's evaluation.
   models = io.read_json(os.path.join(workdir, "sets", "memorization_high", "evaluation.json"))["models"]
   assert results.cell(models["neggrad"]["summary"]["tow"]) in text
@@ -292,6 +294,7 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   timings = os.path.join(workdir, "timings.json")
   first = io.read_json(timings)["invocations"]
   assert len(first) == 1 and "original" in first[0] and "memorization_high/neggrad" in first[0]
+  assert "memorization_mix/validation/plan_search" in first[0]
   assert first[0]["total"] >= sum(v for k, v in first[0].items() if k != "total")
 
   # A rerun killed after its first piece still counts, with the piece it finished.
@@ -308,57 +311,47 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   assert killed[0] == first[0] and len(killed) == 2 and len(killed[1]) == 2  # one piece + total
   monkeypatch.setattr(unlearning, "run_method", diverging_neggrad_plus)
 
-  # Rerun: every finished run is skipped; only the diverged ones are tried again.
+  # Rerun: every finished run is skipped; only the diverged ones are tried again, the plan search
+  # reads its checkpoints back and chooses the same plan.
   tried.clear()
   again = commands.evaluate(workdir, _study_config(results_dir))
-  assert sorted(tried) == ["neggrad_plus", "neggrad_plus", "rum_f_neggrad_plus"]
-  drop_timing = lambda t: [line for line in t.splitlines() if "wall-clock" not in line]
+  assert sorted(tried) == ["neggrad_plus", "neggrad_plus"]
+  drop_timing = lambda t: [line for line in t.split("## Where the time went")[0].splitlines() if "wall-clock" not in line]
   assert drop_timing(again) == drop_timing(text)
+  assert io.read_json(os.path.join(workdir, "study.json"))["plan_search"]["plan"] == search["plan"]
   assert len(io.read_json(timings)["invocations"]) == 3 and "over 3 invocation(s)" in again
 
-  # The strong metric added to the finished study scores the mix set without redoing any run.
+  # The strong metric added to the finished study scores the mix without redoing any run.
   strong = _study_config(results_dir)
-  strong.study.forgetting_levels = ("mix",)
-  strong.forgetting = ml_collections.ConfigDict(dict(methods=tuple(strong.study.methods), num_models=4,
-                                                     shadow_models=16, chunk_size=8, seed=0, svc_targets=4,
-                                                     results_dir=""))
+  strong.study.strong = True
+  strong.forgetting = ml_collections.ConfigDict(dict(methods=("retrain",), num_models=4, shadow_models=16,
+                                                     chunk_size=8, seed=0, svc_targets=4, results_dir=""))
   tried.clear()
   scored = commands.evaluate(workdir, strong)
-  assert sorted(tried) == ["neggrad_plus", "neggrad_plus", "rum_f_neggrad_plus"]
-  record = io.read_json(os.path.join(workdir, "sets", "memorization_mix", "forgetting", "forgetting.json"))
-  assert record["num_models"] == 4 and record["forget_size"] == 30
-  forget = np.load(os.path.join(workdir, "sets", "memorization_mix", "forget_set.npz"))["forget_positions"][0]
+  assert sorted(tried) == ["neggrad_plus", "neggrad_plus"]
+  rows = io.read_json(os.path.join(workdir, "study.json"))["forgetting"]
+  assert set(rows) == {"retrain", "neggrad", "rum", "rum_shuffle"}
   epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "forgetting", "epsilons.npz"))
-  np.testing.assert_array_equal(epsilons["position"], np.sort(forget))  # seed 0's forget set
-  rows = {r["model"]: r for r in record["rows"]}
-  assert "## Forgetting score and U-LiRA, forget sets by memorization (seed 0)" in scored
-  for name in ("retrain", "neggrad", "neggrad_plus"):
-    r = rows[name]
+  np.testing.assert_array_equal(epsilons["position"], np.sort(forget[0]))  # seed 0's reported mix
+  for name, r in rows.items():
     assert 0.0 <= r["forget_score"] <= 1.0 and 0.0 <= r["ulira_auc"] <= 1.0
-    assert f"F {r['forget_score']:.3f} ± {r['forget_score_ci95']:.3f}, AUC {r['ulira_auc']:.3f}" in scored
-  assert io.read_json(os.path.join(workdir, "study.json"))["forgetting"]["memorization"]["mix"]["num_models"] == 4
-
-
-def test_strong_claims_compare_forgetting_scores_of_high_and_low_sets():
-  def level(scores):
-    return {"rows": {m: {"forget_score": f, "forget_score_ci95": h} for m, (f, h) in scores.items()}}
-  strong = {"memorization": {"low": level({"a": (0.30, 0.03), "b": (0.10, 0.04), "c": (0.2, 0.1)}),
-                             "high": level({"a": (0.10, 0.04), "b": (0.20, 0.03), "c": (0.25, 0.1)})}}
-  # a: -0.20 ± 0.05 (hypot of 0.03 and 0.04), b: +0.10 ± 0.05, c: +0.05 ± 0.141
-  assert study.strong_claims(strong, ["a", "b", "c"]) == [
-      "- memorization, forgetting score F (seed 0), high - low memorization: lower for a; higher for b; "
-      "not distinguishable for c."]
+    assert f"| {name} | {r['forget_score']:.3f} ± {r['forget_score_ci95']:.3f} | {r['ulira_auc']:.3f} |" in scored
 
 
 @pytest.mark.parametrize("update,message", [
-    ({"forgetting_levels": ("low",)}, r"forgetting_levels \['low'\] must be among config.study.levels"),
-    ({"forgetting_levels": ("mix",)}, "forgetting_levels needs a config.forgetting section"),
-    ({"forgetting_methods": ("salun",)}, r"forgetting_methods \('salun',\) must be among config.study.methods"),
+    ({"match_tolerance": -1.0}, r"study.match_tolerance"),
+    ({"criterion": {"mid_range": (0.7, 0.3)}}, "config.study.criterion needs high_min, mid_range"),
+    ({"paper_plan": {"low": {"method": "none"}, "mid": {"method": "nothing"}, "high": {"method": "none"}}},
+     "config.study.paper_plan.mid.method must be one of none, "),
 ])
-def test_bad_strong_metric_settings_are_named(update, message, tmp_path):
+def test_bad_study_settings_are_named(update, message, tmp_path):
   from rum_jax.checks import ConfigError
   from rum_jax.config_validation import validate
   c = _study_config(str(tmp_path))
   c.study.update(update)
   with pytest.raises(ConfigError, match=message):
+    validate(c)
+  c = _study_config(str(tmp_path))
+  c.forget.draw = "ranking"
+  with pytest.raises(ConfigError, match="set config.forget.draw='band'"):
     validate(c)

@@ -49,6 +49,9 @@ def _config(**plan):
     c.unlearn[name].update(epochs=2, batch_size=128)
   c.forget.update(kind="memorization", level="mix", size=60)
   c.unlearn.method = "rum"
+  paper = {"low": ("none", {}), "mid": ("finetune", {"lr": 0.1}), "high": ("salun", {"epochs": 5, "lr": 0.1})}
+  for level, (method, overrides) in paper.items():  # the paper's plan, whose steps have overrides
+    c.unlearn.rum[level] = ml_collections.ConfigDict({"method": method, "overrides": overrides})
   for level, method in plan.items():
     c.unlearn.rum[level] = ml_collections.ConfigDict({"method": method, "overrides": {}})
   return c
@@ -56,7 +59,7 @@ def _config(**plan):
 
 def test_step_settings_overrides_and_validation():
   c = _config()
-  settings = rum.step_settings(c.unlearn, "high")  # default plan: salun with epochs 5, lr 0.1
+  settings = rum.step_settings(c.unlearn, "high")  # salun with epochs 5, lr 0.1
   assert settings.epochs == 5 and settings.lr == 0.1 and settings.mask_ratio == c.unlearn.salun.mask_ratio
   assert c.unlearn.salun.epochs == 2, "the base settings are not modified"
   assert rum.step_settings(c.unlearn, "low") is None

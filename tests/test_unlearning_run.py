@@ -85,6 +85,7 @@ def test_methods_share_the_retrain_reference_and_write_their_results(tmp_path):
 
 def test_memorization_forget_set_from_score_files(tmp_path, setup):
   config = _config(kind="memorization", level="high")
+  config.forget.draw = "ranking"  # the n highest for every seed (the band draw: test_study.py)
   train = setup.dataset.train
   n = len(train)
   rng = np.random.default_rng(0)
@@ -104,6 +105,10 @@ def test_memorization_forget_set_from_score_files(tmp_path, setup):
     assert len(forget) == 2
     np.testing.assert_array_equal(forget[0], expected)
     assert report["forget_score_range"][0] == pytest.approx(np.sort(scores)[-60])
+  config.forget.draw = "band"  # each seed: 60 of the 120 highest, its own
+  forget, _ = run.build_forget_set(config, str(tmp_path), setup, None)
+  band = np.argsort(-scores)[:120]
+  assert all(np.isin(f, band).all() and len(f) == 60 for f in forget) and not np.array_equal(*forget)
 
   config.forget.update(scores=ours, score_key="confidence")
   with pytest.raises(ValueError, match="choose one with --config.forget.score_key: memorization"):

@@ -12,41 +12,44 @@ from rum_jax.unlearning.config import require_sweeps_only_of
 from rum_jax.unlearning.forget_sets import LEVELS
 from rum_jax.unlearning.interface import METHODS, step_methods
 
-STUDY_PLANS = ("auto", "config")
-
 
 def validate_study(config: ml_collections.ConfigDict) -> None:
-  """config.study (evaluate.py's RUM study): methods, forget-set levels, proxy, RUM plan."""
+  """config.study (evaluate.py's RUM study): methods, levels, proxy, matched sets, criterion, plans."""
   s = config.study
   methods = checks.distinct_choices(s.get("methods", ()), "study.methods", step_methods(), "unlearning methods")
   missing = [m for m in methods if m not in config.unlearn]
   checks.require(not missing, f"config.unlearn lacks the settings of study methods {missing}")
   require_sweeps_only_of(config, methods, f"the study runs config.study.methods {list(methods)} only")
-  levels = checks.distinct_choices(s.get("levels", ()), "study.levels", LEVELS, "forget-set levels")
-  checks.choice(s.rum_plan, "study.rum_plan", STUDY_PLANS)
-  checks.require(not (s.rum_plan == "auto" and "mix" in levels and not set(rum.LEVELS) <= set(levels)),
-                 "config.study.rum_plan='auto' picks RUM's step methods from the low, mid and high "
-                 "forget sets: put all three in config.study.levels, or use rum_plan='config'")
-  checks.boolean(s.rum_f, "study.rum_f")
+  checks.distinct_choices(s.get("levels", ()), "study.levels", LEVELS, "forget-set levels")
+  checks.require(config.forget.get("draw", "ranking") == "band",
+                 "a study draws each seed's reported and validation forget sets from one band of the ranking: "
+                 "set config.forget.draw='band'")
   checks.boolean(s.get("shuffle", True), "study.shuffle")
   checks.boolean(s.get("loss_mia", True), "study.loss_mia")
+  checks.boolean(s.get("mix_when_unmet", False), "study.mix_when_unmet")
+  checks.boolean(s.get("strong", False), "study.strong")
+  checks.require(not s.get("strong", False) or "forgetting" in config,
+                 "config.study.strong needs a config.forgetting section (bank sizes; configs/study_mnist1d.py has one)")
+  checks.number(s.get("match_tolerance"), "study.match_tolerance", 0.0, 2.0)
+  c = s.get("criterion")
+  checks.require(c is not None and all(k in c for k in ("high_min", "mid_range", "low_max"))
+                 and len(c.mid_range) == 2 and c.mid_range[0] <= c.mid_range[1],
+                 "config.study.criterion needs high_min, mid_range (low, high) and low_max: the mean "
+                 "memorization each level's reported sets must have for a memorization claim to be tested")
   features = list(s.get("mia_features", ()))
   checks.require(all(f in mia.FEATURES for f in features),
                  f"config.study.mia_features {features!r} has an unknown feature; valid choices: "
                  f"{', '.join(mia.FEATURES)} (empty = all)")
-  strong = s.get("forgetting_levels", ())
-  strong = (checks.distinct_choices(strong, "study.forgetting_levels", LEVELS, "forget-set levels")
-            if strong else [])
-  checks.require(set(strong) <= set(levels), f"config.study.forgetting_levels {list(strong)} must be among "
-                 f"config.study.levels {list(levels)}")
-  strong_methods = s.get("forgetting_methods", ())
-  checks.require(not strong_methods or (isinstance(strong_methods, (list, tuple))
-                                        and set(strong_methods) <= set(methods)),
-                 f"config.study.forgetting_methods {strong_methods!r} must be among config.study.methods "
-                 f"{list(methods)} (empty: all of them)")
-  checks.require(not strong or "forgetting" in config,
-                 "config.study.forgetting_levels needs a config.forgetting section (bank sizes; "
-                 "configs/forgetting_digits.py has one)")
+  paper = s.get("paper_plan")
+  if paper:
+    choices = [rum.NO_METHOD] + step_methods()
+    for level in rum.LEVELS:
+      checks.require(level in paper and paper[level].get("method") in choices,
+                     f"config.study.paper_plan.{level}.method must be one of {', '.join(choices)}")
+      unknown = sorted(set(paper[level].get("overrides", {})) - set(config.unlearn.get(paper[level].method, {})))
+      checks.require(paper[level].method == rum.NO_METHOD or not unknown,
+                     f"config.study.paper_plan.{level}.overrides has {unknown}, which are not settings of "
+                     f"{paper[level].method}")
   for key in ("proxy", "results_dir", "scores"):
     checks.string(s.get(key), f"study.{key}", "a string (empty for none)")
   checks.require(not s.proxy or s.proxy in SCORE_NAMES,

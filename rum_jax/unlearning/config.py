@@ -4,7 +4,7 @@ import ml_collections
 from rum_jax import checks
 from rum_jax.evaluation.metrics import METRICS
 from rum_jax.unlearning import forget_sets, grid
-from rum_jax.unlearning.forget_kinds import FORGET_KINDS, SPLITS
+from rum_jax.unlearning.forget_kinds import DRAWS, FORGET_KINDS, SPLITS
 from rum_jax.unlearning.interface import METHODS, validate_settings
 
 
@@ -19,6 +19,7 @@ def validate_forget(f: ml_collections.ConfigDict) -> None:
   if FORGET_KINDS.get(f.kind).uses_level:
     checks.choice(f.level, "forget.level", forget_sets.LEVELS)
   checks.choice(f.get("split", "report"), "forget.split", SPLITS)
+  checks.choice(f.get("draw", "ranking"), "forget.draw", DRAWS)
   checks.positive_int(f.size, "forget.size")
   checks.non_negative_int(f.seed, "forget.seed")
   checks.non_negative_int(f.group, "forget.group")

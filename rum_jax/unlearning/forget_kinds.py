@@ -3,7 +3,19 @@
 Each entry builds the forget positions of every seed from config.forget and what the kind
 needs (`ForgetRequest`): scores aligned to the train split for the score kinds, the original
 models' penultimate features for entanglement. The selection itself is the pure functions of
-`forget_sets`.
+`forget_sets` and, for `config.forget.draw = "band"`, `level_bands` / `matched_sets` below.
+
+The score kinds draw in one of two ways (config.forget.draw):
+  band     (matched sets, per seed) the level's BAND is the 2n examples at its place in the
+           ranking (high: the 2n highest; low: the 2n lowest; mid: the 2n closest to the
+           centre; the three bands disjoint, taken in that order). Every seed splits each band
+           at random into two halves of n: its reported set and its validation set, which
+           therefore have the same score distribution, never overlap, and differ from seed to
+           seed. A mix set's thirds are the first n/3 of that seed's halves of each band.
+  ranking  (one set for all seeds) the n most extreme examples of the level, and as the
+           validation set the next n of the same ranking: the validation set is less extreme
+           than the reported one (on digits, where few examples are memorized, every
+           validation set had memorization about 0).
 """
 import dataclasses
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -16,6 +28,8 @@ from rum_jax.unlearning import forget_sets
 
 
 SPLITS = ("report", "validation")
+DRAWS = ("band", "ranking")
+BAND_ORDER = ("high", "low", "mid")  # the bands are taken in this order, each from what is left
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +40,7 @@ class ForgetRequest:
   With config.forget.split = "validation" a kind builds the VALIDATION forget set: chosen by the
   same rule, of the same size, disjoint from the reported set ("report", the default), on which
   method settings are tuned so that no reported number is tuned on the set it reports
-  (`validation_of`).
+  (module docstring: how, by config.forget.draw).
   """
   settings: ml_collections.ConfigDict
   num_seeds: int
@@ -65,15 +79,86 @@ def _random(req: ForgetRequest):
   return [forget] * req.num_seeds, {"seed": f.seed}
 
 
+def _counts(n: int) -> Dict[str, int]:
+  """The size of each third of a mix set of n: n = 3q + r, high q + (r >= 1), mid q + (r >= 2), low q."""
+  q, r = divmod(n, 3)
+  return {"high": q + (r >= 1), "low": q, "mid": q + (r >= 2)}
+
+
+def level_bands(scores: np.ndarray, n: int, center: Optional[float]) -> Dict[str, np.ndarray]:
+  """The band of each level: 2n train positions, disjoint, taken high, low, mid (module docstring).
+
+  Args:
+    scores: float [N] (high = more memorized).
+    n: the forget-set size; 6n <= N.
+    center: the mid band's centre (None: the median of the scores).
+
+  Returns:
+    level -> int64 [2n] positions in ranking order (most extreme first; mid: closest first).
+  """
+  num_train = len(scores)
+  if 6 * n > num_train:
+    raise ValueError(f"matched forget sets of {n} need three disjoint bands of 2 x {n} train examples "
+                     f"(6 x {n} = {6 * n}) but the train split has {num_train}: lower config.forget.size "
+                     f"to at most {num_train // 6}, or set config.forget.draw='ranking'")
+  taken = np.zeros(num_train, bool)
+  bands = {}
+  for level in BAND_ORDER:
+    bands[level] = forget_sets.select_by_score(2 * n, scores, level, center, exclude=np.flatnonzero(taken))
+    # select_by_score sorts positions; keep them in ranking order for a readable band
+    key = {"high": -scores, "low": scores,
+           "mid": np.abs(scores - (np.median(scores) if center is None else center))}[level]
+    bands[level] = bands[level][np.lexsort((bands[level], key[bands[level]]))]
+    taken[bands[level]] = True
+  return bands
+
+
+def _halves(band: np.ndarray, seed: int, seed_index: int, level: str) -> Tuple[np.ndarray, np.ndarray]:
+  """Seed `seed_index`'s random split of a band into (reported, validation), each in draw order."""
+  rng = np.random.default_rng([seed, seed_index, BAND_ORDER.index(level)])
+  order = rng.permutation(band)
+  half = len(band) // 2
+  return order[:half], order[half:]
+
+
+def matched_sets(scores: np.ndarray, n: int, level: str, center: Optional[float], seed: int,
+                 num_seeds: int) -> List[Tuple[np.ndarray, np.ndarray]]:
+  """Per seed, (reported, validation) forget sets of n drawn from the level's band (module docstring).
+
+  A mix set takes its thirds (`_counts`) from the first examples of that seed's halves of the
+  three bands, so its high third is part of the seed's high set, and so on.
+  """
+  bands = level_bands(scores, n, center)
+  out = []
+  for s in range(num_seeds):
+    halves = {lv: _halves(band, seed, s, lv) for lv, band in bands.items()}
+    if level == "mix":
+      counts = _counts(n)
+      pair = tuple(np.sort(np.concatenate([halves[lv][i][:counts[lv]] for lv in BAND_ORDER])) for i in (0, 1))
+    else:
+      pair = tuple(np.sort(h) for h in halves[level])
+    out.append((pair[0].astype(np.int64), pair[1].astype(np.int64)))
+  return out
+
+
 def _by_score(center: Optional[float]):
   def build(req: ForgetRequest):
     f, scores = req.settings, req.scores
-    forget = forget_sets.select_by_score(f.size, scores, f.level, center)
-    if req.split == "validation":  # the next examples of the same level's ranking
-      forget = forget_sets.select_by_score(f.size, scores, f.level, center, exclude=forget)
-    return [forget] * req.num_seeds, {
-        "level": f.level, "forget_score_mean": float(scores[forget].mean()),
-        "forget_score_range": [float(scores[forget].min()), float(scores[forget].max())],
+    if f.get("draw", "ranking") == "band":
+      if scores is None:
+        forget_sets.select_by_score(f.size, scores, f.level, center)  # raises: how to get scores
+      pairs = matched_sets(np.asarray(scores, np.float64), f.size, f.level, center, f.seed, req.num_seeds)
+      forget = [p[SPLITS.index(req.split)] for p in pairs]
+    else:
+      one = forget_sets.select_by_score(f.size, scores, f.level, center)
+      if req.split == "validation":  # the next examples of the same level's ranking
+        one = forget_sets.select_by_score(f.size, scores, f.level, center, exclude=one)
+      forget = [one] * req.num_seeds
+    chosen = np.concatenate(forget)
+    return forget, {
+        "level": f.level, "draw": f.get("draw", "ranking"), "forget_score_mean": float(scores[chosen].mean()),
+        "forget_score_per_seed": [float(scores[p].mean()) for p in forget],
+        "forget_score_range": [float(scores[chosen].min()), float(scores[chosen].max())],
         "train_score_mean": float(scores.mean())}
   return build
 

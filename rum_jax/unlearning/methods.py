@@ -252,9 +252,19 @@ _training("l1_sparse", about="CE(retain) + a_t |theta|_1, a_t decaying linearly 
 _training("neggrad", about="gradient ascent on the forget set (Golatkar et al. 2020)", swept=("lr",),
           phases=lambda s, ctx: [Phase("neggrad", ("forget",), neggrad_loss)])
 
+class _OptionalCheck(Check):
+  """A setting older configs may lack (its absence means its default, 0)."""
+
+  def __call__(self, settings: ml_collections.ConfigDict, prefix: str) -> None:
+    if self.key in settings:
+      super().__call__(settings, prefix)
+
+
+# forget_passes: passes over the forget set per epoch (0 = one retain pass, the forget stream
+# cycled to its length, as RUM's code); runners.forget_dose_steps says why it matters.
 _training("neggrad_plus", about="a CE(retain) - (1 - a) CE(forget) (Kurmanji et al. 2023)",
-          checks=(Check("alpha", 0.0, 1.0),), swept=("lr", "alpha"), phases=lambda s, ctx: [
-    Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss)])
+          checks=(Check("alpha", 0.0, 1.0), _OptionalCheck("forget_passes", integer=True)),
+          swept=("lr", "alpha"), phases=lambda s, ctx: [Phase("neggrad_plus", ("retain", "forget"), neggrad_plus_loss)])
 
 _training(
     "scrub",

@@ -7,6 +7,7 @@
 """
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
@@ -83,17 +84,35 @@ def _phases_epoch_fn(runner, forward, tx, phases: List[Phase], augment) -> Calla
   return epoch_fn
 
 
+def forget_dose_steps(ctx: MethodContext, phase: Phase) -> Optional[int]:
+  """Steps of an epoch that make `settings.forget_passes` passes over the forget set, for a phase
+  that cycles the forget stream beside another (NegGrad+); None: one pass over its first stream.
+
+  With one retain pass per epoch (forget_passes = 0, RUM's `zip(r_loader, cycle(f_loader))`)
+  each forget example is ascended |R| / |F| times per epoch, so the same settings applied to a
+  third of a forget set ascend each of its examples three times as often. With forget_passes
+  = p > 0 every forget example is seen p times per epoch whatever the set's size (the retain
+  stream cycled beside it), so settings tuned on a set carry over to its parts (RUM's steps).
+  """
+  passes = ctx.settings.get("forget_passes", 0) if ctx.settings is not None else 0
+  if not passes or "forget" not in phase.streams[1:]:
+    return None
+  return math.ceil(passes * max(len(f) for f in ctx.forget) / ctx.settings.batch_size)
+
+
 def _plan(ctx: MethodContext, phases: List[Phase], epoch: int) -> Dict[str, Dict[str, np.ndarray]]:
-  """Host plan of one epoch: a pass over each active phase's first stream, the others cycled."""
+  """Host plan of one epoch: a pass over each active phase's first stream, the others cycled
+  (or `forget_dose_steps`, every stream cycled)."""
   plan = {}
   for phase in [phases[-1]] + phases[:-1]:  # the primary phase's first stream weights the means
     if phase.active_epochs is not None and epoch >= phase.active_epochs:
       continue
-    steps = ctx.steps_per_epoch(phase.streams[0])
+    dosed = forget_dose_steps(ctx, phase)
+    steps = dosed or ctx.steps_per_epoch(phase.streams[0])
     for i, stream in enumerate(phase.streams):
       rngs = [plans.epoch_rng(ctx.base_seed, ctx.seed_of(m), epoch, stream) for m in range(len(ctx.forget))]
       plan[stream] = plans.stream_plan(ctx.positions(stream), ctx.settings.batch_size, rngs,
-                                       steps=steps, cycle=i > 0)
+                                       steps=steps, cycle=i > 0 or dosed is not None)
   return plan
 
 
