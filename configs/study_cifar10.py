@@ -16,28 +16,15 @@ as many per program as fit the GPU); RUM's published estimate (estimates_results
 see the RUM README) avoids that and gives RUM's exact forget sets. Not run on this
 project's CPU machine.
 """
-import ml_collections
 
-from configs import cifar10_resnet18
+from configs import cifar10_resnet18, study_mnist1d
 
 
 def get_config():
   c = cifar10_resnet18.get_config()
   c.mode = "study"
-  c.study = ml_collections.ConfigDict()
-  c.study.methods = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
-                     "random_label", "salun")
-  c.study.levels = ("low", "mid", "high", "mix")
-  c.study.scores = ""            # e.g. RUM's estimates_results_woShuffle.npz
-  c.study.proxy = "confidence"
+  c.study = study_mnist1d.study_section()
+  c.study.scores = ""  # e.g. RUM's estimates_results_woShuffle.npz
   c.forget.draw = "band"  # each seed's reported and validation sets from one band (6 x 3,000 of 45,000)
-  c.study.shuffle = True
-  c.study.paper_plan = ml_collections.ConfigDict({
-      "low": {"method": "none", "overrides": {}},
-      "mid": {"method": "finetune", "overrides": {"lr": 0.1}},
-      "high": {"method": "salun", "overrides": {"epochs": 5, "lr": 0.1}}})
-  c.study.match_tolerance = 0.05
-  c.study.criterion = ml_collections.ConfigDict(dict(high_min=0.5, mid_range=(0.35, 0.65), low_max=0.1))
-  c.study.mix_when_unmet = False
   c.study.results_dir = "results/cifar10"
   return c

@@ -13,7 +13,7 @@ memorization mostly sorts examples of memorization about 0.
 """
 import ml_collections
 
-from configs import digits
+from configs import digits, study_mnist1d
 
 
 def get_config():
@@ -33,19 +33,7 @@ def get_config():
   for method, grid in grids.items():
     c.sweep[method] = ml_collections.ConfigDict({key: grid.get(key, "") for key in c.unlearn[method]})
   c.sweep.mia = False
-  c.study = ml_collections.ConfigDict()
-  c.study.methods = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
-                     "random_label", "salun")
-  c.study.levels = ("low", "mid", "high", "mix")
-  c.study.scores = ""
-  c.study.proxy = "confidence"
-  c.study.shuffle = True
-  c.study.paper_plan = ml_collections.ConfigDict({
-      "low": {"method": "none", "overrides": {}},
-      "mid": {"method": "finetune", "overrides": {"lr": 0.1}},
-      "high": {"method": "salun", "overrides": {"epochs": 5, "lr": 0.1}}})
-  c.study.match_tolerance = 0.05
-  c.study.criterion = ml_collections.ConfigDict(dict(high_min=0.5, mid_range=(0.35, 0.65), low_max=0.1))
+  c.study = study_mnist1d.study_section()
   c.study.mix_when_unmet = True  # RUM's plan for configs/default.py, searched on the validation mix
   c.study.mia_features = ("confidence",)
   c.study.loss_mia = False

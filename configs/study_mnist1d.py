@@ -22,6 +22,33 @@ import ml_collections
 from configs import forgetting_digits, mnist1d
 
 
+def study_section() -> ml_collections.ConfigDict:
+  """The study's own fields, shared by configs/study_digits.py and study_cifar10.py: the eight
+  methods of the paper's study (Retrain is the reference), the levels, the proxy variant, the
+  Shuffle control, the paper's plan, the match tolerance and the data set criterion."""
+  study = ml_collections.ConfigDict()
+  study.methods = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
+                   "random_label", "salun")
+  study.levels = ("low", "mid", "high", "mix")
+  study.scores = ""          # memorization file; "" = compute (config.memorization)
+  study.proxy = "confidence"  # the proxy variant's refinement score ("" = none): best Spearman on mnist1d
+  study.shuffle = True       # the Shuffle control: RUM's plan on random thirds of the mix
+  # The paper's plan (Zhao et al. 2024's example, configs/default.py): nothing on low, FT (lr
+  # 0.1) on mid, SalUn (5 epochs, lr 0.1) on high; the other settings are the study's. Both
+  # methods see every forget example once per epoch, so their dose per example needs no scaling.
+  study.paper_plan = ml_collections.ConfigDict({
+      "low": {"method": "none", "overrides": {}},
+      "mid": {"method": "finetune", "overrides": {"lr": 0.1}},
+      "high": {"method": "salun", "overrides": {"epochs": 5, "lr": 0.1}}})
+  # A level's reported and validation sets may differ by at most this in mean memorization (any seed).
+  study.match_tolerance = 0.05
+  # A memorization claim is tested only where the levels differ: mean memorization of the reported
+  # sets high >= 0.5, mid within [0.35, 0.65], low <= 0.1.
+  study.criterion = ml_collections.ConfigDict(dict(high_min=0.5, mid_range=(0.35, 0.65), low_max=0.1))
+  study.mix_when_unmet = False  # run the mix (RUM vs single methods) where the criterion fails
+  return study
+
+
 def get_config():
   c = mnist1d.get_config()
   c.mode = "study"
@@ -48,26 +75,7 @@ def get_config():
     c.sweep[method] = ml_collections.ConfigDict({key: grid.get(key, "") for key in u[method]})
   c.sweep.mia = False  # tuned by ToW; the attack runs on the reported runs only
 
-  c.study = ml_collections.ConfigDict()
-  c.study.methods = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher",
-                     "random_label", "salun")
-  c.study.levels = ("low", "mid", "high", "mix")
-  c.study.scores = ""            # memorization file; "" = compute (config.memorization)
-  c.study.proxy = "confidence"   # the proxy variant's refinement score ("" = none): best Spearman on mnist1d
-  c.study.shuffle = True         # the Shuffle control: RUM's plan on random thirds of the mix
-  # The paper's plan (Zhao et al. 2024's example, configs/default.py): nothing on low, FT (lr
-  # 0.1) on mid, SalUn (5 epochs, lr 0.1) on high; the other settings are the study's. Both
-  # methods see every forget example once per epoch, so their dose per example needs no scaling.
-  c.study.paper_plan = ml_collections.ConfigDict({
-      "low": {"method": "none", "overrides": {}},
-      "mid": {"method": "finetune", "overrides": {"lr": 0.1}},
-      "high": {"method": "salun", "overrides": {"epochs": 5, "lr": 0.1}}})
-  # A level's reported and validation sets may differ by at most this in mean memorization (any seed).
-  c.study.match_tolerance = 0.05
-  # A memorization claim is tested only where the levels differ: mean memorization of the reported
-  # sets high >= 0.5, mid within [0.35, 0.65], low <= 0.1.
-  c.study.criterion = ml_collections.ConfigDict(dict(high_min=0.5, mid_range=(0.35, 0.65), low_max=0.1))
-  c.study.mix_when_unmet = False  # run the mix (RUM vs single methods) where the criterion fails
+  c.study = study_section()
   c.study.mia_features = ("confidence",)  # the SVC attack's features ((): all five)
   c.study.loss_mia = False       # the loss-threshold attack's AUC too
   # The challenge's forgetting score and U-LiRA of the best single method, RUM and Shuffle on seed 0's

@@ -13,7 +13,7 @@ from rum_jax.checks import ConfigError
 from rum_jax.pipelines import sweep as sweep_lib
 from rum_jax.training import optim
 from rum_jax.training.setup import Setup
-from rum_jax.unlearning import forget_sets, unlearn
+from rum_jax.unlearning import forget_sets, grid as grid_lib, unlearn
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
 
 
@@ -146,7 +146,7 @@ def test_unlearn_with_a_sweep_tunes_on_validation_and_reports_the_chosen_point(t
       if os.path.exists(os.path.join(workdir, "validation", "methods")) else None
   assert reference is None, "only the grid runs on the validation set"
   # A rerun reads the grid back instead of training it again.
-  monkeypatch.setattr(sweep_lib, "unlearn", lambda *a, **k: pytest.fail("the grid was trained again"))
+  monkeypatch.setattr(grid_lib, "unlearn", lambda *a, **k: pytest.fail("the grid was trained again"))
   again = commands.unlearn(c, workdir)
   assert again["chosen"] == out["chosen"]
 
@@ -156,7 +156,7 @@ def test_a_diverged_grid_point_is_listed_and_never_chosen_the_others_rerun(tmp_p
   c = _config()
   c.unlearn.method = "neggrad_plus"
   c.sweep.neggrad_plus.lr = "0.001,0.01,0.1"
-  real = sweep_lib.unlearn
+  real = grid_lib.unlearn
   calls = []
 
   def second_point_diverges(setup, original, method, settings, forget, retain, **kwargs):
@@ -164,7 +164,7 @@ def test_a_diverged_grid_point_is_listed_and_never_chosen_the_others_rerun(tmp_p
     if len(calls) == 1:  # models 2, 3 are point 1 (0.01) on seeds 0, 1
       raise loop.NonFiniteLossError("[sweep neggrad_plus] non-finite loss at epoch 1 for seeds [3]", seeds=[3])
     return real(setup, original, method, settings, forget, retain, **kwargs)
-  monkeypatch.setattr(sweep_lib, "unlearn", second_point_diverges)
+  monkeypatch.setattr(grid_lib, "unlearn", second_point_diverges)
   workdir = str(tmp_path / "w")
   out = commands.unlearn(c, workdir)
   assert calls == [[0.001, 0.001, 0.01, 0.01, 0.1, 0.1], [0.001, 0.001, 0.1, 0.1]]

@@ -20,10 +20,8 @@ sweep.json / sweep.csv / sweep.md (one row per point, the chosen one marked, and
 set's result of it) and sweep.png (ToW and ToW-MIA against every swept setting).
 """
 import os
-import shutil
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -34,7 +32,7 @@ from rum_jax.pipelines import reports, unlearning
 from rum_jax.training import loop
 from rum_jax.training.checkpoint import tree_digest
 from rum_jax.training.setup import Setup
-from rum_jax.unlearning import METHODS, grid as grid_lib, unlearn
+from rum_jax.unlearning import METHODS, grid as grid_lib
 from rum_jax.unlearning.config import sweep_grid
 
 VALIDATION = "validation"
@@ -64,7 +62,6 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
     "summary"}; whether they came from the cache).
   """
   config, setup = prep.config, prep.setup
-  method = METHODS.get(method_name)
   base = ml_collections.ConfigDict(config.unlearn[method_name].to_dict())
   key = {"points": list(points), "settings": base.to_dict(), "forget_digest": prep.forget_digest,
          "seeds": config.num_seeds, "metrics": list(metrics), "reference": prep.retrain_digest,
@@ -76,40 +73,17 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
       return cached["results"], True
   num_seeds = config.num_seeds
   out: List[Optional[Dict[str, Any]]] = [None] * len(points)
-  for static, members in grid_lib.split_by_program(points, method.swept):
-    settings = ml_collections.ConfigDict(base.to_dict())
-    settings.update(static)
-    run_dir = os.path.join(run_root, grid_lib.label(static).replace(", ", "_") or "all")
-    members = list(members)
-    while members:
-      seed_ids = [s for _ in members for s in range(num_seeds)]
-      per_model = {k: [points[i][k] for i in members for _ in range(num_seeds)]
-                   for k in method.swept if k in points[members[0]]}
-      gsetup = setup.with_models(len(seed_ids))
-      original = jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], prep.original)
-      forget = [prep.forget[s] for s in seed_ids]
-      retain = [prep.retain[s] for s in seed_ids]
-      logging.info("sweep %s: %d points x %d seeds in one program (%s)", method_name, len(members), num_seeds,
-                   grid_lib.label(static) or "every point")
-      try:
-        states, _ = unlearn(gsetup, original, method_name, settings, forget, retain, base_seed=config.seed,
-                            run_dir=run_dir, saliency_path=os.path.join(run_dir, "saliency.npz"),
-                            name=f"sweep {method_name}", seed_ids=seed_ids, per_model=per_model)
-        break
-      except loop.NonFiniteLossError as err:
-        # A point with a diverged model is a result (not chosen, listed as diverged); the
-        # others run again as a program of their own (the checkpoints had every point).
-        failed = sorted({members[m // num_seeds] for m in err.seeds}) if err.seeds else list(members)
-        for i in failed:
-          out[i] = {"point": dict(points[i]), "diverged": str(err)}
-          logging.warning("sweep %s: %s diverged on the validation set; it cannot be chosen", method_name,
-                          grid_lib.label(points[i]))
-        members = [i for i in members if i not in failed]
-        shutil.rmtree(run_dir, ignore_errors=True)
-    if not members:
+  for program in grid_lib.unlearn_points(setup, prep.original, method_name, base, points, prep.forget, prep.retain,
+                                         base_seed=config.seed, root=run_root, name=f"sweep {method_name}"):
+    for i, error in program.diverged.items():
+      out[i] = {"point": dict(points[i]), "diverged": error}
+      logging.warning("sweep %s: %s diverged on the validation set; it cannot be chosen", method_name,
+                      grid_lib.label(points[i]))
+    if not program.members:
       continue
-    grid_outputs = unlearning.model_outputs(gsetup, states, forget)
-    for g, i in enumerate(members):
+    forget = [prep.forget[s] for s in program.seed_ids]
+    grid_outputs = unlearning.model_outputs(setup.with_models(len(program.seed_ids)), program.states, forget)
+    for g, i in enumerate(program.members):
       rows = slice(g * num_seeds, (g + 1) * num_seeds)  # point g's models, seed s its seed s
       point = ModelOutputs({k: v[rows] for k, v in grid_outputs.logits.items()}, grid_outputs.labels,
                            forget[rows], prep.reference_outputs)

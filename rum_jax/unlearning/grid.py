@@ -6,7 +6,17 @@ slowest). Settings the method can vary between the models of one program (`Metho
 become per-model values; a grid over the others (epochs, batch sizes) is one program per value.
 """
 import itertools
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+import os
+import shutil
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from rum_jax.training import loop
+from rum_jax.unlearning.interface import METHODS, unlearn
 
 
 def parse_values(text: str, default: Any, name: str) -> List[Any]:
@@ -66,3 +76,54 @@ def split_by_program(points: Sequence[Dict[str, Any]], per_model: Sequence[str]
 def label(point: Mapping[str, Any]) -> str:
   """'lr=0.03, alpha=0.9': a grid point as a table row's name."""
   return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+
+
+class ProgramResult(NamedTuple):
+  """One program of `unlearn_points`: the points that finished and those that diverged."""
+  members: List[int]       # indices of the finished points
+  seed_ids: List[int]      # model m of `states` is point members[m // S] on seed seed_ids[m]
+  states: Any              # [len(members) * S] unlearned states; None when every point diverged
+  diverged: Dict[int, str]  # index of a diverged point -> the error
+
+
+def unlearn_points(setup: Any, start: Any, method_name: str, base: ml_collections.ConfigDict,
+                   points: Sequence[Dict[str, Any]], forget: Sequence[np.ndarray], retain: Sequence[np.ndarray],
+                   *, base_seed: int, root: str, name: str) -> Iterator[ProgramResult]:
+  """Every grid point on every seed, in as few programs as the grid allows (`split_by_program`).
+
+  Points that differ only in per-model settings (`Method.swept`) share one program of
+  len(points) x S models: model (point g, seed s) starts from seed s's state in `start` with
+  seed s's forget/retain sets and batch order, so the points are compared on the same seeds
+  (paired). A point with a diverged model is a result (reported in `diverged`, never chosen);
+  the other points of its program run again as a program of their own. Checkpoints go to
+  root/<the program's static settings>.
+  """
+  method = METHODS.get(method_name)
+  num_seeds = len(forget)
+  for static, members in split_by_program(points, method.swept):
+    settings = ml_collections.ConfigDict(base.to_dict())
+    settings.update(static)
+    run_dir = os.path.join(root, label(static).replace(", ", "_") or "all")
+    diverged: Dict[int, str] = {}
+    states: Optional[Any] = None
+    while members:
+      seed_ids = [s for _ in members for s in range(num_seeds)]
+      per_model = {k: [points[i][k] for i in members for _ in range(num_seeds)]
+                   for k in method.swept if k in points[members[0]]}
+      logging.info("%s: %d points x %d seeds in one program (%s)", name, len(members), num_seeds,
+                   label(static) or "every point")
+      try:
+        states, _ = unlearn(setup.with_models(len(seed_ids)),
+                            jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], start), method_name,
+                            settings, [forget[s] for s in seed_ids], [retain[s] for s in seed_ids],
+                            base_seed=base_seed, run_dir=run_dir, saliency_path=os.path.join(run_dir, "saliency.npz"),
+                            name=name, seed_ids=seed_ids, per_model=per_model)
+        break
+      except loop.NonFiniteLossError as err:
+        # The checkpoints held every point of the program: the others start over without it.
+        failed = sorted({members[m // num_seeds] for m in err.seeds}) if err.seeds else list(members)
+        diverged.update({i: str(err) for i in failed})
+        members = [i for i in members if i not in failed]
+        shutil.rmtree(run_dir, ignore_errors=True)
+    yield ProgramResult(list(members), [s for _ in members for s in range(num_seeds)],
+                        states if members else None, diverged)

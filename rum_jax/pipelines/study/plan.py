@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -32,7 +31,7 @@ from rum_jax import io
 from rum_jax.evaluation.metrics import ModelOutputs
 from rum_jax.pipelines import unlearning
 from rum_jax.training import loop
-from rum_jax.unlearning import METHODS, grid as grid_lib, rum, unlearn
+from rum_jax.unlearning import grid as grid_lib, rum
 
 NONE = rum.NO_METHOD
 
@@ -132,7 +131,7 @@ class ValidationMixScorer:
   def _run(self, k: int, prefix: List[Candidate], start: Any, method_name: str,
            points: List[Dict[str, Any]]) -> List[Optional[Tuple[np.ndarray, Any]]]:
     """Every point of one method from `start` on stage k's sets, as few programs as the grid allows."""
-    S, method = self.num_seeds, METHODS.get(method_name)
+    S = self.num_seeds
     base = self.settings_of(method_name)
     key = hashlib.sha256(json.dumps({"prefix": [c.label for c in prefix], "forget": self.prep.forget_digest,
                                      "settings": base.to_dict(), "points": io.as_json(points)},
@@ -140,32 +139,15 @@ class ValidationMixScorer:
     root = os.path.join(self.root, f"{k + 1}_{rum.LEVELS[k]}", key, method_name)
     out: List[Optional[Tuple[np.ndarray, Any]]] = [None] * len(points)
     step = self.sets[k]
-    for static, members in grid_lib.split_by_program(points, method.swept):
-      settings = ml_collections.ConfigDict(base.to_dict())
-      settings.update(static)
-      run_dir = os.path.join(root, grid_lib.label(static).replace(", ", "_") or "all")
-      members = list(members)
-      while members:
-        seed_ids = [s for _ in members for s in range(S)]
-        per_model = {h: [points[i][h] for i in members for _ in range(S)]
-                     for h in method.swept if h in points[members[0]]}
-        begin = jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], start)
-        try:
-          states, _ = unlearn(self.prep.setup.with_models(len(seed_ids)), begin, method_name, settings,
-                              [step.forget[s] for s in seed_ids], [step.retain[s] for s in seed_ids],
-                              base_seed=self.prep.config.seed, run_dir=run_dir,
-                              saliency_path=os.path.join(run_dir, "saliency.npz"),
-                              name=f"plan {rum.LEVELS[k]}: {method_name}", seed_ids=seed_ids, per_model=per_model)
-          break
-        except loop.NonFiniteLossError as err:  # a diverged point is never chosen; the others run again
-          failed = sorted({members[m // S] for m in err.seeds}) if err.seeds else list(members)
-          logging.warning("RUM plan search, %s: %s diverged", rum.LEVELS[k],
-                          ", ".join(f"{method_name} {grid_lib.label(points[i])}" for i in failed))
-          members = [i for i in members if i not in failed]
-          shutil.rmtree(run_dir, ignore_errors=True)
-      if not members:
+    for program in grid_lib.unlearn_points(self.prep.setup, start, method_name, base, points, step.forget,
+                                           step.retain, base_seed=self.prep.config.seed, root=root,
+                                           name=f"plan {rum.LEVELS[k]}: {method_name}"):
+      if program.diverged:  # a diverged point is never chosen
+        logging.warning("RUM plan search, %s: %s diverged", rum.LEVELS[k],
+                        ", ".join(f"{method_name} {grid_lib.label(points[i])}" for i in program.diverged))
+      if not program.members:
         continue
-      tows = self.tow(states, seed_ids)
-      for g, i in enumerate(members):
-        out[i] = (tows[g * S:(g + 1) * S], jax.tree.map(lambda x: np.asarray(x)[g * S:(g + 1) * S], states))
+      tows = self.tow(program.states, program.seed_ids)
+      for g, i in enumerate(program.members):
+        out[i] = (tows[g * S:(g + 1) * S], jax.tree.map(lambda x: np.asarray(x)[g * S:(g + 1) * S], program.states))
     return out
