@@ -152,8 +152,8 @@ def main():
       rows.append([title_, f"{rho:.2f}", f"{p:.2f}", " > ".join(np.array(labels)[np.argsort(ours)[::-1]]),
                    " > ".join(np.array(labels)[np.argsort(theirs)[::-1]])])
     text += results.markdown_table(["metric", "Spearman rho", "p", "ours, best first", "thesis, best first"], rows)
-  text += (f"\nSeconds per run ({args.seeds} seeds; wall-clock on 2 CPU cores shared with other "
-           "jobs / CPU seconds of the process, the wall-clock on 2 idle cores being about half of it): "
+  text += (f"\nSeconds per run ({args.seeds} seeds; wall-clock / CPU seconds of the process, "
+           f"{os.cpu_count()} CPU cores; a run reused from <workdir> counts only its loading): "
            + ", ".join(f"{k} {seconds[k]:.0f} / {cpu[k]:.0f}" for k in seconds)
            + f"; load average at the end {os.getloadavg()[0]:.1f}.\n")
   io.write_text(os.path.join(OUT, name + ".md"), text)

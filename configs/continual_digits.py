@@ -153,7 +153,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   #                               unlearn (the unlearning lr: the thesis' optimizer is never reset)
   # Per unlearning method: lr, batch size, stop when the unlearn buffer's accuracy <= chance +
   # stop_above_chance, SalUn mask fraction kept (0 = off), scale s of the forget loss, and
-  # NegGrad+'s weight alpha of the retained tasks.
+  # NegGrad+'s weight alpha of the retained tasks. Optional per method: salun_batch (its own
+  # SalUn batch) and clip_norm (largest global norm of a forget step's gradient; 0 = off).
   k.unlearn = ml_collections.ConfigDict(
       {name: dict(lr=0.01, batch_size=10, stop_above_chance=0.1, salun=0.0, loss_scale=1.0)
        for name in METHODS})

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from configs import continual_digits
 from rum_jax.continual import buffers, mia as continual_mia, programs, sequences, summary
 from rum_jax.pipelines import continual as run_lib
-from rum_jax.training import setup as trainer
+from rum_jax.training import loop, setup as trainer
 
 
 def _config(**continual):
@@ -122,3 +122,48 @@ def test_alt_neggem_forgets_with_the_mask_of_its_first_violating_batch(setup):
   for s in range(2):
     mask = np.concatenate([np.ravel(leaf[s]) for leaf in jax.tree.leaves(after.aux["salun_mask"])])
     assert mask.sum() == round(0.05 * mask.size)
+
+
+def test_clipped_sgd_is_the_closed_form():
+  # lr * g * min(1, c / |g|): a gradient of norm 5 is scaled to norm 2, one of norm 1 is kept.
+  for grad, expected_scale in ((np.array([3.0, 4.0], np.float32), 2.0 / 5.0), (np.array([0.6, 0.8], np.float32), 1.0)):
+    tx = programs.sgd(None, 0.1, clip_norm=2.0)
+    update, _ = tx.update({"w": grad}, tx.init({"w": np.zeros(2, np.float32)}), {"w": np.zeros(2, np.float32)})
+    np.testing.assert_allclose(update["w"], -0.1 * expected_scale * grad, rtol=1e-6)
+  plain = programs.sgd(None, 0.1)
+  update, _ = plain.update({"w": np.array([3.0, 4.0], np.float32)}, plain.init({"w": np.zeros(2, np.float32)}))
+  np.testing.assert_allclose(update["w"], [-0.3, -0.4], rtol=1e-6)
+
+
+def test_clip_norm_bounds_every_forget_step(setup):
+  # NegGrad+ at lr 10: each updating batch moves the weights by at most lr * clip_norm, so a
+  # pass of n updates by at most n * lr * clip_norm (triangle inequality); unclipped it does not.
+  moved, bound = {}, {}
+  for clip in (0.0, 0.05):
+    c = _config(sequence="0,1,-1", algorithm="neggrad_plus")
+    c.continual.unlearn_max_epochs = 1
+    c.continual.unlearn.neggrad_plus.lr = 10.0
+    c.continual.unlearn.neggrad_plus.stop_above_chance = 0.0
+    c.continual.unlearn.neggrad_plus.clip_norm = clip
+    run = run_lib.ContinualRun(c, setup)
+    run.data = setup.train_data()
+    states, _ = run.learn(run.initial_states(), 0, 0, frozenset())
+    states, _ = run.learn(states, 1, 1, frozenset({0}))
+    try:
+      after, info = run.forget(states, 2, 1, frozenset({0}))
+    except loop.NonFiniteLossError:  # unclipped, lr 10 may diverge: it moved without bound
+      moved[clip] = np.full(2, np.inf)
+      continue
+    flat = lambda tree, s: np.concatenate([np.ravel(leaf[s]) for leaf in jax.tree.leaves(tree)])
+    moved[clip] = np.array([np.linalg.norm(flat(after.params, s) - flat(states.params, s)) for s in range(2)])
+    bound[clip] = 10.0 * 0.05 * np.array(info["iterations"])
+  assert np.all(moved[0.05] > 0) and np.all(moved[0.05] <= bound[0.05] * (1 + 1e-5))
+  assert np.all(moved[0.0] > bound[0.05])
+
+
+def test_clip_norm_is_validated():
+  from rum_jax.continual import config as continual_config
+  c = _config()
+  c.continual.unlearn.neggem.clip_norm = -1.0
+  with pytest.raises(ValueError, match=r"unlearn.neggem.clip_norm must be a number >= 0"):
+    continual_config.validate(c)

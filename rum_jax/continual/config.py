@@ -15,7 +15,7 @@ from rum_jax.memorization import proxies
 
 LEARN_KEYS = ("lr", "memories", "unlearn_memories")
 UNLEARN_KEYS = ("lr", "batch_size", "stop_above_chance", "salun", "loss_scale")
-UNLEARN_OPTIONAL_KEYS = ("alpha", "salun_batch")
+UNLEARN_OPTIONAL_KEYS = ("alpha", "salun_batch", "clip_norm")
 
 
 def learn_choices() -> tuple:
@@ -69,6 +69,10 @@ def _validate_unlearn_section(c: ml_collections.ConfigDict, method: str) -> None
   if "alpha" in s:
     checks.require(checks.is_number(s.alpha) and 0 <= s.alpha <= 1,
                    f"{where}.alpha must be a number in [0, 1], got {s.alpha!r}")
+  if "clip_norm" in s:
+    checks.require(checks.is_number(s.clip_norm) and s.clip_norm >= 0,
+                   f"{where}.clip_norm must be a number >= 0 (the largest global norm of a forget "
+                   f"step's gradient; 0 = no clipping, the thesis), got {s.clip_norm!r}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -148,5 +152,5 @@ def learn_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
 
 def unlearn_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """config.continual.unlearn.<the method>: lr, batch_size, stop_above_chance, salun,
-  loss_scale and, optionally, NegGrad+'s alpha and the method's own salun_batch."""
+  loss_scale and, optionally, NegGrad+'s alpha, the method's own salun_batch and clip_norm."""
   return config.continual.unlearn[config.continual.algorithm]

@@ -9,6 +9,7 @@ from typing import Any, Dict
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from rum_jax.continual import methods, tasks, unlearn_step
 from rum_jax.data.augment import random_crop_flip
@@ -63,10 +64,14 @@ def fresh_optimizer(runner, states, tx):
   return states.replace(opt_state=jax.device_get(init(states.params)))
 
 
-def sgd(runner, lr: float):
-  """Plain SGD as in GEM; one object per (runner, lr) so programs keyed by it are reused."""
+def sgd(runner, lr: float, clip_norm: float = 0.0):
+  """Plain SGD as in GEM; one object per (runner, lr, clip_norm) so programs keyed by it are
+  reused. clip_norm > 0 first rescales each update's gradient (after any GEM projection: a
+  positive scale keeps its constraints) to global norm <= clip_norm (Pascanu et al. 2013, "On
+  the difficulty of training recurrent neural networks", ICML)."""
   del runner
-  return optim.make_optimizer(lr, 0.0, 0.0)
+  tx = optim.make_optimizer(lr, 0.0, 0.0)
+  return optax.chain(optax.clip_by_global_norm(clip_norm), tx) if clip_norm > 0 else tx
 
 
 def learn_program(runner, forward, tx, algorithm: str, settings: methods.ProjectionSettings, augment: bool):

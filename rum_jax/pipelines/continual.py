@@ -107,7 +107,8 @@ class ContinualRun:
     self.learn_lrs = programs.learning_lrs(self.sequence, self.learning.lr, self.unlearning.lr,
                                            c.lr_after_forget)
     self.learn_tx = self.runner.compiled(programs.sgd, self.learning.lr)
-    self.unlearn_tx = self.runner.compiled(programs.sgd, self.unlearning.lr)
+    self.unlearn_tx = self.runner.compiled(programs.sgd, self.unlearning.lr,
+                                           self.unlearning.get("clip_norm", 0.0))
     self.learn_steps = math.ceil(max(len(p) for seed in self.train_pos for p in seed) / c.batch_size)
     self.step_labels = ["init"] + [str(s) for s in self.sequence]
     self.mia_protocol = continual_mia.MIA_PROTOCOLS.get(c.mia_protocol)
@@ -249,7 +250,8 @@ class ContinualRun:
     states = self.runner.to_host(device_states, keep_padding=True)
     loop.check_finite_weights(states.params, self.num_seeds, f"forgetting task {task} (step {i + 1})",
                               "the checkpoint of the previous step is kept. Lower "
-                              f"config.continual.unlearn.{self.method.name}.lr.")
+                              f"config.continual.unlearn.{self.method.name}.lr or bound its steps "
+                              f"with config.continual.unlearn.{self.method.name}.clip_norm (e.g. 1).")
     return states, {"iterations": iterations.tolist(), "reached_threshold": reached.tolist()}
 
   # -- evaluation --------------------------------------------------------------------------
