@@ -27,6 +27,7 @@ import numpy as np
 
 from bench import common
 from rum_jax.memorization.estimator import sample_subset_masks
+from rum_jax.pipelines import memorization
 from rum_jax.training import plans
 from rum_jax.training import setup as trainer
 
@@ -46,7 +47,8 @@ def timings(config, num_models, chunk):
   """Trains the same `num_models` subset models five ways and records the ratios.
 
   Every way ends with each model's correctness on the train and test splits, which is what
-  the estimator needs from a model (the per-chunk work of `run_memorization`, without files).
+  the estimator needs from a model (`pipelines.memorization.train_chunk`, the per-chunk
+  work of `run_memorization` without its files).
   """
   if num_models % chunk:
     raise SystemExit(f"--models {num_models} must be a multiple of --chunk {chunk}")
@@ -57,11 +59,10 @@ def timings(config, num_models, chunk):
   positions = [np.flatnonzero(r) for r in masks]
   t = config.train
 
-  def estimator(setup):  # chunks of `chunk` models, each chunk one program over the devices
+  def estimator(setup):  # the estimator's own chunk work (`run_memorization`), without files
     def run():
       for j in range(0, num_models, chunk):
-        states, _ = trainer.train_on(setup, positions[j:j + chunk], t, j, None)
-        trainer.accuracies(setup, states, t.eval_batch_size)
+        memorization.train_chunk(setup, masks[j:j + chunk], t, j)
     return run
 
   looped = estimator(setup)  # the CPU default: each device loops over its models

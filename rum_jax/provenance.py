@@ -7,7 +7,6 @@ call made them.
 import os
 import platform
 import shlex
-import sys
 from typing import List, Optional
 
 VERSION = "0.1.0"  # rum_jax.__version__; recorded in every result record

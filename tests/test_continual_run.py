@@ -10,7 +10,6 @@ import pytest
 from configs import continual_digits
 from rum_jax import io
 from rum_jax.config_validation import ConfigError
-from rum_jax import commands
 from rum_jax.continual import config as continual_config
 from rum_jax.pipelines import continual as run_lib
 from rum_jax.training import setup as trainer

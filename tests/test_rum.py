@@ -12,7 +12,7 @@ from rum_jax.config_validation import ConfigError, validate
 from rum_jax import commands
 from rum_jax.pipelines import unlearning as run_lib
 from rum_jax.training import setup as trainer
-from rum_jax.unlearning import interface, rum
+from rum_jax.unlearning import rum
 
 
 def test_step_sets_refine_and_shrink_the_retain_sets():

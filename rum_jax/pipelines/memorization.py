@@ -17,7 +17,7 @@ example, with the ORIGINAL `index`) that `unlearn.py` reads.
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +89,16 @@ def models_per_program(config: ml_collections.ConfigDict, workdir: str, setup: S
   return size
 
 
+def train_chunk(setup: Setup, masks: np.ndarray, train_cfg: ml_collections.ConfigDict, seed: int,
+                name: str = "chunk") -> Dict[str, np.ndarray]:
+  """One chunk of the estimator: trains a model per row of `masks` [models, n] (its subset
+  of the train split) as one program over `setup`'s devices, and returns each model's
+  correctness on every split, {split: bool [models, examples]}."""
+  states, _ = train_on(setup, [np.flatnonzero(row) for row in masks], train_cfg, seed, None, name=name)
+  logits, _ = accuracies(setup, states, train_cfg.eval_batch_size)
+  return {s: logits[s].argmax(-1) == setup.dataset.split(s).y[None] for s in SPLITS}
+
+
 def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
   """Trains config.memorization.num_models subset models and writes memorization.npz."""
   m = config.memorization
@@ -129,10 +139,8 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
     if correct is None:
       # No per-epoch checkpoints inside a chunk: saving chunk_size models every epoch costs
       # more than retraining one chunk; the resume unit is the finished chunk.
-      states, _ = train_on(setup, [np.flatnonzero(row) for row in masks], config.train,
-                           _chunk_seed(m.seed, j), None, name=f"chunk {j + 1}/{n_chunks}")
-      logits, _ = accuracies(setup, states, config.train.eval_batch_size)
-      correct = {s: logits[s].argmax(-1) == setup.dataset.split(s).y[None] for s in SPLITS}
+      correct = train_chunk(setup, masks, config.train, _chunk_seed(m.seed, j),
+                            name=f"chunk {j + 1}/{n_chunks}")
       io.write_npz(chunk_file, in_mask=masks, correct_train=correct["train"], correct_test=correct["test"])
     stats.add(masks, correct["train"], correct["test"] if m.influence else None)
     stats.save(stats_path)  # the chunk counts only once this atomic write is done

@@ -7,13 +7,11 @@ scalars into the tracked run's files.
 `predict`: logits of every seed on a split, in eval mode.
 """
 import functools
-import math
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging

@@ -1,5 +1,5 @@
 """Explicit functional training state, one per seed (stacked along axis 0 when vmapped)."""
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import flax
 import flax.linen as nn

@@ -30,7 +30,7 @@ Besides the files of every method's run, methods/<name>/ holds
 import dataclasses
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import ml_collections
 import numpy as np

@@ -72,7 +72,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
             f"{s.match_tolerance:g}); 'shared' counts examples in both of a seed's sets.", ""]
   lines += sets_lib.sets_table(record["stats"]) + [""]
   crit = record["criterion"]
-  lines += [f"Data set criterion (config.study.criterion): " + "; ".join(
+  lines += ["Data set criterion (config.study.criterion): " + "; ".join(
       f"{c['level']} mean {c['mean']:.3f} {c['rule']}: {'met' if c['met'] else 'NOT met'}" for c in crit["checks"])
       + (". The levels differ: 'harder when more memorized' is tested here." if crit["met"] else
          ". The levels do not differ enough: no memorization claim is tested on this data set."), ""]
