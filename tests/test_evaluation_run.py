@@ -290,6 +290,13 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   # A ToW cell of the table is the mean ± t-interval of that set's evaluation.
   models = io.read_json(os.path.join(workdir, "sets", "memorization_high", "evaluation.json"))["models"]
   assert results.cell(models["neggrad"]["summary"]["tow"]) in text
+  # study.csv is the tidy record of every level: its per-seed ToW values give that cell too.
+  records = results.read_records(os.path.join(results_dir, "study.csv"))
+  assert list(records.columns) == list(results.RECORD_COLUMNS)
+  assert set(records["forget_level"]) == {"high", "mix"} and "rum" in set(records["method"])
+  tow = records.query("forget_level == 'high' and method == 'neggrad' and metric == 'tow'")
+  assert sorted(tow["seed"]) == list(range(len(models["neggrad"]["per_seed"]["tow"])))
+  np.testing.assert_allclose(tow.sort_values("seed")["value"], models["neggrad"]["per_seed"]["tow"], rtol=1e-12)
 
   timings = os.path.join(workdir, "timings.json")
   first = io.read_json(timings)["invocations"]

@@ -8,6 +8,7 @@ from absl import logging
 
 from rum_jax import io, results
 from rum_jax.pipelines.study import claims as claims_lib, sets as sets_lib
+from rum_jax.pipelines.study import runs as runs_lib
 from rum_jax.pipelines.study.runs import PAPER_NAME, PROXY_NAME, RUM_NAME, SHUFFLE_NAME
 from rum_jax.unlearning import grid as grid_lib, rum
 
@@ -39,6 +40,18 @@ def _timing_lines(invocations: List[Dict[str, float]]) -> List[str]:
   cells = [[k, f"{v / 60:.1f}"] for k, v in sorted(groups.items(), key=lambda kv: -kv[1])]
   cells.append(["total wall-clock (incl. evaluation, attacks, set-up)", f"{total / 60:.1f}"])
   return results.markdown_table(["piece", "minutes"], cells).splitlines()
+
+
+def study_records(workdir: str, levels: Sequence[str]) -> List[Dict[str, Any]]:
+  """The tidy records (`results.RECORD_COLUMNS`, one row per model x seed x metric) of every
+  level's reported sets: each level's evaluation.csv, with forget_level the study's level
+  (the mix included)."""
+  rows = []
+  for level in levels:
+    frame = results.read_records(os.path.join(runs_lib.set_dir(workdir, level), "evaluation.csv"))
+    frame["forget_level"] = level
+    rows += frame.to_dict("records")
+  return rows
 
 
 def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[str, Any]) -> str:
@@ -106,11 +119,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
   lines += ["", "## Where the time went", ""] + _timing_lines(record["invocations"]) + [""]
   text = "\n".join(lines)
 
-  rows = [{"level": lv, "model": name, **{f"{k}_{st}": m["summary"][k][st] for k in ("tow", "tow_mia")
-                                           for st in ("mean", "ci95")},
-           **{f"{k}_accuracy_mean": m["summary"][f"{k}_accuracy"]["mean"] for k in ("forget", "retain", "test")},
-           "mia_confidence_mean": m["summary"]["mia_confidence"]["mean"]}
-          for lv in levels for name, m in collected[lv].items()]
+  rows = study_records(workdir, levels)
   payload = {"data": config.data.name, "num_seeds": n, "forget_size": config.forget.size, "methods": list(s.methods),
              "levels": levels, "sets": record["stats"], "criterion": crit, "tuned": tuned, "plan_search": search,
              "best_single": best, "claims": records,
@@ -123,7 +132,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
     io.write_json(os.path.join(directory, "study.timings.json"), {"invocations": record["invocations"],
                                                                   "commands": record["commands"]})
     if rows:
-      io.write_csv(os.path.join(directory, "study.csv"), rows)
+      io.write_csv(os.path.join(directory, "study.csv"), rows, fields=results.RECORD_COLUMNS)
       plot_study(collected, s.methods, levels, os.path.join(directory, "study.png"),
                  f"{config.data.name}: {n} seeds, forget sets of {config.forget.size}")
   logging.info("study written to %s (and %s):\n%s", os.path.join(workdir, "study.md"), s.results_dir or "-", text)

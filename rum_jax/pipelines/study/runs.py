@@ -97,6 +97,11 @@ def rum_config(cfg: ml_collections.ConfigDict, name: str, plan: Dict[str, Tuple[
   return cfg
 
 
+def set_dir(workdir: str, level: str) -> str:
+  """The work directory of a study level's reported forget sets (its validation sets below it)."""
+  return os.path.join(workdir, "sets", f"{MEMORIZATION}_{level}")
+
+
 def finished(cfg: ml_collections.ConfigDict, set_dir: str, forget: List[np.ndarray]) -> bool:
   """Whether the run of cfg in set_dir is done with the same settings and forget sets, and
   everything it and its evaluation read is there (its predictions, its retrain reference)."""
@@ -131,7 +136,7 @@ class Runner:
         f"mia_{f}" for f in features) + (("loss_mia_auc",) if s.get("loss_mia", True) else ()) + ("tow", "tow_mia"))
 
   def set_dir(self, level: str) -> str:
-    return os.path.join(self.workdir, "sets", f"{MEMORIZATION}_{level}")
+    return set_dir(self.workdir, level)
 
   def models(self, level: str) -> Dict[str, Dict[str, Any]]:
     """model -> {"per_seed", "summary"} of the level's evaluation.json."""
