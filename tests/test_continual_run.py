@@ -71,6 +71,8 @@ def test_run_writes_every_output_and_consistent_metrics(full_run, setup):
     assert m["unlearn_buffer_accuracy"][s, 4, 2] <= results["threshold"] + 1e-9 or iterations[s] == cap
     assert 0 < iterations[s] <= cap and reached[s] == (iterations[s] < cap or
                                                        m["unlearn_buffer_accuracy"][s, 4, 2] <= results["threshold"])
+    # The one forget request of each seed counts as ended by the stop rule exactly when it was.
+    assert results["per_seed"][s]["forget_requests_stopped"] == float(reached[s])
   # Task-incremental: every learned task is well above chance right after learning it.
   assert np.all(np.diagonal(test[:, 1:4, :3], axis1=1, axis2=2) > 0.8)
   # Buffers hold distinct examples of the right task.

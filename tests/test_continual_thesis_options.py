@@ -96,6 +96,11 @@ def test_cl_tow_on_averaged_matrices_by_hand():
   seeds = [(1 - 0.0) * (1 - 0.2) * (1 - 0.2), (1 - 0.4) * (1 - 0.1) * (1 - 0.1)]
   assert out["summary"]["final_cl_tow"]["mean"] == pytest.approx(np.mean(seeds))
   assert out["of_mean_matrices"]["final_cl_tow"] != pytest.approx(np.mean(seeds))
+  # Without a record of the stop rule there is no such metric; with one, the fraction per seed.
+  assert "forget_requests_stopped" not in out["per_seed"][0]
+  stopped = summary.run_metrics({"train_accuracy": train, "test_accuracy": test}, seq, 0.5, 0.2,
+                                stopped=np.array([[True], [False]]))
+  assert [e["forget_requests_stopped"] for e in stopped["per_seed"]] == [1.0, 0.0]
 
 
 def test_first_violating_batch_is_taken_per_seed_else_the_first():

@@ -45,7 +45,7 @@ def tow_and_clu(train: np.ndarray, test: np.ndarray, sequence: Sequence[Step], c
 
 
 def run_metrics(matrices: Mapping[str, np.ndarray], sequence: Sequence[Step], chance: float,
-                clu_beta: float) -> Dict[str, Any]:
+                clu_beta: float, stopped: Optional[np.ndarray] = None) -> Dict[str, Any]:
   """Per-seed metrics of a run, their summary, and CL-ToW / CLU on averaged matrices.
 
   Args:
@@ -53,6 +53,9 @@ def run_metrics(matrices: Mapping[str, np.ndarray], sequence: Sequence[Step], ch
     sequence: the run's task sequence.
     chance: accuracy of a guess among a task's classes (CLU's floor).
     clu_beta: CLU's weight of positive backward transfer.
+    stopped: optional [S, forget steps] booleans: the stop rule ended that forget request
+      (its unlearn buffer reached the threshold) rather than the pass limit. Gives each seed's
+      `forget_requests_stopped`, the fraction of its forget requests the stop rule ended.
   """
   forget_rows = [i for i, step in enumerate(sequence) if step.is_forget]
   retained, forgotten = (sorted(x) for x in sequences.task_sets(sequence)[-1])
@@ -74,6 +77,9 @@ def run_metrics(matrices: Mapping[str, np.ndarray], sequence: Sequence[Step], ch
     entry["final_forgotten_test_accuracy"] = _nan_mean(test[-1, forgotten])
     entry["final_forgotten_train_accuracy"] = _nan_mean(train[-1, forgotten])
     per_seed.append(entry)
+  if stopped is not None and np.size(stopped):
+    for entry, row in zip(per_seed, np.asarray(stopped, bool)):
+      entry["forget_requests_stopped"] = float(row.mean())
   averaged = tow_and_clu(train_all.mean(0), test_all.mean(0), sequence, chance, clu_beta)
   return {"sequence": sequences.format_sequence(sequence), "num_tasks": int(train_all.shape[2]),
           "chance": chance, "forget_steps": forget_rows, "retained_tasks": retained,
@@ -107,6 +113,7 @@ COMPARISON_COLUMNS = (
     ("final CL-ToW (per-seed mean)", "final_cl_tow"),
     ("mean CL-ToW (per-seed mean)", "mean_cl_tow"),
     ("final CLU_mix", "final_clu_mix"),
+    ("forget requests ended by the stop rule", "forget_requests_stopped"),
 )
 AVERAGED_COLUMNS = (
     ("final CL-ToW (averaged matrices)", "final_cl_tow"),

@@ -298,7 +298,13 @@ class ContinualRun:
     and CLU on the seed-averaged matrices (`summary.run_metrics`)."""
     return {"algorithm": self.c.algorithm, "learn_algorithm": self.learn_algorithm,
             "tasks": self.c.tasks, "threshold": self.threshold,
-            **cl_summary.run_metrics(self.matrices(record), self.sequence, self.chance, self.c.clu_beta)}
+            **cl_summary.run_metrics(self.matrices(record), self.sequence, self.chance, self.c.clu_beta,
+                                     stopped=self.stopped(record))}
+
+  def stopped(self, record: Dict[str, Any]) -> np.ndarray:
+    """[S, forget steps]: whether the stop rule (not the pass limit) ended each forget request."""
+    rows = [step["reached_threshold"] for step in record["steps"] if "reached_threshold" in step]
+    return np.asarray(rows, bool).T.reshape(self.num_seeds, len(rows))
 
   def write_results(self, workdir: str, record: Dict[str, Any], states) -> Dict[str, Any]:
     final = self.final_metrics(record)
