@@ -1,7 +1,7 @@
 """The challenge epsilons, vectorised (rum_jax) vs the published per-example loop (NumPy port).
 
 Both compute the per-example epsilon of the NeurIPS 2023 unlearning challenge on the same
-confidences: `rum_jax.evaluation.forgetting.challenge_epsilons` (chunks of examples at once,
+confidences: `rum_jax.evaluation.challenge.challenge_epsilons` (chunks of examples at once,
 counts read from tables) and `bench.epsilon_reference.epsilons` (the loop of
 google-deepmind/unlearning_evaluation, metric.py, ported to NumPy: every threshold against
 every model, one example at a time). The port takes about half a second per example at 512
@@ -25,7 +25,7 @@ import numpy as np
 
 from bench import common
 from bench import epsilon_reference
-from rum_jax.evaluation import forgetting
+from rum_jax.evaluation import challenge
 
 
 def make_confidences(models: int, examples: int, rng: np.random.Generator):
@@ -44,8 +44,8 @@ def main():
   parser.add_argument("--reference-examples", type=int, default=10)
   args = parser.parse_args()
   unlearned, retrained = make_confidences(args.models, args.examples, np.random.default_rng(0))
-  ours = common.best_time(lambda: forgetting.challenge_epsilons(unlearned, retrained), 2)
-  fast = forgetting.challenge_epsilons(unlearned, retrained)
+  ours = common.best_time(lambda: challenge.challenge_epsilons(unlearned, retrained), 2)
+  fast = challenge.challenge_epsilons(unlearned, retrained)
 
   k = min(args.reference_examples, args.examples)
   t = time.perf_counter()

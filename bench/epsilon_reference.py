@@ -6,7 +6,7 @@ calls; Triantafillou et al. 2024, "Are we making progress in unlearning? Finding
 first NeurIPS unlearning competition", arXiv:2406.09073). This module follows that loop
 step by step, one forget example at a time, with each threshold family evaluated as
 [models, thresholds] comparison matrices, so that `bench/epsilon.py` and the tests can check
-`rum_jax.evaluation.forgetting.challenge_epsilons` (the vectorised version the library uses)
+`rum_jax.evaluation.challenge.challenge_epsilons` (the vectorised version the library uses)
 against it and time the two. Nothing in rum_jax imports it.
 
 Where the port departs from the published code, and why:

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
-from rum_jax.evaluation import forgetting
+from rum_jax.evaluation import challenge
 from rum_jax.results import mean_ci
 
 
@@ -31,8 +31,8 @@ def identical_banks(models: int, examples: int, rng: np.random.Generator):
 def score(models: int, examples: int, seed: int = 0):
   """(F, its 95% half width over examples, median epsilon) of two identical banks."""
   a, b = identical_banks(models, examples, np.random.default_rng([seed, models]))
-  eps = forgetting.challenge_epsilons(a, b)
-  f, half = mean_ci(forgetting.epsilon_points(eps, models))
+  eps = challenge.challenge_epsilons(a, b)
+  f, half = mean_ci(challenge.epsilon_points(eps, models))
   return f, half, float(np.median(eps))
 
 

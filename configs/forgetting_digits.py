@@ -10,7 +10,7 @@ import ml_collections
 
 from configs import digits
 from rum_jax.evaluation.metrics import DEFAULT_BANK_METRICS
-from rum_jax.evaluation.forgetting import CENTRINGS
+from rum_jax.evaluation.lira import CENTRINGS
 from rum_jax.unlearning import interface as unlearning
 
 

@@ -11,7 +11,7 @@ import rum_jax.training.setup
 from configs import forgetting_digits
 from rum_jax import commands, io
 from rum_jax.config_validation import ConfigError, validate
-from rum_jax.evaluation import forgetting as fq
+from rum_jax.evaluation import lira
 from rum_jax.memorization.files import scores_for_split
 from rum_jax.pipelines import forgetting as run
 from rum_jax.unlearning import interface
@@ -102,7 +102,7 @@ def test_ulira_matches_the_attack_recomputed_from_the_bank(planted):
   (mi, si), (mo, so) = fit(fin), fit(fout)
   t = conf[k, cols]
   expected = np.log(so / si) - 0.5 * ((t - mi) / si) ** 2 + 0.5 * ((t - mo) / so) ** 2
-  scores = fq.leave_one_out_scores(conf, forget_mask, ~halves)
+  scores = lira.leave_one_out_scores(conf, forget_mask, ~halves)
   np.testing.assert_allclose(scores[k, cols], expected, rtol=1e-10)
 
 

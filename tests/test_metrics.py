@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from rum_jax import io, results
-from rum_jax.evaluation import forgetting as fq, mia
+from rum_jax.evaluation import challenge, lira, mia
 from rum_jax.evaluation.metrics import METRICS, BankOutputs, Metric, ModelOutputs, check_names, register
 from rum_jax.evaluation.metrics.accuracy import split_accuracy
 from rum_jax.evaluation.tow import tow
@@ -96,17 +96,17 @@ def test_metric_values_are_computed_once_and_errors_name_the_choices():
 
 def test_bank_metrics_match_the_formulas():
   outputs = _tiny_bank(np.random.default_rng(5))
-  eps = fq.challenge_epsilons(outputs.unlearned["forget_confidence"], outputs.retrained["forget_confidence"])
-  f = np.mean(fq.epsilon_points(eps, 6))
+  eps = challenge.challenge_epsilons(outputs.unlearned["forget_confidence"], outputs.retrained["forget_confidence"])
+  f = np.mean(challenge.epsilon_points(eps, 6))
   assert outputs.value("forget_score")[0] == pytest.approx(f)
   u, r = outputs.unlearned, outputs.retrained
   assert outputs.value("final_score")[0] == pytest.approx(
       f * u["retain_accuracy"].mean() / r["retain_accuracy"].mean() * u["test_accuracy"].mean()
       / r["test_accuracy"].mean())
   sh = outputs.shadow
-  scores = fq.leave_one_out_scores(sh["confidence"], sh["forget_mask"], sh["held_out"])
+  scores = lira.leave_one_out_scores(sh["confidence"], sh["forget_mask"], sh["held_out"])
   ok = np.isfinite(scores)
-  expected = fq.attack_metrics(scores[ok & sh["forget_mask"]], scores[ok & sh["held_out"]])
+  expected = lira.attack_metrics(scores[ok & sh["forget_mask"]], scores[ok & sh["held_out"]])
   assert outputs.value("ulira_auc")[0] == pytest.approx(expected["auc"])
   median = BankOutputs(shadow=sh, options={"centring": "median"})
   assert median.value("ulira_auc")[0] != outputs.value("ulira_auc")[0]

@@ -4,9 +4,10 @@
   against retraining.
 * `mia`: the SalUn/RUM SVC membership-inference attack (MIA-efficacy per output feature),
   the loss-threshold logistic attack's AUC, and `per_example_ce`.
-* `forgetting`: forgetting quality from banks of many models: the NeurIPS 2023 unlearning
-  challenge score (`challenge_epsilons`, `forget_score`, `challenge_score`) and LiRA / U-LiRA
-  (`lira_scores`, `attack_metrics`), on `logit_scaled_confidence`s.
+* forgetting quality from banks of many models, on `confidence.logit_scaled_confidence`s:
+  `challenge`, the NeurIPS 2023 unlearning challenge score (`challenge_epsilons`,
+  `forget_score`, `challenge_score`), and `lira`, LiRA / U-LiRA (`lira_scores`,
+  `attack_metrics`).
 * `metrics`: `METRICS`, the registry of every reported number built on these formulas, each
   found by name from a config (docs/extending.md).
 Means over seeds with t intervals are `rum_jax.results.mean_ci` / `summarize`.

@@ -4,7 +4,8 @@ import ml_collections
 
 from rum_jax import checks
 from rum_jax.evaluation import mia
-from rum_jax.evaluation.forgetting import CENTRINGS, MAX_MODELS
+from rum_jax.evaluation.challenge import MAX_MODELS
+from rum_jax.evaluation.lira import CENTRINGS
 from rum_jax.evaluation.metrics import check_names
 from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum

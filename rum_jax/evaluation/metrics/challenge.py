@@ -11,7 +11,7 @@ References: Triantafillou et al. 2024, arXiv:2406.09073.
 """
 import numpy as np
 
-from rum_jax.evaluation import forgetting as fq
+from rum_jax.evaluation import challenge
 from rum_jax.evaluation.metrics.interface import BankOutputs, Metric, register
 from rum_jax.results import mean_ci
 
@@ -20,12 +20,12 @@ def epsilons(outputs: BankOutputs) -> np.ndarray:
   """Every forget example's epsilon (the shared intermediate of F and the figures)."""
   unlearned = outputs.need("unlearned", "forget_score")
   retrained = outputs.need("retrained", "forget_score")
-  return outputs.cached("epsilons", lambda: fq.challenge_epsilons(unlearned["forget_confidence"],
+  return outputs.cached("epsilons", lambda: challenge.challenge_epsilons(unlearned["forget_confidence"],
                                                                   retrained["forget_confidence"]))
 
 
 def points(outputs: BankOutputs) -> np.ndarray:
-  return fq.epsilon_points(epsilons(outputs), len(outputs.unlearned["forget_confidence"]))
+  return challenge.epsilon_points(epsilons(outputs), len(outputs.unlearned["forget_confidence"]))
 
 
 def forget_score(outputs: BankOutputs) -> np.ndarray:
@@ -34,7 +34,7 @@ def forget_score(outputs: BankOutputs) -> np.ndarray:
 
 def final_score(outputs: BankOutputs) -> np.ndarray:
   u, r = outputs.need("unlearned", "final_score"), outputs.need("retrained", "final_score")
-  return np.array([fq.challenge_score(outputs.value("forget_score")[0], u["retain_accuracy"], r["retain_accuracy"],
+  return np.array([challenge.challenge_score(outputs.value("forget_score")[0], u["retain_accuracy"], r["retain_accuracy"],
                                       u["test_accuracy"], r["test_accuracy"])])
 
 

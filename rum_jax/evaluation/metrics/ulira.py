@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from rum_jax.evaluation import forgetting as fq
+from rum_jax.evaluation import lira
 from rum_jax.evaluation.metrics.interface import BankOutputs, Metric, register
 
 
@@ -25,7 +25,7 @@ def attack(scores: np.ndarray, in_mask: np.ndarray, out_mask: np.ndarray, pool: 
     raise ValueError(f"the attack has {members.size} member and {nonmembers.size} non-member pairs to score: "
                      "too few shadow models for every example to be unlearned (or held out) by one of them; "
                      "raise forgetting.shadow_models")
-  metrics = fq.attack_metrics(members, nonmembers)
+  metrics = lira.attack_metrics(members, nonmembers)
   metrics.update(members=int(members.size), nonmembers=int(nonmembers.size),
                  examples=int((scored & (in_mask | out_mask)).any(0).sum()))
   return metrics
@@ -34,7 +34,7 @@ def attack(scores: np.ndarray, in_mask: np.ndarray, out_mask: np.ndarray, pool: 
 def scores(outputs: BankOutputs) -> np.ndarray:
   """[K, N_train] U-LiRA scores, every shadow model the target in turn (computed once per bank)."""
   shadow = outputs.need("shadow", "ulira")
-  return outputs.cached("ulira_scores", lambda: fq.leave_one_out_scores(
+  return outputs.cached("ulira_scores", lambda: lira.leave_one_out_scores(
       shadow["confidence"], shadow["forget_mask"], shadow["held_out"],
       fixed_variance=outputs.options.get("fixed_variance", True), centring=outputs.options.get("centring", "mean")))
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from rum_jax.evaluation import forgetting as fq
+from rum_jax.evaluation import confidence
 from rum_jax.evaluation.metrics import BankOutputs, challenge as challenge_metrics
 from rum_jax.pipelines.forgetting.banks import (ACCURACIES, RETRAINED, UNLEARNED, Bank, bank_seed, digest, replicate,
                                                 run_method, split_outputs, training_spec, augment_spec)
@@ -23,7 +23,7 @@ def challenge_outputs(setup: Setup, states: TrainState, forget: np.ndarray, reta
   """What the challenge score needs from every model of a runner: the logit-scaled confidence
   of each forget example [S, |F|] and the forget, retain and test accuracies [S]."""
   out = split_outputs(setup, states, [forget] * setup.runner.num_seeds)
-  conf = fq.logit_scaled_confidence(out["train_logits"][:, forget], setup.dataset.train.y[forget])
+  conf = confidence.logit_scaled_confidence(out["train_logits"][:, forget], setup.dataset.train.y[forget])
   return {"forget_confidence": conf, **{k: out[k] for k in ACCURACIES}}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from absl import logging
 
 from rum_jax import io, workdir as workdir_lib
-from rum_jax.evaluation import forgetting as fq
+from rum_jax.evaluation import confidence, lira
 from rum_jax.evaluation.metrics import BankOutputs, ulira as ulira_metrics
 from rum_jax.evaluation.metrics.ulira import attack
 from rum_jax.evaluation.mia import shadow_positions, svc_mia
@@ -123,7 +123,7 @@ def shadow_banks(config, workdir: str, shadow_dir: str, setups, forget_size: int
         continue
       out = split_outputs(setup, unlearned, forget, retain)
       bank.save(j, time.time() - t0, forget_mask=masks,
-                confidence=fq.logit_scaled_confidence(out["train_logits"], setup.dataset.train.y),
+                confidence=confidence.logit_scaled_confidence(out["train_logits"], setup.dataset.train.y),
                 **{k: out[k] for k in ACCURACIES})
   return {"trained": trained.arrays(), "methods": {METHODS.get(m).folder_of(config): b.arrays()
                                                    for m, b in banks.items() if m not in diverged},
@@ -186,9 +186,9 @@ def attacks(config, workdir: str, shadow_dir: str, setups, forget: np.ndarray, o
   unlearned_masks = shadow_forget_masks(f.seed, halves, len(forget))
   # U-LiRA over the forget set's examples, and over every train example.
   pools = {"forget_set": np.isin(np.arange(len(ds.train)), forget), "all": np.ones(len(ds.train), bool)}
-  conf = fq.logit_scaled_confidence(trained["train_logits"], ds.train.y)
+  conf = confidence.logit_scaled_confidence(trained["train_logits"], ds.train.y)
   centring = f.get("lira_centring", "mean")
-  lira_scores = fq.leave_one_out_scores(conf, halves, held_out, centring=centring)
+  lira_scores = lira.leave_one_out_scores(conf, halves, held_out, centring=centring)
   # The original as if it were unlearned: trained models, their forget subsets scored as members.
   untouched = BankOutputs(shadow={"confidence": conf, "forget_mask": unlearned_masks, "held_out": held_out,
                                   "pool": pools["forget_set"]}, options={"centring": centring})

@@ -1,34 +1,22 @@
-"""Forgetting quality from many models: the NeurIPS 2023 unlearning challenge score, LiRA and U-LiRA.
+"""The NeurIPS 2023 unlearning challenge score (Triantafillou et al. 2024), from confidences.
 
-Everything here is a pure NumPy function of confidences the caller computed with many models
-(an unlearned and a retrained bank for the challenge score, a shadow bank for the attacks):
+Pure NumPy functions of logit-scaled confidences (`confidence.logit_scaled_confidence`) that
+the caller computed with an unlearned and a retrained bank of N models each:
 
-* `logit_scaled_confidence`: c = log p_y - log(sum_{j != y} p_j), the per-example statistic
-  of LiRA (Carlini et al. 2022) and of the challenge.
-* `challenge_epsilons`, `epsilon_points`, `forget_score`, `challenge_score`: the score of the
-  NeurIPS 2023 Machine Unlearning challenge (Triantafillou et al. 2024): per forget example an
-  empirical privacy epsilon separating its confidences under N unlearned models from those
-  under N retrained models, bucketed into points, averaged into the forgetting score F, and
-  scaled by the retain and test accuracy ratios.
-* `fit_gaussians`, `lira_scores`, `leave_one_out_scores`, `attack_metrics`: the
-  likelihood-ratio attack of LiRA (Carlini et al. 2022) and of U-LiRA (Hayes et al. 2024), on
-  given targets or on every model of a bank in turn, and its AUC, balanced accuracy, TPR at
-  low FPR and ROC curve.
+* `challenge_epsilons`: per forget example, an empirical privacy epsilon separating its
+  confidences under the N unlearned models from those under the N retrained ones (the max over
+  a single-threshold and a double-threshold family of decision rules);
+* `epsilon_points`, `forget_score`: epsilons bucketed into points and averaged into F;
+* `challenge_score`: F scaled by the retain and test accuracy ratios.
 
 References:
-  Carlini et al. 2022, "Membership Inference Attacks From First Principles", IEEE S&P,
-  arXiv:2112.03570.
   Triantafillou et al. 2024, "Are we making progress in unlearning? Findings from the first
   NeurIPS unlearning competition", arXiv:2406.09073; reference code
   google-deepmind/unlearning_evaluation, metric.py.
-  Hayes et al. 2024, "Inexact unlearning needs more careful evaluations to avoid a false sense
-  of privacy", arXiv:2403.01218.
 """
 from typing import Optional, Tuple
 
 import numpy as np
-from scipy import special
-from sklearn import metrics
 
 DELTA = 1e-5  # the challenge's delta of (epsilon, delta)-unlearning
 EPSILON_CAP = 50.0  # epsilons are clipped to [0, EPSILON_CAP]
@@ -39,44 +27,6 @@ LEFTS_PER_RIGHT = int(np.ceil(2 * BUFFER * THRESHOLDS_PER_UNIT))  # 400 left end
 MAX_MODELS = 4096  # the table of epsilon per (FP, FN) count pair has (N + 1)^2 entries
 SHARED = -2 ** 62  # _count_codes: a table cell that holds data
 MAX_ABS_CONFIDENCE = 1e4  # 100 thresholds per unit: a spread of 2e4 is 2e6 thresholds per example
-
-
-def logit_scaled_confidence(logits, labels) -> np.ndarray:
-  """Logit-scaled confidence of the true class (LiRA's per-example statistic), float64.
-
-    c = log p_y - log(sum_{j != y} p_j) = z_y - logsumexp_{j != y} z_j,
-
-  with p = softmax(z). The second form is the first with logsumexp_j z_j cancelled; it needs
-  no probabilities, so it stays finite and exact where p_y rounds to 0 or 1 (logits [1000, 0]
-  give c = 1000 for class 0 and -1000 for class 1).
-
-  Args:
-    logits: [..., N, C] logits, C >= 2, finite; leading axes are e.g. models.
-    labels: [N] integer labels in [0, C).
-
-  Returns:
-    [..., N] float64 confidences.
-
-  References: Carlini et al. 2022, "Membership Inference Attacks From First Principles",
-  arXiv:2112.03570 (the logit scaling of the model's confidence).
-  """
-  logits = np.asarray(logits, dtype=np.float64)
-  labels = np.asarray(labels)
-  if logits.ndim < 2 or logits.shape[-1] < 2:
-    raise ValueError(f"logits must have shape [..., N, C] with C >= 2 classes; got {logits.shape}")
-  n, c = logits.shape[-2:]
-  if labels.shape != (n,):
-    raise ValueError(f"labels must have shape [{n}] to match logits {logits.shape}; got {labels.shape}")
-  if not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"labels must be integers; got dtype {labels.dtype}")
-  if n and (labels.min() < 0 or labels.max() >= c):
-    raise ValueError(f"labels must lie in [0, {c}); got range [{labels.min()}, {labels.max()}]")
-  if not np.all(np.isfinite(logits)):
-    raise ValueError("logits contain NaN or inf; compute confidences from finite logits")
-  is_label = np.arange(c) == labels[:, None]  # [N, C]
-  true = np.sum(np.where(is_label, logits, 0.0), axis=-1)
-  others = special.logsumexp(np.where(is_label, -np.inf, logits), axis=-1)
-  return true - others
 
 
 def _check_banks(unlearned, retrained) -> Tuple[np.ndarray, np.ndarray]:
@@ -450,214 +400,3 @@ def challenge_score(forget: float, retain_acc_unlearned, retain_acc_retrained,
       raise ValueError(f"{name} is 0: the ratio to the retrained models' accuracy is undefined")
   return float(forget * means["retain_acc_unlearned"] / means["retain_acc_retrained"]
                * means["test_acc_unlearned"] / means["test_acc_retrained"])
-
-
-def _check_shadow(confidences, mask, name: str) -> Tuple[np.ndarray, np.ndarray]:
-  confidences = np.asarray(confidences, dtype=np.float64)
-  mask = np.asarray(mask)
-  if confidences.ndim != 2:
-    raise ValueError(f"shadow confidences must have shape [num_models, num_examples]; got {confidences.shape}")
-  if mask.shape != confidences.shape or mask.dtype != bool:
-    raise ValueError(f"{name} must be a boolean array of the confidences' shape {confidences.shape}; "
-                     f"got {mask.dtype} {mask.shape}")
-  if not np.all(np.isfinite(confidences[mask])):
-    raise ValueError("shadow confidences contain NaN or inf; compute them with logit_scaled_confidence")
-  return confidences, mask
-
-
-CENTRINGS = ("mean", "median")
-
-
-def fit_gaussians(confidences, mask, fixed_variance: bool = True,
-                  centring: str = "mean") -> Tuple[np.ndarray, np.ndarray]:
-  """Per-example Gaussian (mean, std) of the confidences of the models selected by `mask`:
-
-    mu_i = mean_{k : mask[k, i]} c[k, i]   (centring 'median': their median),
-    per-example:  s_i^2 = sum_{k : mask[k, i]} (c[k, i] - mu_i)^2 / (n_i - 1),
-    fixed variance: s^2 = sum_i sum_{k : mask[k, i]} (c[k, i] - mu_i)^2 / sum_i (n_i - 1),
-
-  n_i = #{k : mask[k, i]}. The fixed variance pools every example's spread around its own
-  mean into one s shared by all examples (the unbiased pooled variance); it needs only one
-  example with two models, and examples with one model still get a mean.
-
-  Args:
-    confidences: [K, N] confidences of N examples under K shadow models.
-    mask: [K, N] bool, which models' confidences to fit for each example.
-    fixed_variance: pool the variance over examples (see lira_scores for the default).
-    centring: 'mean' (the maximum-likelihood Gaussian) or 'median' (tensorflow/privacy's
-      mi_lira_2021, robust to a few outlying models); the spread is measured around it.
-
-  Returns:
-    (mean [N], std [N]) float64; with fixed_variance every std is the same.
-
-  References: Carlini et al. 2022, "Membership Inference Attacks From First Principles"
-  (per-example and fixed-variance LiRA).
-  """
-  confidences, mask = _check_shadow(confidences, mask, "mask")
-  if centring not in CENTRINGS:
-    raise ValueError(f"unknown centring {centring!r}; valid choices: {', '.join(CENTRINGS)}")
-  count = mask.sum(axis=0)
-  need = 1 if fixed_variance else 2
-  if np.any(count < need):
-    raise ValueError(f"{np.sum(count < need)} example(s) (e.g. {np.flatnonzero(count < need)[:5].tolist()}) "
-                     f"have fewer than {need} selected model(s); "
-                     + ("train more shadow models" if fixed_variance else
-                        "train more shadow models or use fixed_variance=True, which needs one"))
-  if centring == "median":
-    mean = np.nanmedian(np.where(mask, confidences, np.nan), axis=0)
-  else:
-    mean = np.where(mask, confidences, 0.0).sum(axis=0) / count
-  squares = np.where(mask, (confidences - mean) ** 2, 0.0).sum(axis=0)
-  if fixed_variance:
-    dof = np.sum(count - 1)
-    if dof == 0:
-      raise ValueError("no example has two selected models: the pooled variance is undefined; train more "
-                       "shadow models (config.forgetting.shadow_models)")
-    var = np.full(mean.shape, squares.sum() / dof)
-  else:
-    var = squares / (count - 1)
-  if np.any(var == 0):
-    raise ValueError(f"the selected confidences of example(s) {np.flatnonzero(var == 0)[:5].tolist()} "
-                     "do not vary, so no Gaussian fits them"
-                     + ("" if fixed_variance else "; fixed_variance=True pools the spread of all examples"))
-  return mean, np.sqrt(var)
-
-
-def lira_scores(shadow_confidences, in_mask, out_mask, target_confidences,
-                fixed_variance: bool = True, centring: str = "mean") -> np.ndarray:
-  """Likelihood-ratio membership score of each example under each target model:
-
-    score = log N(c; mu_in, s_in) - log N(c; mu_out, s_out)
-          = log(s_out / s_in) - (c - mu_in)^2 / (2 s_in^2) + (c - mu_out)^2 / (2 s_out^2),
-
-  with (mu, s) the example's Gaussian fit (`fit_gaussians`) over the shadow models of
-  `in_mask` and of `out_mask`, and c its confidence under the target model. Higher means
-  'looks like in'. For LiRA (Carlini et al. 2022) in = shadow models that trained on the
-  example and out = those that did not, scored on the original model; for U-LiRA (Hayes et
-  al. 2024) in = shadow models that trained on the example and then unlearned it, out = those
-  that never saw it, scored on unlearned target models, so a perfect unlearning method
-  (retraining) scores at chance.
-
-  The default is the fixed (pooled) variance: a per-example variance from the few models a
-  shadow bank has per example (K/2 for LiRA's random halves, fewer for U-LiRA's forget
-  subsets) is itself noisy and makes the ratio of two Gaussians unstable, and Carlini et al.
-  2022 find the global variance better with few shadow models; the per-example variances
-  (`fixed_variance=False`) pay off with many.
-
-  Args:
-    shadow_confidences: [K, N] confidences of N examples under K shadow models.
-    in_mask, out_mask: [K, N] bool, disjoint: which shadow models count as in / out per example.
-    target_confidences: [..., N] confidences under the target model(s).
-    fixed_variance: pool each group's variance over examples (default) or fit it per example.
-    centring: 'mean' or 'median' of each Gaussian (`fit_gaussians`).
-
-  Returns:
-    [..., N] float64 scores.
-
-  References: Carlini et al. 2022, "Membership Inference Attacks From First Principles",
-  arXiv:2112.03570 (LiRA); Hayes et al. 2024, "Inexact unlearning needs more careful
-  evaluations to avoid a false sense of privacy", arXiv:2403.01218 (U-LiRA).
-  """
-  shadow, in_mask = _check_shadow(shadow_confidences, in_mask, "in_mask")
-  _, out_mask = _check_shadow(shadow, out_mask, "out_mask")
-  if np.any(in_mask & out_mask):
-    raise ValueError(f"in_mask and out_mask overlap at {np.sum(in_mask & out_mask)} (model, example) "
-                     "pairs; a shadow model is either in or out for an example")
-  target = np.asarray(target_confidences, dtype=np.float64)
-  if target.ndim < 1 or target.shape[-1] != shadow.shape[1]:
-    raise ValueError(f"target_confidences must have shape [..., {shadow.shape[1]}] (one per example); "
-                     f"got {target.shape}")
-  if not np.all(np.isfinite(target)):
-    raise ValueError("target confidences contain NaN or inf")
-  mu_in, s_in = fit_gaussians(shadow, in_mask, fixed_variance, centring)
-  mu_out, s_out = fit_gaussians(shadow, out_mask, fixed_variance, centring)
-  return (np.log(s_out / s_in) - 0.5 * ((target - mu_in) / s_in) ** 2
-          + 0.5 * ((target - mu_out) / s_out) ** 2)
-
-
-def leave_one_out_scores(confidences, in_mask, out_mask, fixed_variance: bool = True,
-                         centring: str = "mean") -> np.ndarray:
-  """`lira_scores` of a bank of K models in which each model is the target in turn.
-
-  For target model k, example i is scored with the Gaussians fitted over the OTHER K - 1
-  models' confidences (in: in_mask, out: out_mask), so no target's own confidence enters its
-  fit; every (model, example) pair gets a score, and a pair is a member where in_mask[k, i]
-  and a non-member where out_mask[k, i]. This is the shadow/target split of LiRA (Carlini et
-  al. 2022) and U-LiRA (Hayes et al. 2024) with every model serving as both: each target has
-  K - 1 shadow models, as many as a separate bank of K - 1 shadows would give.
-
-  Args:
-    confidences: [K, N] confidences of N examples under K models, K >= 3.
-    in_mask, out_mask: [K, N] bool, disjoint: which models count as in / out per example.
-    fixed_variance, centring: as `lira_scores`.
-
-  Returns:
-    [K, N] float64 scores; NaN where example i has no in-model or no out-model among the
-    models other than k (it cannot be scored against target k).
-
-  References: Carlini et al. 2022, arXiv:2112.03570; Hayes et al. 2024, arXiv:2403.01218.
-  """
-  confidences, in_mask = _check_shadow(confidences, in_mask, "in_mask")
-  _, out_mask = _check_shadow(confidences, out_mask, "out_mask")
-  k_models = len(confidences)
-  if k_models < 3:
-    raise ValueError(f"need at least 3 models (each target needs an in- and an out-model among the "
-                     f"others); got {k_models}")
-  scores = np.full(confidences.shape, np.nan)
-  n_in, n_out = in_mask.sum(axis=0), out_mask.sum(axis=0)
-  for k in range(k_models):
-    others = np.arange(k_models) != k
-    ok = (n_in - in_mask[k] > 0) & (n_out - out_mask[k] > 0)
-    if ok.any():
-      scores[k, ok] = lira_scores(confidences[others][:, ok], in_mask[others][:, ok], out_mask[others][:, ok],
-                                  confidences[k, ok], fixed_variance, centring)
-  return scores
-
-
-def _tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
-  """TPR of the ROC curve at FPR `target`, the curve being sklearn's points joined by straight
-  lines (a random mix of two neighbouring thresholds attains every point between them); at
-  a vertical step exactly at `target` the higher TPR."""
-  i = np.searchsorted(fpr, target, side="right") - 1  # the last point at or left of target
-  if fpr[i] == target or i == len(fpr) - 1:
-    return float(tpr[i])
-  return float(tpr[i] + (tpr[i + 1] - tpr[i]) * (target - fpr[i]) / (fpr[i + 1] - fpr[i]))
-
-
-def attack_metrics(member_scores, nonmember_scores, fprs=(0.01, 0.001)) -> dict:
-  """How well scores separate members (label 1) from non-members (label 0), higher = member:
-
-  * auc: area under the ROC curve (0.5 = chance);
-  * balanced_accuracy: max over thresholds of (TPR + TNR) / 2;
-  * tpr_at_fpr_<f> for each f in fprs: the TPR at FPR f on the ROC curve with its points
-    joined linearly (`_tpr_at_fpr`; LiRA's code instead takes the last point with FPR < f,
-    which can only be lower). With M non-members the curve's FPRs are multiples of 1/M, so an
-    f below 1/M interpolates between the points at 0 and 1/M: read it with M >> 1/f;
-  * fpr, tpr, thresholds: the ROC curve, every threshold kept, for a figure.
-
-  Args:
-    member_scores, nonmember_scores: 1-D scores (e.g. `lira_scores` of members, non-members).
-    fprs: false positive rates at which to report the TPR.
-
-  Returns:
-    dict of floats and the three curve arrays.
-
-  References: Carlini et al. 2022, arXiv:2112.03570 (TPR at low FPR as the attack metric).
-  """
-  members = np.asarray(member_scores, dtype=np.float64).ravel()
-  nonmembers = np.asarray(nonmember_scores, dtype=np.float64).ravel()
-  if members.size == 0 or nonmembers.size == 0:
-    raise ValueError(f"need members and non-members; got {members.size} and {nonmembers.size}")
-  scores = np.concatenate([members, nonmembers])
-  if not np.all(np.isfinite(scores)):
-    raise ValueError("scores contain NaN or inf")
-  labels = np.concatenate([np.ones(members.size), np.zeros(nonmembers.size)])
-  fpr, tpr, thresholds = metrics.roc_curve(labels, scores, drop_intermediate=False)
-  out = {"auc": float(metrics.roc_auc_score(labels, scores)),
-         "balanced_accuracy": float(np.max((tpr + 1 - fpr) / 2))}
-  for f in fprs:
-    if not 0 <= f <= 1:
-      raise ValueError(f"fprs must lie in [0, 1]; got {f}")
-    out[f"tpr_at_fpr_{f:g}"] = _tpr_at_fpr(fpr, tpr, f)
-  out.update(fpr=fpr, tpr=tpr, thresholds=thresholds)
-  return out
