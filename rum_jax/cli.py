@@ -13,6 +13,7 @@ fix, before absl parses the other flags. A `--config` path that does not exist f
 current directory but names a shipped config (`configs/digits.py`, `digits.py`, `digits`) is
 that file, so an installed rum-jax runs its configs from any directory.
 """
+import ast
 import dataclasses
 import difflib
 import os
@@ -46,6 +47,10 @@ COMMAND_LINES = {
 }
 _OVERRIDE = re.compile(r"^--?(no)?config\.([^=]+)(=.*)?$")
 _CONFIG = re.compile(r"^--?config(=.*)?$")
+# Sections whose fields are not fixed in the config file: a data set loader's options (e.g. the
+# npz loader's `path`, TFDS's `name`), which the data package checks against the loader's
+# arguments. An override of a field they lack adds it.
+OPEN_SECTIONS = ("data.options",)
 
 
 def shipped_configs_dir() -> str:
@@ -95,6 +100,8 @@ def _missing_field(config: ml_collections.ConfigDict, path: str) -> Optional[str
     if not isinstance(node, (ml_collections.ConfigDict, dict)):
       return f"the config has no field {path}: config.{where} is a value ({node!r}), not a section"
     if key not in node:
+      if where in OPEN_SECTIONS and key == path.split(".")[-1]:
+        return None
       keys = list(node.keys())
       close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6) or [
           k for k in keys if len(k) > 1 and (key.startswith(k) or k.startswith(key))][:1]
@@ -123,6 +130,36 @@ def _type_message(config: ml_collections.ConfigDict, override: str) -> str:
   kind = next((k for t, k in kinds.items() if type(current) is t), type(current).__name__)  # pylint: disable=unidiomatic-typecheck
   return (f"config.{path} takes {kind} (it is {current!r} now), got {(value or '=')[1:]!r}: "
           f"e.g. --config.{path}={current!r}")
+
+
+def _new_open_fields(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> dict:
+  """{path: value} of the overrides that add a field to an open section (`OPEN_SECTIONS`); a
+  value is read as a Python literal where it is one (0.1, True, (1, 2)), else as a string."""
+  fields = {}
+  for override in overrides:
+    no, path, value = _OVERRIDE.match(override).groups()
+    if path.rpartition(".")[0] in OPEN_SECTIONS and path.rpartition(".")[2] not in _field_value(
+        config, path.rpartition(".")[0]):
+      text = (value or "=")[1:]
+      try:
+        fields[path] = False if no else True if value is None else ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        fields[path] = text
+  return fields
+
+
+def _split_commas(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict,
+                  overrides: Sequence[str]) -> None:
+  """A list field given as `a,b` (as the sweep flags take values) is the tuple ('a', 'b'), not
+  the one string 'a,b' that ml_collections makes of it."""
+  for override in overrides:
+    path = _OVERRIDE.match(override).group(2)
+    value = _field_value(config, path)
+    if (isinstance(_field_value(base, path), tuple) and len(value) == 1 and isinstance(value[0], str)
+        and "," in value[0]):
+      section, _, key = path.rpartition(".")
+      (_field_value(config, section) if section else config)[key] = tuple(
+          v.strip() for v in value[0].split(","))
 
 
 def _load_base(value: str) -> ml_collections.ConfigDict:
@@ -162,14 +199,24 @@ def load_config(argv: Sequence[str], default: Optional[str]) -> Tuple[Optional[m
     message = _missing_field(base, _OVERRIDE.match(override).group(2))
     if message:
       raise checks.ConfigError(message)
+  added = _new_open_fields(base, overrides)
+  overrides = [o for o in overrides if _OVERRIDE.match(o).group(2) not in added]
   own = flags.FlagValues()
   argv = [argv[0], f"--config={value}", *overrides]
   try:
     holder = config_flags.DEFINE_config_file("config", value, flag_values=own, sys_argv=argv)
     own(argv)
-    return holder.value, rest
+    config = holder.value
+    with config.unlocked():
+      for path, field in added.items():
+        section, _, key = path.rpartition(".")
+        _field_value(config, section)[key] = field
+    _split_commas(config, base, overrides)
+    return config, rest
   except flags.IllegalFlagValueError as err:
-    bad = next((o for o in overrides if o.split("=", 1)[0] in str(err)), None)
+    # The override absl names (the last of several of one field may be the bad one).
+    bad = next((o for o in overrides if f"flag {o}:" in str(err)), None) or next(
+        (o for o in reversed(overrides) if o.split("=", 1)[0] in str(err)), None)
     raise checks.ConfigError(_type_message(base, bad) if bad else " ".join(str(err).split())) from err
   except (flags.Error, ValueError, TypeError, KeyError, AttributeError) as err:
     raise checks.ConfigError(" ".join(str(err).split())) from err

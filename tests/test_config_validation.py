@@ -49,6 +49,8 @@ ROWS = [
     ("evaluation.metrics", ("tow", "towww"), "has unknown metric(s) ['towww']; valid choices: "),
     ("sweep.select_by", "mia_confidence", "has no better direction"),
     ("sweep.select_by", "forget_score", "valid choices: retain_accuracy, test_accuracy, tow, tow_mia"),
+    ("forget.level", "high", "has no effect with config.forget.kind='random': only memorization and proxy"),
+    ("data.options.path", "x.npz", "which data set 'digits' does not take; it takes: no options"),
 ]
 
 

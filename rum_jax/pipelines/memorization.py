@@ -261,12 +261,19 @@ def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool
 
 
 def missing_scores_message(path: str, data_name: str, proxies: bool) -> str:
-  """What to do when a score file a run needs is absent."""
+  """What to do when a score file a run needs is absent: a command that writes exactly that file
+  (train.py writes <workdir>/memorization.npz), or one that writes it elsewhere and the path to give."""
   published = ", ".join(score_files.FORMATS.get(f).filename for f in score_files.FORMATS.names())
   mode = "proxies" if proxies else "memorization"
+  if os.path.basename(path) == SCORES_FILE:
+    workdir, then = os.path.dirname(path) or ".", ""
+  else:  # train.py cannot write that name: a folder of its own, then its file
+    workdir = os.path.join("runs", f"{data_name}_{mode}")
+    then = f" and pass --config.forget.scores={os.path.join(workdir, SCORES_FILE)}"
   return (f"no {'proxy' if proxies else 'memorization'} scores at {path}. Compute them with `python train.py "
-          f"--config=configs/{data_name}_{mode}.py --workdir={os.path.dirname(path) or '.'}` (or let "
-          f"unlearn.py do it: --config.unlearn.compute_scores=True), or point --config.forget.scores to a score "
+          f"--config=configs/{data_name}_{mode}.py --workdir={workdir}`{then} (or let unlearn.py compute them in "
+          f"<workdir>/memorization: --config.forget.scores='' --config.unlearn.compute_scores=True), or point "
+          f"--config.forget.scores to a score "
           f"file: a rum-jax memorization.npz or a published one ({published})")
 
 
