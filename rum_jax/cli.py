@@ -5,6 +5,7 @@
   python continual.py ...  rum-jax-continual ...  python -m rum_jax continual ...
   python evaluate.py ...   rum-jax-evaluate ...   python -m rum_jax evaluate ...
   rum-jax-list             python -m rum_jax list  (rum_jax.discovery: what there is to choose)
+  python leaderboard.py .. rum-jax-leaderboard ..  python -m rum_jax leaderboard ..  (many work directories)
 
 `--config=<file>[:<arg>]` and its `--config.<field>=<value>` overrides are read here, in a
 flag set of their own (`load_config`), so every mistake in them (a field that does not exist,
@@ -227,13 +228,43 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+def leaderboard_main(argv: Sequence[str]) -> None:
+  """leaderboard.py --workdirs=a,b [--output=leaderboard.md] [--metrics=tow,...] [--pool]."""
+  main_module = sys.argv[0]
+  workdirs = flags.DEFINE_list("workdirs", None, "Work directories (or folders of them, or record files), "
+                               "comma-separated.", required=True, module_name=main_module)
+  output = flags.DEFINE_string("output", "leaderboard.md", "The markdown file to write (a name ending in .md); "
+                               "the records it was made from are written beside it, the same name ending in .csv.",
+                               module_name=main_module)
+  metrics = flags.DEFINE_list("metrics", [], "Metrics to show, by name (default: every metric recorded).",
+                              module_name=main_module)
+  pool = flags.DEFINE_bool("pool", False, "Pool the seeds of runs of one recipe (settings, forget set, original "
+                           "models) found in several work directories into one row; the table says what it "
+                           "pooled. Without it such runs are refused.", module_name=main_module)
+
+  def parse(args: List[str]) -> List[str]:
+    try:
+      return flags.FLAGS(args)
+    except flags.Error as err:
+      _fail(f"{' '.join(str(err).split())} (--helpfull lists the flags)")
+
+  def run(_):
+    from rum_jax import commands, runtime  # pylint: disable=import-outside-toplevel
+    runtime.main(lambda: print(commands.leaderboard(workdirs.value, output.value, metrics.value, pool.value)))
+
+  app.run(run, argv=list(argv), flags_parser=parse)
+
+
 def main(command: str, argv: Optional[Sequence[str]] = None) -> None:
-  """Runs command line `command` ("train", "unlearn", "continual", "evaluate" or "list")."""
+  """Runs command line `command` ("train", "unlearn", "continual", "evaluate", "list" or "leaderboard")."""
   argv = list(sys.argv if argv is None else argv)
   # The library is imported once the flags are read, so a mistake in them is reported at once.
   if command == "list":
     from rum_jax import discovery  # pylint: disable=import-outside-toplevel
     discovery.main(argv)
+    return
+  if command == "leaderboard":
+    leaderboard_main(argv)
     return
   line = COMMAND_LINES[command]
   argv = flags.FLAGS.read_flags_from_files(argv, force_gnu=False)
@@ -278,3 +309,4 @@ unlearn = command_line("unlearn")
 continual = command_line("continual")
 evaluate = command_line("evaluate")
 list_all = command_line("list")
+leaderboard = command_line("leaderboard")

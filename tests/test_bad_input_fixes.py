@@ -112,3 +112,14 @@ def test_a_level_with_a_forget_kind_that_picks_no_level_is_refused():
                             "at 'mix'")
   validate(_load("--config.forget.kind=memorization", "--config.forget.level=high"))  # the fix
   validate(_load("--config.forget.kind=random"))
+
+
+def test_leaderboard_output_that_is_a_folder_or_no_markdown_name_is_one_line(tmp_path):
+  folder = tmp_path / "boards"
+  folder.mkdir()
+  with pytest.raises(ConfigError) as err:
+    commands.leaderboard_files(str(folder))
+  assert str(err.value) == (f"--output={folder} is a folder; name the markdown file to write in it, e.g. "
+                            f"--output={folder / 'leaderboard.md'} (the records go beside it as .csv)")
+  assert commands.leaderboard_files(str(folder / "leaderboard.md")) == (
+      str(folder / "leaderboard.md"), str(folder / "leaderboard.csv"))
