@@ -55,9 +55,10 @@ OPEN_SECTIONS = ("data.options",)
 
 
 def shipped_configs_dir() -> str:
-  """The folder of the configs that come with rum-jax (a clone's configs/, or the installed package)."""
-  import configs  # pylint: disable=import-outside-toplevel  (a top-level package of its own)
-  return os.path.dirname(os.path.abspath(configs.__file__))
+  """The folder of the configs that come with rum-jax (a clone's configs/, or the installed
+  package rum_jax.configs)."""
+  from rum_jax import configs  # pylint: disable=import-outside-toplevel
+  return os.path.abspath(configs.__path__[0])
 
 
 def resolve_config_path(path: str) -> str:
