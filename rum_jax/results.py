@@ -260,7 +260,7 @@ def identify_runs(records: pd.DataFrame, pool: bool = False) -> Tuple[pd.DataFra
   Raises:
     ValueError: a run in several record files without `pool` (the message names them).
   """
-  frame = records.copy()
+  frame = records.reset_index(drop=True)  # positions, which `keep` indexes
   key = frame[list(RUN_KEY)].astype(str).agg("\x1f".join, axis=1)
   frame["run"] = [hashlib.sha256(k.encode()).hexdigest()[:8] for k in key]
   keep = np.ones(len(frame), bool)
