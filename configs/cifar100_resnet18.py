@@ -16,7 +16,7 @@ this config keeps, with these CIFAR-100 specifics:
 - forget set: 3,000, `mix`; scores: Feldman-Zhang's cifar100_infl_matrix.npz (`tr_mem`,
   read as it is) as --config.forget.scores.
 """
-from configs import cifar10_resnet18
+from rum_jax.configs import cifar10_resnet18
 
 
 def get_config():

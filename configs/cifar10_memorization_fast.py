@@ -35,7 +35,7 @@ are airbench nets with airbench's augmentation; the point is 2,000 models in GPU
 chunk_size 0: as many models per program as the GPU holds, measured from the compiled
 training program (rum_jax/training/memory.py; logged, and kept when a run resumes).
 """
-from configs import default
+from rum_jax.configs import default
 
 
 def get_config():

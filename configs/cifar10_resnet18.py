@@ -45,7 +45,7 @@ main_rum.py and the README's commands):
 """
 import ml_collections
 
-from configs import default
+from rum_jax.configs import default
 
 
 def get_config():

@@ -9,7 +9,7 @@ The train split is RUM's 45k (2,250 examples per task). The thesis' own setting 
 """
 import ml_collections
 
-from configs import continual_digits
+from rum_jax.configs import continual_digits
 
 
 def get_config():

@@ -15,7 +15,7 @@ Buffers are chosen by Feldman & Zhang's memorization when their file is given,
 --config.continual.scores=/path/to/cifar100_infl_matrix.npz (`tr_mem`, aligned by original
 index); without it, by the one-run confidence proxy of each task's own training.
 """
-from configs import continual_cifar100, continual_digits
+from rum_jax.configs import continual_cifar100, continual_digits
 
 
 def get_config():

@@ -15,7 +15,7 @@ Two variants (`--config=configs/continual_digits.py:<variant>`):
 """
 import ml_collections
 
-from configs import default
+from rum_jax.configs import default
 
 # Every continual unlearning method (rum_jax.continual.methods.METHODS) and learning
 # algorithm (LEARN_ALGORITHMS); each has its section below.

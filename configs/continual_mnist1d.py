@@ -6,7 +6,7 @@ python continual.py --config=configs/continual_mnist1d.py:thesis --config.algori
 Variants as configs/continual_digits.py: "" (ours) and "thesis" (the thesis' final A4 runs,
 buffers scaled to the task size, an MLP with BatchNorm).
 """
-from configs import continual_digits
+from rum_jax.configs import continual_digits
 
 
 def get_config(arg: str = ""):

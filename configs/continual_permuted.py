@@ -32,7 +32,7 @@ its 99% "most memorized" unlearn buffer holds the examples the model gets wrong 
 0.29 against 0.95 on the task's training examples, measured), which the stop rule then
 measures.
 """
-from configs import continual_digits
+from rum_jax.configs import continual_digits
 
 VARIANTS = ("", "rotated")
 # Largest global norm of a forget step's gradient, the same for every method (not in the thesis).

@@ -1,5 +1,5 @@
 """Digits (scikit-learn's 8x8 handwritten digits, offline): the default config."""
-from configs import default
+from rum_jax.configs import default
 
 
 def get_config():

@@ -2,7 +2,7 @@
 
 python train.py --config=configs/digits_memorization.py --workdir=runs/digits_mem
 """
-from configs import default
+from rum_jax.configs import default
 
 
 def get_config():

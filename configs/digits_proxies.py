@@ -1,5 +1,5 @@
 """Memorization proxies of digits from one training run (3 seeds averaged)."""
-from configs import default
+from rum_jax.configs import default
 
 
 def get_config():

@@ -8,7 +8,7 @@ for U-LiRA and LiRA (docs/forgetting.md). Each bank trains 64 models per program
 """
 import ml_collections
 
-from configs import digits
+from rum_jax.configs import digits
 from rum_jax.evaluation.metrics import DEFAULT_BANK_METRICS
 from rum_jax.evaluation.lira import CENTRINGS
 from rum_jax.unlearning import interface as unlearning

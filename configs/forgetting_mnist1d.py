@@ -6,7 +6,7 @@ As configs/forgetting_digits.py with MNIST-1D's MLP and recipe, the unlearning s
 study tuned on MNIST-1D (configs/study_mnist1d.py) and a random forget set of 300 of 3,600
 train examples.
 """
-from configs import forgetting_digits, study_mnist1d
+from rum_jax.configs import forgetting_digits, study_mnist1d
 
 
 def get_config():

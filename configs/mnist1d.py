@@ -1,6 +1,6 @@
 """MNIST-1D (Greydanus & Kobak): an MLP fits train to 100% but reaches only ~60% test,
 so many examples are memorized: the CPU data set for memorization and RUM studies."""
-from configs import default
+from rum_jax.configs import default
 
 
 def get_config():

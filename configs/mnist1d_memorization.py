@@ -2,7 +2,7 @@
 
 python train.py --config=configs/mnist1d_memorization.py --workdir=runs/mnist1d_mem
 """
-from configs import mnist1d
+from rum_jax.configs import mnist1d
 
 
 def get_config():

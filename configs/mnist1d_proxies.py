@@ -1,5 +1,5 @@
 """Memorization proxies of MNIST-1D from one training run (3 seeds averaged)."""
-from configs import mnist1d
+from rum_jax.configs import mnist1d
 
 
 def get_config():

@@ -8,7 +8,7 @@ memorization), runs RUM (low -> mid -> high, each with its own method) and evalu
 against retraining: <workdir>/evaluation.md and evaluation.png. The plan is configs/default.py's,
 searched on digits' validation mix sets (results/digits/study.md).
 """
-from configs import default
+from rum_jax.configs import default
 
 
 def get_config():

@@ -11,7 +11,7 @@ and mid, at lr 0.03 on high), so this runs the study's RUM row with 3 seeds inst
 """
 import ml_collections
 
-from configs import study_mnist1d
+from rum_jax.configs import study_mnist1d
 
 
 def get_config():

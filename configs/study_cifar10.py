@@ -17,7 +17,7 @@ see the RUM README) avoids that and gives RUM's exact forget sets. Not run on th
 project's CPU machine.
 """
 
-from configs import cifar10_resnet18, study_mnist1d
+from rum_jax.configs import cifar10_resnet18, study_mnist1d
 
 
 def get_config():

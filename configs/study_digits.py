@@ -13,7 +13,7 @@ memorization mostly sorts examples of memorization about 0.
 """
 import ml_collections
 
-from configs import digits, study_mnist1d
+from rum_jax.configs import digits, study_mnist1d
 
 
 def get_config():

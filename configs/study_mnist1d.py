@@ -19,7 +19,7 @@ on 2 CPU cores (evaluate.py on a set's work directory computes them all).
 """
 import ml_collections
 
-from configs import forgetting_digits, mnist1d
+from rum_jax.configs import forgetting_digits, mnist1d
 
 
 def study_section() -> ml_collections.ConfigDict:

@@ -2,12 +2,13 @@
 
   python -m rum_jax train|unlearn|continual|evaluate --config=configs/<name>.py --workdir=<dir>
   python -m rum_jax list     what there is to choose: methods, data sets, models, configs, ...
+  python -m rum_jax leaderboard --workdirs=a,b --output=leaderboard.md   one table over many runs
 """
 import sys
 
 from rum_jax import cli
 
-COMMANDS = ("train", "unlearn", "continual", "evaluate", "list")
+COMMANDS = ("train", "unlearn", "continual", "evaluate", "list", "leaderboard")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
   python continual.py ...  rum-jax-continual ...  python -m rum_jax continual ...
   python evaluate.py ...   rum-jax-evaluate ...   python -m rum_jax evaluate ...
   rum-jax-list             python -m rum_jax list  (rum_jax.discovery: what there is to choose)
+  python leaderboard.py .. rum-jax-leaderboard ..  python -m rum_jax leaderboard ..  (many work directories)
 
 `--config=<file>[:<arg>]` and its `--config.<field>=<value>` overrides are read here, in a
 flag set of their own (`load_config`), so every mistake in them (a field that does not exist,
@@ -13,6 +14,7 @@ fix, before absl parses the other flags. A `--config` path that does not exist f
 current directory but names a shipped config (`configs/digits.py`, `digits.py`, `digits`) is
 that file, so an installed rum-jax runs its configs from any directory.
 """
+import ast
 import dataclasses
 import difflib
 import os
@@ -46,12 +48,17 @@ COMMAND_LINES = {
 }
 _OVERRIDE = re.compile(r"^--?(no)?config\.([^=]+)(=.*)?$")
 _CONFIG = re.compile(r"^--?config(=.*)?$")
+# Sections whose fields are not fixed in the config file: a data set loader's options (e.g. the
+# npz loader's `path`, TFDS's `name`), which the data package checks against the loader's
+# arguments. An override of a field they lack adds it.
+OPEN_SECTIONS = ("data.options",)
 
 
 def shipped_configs_dir() -> str:
-  """The folder of the configs that come with rum-jax (a clone's configs/, or the installed package)."""
-  import configs  # pylint: disable=import-outside-toplevel  (a top-level package of its own)
-  return os.path.dirname(os.path.abspath(configs.__file__))
+  """The folder of the configs that come with rum-jax (a clone's configs/, or the installed
+  package rum_jax.configs)."""
+  from rum_jax import configs  # pylint: disable=import-outside-toplevel
+  return os.path.abspath(configs.__path__[0])
 
 
 def resolve_config_path(path: str) -> str:
@@ -95,6 +102,8 @@ def _missing_field(config: ml_collections.ConfigDict, path: str) -> Optional[str
     if not isinstance(node, (ml_collections.ConfigDict, dict)):
       return f"the config has no field {path}: config.{where} is a value ({node!r}), not a section"
     if key not in node:
+      if where in OPEN_SECTIONS and key == path.split(".")[-1]:
+        return None
       keys = list(node.keys())
       close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6) or [
           k for k in keys if len(k) > 1 and (key.startswith(k) or k.startswith(key))][:1]
@@ -123,6 +132,36 @@ def _type_message(config: ml_collections.ConfigDict, override: str) -> str:
   kind = next((k for t, k in kinds.items() if type(current) is t), type(current).__name__)  # pylint: disable=unidiomatic-typecheck
   return (f"config.{path} takes {kind} (it is {current!r} now), got {(value or '=')[1:]!r}: "
           f"e.g. --config.{path}={current!r}")
+
+
+def _new_open_fields(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> dict:
+  """{path: value} of the overrides that add a field to an open section (`OPEN_SECTIONS`); a
+  value is read as a Python literal where it is one (0.1, True, (1, 2)), else as a string."""
+  fields = {}
+  for override in overrides:
+    no, path, value = _OVERRIDE.match(override).groups()
+    if path.rpartition(".")[0] in OPEN_SECTIONS and path.rpartition(".")[2] not in _field_value(
+        config, path.rpartition(".")[0]):
+      text = (value or "=")[1:]
+      try:
+        fields[path] = False if no else True if value is None else ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        fields[path] = text
+  return fields
+
+
+def _split_commas(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict,
+                  overrides: Sequence[str]) -> None:
+  """A list field given as `a,b` (as the sweep flags take values) is the tuple ('a', 'b'), not
+  the one string 'a,b' that ml_collections makes of it."""
+  for override in overrides:
+    path = _OVERRIDE.match(override).group(2)
+    value = _field_value(config, path)
+    if (isinstance(_field_value(base, path), tuple) and len(value) == 1 and isinstance(value[0], str)
+        and "," in value[0]):
+      section, _, key = path.rpartition(".")
+      (_field_value(config, section) if section else config)[key] = tuple(
+          v.strip() for v in value[0].split(","))
 
 
 def _load_base(value: str) -> ml_collections.ConfigDict:
@@ -162,14 +201,24 @@ def load_config(argv: Sequence[str], default: Optional[str]) -> Tuple[Optional[m
     message = _missing_field(base, _OVERRIDE.match(override).group(2))
     if message:
       raise checks.ConfigError(message)
+  added = _new_open_fields(base, overrides)
+  overrides = [o for o in overrides if _OVERRIDE.match(o).group(2) not in added]
   own = flags.FlagValues()
   argv = [argv[0], f"--config={value}", *overrides]
   try:
     holder = config_flags.DEFINE_config_file("config", value, flag_values=own, sys_argv=argv)
     own(argv)
-    return holder.value, rest
+    config = holder.value
+    with config.unlocked():
+      for path, field in added.items():
+        section, _, key = path.rpartition(".")
+        _field_value(config, section)[key] = field
+    _split_commas(config, base, overrides)
+    return config, rest
   except flags.IllegalFlagValueError as err:
-    bad = next((o for o in overrides if o.split("=", 1)[0] in str(err)), None)
+    # The override absl names (the last of several of one field may be the bad one).
+    bad = next((o for o in overrides if f"flag {o}:" in str(err)), None) or next(
+        (o for o in reversed(overrides) if o.split("=", 1)[0] in str(err)), None)
     raise checks.ConfigError(_type_message(base, bad) if bad else " ".join(str(err).split())) from err
   except (flags.Error, ValueError, TypeError, KeyError, AttributeError) as err:
     raise checks.ConfigError(" ".join(str(err).split())) from err
@@ -180,13 +229,43 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+def leaderboard_main(argv: Sequence[str]) -> None:
+  """leaderboard.py --workdirs=a,b [--output=leaderboard.md] [--metrics=tow,...] [--pool]."""
+  main_module = sys.argv[0]
+  workdirs = flags.DEFINE_list("workdirs", None, "Work directories (or folders of them, or record files), "
+                               "comma-separated.", required=True, module_name=main_module)
+  output = flags.DEFINE_string("output", "leaderboard.md", "The markdown file to write (a name ending in .md); "
+                               "the records it was made from are written beside it, the same name ending in .csv.",
+                               module_name=main_module)
+  metrics = flags.DEFINE_list("metrics", [], "Metrics to show, by name (default: every metric recorded).",
+                              module_name=main_module)
+  pool = flags.DEFINE_bool("pool", False, "Pool the seeds of runs of one recipe (settings, forget set, original "
+                           "models) found in several work directories into one row; the table says what it "
+                           "pooled. Without it such runs are refused.", module_name=main_module)
+
+  def parse(args: List[str]) -> List[str]:
+    try:
+      return flags.FLAGS(args)
+    except flags.Error as err:
+      _fail(f"{' '.join(str(err).split())} (--helpfull lists the flags)")
+
+  def run(_):
+    from rum_jax import commands, runtime  # pylint: disable=import-outside-toplevel
+    runtime.main(lambda: print(commands.leaderboard(workdirs.value, output.value, metrics.value, pool.value)))
+
+  app.run(run, argv=list(argv), flags_parser=parse)
+
+
 def main(command: str, argv: Optional[Sequence[str]] = None) -> None:
-  """Runs command line `command` ("train", "unlearn", "continual", "evaluate" or "list")."""
+  """Runs command line `command` ("train", "unlearn", "continual", "evaluate", "list" or "leaderboard")."""
   argv = list(sys.argv if argv is None else argv)
   # The library is imported once the flags are read, so a mistake in them is reported at once.
   if command == "list":
     from rum_jax import discovery  # pylint: disable=import-outside-toplevel
     discovery.main(argv)
+    return
+  if command == "leaderboard":
+    leaderboard_main(argv)
     return
   line = COMMAND_LINES[command]
   argv = flags.FLAGS.read_flags_from_files(argv, force_gnu=False)
@@ -231,3 +310,4 @@ unlearn = command_line("unlearn")
 continual = command_line("continual")
 evaluate = command_line("evaluate")
 list_all = command_line("list")
+leaderboard = command_line("leaderboard")

@@ -13,7 +13,7 @@ progress line per phase shown in a Python session too).
 import contextlib
 import os
 import shutil
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import ml_collections
 
@@ -93,11 +93,36 @@ def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, o
     return EVALUATE_MODES[mode](config, workdir, overwrite)
 
 
-def leaderboard(workdirs: Sequence[str], output: str, metrics: Sequence[str] = ()) -> str:
-  """leaderboard.py: one table over the records of many work directories (and their reference rows)."""
+def leaderboard_files(output: str) -> Tuple[str, str]:
+  """(the markdown file, the CSV beside it) that leaderboard.py --output names.
+
+  --output is the markdown file to write (a name ending in .md); the records it was made from
+  go beside it, the same name ending in .csv. Anything else is refused with the fix.
+  """
+  stem, ext = os.path.splitext(output)
+  checks.require(not os.path.isdir(output), f"--output={output} is a folder; name the markdown file to write in "
+                 f"it, e.g. --output={os.path.join(output, 'leaderboard.md')} (the records go beside it as .csv)")
+  checks.require(ext == ".md" and os.path.basename(stem) != "", f"--output={output} is not a markdown file name "
+                 f"(.md): e.g. --output={(stem if ext in ('.csv', '.txt', '.markdown') else output) + '.md'} writes "
+                 f"the table there and the records it was made from beside it (.csv)")
+  folder = os.path.dirname(os.path.abspath(output))
+  existing = folder
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  checks.require(os.path.isdir(existing), f"--output={output} is inside {existing}, which is a file: choose "
+                 "another --output")
+  checks.require(os.access(existing, os.W_OK), f"--output={output} cannot be written: you may not write in "
+                 f"{existing}; choose an --output in a folder you can write to")
+  return output, stem + ".csv"
+
+
+def leaderboard(workdirs: Sequence[str], output: str, metrics: Sequence[str] = (), pool: bool = False) -> str:
+  """leaderboard.py: one table over the records of many work directories, a row per run
+  (`pool`: runs of one recipe in several work directories pooled into one row, which says so)."""
   checks.require(bool(workdirs), "--workdirs names no work directory; give one or more, comma-separated")
   try:
     names = check_names(list(metrics), "--metrics") if metrics else None
   except ValueError as err:
     raise checks.ConfigError(str(err)) from None
-  return reports.write_leaderboard(list(workdirs), output, names)
+  markdown, csv = leaderboard_files(output)
+  return reports.write_leaderboard(list(workdirs), markdown, csv, names, pool)

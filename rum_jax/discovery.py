@@ -83,15 +83,15 @@ def _metrics() -> List[Dict[str, str]]:
 
 def describe() -> Dict[str, Any]:
   """Everything there is to choose, as plain data (what `rum-jax-list --json` prints)."""
-  import configs  # pylint: disable=import-outside-toplevel  (the shipped configs, a package of their own)
-  from configs import default  # pylint: disable=import-outside-toplevel
+  from rum_jax import configs  # pylint: disable=import-outside-toplevel  (the shipped configs)
+  from rum_jax.configs import default  # pylint: disable=import-outside-toplevel
   return {
       "unlearning methods": _methods(default.get_config()),
       "forget-set kinds": _forget_kinds(),
       "memorization proxies": [{"name": n, "about": "train.py config.mode=proxies"} for n in SCORE_NAMES],
       "data sets": _entries(data.DATASETS),
       "models": _entries(models.MODELS),
-      "configs": config_files(os.path.dirname(os.path.abspath(configs.__file__))),
+      "configs": config_files(configs.__path__[0]),
       "continual sequences": _entries(sequences.SEQUENCES),
       "continual methods": [{"name": n, "about": " then ".join(f"{o} step ({p})" for o, p in m.updates)
                              + f"; learns with {m.learn_algorithm}"}

@@ -16,6 +16,7 @@ the two-sided t interval of the mean (RUM's `analysis.py` computes it with
 `scipy.stats.t.ppf(0.975, n - 1) * scipy.stats.sem(...)`). With one seed there is no
 spread to estimate: h is NaN, not 0, so a single run is never mistaken for an exact one.
 """
+import hashlib
 import json
 import numbers
 import os
@@ -31,7 +32,11 @@ from rum_jax import provenance
 # then which value it is (seed, metric, value), then where it came from.
 RUN_COLUMNS = ("data", "model", "forget_kind", "forget_level", "forget_size", "forget_split", "method",
                "settings")
-RECORD_COLUMNS = RUN_COLUMNS + ("seed", "metric", "value", "forget_digest", "version")
+RECORD_COLUMNS = RUN_COLUMNS + ("seed", "metric", "value", "forget_digest", "version", "original_digest")
+# What makes two rows one run: the recipe's columns, the forget set and the original models.
+RUN_KEY = RUN_COLUMNS + ("forget_digest", "original_digest")
+# The comparison rows every work directory of one forget set and one original shares.
+REFERENCE_METHODS = ("original", "retrain")
 # The tidy files of work directories `collect` reads (unlearning / study sets, forgetting banks).
 RECORD_FILES = ("evaluation.csv", "forgetting.csv")
 
@@ -128,8 +133,9 @@ def columns_to_seeds(columns: Mapping[str, Any]) -> List[Dict[str, Any]]:
 
 
 def run_columns(config: Mapping[str, Any], method: str, settings: Optional[Mapping[str, Any]] = None,
-                forget_digest: str = "") -> Dict[str, Any]:
-  """The run columns of a record from a config (a ConfigDict or its JSON dict)."""
+                forget_digest: str = "", original_digest: str = "") -> Dict[str, Any]:
+  """The run columns of a record from a config (a ConfigDict or its JSON dict); `forget_digest`
+  and `original_digest` name the forget set and the original models' predictions (`RUN_KEY`)."""
   def get(section, key, default=""):
     part = config.get(section) or {}
     return part.get(key, default) if hasattr(part, "get") else default
@@ -139,7 +145,7 @@ def run_columns(config: Mapping[str, Any], method: str, settings: Optional[Mappi
           "forget_level": get("forget", "level") if kind in ("memorization", "proxy") else "",
           "forget_size": get("forget", "size"), "forget_split": get("forget", "split", "report"),
           "method": method, "settings": json.dumps(dict(settings or {}), sort_keys=True, default=str),
-          "forget_digest": forget_digest, "version": provenance.VERSION}
+          "forget_digest": forget_digest, "original_digest": original_digest, "version": provenance.VERSION}
 
 
 def record_rows(values: Mapping[str, Sequence[float]], **run: Any) -> List[Dict[str, Any]]:
@@ -180,13 +186,17 @@ def summary_frame(records: Union[pd.DataFrame, Sequence[Mapping[str, Any]]],
 
 
 def read_records(path: str) -> pd.DataFrame:
-  """One tidy record file (CSV) as a DataFrame; settings stay JSON strings."""
-  text_columns = [c for c in RUN_COLUMNS + ("metric", "forget_digest", "version") if c != "forget_size"]
+  """One tidy record file (CSV) as a DataFrame; settings stay JSON strings. Columns that older
+  records lack (e.g. original_digest) are empty strings."""
+  text_columns = [c for c in RECORD_COLUMNS if c not in ("forget_size", "seed", "value")]
   frame = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text_columns})
   missing = [c for c in ("method", "seed", "metric", "value") if c not in frame.columns]
   if missing:
     raise ValueError(f"{path} is no record file of rum-jax (no column {missing}); records are the tidy "
                      f"{' / '.join(RECORD_FILES)} of work directories")
+  for column in RECORD_COLUMNS:
+    if column not in frame.columns:
+      frame[column] = ""
   frame["value"] = pd.to_numeric(frame["value"])  # NaN where a value is undefined
   return frame
 
@@ -199,8 +209,10 @@ def collect(paths: Iterable[str]) -> pd.DataFrame:
 
   Raises:
     FileNotFoundError: a path holds no record file (the message names the files looked for).
+    ValueError: one record file is reached through two paths (named twice, or a folder and one
+      inside it): its seeds would count twice.
   """
-  frames = []
+  frames, reached = [], {}
   for path in paths:
     files = [path] if os.path.isfile(path) else sorted(
         os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f in RECORD_FILES)
@@ -208,10 +220,70 @@ def collect(paths: Iterable[str]) -> pd.DataFrame:
       raise FileNotFoundError(f"{path} holds no records ({' or '.join(RECORD_FILES)}): run unlearn.py or "
                               f"evaluate.py there first")
     for f in files:
+      real = os.path.realpath(f)
+      if real in reached:
+        raise ValueError(f"{f} is named twice (through {reached[real]} and {path}): its runs would count twice; "
+                         f"name each work directory once")
+      reached[real] = path
       frame = read_records(f)
       frame["source"] = os.path.abspath(f)
       frames.append(frame)
   return pd.concat(frames, ignore_index=True)
+
+
+def source_workdir(source: str) -> str:
+  """A record file's work directory, relative to the current directory when inside it."""
+  folder = os.path.dirname(source)
+  relative = os.path.relpath(folder)
+  return folder if relative.startswith("..") else relative
+
+
+def _describe_run(row: Mapping[str, Any]) -> str:
+  settings = "" if row["settings"] in ("", "{}") else f" with settings {row['settings']}"
+  return (f"{row['method']}{settings}, forget set {row['forget_digest'] or 'unrecorded'}, original "
+          f"{row['original_digest'] or 'unrecorded'}")
+
+
+def identify_runs(records: pd.DataFrame, pool: bool = False) -> Tuple[pd.DataFrame, Dict[str, List[str]]]:
+  """Each row's run: records from many work directories, with a `run` column (a short digest of
+  `RUN_KEY`: the recipe, the forget set, the original models), so no summary mixes two runs.
+
+  One run found in several record files (`source`):
+    - the original and the retrain reference with identical values (work directories that share
+      an original and a forget set): counted once;
+    - otherwise refused, unless `pool`: identical values are a copy (counted once when pooled),
+      different values are reruns of one recipe (their seeds pooled when `pool`).
+
+  Returns:
+    (the records that count, with `run`; {run: the record files it comes from}).
+
+  Raises:
+    ValueError: a run in several record files without `pool` (the message names them).
+  """
+  frame = records.reset_index(drop=True)  # positions, which `keep` indexes
+  key = frame[list(RUN_KEY)].astype(str).agg("\x1f".join, axis=1)
+  frame["run"] = [hashlib.sha256(k.encode()).hexdigest()[:8] for k in key]
+  keep = np.ones(len(frame), bool)
+  sources: Dict[str, List[str]] = {}
+  for (run, metric), group in frame.groupby(["run", "metric"], sort=False):
+    files = list(dict.fromkeys(group["source"]))
+    sources.setdefault(run, [])
+    sources[run] += [f for f in files if f not in sources[run]]
+    if len(files) < 2:
+      continue
+    values = [group[group["source"] == f].sort_values("seed")["value"].to_numpy() for f in files]
+    identical = all(v.shape == values[0].shape and np.array_equal(v, values[0], equal_nan=True) for v in values)
+    first = group.iloc[0]
+    where = " and ".join(source_workdir(f) for f in files[:2])
+    if identical and (pool or first["method"] in REFERENCE_METHODS):
+      keep[group.index[group["source"] != files[0]]] = False  # one copy counts
+    elif identical:
+      raise ValueError(f"{where} hold the same run ({_describe_run(first)}) with identical values: it is named "
+                       f"twice (a copy?); name it once")
+    elif not pool:
+      raise ValueError(f"{where} hold two runs of one recipe ({_describe_run(first)}) with different values: "
+                       f"name one of them, or pass --pool to pool their seeds into one row (the table says so)")
+  return frame[keep], sources
 
 
 def half_width(leaf: Mapping[str, Any]) -> float:

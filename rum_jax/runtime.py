@@ -7,6 +7,7 @@ set-up calls `rum_jax.runtime.initialize()` right after starting Python.
 import logging as std_logging
 import os
 import sys
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -85,24 +86,53 @@ def initialize() -> None:
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError, RuntimeError)
 
 
-# Loggers of other libraries that log at DEBUG (JAX's compilation cache and dispatch, matplotlib's
-# font search, asyncio): `-v 1` asks for rum-jax's per-epoch lines and tracebacks, not theirs.
+# Loggers of other libraries: JAX logs at INFO what it tries (e.g. "Unable to initialize backend
+# 'tpu'" on every machine without one), and at DEBUG its compilation cache and dispatch;
+# matplotlib its font search, asyncio and PIL their internals. A command line shows their warnings only.
 _CHATTY_LIBRARIES = ("jax", "matplotlib", "asyncio", "PIL")
 
 
 def quiet_libraries() -> None:
-  """Keeps other libraries' loggers at INFO when absl's `-v 1` lowers the root logger to DEBUG."""
+  """Other libraries' loggers show warnings and errors only (absl's `-v 1` asks for rum-jax's
+  per-epoch lines and tracebacks, not theirs)."""
   for name in _CHATTY_LIBRARIES:
     library = std_logging.getLogger(name)
-    if library.getEffectiveLevel() < std_logging.INFO:
-      library.setLevel(std_logging.INFO)
+    if library.getEffectiveLevel() < std_logging.WARNING:
+      library.setLevel(std_logging.WARNING)
+
+
+class _PlainFormatter(std_logging.Formatter):
+  """A progress line as it is ('[retrain] 30 epochs in 0m06s: ...'); a warning or an error
+  prefixed by its level, one line each, without absl's date, thread and source location."""
+
+  def format(self, record: std_logging.LogRecord) -> str:
+    message = record.getMessage()
+    if record.levelno >= std_logging.WARNING:
+      return f"{std_logging.getLevelName(record.levelno).lower()}: {message}"
+    return message
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+  """warnings.showwarning: a warning as one log line (not its Python source line)."""
+  del category, filename, lineno, file, line
+  logging.warning("%s", message)
+
+
+def plain_output() -> None:
+  """What a command line prints: its progress lines plainly and each warning as one line
+  (`warning: <message>`); with `-v 1` absl's full lines (time, source) and Python's warnings."""
+  if logging.level_debug():
+    return
+  logging.get_absl_handler().setFormatter(_PlainFormatter())
+  warnings.showwarning = _warning_line
 
 
 def main(command: Callable[[], Any]) -> Any:
   """What a command line's `main` does: `initialize()`, then `command()`, errors as one line."""
   provenance.record_command(sys.argv)
-  initialize()
   quiet_libraries()
+  plain_output()
+  initialize()
   try:
     return command()
   except USER_ERRORS as err:

@@ -49,6 +49,8 @@ ROWS = [
     ("evaluation.metrics", ("tow", "towww"), "has unknown metric(s) ['towww']; valid choices: "),
     ("sweep.select_by", "mia_confidence", "has no better direction"),
     ("sweep.select_by", "forget_score", "valid choices: retain_accuracy, test_accuracy, tow, tow_mia"),
+    ("forget.level", "high", "has no effect with config.forget.kind='random': only memorization and proxy"),
+    ("data.options.path", "x.npz", "which data set 'digits' does not take; it takes: no options"),
 ]
 
 
@@ -139,6 +141,17 @@ RUNTIME = """## Run-time checks
 | a sweep changed without `--overwrite` after a finished one | the new grid is computed from scratch (its numbers, not the old grid's, in `grid.json`), then the finished run of other settings is refused | tests/test_stale_checkpoints.py |
 | a retrain reference replaced by another (other training, augmentation or forget set) | evaluate.py refuses: it is not the reference the runs were compared with, re-run unlearn.py; unlearn.py retrains it with a warning naming the differences (`made_by.json`) | tests/test_stale_checkpoints.py |
 | a work directory resumed or extended on another number of devices (padding seeds: 3 seeds on 2 devices run as 4) | resumes with equal results: checkpoints, SalUn saliency and shadow-model weights are saved without padding seeds | tests/test_device_counts.py |
+| the same config field twice, the second bad (`--config.num_seeds=2 --config.num_seeds=three`) | the bad value is named: `error: config.num_seeds takes an integer (it is 3 now), got 'three': e.g. --config.num_seeds=3` | tests/test_bad_input_fixes.py |
+| a list field given as `a,b` (`--config.evaluation.metrics=tow,tow_mia`) | accepted as the tuple ('tow', 'tow_mia'), as the sweep flags take `a,b`; an unknown name in it is refused, listing the valid ones | tests/test_bad_input_fixes.py |
+| `--config.data.name=npz` without a file; an option the data set does not take | `the npz data set needs a file: set --config.data.options.path=<file.npz> (or --config.data.data_dir=<file.npz>)`, and `--config.data.options.<option>=<value>` adds any option of the data set's loader; an option it does not take is refused before any work, naming those it takes | tests/test_bad_input_fixes.py, tests/test_config_validation.py |
+| an npz data set path that is a text file (or one .npy array) | `the npz data set's file <file> is no .npz archive (it starts with b'...'): save the data set with np.savez('<name>.npz', x=inputs, y=labels) and set --config.data.options.path=<name>.npz` | tests/test_bad_input_fixes.py |
+| a missing score file `--config.forget.scores=<folder>/mine.npz` | names `python train.py --config=configs/<data>_memorization.py --workdir=runs/<data>_memorization` and `--config.forget.scores=runs/<data>_memorization/memorization.npz` (train.py writes memorization.npz in its work directory); a missing `<dir>/memorization.npz`: the command with `--workdir=<dir>` | tests/test_bad_input_fixes.py |
+| `--config.forget.kind=random --config.forget.level=high` (a level with a kind that picks no level) | refused: `config.forget.level='high' has no effect with config.forget.kind='random': only memorization and proxy forget sets are picked by level; use --config.forget.kind=memorization --config.forget.level=high, or leave forget.level at 'mix'` | tests/test_bad_input_fixes.py, tests/test_config_validation.py |
+| `memorization.chunk_size` larger than `num_models`, or `num_models` not a multiple of it | exactly `num_models` models are trained (the last chunk cut short, never rounded up); raising num_models later retrains only the cut chunk | tests/test_memorization_run.py |
+| `leaderboard.py --output=<a folder>` | `error: --output=<folder> is a folder; name the markdown file to write in it, e.g. --output=<folder>/leaderboard.md (the records go beside it as .csv)` | tests/test_bad_input_fixes.py, tests/test_leaderboard.py |
+| `leaderboard.py --output=x.csv` or `--output=/tmp/dl/my.dir/lb` (no `.md` name) | refused, nothing written: `--output=x.csv is not a markdown file name (.md): e.g. --output=x.md writes the table there and the records it was made from beside it (.csv)`; a `.md` name writes it and the records beside it (`x.csv`), nothing outside its folder | tests/test_leaderboard.py |
+| `leaderboard.py --workdirs=a,a` (or a folder and one inside it) | refused: `a/evaluation.csv is named twice (through a and a): its runs would count twice; name each work directory once` | tests/test_leaderboard.py |
+| `leaderboard.py` on a work directory and its copy, or on two runs of one recipe (settings, forget set, original models) | refused, naming both work directories and the run; `--pool` pools reruns' seeds into one row whose note says what it pooled (a copy counts once); distinct runs are distinct rows, never pooled | tests/test_leaderboard.py |
 """
 
 

@@ -10,8 +10,10 @@ from typing import Dict, Set
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "rum_jax")
 
+# The shipped configs (rum_jax.configs) import the library's registries and are read by the
+# command lines only: they sit with the commands.
 COMMANDS = {"rum_jax.commands", "rum_jax.config_validation", "rum_jax.runtime", "rum_jax.cli",
-            "rum_jax.discovery", "rum_jax.__main__"}
+            "rum_jax.discovery", "rum_jax.__main__", "rum_jax.configs"}
 # Library packages by rank: a package imports only packages of lower rank (and itself).
 LIBRARY_RANK = {
     "registry": 0, "checks": 0, "optional": 0, "provenance": 0,

@@ -112,3 +112,24 @@ def test_proxies_run_writes_oriented_scores(tmp_path, flipped_digits):
   data = np.load(tmp_path / "memorization.npz")
   assert data["confidence_per_seed"].shape == (5, 1257)
   assert (tmp_path / "proxies_hist.png").stat().st_size > 0
+
+
+def test_exactly_num_models_are_trained_whatever_the_chunk_size(tmp_path):
+  """A chunk larger than num_models, or num_models not a multiple of it, trains num_models models
+  (the last chunk cut short), and growing the estimate later retrains only the cut chunk."""
+  workdir = str(tmp_path / "w")
+  summary = mem_run.run_memorization(_config(3, 1000, epochs=1, hidden=(8,)), workdir)
+  data = np.load(os.path.join(workdir, "memorization.npz"))
+  assert summary["num_models"] == 3 and int(data["num_models"]) == 3 and data["in_mask"].shape == (3, 1257)
+  assert MemorizationStats.load(os.path.join(workdir, "stats.npz")).num_models == 3
+
+  other = str(tmp_path / "grown")
+  mem_run.run_memorization(_config(5, 2, epochs=1, hidden=(8,)), other)
+  chunks = sorted(os.listdir(os.path.join(other, "chunks")))
+  assert [np.load(os.path.join(other, "chunks", f))["in_mask"].shape[0] for f in chunks] == [2, 2, 1]
+  mem_run.run_memorization(_config(6, 2, epochs=1, hidden=(8,)), other)
+  data = np.load(os.path.join(other, "memorization.npz"))
+  assert int(data["num_models"]) == 6 and data["in_mask"].shape == (6, 1257)
+  # The 6 models are models 0..5 of the family of subsets: the same as one run of 6.
+  from rum_jax.memorization.estimator import sample_subset_masks
+  np.testing.assert_array_equal(data["in_mask"], sample_subset_masks(0, 6, 1257, 0.7))

@@ -132,7 +132,10 @@ def test_records_summaries_collect_and_leaderboard(tmp_path):
   assert salun["ci95"] == pytest.approx(stats.t.ppf(0.975, 7) * stats.sem(twice))
   board = reports.leaderboard(frame, ["tow", "forget_accuracy"])
   lines = [line for line in board.splitlines() if line.startswith("| digits")]
-  assert [line.split(" | ")[0].rsplit(" / ", 1)[1] for line in lines] == ["original", "retrain", "salun"]
+  # A row per run (a and b differ in settings): the references first, each run's own seeds.
+  assert [line.split(" | ")[0].rsplit(" / ", 1)[1] for line in lines] == [
+      "original", "original", "retrain", "retrain", "salun", "salun"]
+  assert all(line.split(" | ")[3] == "4" for line in lines)
   with pytest.raises(FileNotFoundError, match="holds no records"):
     results.collect([str(tmp_path / "nothing")])
   # leaderboard.py: the table and the collected records beside it.

@@ -14,6 +14,18 @@ Loader = Callable[..., Dataset]
 DATASETS: Registry[Loader] = Registry("data set")
 
 
+def check_options(name: str, options: Any) -> None:
+  """Refuses options (config.data.options) that data set `name`'s loader does not take."""
+  parameters = inspect.signature(DATASETS.get(name)).parameters
+  accepted = [p for p in parameters if p not in ("data_dir", "split_seed")]
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    return
+  unknown = sorted(k for k in options if k not in accepted)
+  if unknown:
+    raise ValueError(f"config.data.options has {', '.join(unknown)}, which data set {name!r} does not take; "
+                     f"it takes: {', '.join(accepted) or 'no options'} (--config.data.options.<option>=<value>)")
+
+
 def load_dataset(
     name: str,
     /,
@@ -37,13 +49,6 @@ def load_dataset(
   Raises:
     ValueError: unknown name, or an option the loader does not accept.
   """
+  check_options(name, options)
   loader = DATASETS.get(name)
-  signature = inspect.signature(loader)
-  try:
-    signature.bind(data_dir, split_seed, **options)
-  except TypeError as err:
-    accepted = [p for p in signature.parameters if p not in ("data_dir", "split_seed")]
-    raise ValueError(
-        f"bad options {sorted(options)} for data set {name!r} ({err}); "
-        f"accepted options: {', '.join(accepted) or 'none'}") from None
   return loader(data_dir, split_seed, **options)

@@ -28,6 +28,7 @@ be the .npz file:
   --config.data.name=npz --config.data.data_dir=/data --config.data.options.path=mine.npz
 """
 import os
+import zipfile
 from typing import Optional, Tuple
 
 import numpy as np
@@ -58,6 +59,13 @@ def _read(file: str) -> dict:
   """The arrays of the file, checked for presence and picklability."""
   if not os.path.isfile(file):
     raise FileNotFoundError(f"npz data set: no file {file}")
+  if not zipfile.is_zipfile(file):  # np.load would try it as a pickle and advise allow_pickle
+    with open(file, "rb") as f:
+      head = f.read(6)
+    what = "one NumPy array (.npy)" if head == b"\x93NUMPY" else f"no .npz archive (it starts with {head!r})"
+    target = file if file.endswith(".npz") else os.path.splitext(file)[0] + ".npz"  # np.savez adds .npz
+    raise ValueError(f"the npz data set's file {file} is {what}: save the data set with np.savez({target!r}, "
+                     f"x=inputs, y=labels) and set --config.data.options.path={target}")
   with np.load(file, allow_pickle=False) as archive:
     missing = [k for k in REQUIRED if k not in archive.files]
     if missing:

@@ -208,9 +208,10 @@ def _original_dir(workdir: str, info: Dict[str, Any]) -> str:
 
 
 def _evaluate_original(workdir: str, forget: np.ndarray, reference: Dict[str, Any], ref: ModelOutputs,
-                       settings: Dict[str, Any]) -> Optional[Dict[str, list]]:
-  """The original model's values on the forget set of the work directory's runs (None if its
-  predictions are gone). The work directory's forget_set.npz must be that same set."""
+                       settings: Dict[str, Any]) -> Tuple[Optional[Dict[str, list]], str]:
+  """(the original model's values on the forget set of the work directory's runs, the digest of
+  its predictions), (None, "") if they are gone. The work directory's forget_set.npz must be
+  that same set."""
   recorded = _load_forget(os.path.join(workdir, "forget_set.npz"))
   if recorded.shape != forget.shape or not np.array_equal(recorded, forget):
     raise workdir_lib.WorkdirError(
@@ -221,12 +222,13 @@ def _evaluate_original(workdir: str, forget: np.ndarray, reference: Dict[str, An
                              "predictions")
   if not os.path.exists(os.path.join(predictions, "test.npz")):
     logging.warning("no predictions of the original model in %s: its row is left out", predictions)
-    return None
+    return None, ""
   logits, labels, _ = _load_predictions(predictions, "the original model", "re-run train.py")
   original = outputs_of(logits, labels, forget, reference=ref, num_shadow=settings["num_shadow"],
                         seed=settings["seed"])
-  return _cached(os.path.join(workdir, ORIGINAL_CACHE), logits, forget, {**settings, "reference": reference["digest"]},
-                 lambda: metric_values(original, settings["metrics"]))["values"]
+  values = _cached(os.path.join(workdir, ORIGINAL_CACHE), logits, forget, {**settings, "reference": reference["digest"]},
+                   lambda: metric_values(original, settings["metrics"]))["values"]
+  return values, workdir_lib.digest(*(logits[s] for s in SPLITS))
 
 
 # ---------------------------------------------------------------------------------------
@@ -260,7 +262,8 @@ def evaluate_workdir(workdir: str, *, metrics: Optional[Sequence[str]] = None,
   first = next(iter(evaluated.values()))
   settings = _settings(metrics, num_shadow, seed)
   models: Dict[str, Tuple[Dict[str, list], Dict[str, Any]]] = {}  # name -> (values, method settings)
-  original = _evaluate_original(workdir, first["forget"], first["reference"], first["reference_outputs"], settings)
+  original, original_digest = _evaluate_original(workdir, first["forget"], first["reference"],
+                                                 first["reference_outputs"], settings)
   if original is not None:
     models["original"] = (original, {})
   retrain = evaluated.get("retrain", {}).get("settings", {})
@@ -270,7 +273,8 @@ def evaluate_workdir(workdir: str, *, metrics: Optional[Sequence[str]] = None,
   config = io.read_json(config_path) if os.path.exists(config_path) else {}
   digest = workdir_lib.digest(first["forget"])
   rows = [row for name, (values, run_settings) in models.items()
-          for row in results.record_rows(values, **results.run_columns(config, name, run_settings, digest))]
+          for row in results.record_rows(values, **results.run_columns(config, name, run_settings, digest,
+                                                                        original_digest))]
   summary = results.summary_frame(rows)
   io.write_json(os.path.join(workdir, CACHE_FILE), {
       "settings": settings, "retrain_reference": workdir_lib.relative(workdir, first["reference_dir"]),

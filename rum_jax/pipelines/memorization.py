@@ -113,54 +113,52 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   stats = (MemorizationStats.load(stats_path) if os.path.exists(stats_path)
            else MemorizationStats.empty(n, t if m.influence else None))
   chunk_size = models_per_program(config, workdir, setup, stats.num_models)
-  setup = setup.with_models(chunk_size)
-  if stats.num_models % chunk_size:
-    raise ValueError(f"{stats_path} holds {stats.num_models} models, not a multiple of "
-                     f"memorization.chunk_size={chunk_size}: keep the chunk size of the run")
-  n_chunks = math.ceil(m.num_models / chunk_size)
-  if n_chunks * chunk_size != m.num_models:
-    logging.info("rounding num_models %d up to %d (whole chunks of %d)", m.num_models,
-                 n_chunks * chunk_size, chunk_size)
-  if stats.num_models > n_chunks * chunk_size:
-    # Fewer models than estimated so far: the estimate of exactly the first ones (their chunk
-    # files are kept, so raising num_models again reuses the others instead of retraining).
-    logging.warning("memorization.num_models=%d is below the %d models of %s: the estimate now uses the "
-                    "first %d", m.num_models, stats.num_models, stats_path, n_chunks * chunk_size)
+  # Exactly num_models models: whole chunks, the last one cut short (never rounded up).
+  sizes = [min(chunk_size, m.num_models - start) for start in range(0, m.num_models, chunk_size)]
+  ends = np.cumsum(sizes).tolist()
+  if stats.num_models and stats.num_models not in ends:
+    # Fewer models than estimated so far, or a last chunk an earlier num_models cut short: the
+    # estimate restarts from the chunk files, reusing each one trained with these subsets
+    # (so lowering num_models gives the estimate of exactly the first models).
+    logging.warning("memorization.num_models=%d: the %d models of %s are not whole chunks of this run; "
+                    "the estimate is rebuilt from the chunk files that match", m.num_models,
+                    stats.num_models, stats_path)
     stats = MemorizationStats.empty(n, t if m.influence else None)
-  first = stats.num_models // chunk_size
+  first = ends.index(stats.num_models) + 1 if stats.num_models else 0
   if first:
     logging.info("resuming: %d models already estimated in %s", stats.num_models, stats_path)
   t0 = time.time()
-  bar = tracking.progress_bar("memorization", n_chunks * chunk_size, first * chunk_size, unit="model")
+  n_chunks = len(sizes)
+  bar = tracking.progress_bar("memorization", m.num_models, stats.num_models, unit="model")
   for j in range(first, n_chunks):
-    masks = sample_subset_masks(m.seed, chunk_size, n, m.ratio, first_model=j * chunk_size)
+    masks = sample_subset_masks(m.seed, sizes[j], n, m.ratio, first_model=j * chunk_size)
     chunk_file = os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz")
     correct = _finished_chunk(chunk_file, masks)
     if correct is None:
       # No per-epoch checkpoints inside a chunk: saving chunk_size models every epoch costs
       # more than retraining one chunk; the resume unit is the finished chunk.
-      correct = train_chunk(setup, masks, config.train, _chunk_seed(m.seed, j),
+      correct = train_chunk(setup.with_models(sizes[j]), masks, config.train, _chunk_seed(m.seed, j),
                             name=f"chunk {j + 1}/{n_chunks}")
       io.write_npz(chunk_file, in_mask=masks, correct_train=correct["train"], correct_test=correct["test"])
     stats.add(masks, correct["train"], correct["test"] if m.influence else None)
     stats.save(stats_path)  # the chunk counts only once this atomic write is done
-    bar.update(chunk_size)
-    done = j + 1 - first
+    bar.update(sizes[j])
+    done = stats.num_models - ends[first - 1] if first else stats.num_models
     elapsed = time.time() - t0
     logging.info("memorization: %d/%d models (%.2f models/s), elapsed %.0fs, eta %.0fs",
-                 stats.num_models, n_chunks * chunk_size, done * chunk_size / elapsed,
-                 elapsed, elapsed / done * (n_chunks - j - 1))
+                 stats.num_models, m.num_models, done / elapsed,
+                 elapsed, elapsed / done * (m.num_models - stats.num_models))
   bar.close()
   est = stats.estimate(with_influence=bool(m.influence))
   extra = {}
   if n * stats.num_models <= 50_000_000:  # keep per-model arrays when they are small
     chunk_files = [np.load(os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz"))
-                   for j in range(stats.num_models // chunk_size)]
+                   for j in range(n_chunks)]
     extra = {k: np.concatenate([c[k] for c in chunk_files])
              for k in ("in_mask", "correct_train", "correct_test")}
   _write_scores(os.path.join(workdir, SCORES_FILE), setup, est, num_models=stats.num_models, **extra)
   se = est["memorization_se"]
-  summary = {"num_models": stats.num_models, "num_train": n, "chunk_size": chunk_size,
+  summary = {"num_models": stats.num_models, "num_train": n, "chunk_size": sizes[0],
              "mean_memorization": float(np.nanmean(est["memorization"])),
              "mean_standard_error": float(np.nanmean(se)),
              "max_standard_error": float(np.nanmax(se)),
@@ -263,12 +261,19 @@ def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool
 
 
 def missing_scores_message(path: str, data_name: str, proxies: bool) -> str:
-  """What to do when a score file a run needs is absent."""
+  """What to do when a score file a run needs is absent: a command that writes exactly that file
+  (train.py writes <workdir>/memorization.npz), or one that writes it elsewhere and the path to give."""
   published = ", ".join(score_files.FORMATS.get(f).filename for f in score_files.FORMATS.names())
   mode = "proxies" if proxies else "memorization"
+  if os.path.basename(path) == SCORES_FILE:
+    workdir, then = os.path.dirname(path) or ".", ""
+  else:  # train.py cannot write that name: a folder of its own, then its file
+    workdir = os.path.join("runs", f"{data_name}_{mode}")
+    then = f" and pass --config.forget.scores={os.path.join(workdir, SCORES_FILE)}"
   return (f"no {'proxy' if proxies else 'memorization'} scores at {path}. Compute them with `python train.py "
-          f"--config=configs/{data_name}_{mode}.py --workdir={os.path.dirname(path) or '.'}` (or let "
-          f"unlearn.py do it: --config.unlearn.compute_scores=True), or point --config.forget.scores to a score "
+          f"--config=configs/{data_name}_{mode}.py --workdir={workdir}`{then} (or let unlearn.py compute them in "
+          f"<workdir>/memorization: --config.forget.scores='' --config.unlearn.compute_scores=True), or point "
+          f"--config.forget.scores to a score "
           f"file: a rum-jax memorization.npz or a published one ({published})")
 
 

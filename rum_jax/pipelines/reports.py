@@ -6,7 +6,7 @@ A record is tidy rows (`results.record_rows`); `results.summary_frame` turns the
 
   table(summary, metrics)          one row per method, a 'mean ± ci95' cell per metric
   bar_figure(summary, panels, ..)  grouped bars with 95% interval whiskers, a panel per list
-  leaderboard(records, metrics)    one table over many work directories (`results.collect`)
+  leaderboard(records, metrics)    one table over many work directories (`results.collect`), a row per run
 """
 from typing import Any, Dict, Optional, Sequence
 
@@ -87,33 +87,55 @@ def bar_figure(summary: pd.DataFrame, panels: Sequence[Sequence[str]], path: str
 GROUP = ("data", "model", "forget_kind", "forget_level", "forget_size", "forget_split")
 
 
-def leaderboard(records: pd.DataFrame, metrics: Optional[Sequence[str]] = None) -> str:
+def leaderboard(records: pd.DataFrame, metrics: Optional[Sequence[str]] = None, pool: bool = False) -> str:
   """One markdown table over the records of many work directories (`results.collect`).
 
-  Rows: every (data set, model, forget set, method), the original and the retrain reference
-  first within each forget set; cells: mean ± 95% interval over seeds (`summary_frame`).
+  Rows: one per run (`results.identify_runs`: its settings, forget set and original models), the
+  original and the retrain reference first within each forget set; cells: mean ± 95% interval
+  over the run's seeds (`summary_frame`); then the seeds, the run's id and where it comes from,
+  and below the table what each id stands for (pooled runs say what they pooled).
   """
   metrics = list(metrics or [m for m in dict.fromkeys(records["metric"]) if m in METRICS])
   unknown = [m for m in metrics if m not in METRICS]
   if unknown:
     raise ValueError(f"unknown metric(s) {unknown} for the leaderboard; valid choices: {', '.join(METRICS.names())}")
-  group = [c for c in GROUP if c in records.columns]
-  summary = results.summary_frame(records, by=group + ["method"])
-  keys = summary[group + ["method"]].drop_duplicates()
-  rank = [0 if m == "original" else 1 if str(m).startswith("retrain") else 2 for m in keys["method"]]
-  keys = keys.assign(_rank=rank).sort_values(
-      group + ["_rank"], kind="stable", key=lambda c: c.astype(str))
-  summary["row"] = [" / ".join(str(v) for v in row) for row in summary[group + ["method"]].itertuples(index=False)]
-  rows = [" / ".join(str(v) for v in row) for row in keys[group + ["method"]].itertuples(index=False)]
-  return table(summary, metrics, row_key="row", rows=rows).replace(
-      "| row |", "| " + " / ".join(group + ["method"]) + " |", 1)
+  frame, sources = results.identify_runs(records, pool)
+  group = [c for c in GROUP if c in frame.columns]
+  summary = results.summary_frame(frame, by=["run"])
+  runs = frame.drop_duplicates("run")
+  rank = [0 if m == "original" else 1 if str(m).startswith("retrain") else 2 for m in runs["method"]]
+  # Each forget set and original models together: the original, the retrain reference, the methods.
+  runs = runs.assign(_rank=rank).sort_values(group + ["forget_digest", "original_digest", "_rank"], kind="stable",
+                                             key=lambda c: c.astype(str))
+  labels = {r["run"]: " / ".join(str(r[c]) for c in group + ["method"]) for _, r in runs.iterrows()}
+  seeds = {run: str(int(n)) for run, n in summary.groupby("run", sort=False)["n"].max().items()}
+  counted = frame.groupby("run", sort=False)["source"].unique()
+  text = table(summary, metrics, row_key="run", rows=list(runs["run"]), labels=labels,
+               extra={"seeds": seeds, "run": {r: f"`{r}`" for r in runs["run"]},
+                      "from": {r: ", ".join(results.source_workdir(f) for f in sources[r]) for r in runs["run"]}})
+  text = text.replace("| run |", "| " + " / ".join(group + ["method"]) + " |", 1)
+  legend = []
+  for _, r in runs.iterrows():
+    line = (f"- `{r['run']}`: {r['method']}, settings {r['settings'] or '{}'}, forget set "
+            f"{r['forget_digest'] or 'unrecorded'}, original models {r['original_digest'] or 'unrecorded'}")
+    pooled = counted[r["run"]]
+    if len(pooled) > 1:
+      line += "; POOLED (--pool): the seeds of " + ", ".join(
+          f"{results.source_workdir(f)} ({frame[(frame['run'] == r['run']) & (frame['source'] == f)]['seed'].nunique()})"
+          for f in pooled)
+    copies = [f for f in sources[r["run"]] if f not in pooled]
+    if pool and copies and r["method"] not in results.REFERENCE_METHODS:
+      line += "; identical copies counted once: " + ", ".join(results.source_workdir(f) for f in copies)
+    legend.append(line)
+  return text + "\nRuns (a row is one run: its settings, forget set and original models):\n\n" + "\n".join(legend) + "\n"
 
 
-def write_leaderboard(paths: Sequence[str], output: str, metrics: Optional[Sequence[str]] = None) -> str:
-  """leaderboard(collect(paths)) written to `output` (markdown) and beside it as tidy CSV."""
+def write_leaderboard(paths: Sequence[str], markdown: str, csv: str, metrics: Optional[Sequence[str]] = None,
+                      pool: bool = False) -> str:
+  """leaderboard(collect(paths)) written to `markdown`, the records it read to `csv` (tidy)."""
   records = results.collect(paths)
-  text = leaderboard(records, metrics)
-  io.write_text(output, f"# Leaderboard over {len(set(records['source']))} record files\n\n"
-                "Mean ± 95% t-interval over seeds (n per cell: the seeds of that run).\n\n" + text)
-  io.write_csv(output.rsplit(".", 1)[0] + ".csv", records.to_dict("records"))
+  text = leaderboard(records, metrics, pool)
+  io.write_text(markdown, f"# Leaderboard over {len(set(records['source']))} record files\n\n"
+                "Mean ± 95% t-interval over each run's seeds.\n\n" + text)
+  io.write_csv(csv, records.to_dict("records"))
   return text

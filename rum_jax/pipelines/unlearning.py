@@ -392,8 +392,10 @@ def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: boo
                fields=results.RECORD_COLUMNS)
   io.write_json(os.path.join(method_dir, workdir_lib.METRICS_FILE), record)  # last: marks the run finished
   table = write_summary(workdir, forget_digest)
-  logging.info("%s (mean over %d seeds): %s\n%s", run_name, config.num_seeds,
-               "  ".join(f"{k} {v['mean']:.4f}" for k, v in record["summary"].items()), table)
+  logging.info("%s (mean over %d seeds): %s", run_name, config.num_seeds,
+               "  ".join(f"{k} {v['mean']:.4f}" for k, v in record["summary"].items()))
+  if not evaluate:  # else the evaluation's table, which has these columns too, is the one shown
+    logging.info("%s", table)
   if evaluate:
     table = evaluation.evaluate_workdir(workdir)
     logging.info("evaluation of %s:\n%s\ntable: %s\nfigure: %s", workdir, table,

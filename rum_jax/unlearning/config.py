@@ -18,6 +18,13 @@ def validate_forget(f: ml_collections.ConfigDict) -> None:
   checks.choice(f.kind, "forget.kind", FORGET_KINDS.names())
   if FORGET_KINDS.get(f.kind).uses_level:
     checks.choice(f.level, "forget.level", forget_sets.LEVELS)
+  else:
+    # A level other than the default would be silently ignored: say what picks by level.
+    by_level = [n for n in FORGET_KINDS.names() if FORGET_KINDS.get(n).uses_level]
+    checks.require(f.level == forget_sets.DEFAULT_LEVEL, (
+        f"config.forget.level={f.level!r} has no effect with config.forget.kind={f.kind!r}: only "
+        f"{' and '.join(by_level)} forget sets are picked by level; use --config.forget.kind={by_level[0]} "
+        f"--config.forget.level={f.level}, or leave forget.level at {forget_sets.DEFAULT_LEVEL!r}"))
   checks.choice(f.get("split", "report"), "forget.split", SPLITS)
   checks.choice(f.get("draw", "ranking"), "forget.draw", DRAWS)
   checks.positive_int(f.size, "forget.size")

@@ -15,6 +15,7 @@ from typing import List, Optional
 import numpy as np
 
 LEVELS = ("low", "mid", "high", "mix")
+DEFAULT_LEVEL = "mix"  # configs/default.py's; the only level kinds that pick no level accept
 # The 'mid' level of memorization scores (in [-1, 1]): halfway between typical and fully memorized.
 MEMORIZATION_CENTER = 0.5
 
