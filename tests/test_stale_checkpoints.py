@@ -14,6 +14,7 @@ import pytest
 
 from configs import default
 from rum_jax import commands, io, workdir as workdir_lib
+from rum_jax.runfolder import RunFolder
 from rum_jax.pipelines import sweep as sweep_lib, unlearning
 from rum_jax.training.checkpoint import Checkpointer
 
@@ -50,7 +51,7 @@ def _sweep_config(original, lrs):
 
 
 def _grid(workdir):
-  return io.read_json(os.path.join(workdir, "validation", "sweeps", METHOD, sweep_lib.GRID_FILE))
+  return RunFolder(workdir).validation().sweep(METHOD).read("grid")
 
 
 def _assert_same_grid(got, want):
