@@ -9,9 +9,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -192,51 +189,28 @@ def test_a_claimed_folder_of_another_record_is_discarded_by_its_manifest(tmp_pat
   assert not folder.exists("forget_set") and folder.read("made_by")["training"] == 2
 
 
-HOLDER = """
-import sys, time
-sys.path.insert(0, {root!r})
-from rum_jax.runfolder import hold
-with hold({path!r}):
-  open({ready!r}, "w").close()
-  time.sleep(60)
-"""
-
-
-def _held_elsewhere(path, tmp_path):
-  """A process that holds `path` (until killed)."""
-  ready = str(tmp_path / f"ready-{os.path.basename(path)}")
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=ROOT, path=path, ready=ready)], env=env)
-  for _ in range(600):
-    if os.path.exists(ready):
-      return proc
-    time.sleep(0.05)
-  proc.kill()
-  raise AssertionError("the holding process did not start")
-
-
-def test_a_run_holds_its_folder_and_every_folder_below_and_above_it(tmp_path):
+def test_a_run_holds_its_folder_and_every_folder_below_and_above_it(tmp_path, held_elsewhere):
   outer, inner = tmp_path / "w", tmp_path / "w" / "memorization"
   inner.mkdir(parents=True)
-  proc = _held_elsewhere(str(outer), tmp_path)
-  try:
-    with pytest.raises(WorkdirBusyError, match=r"another run is using .*memorization \(it holds .*w, which contains "
-                                               r"it\); wait for it to finish or choose another --workdir"):
-      with hold(str(inner)):
-        pass
-  finally:
-    proc.kill()
-    proc.wait()
-  proc = _held_elsewhere(str(inner), tmp_path)
-  try:
-    with pytest.raises(WorkdirBusyError, match=r"\(it holds .*memorization, inside it\)"):
-      with hold(str(outer)):
-        pass
-  finally:
-    proc.kill()
-    proc.wait()
+  proc = held_elsewhere(outer)
+  with pytest.raises(WorkdirBusyError, match=r"another run is using .*memorization \(it holds .*w, which contains "
+                                             r"it\); wait for it to finish or choose another --workdir"):
+    with hold(str(inner)):
+      pass
+  proc.kill()
+  proc.wait()
+  held_elsewhere(inner)
+  with pytest.raises(WorkdirBusyError, match=r"\(it holds .*memorization, inside it\)"):
+    with hold(str(outer)):
+      pass
+
+
+
+def test_this_process_may_open_a_folder_below_one_it_holds(tmp_path):
+  outer, inner = tmp_path / "w", tmp_path / "w" / "memorization"
+  inner.mkdir(parents=True)
   with hold(str(outer)):
-    with hold(str(inner)):  # this process: a folder below one it holds
+    with hold(str(inner)):
       pass
 
 
