@@ -53,3 +53,24 @@ def held_elsewhere(tmp_path_factory):
   for proc in procs:
     proc.kill()
     proc.wait()
+
+
+def _tree_digest(path) -> str:
+  """sha256 of every path under `path` and every file's bytes: equal iff nothing changed there."""
+  import hashlib
+  h = hashlib.sha256()
+  for directory, dirs, files in sorted(os.walk(str(path))):
+    dirs.sort()
+    for name in sorted(dirs) + sorted(files):
+      full = os.path.join(directory, name)
+      h.update(os.path.relpath(full, str(path)).encode())
+      if os.path.isfile(full):
+        with open(full, "rb") as f:
+          h.update(f.read())
+  return h.hexdigest()
+
+
+@pytest.fixture
+def tree_digest():
+  """tree_digest(path): a digest of the whole tree under `path` (what a refused run must not change)."""
+  return _tree_digest

@@ -5,7 +5,6 @@ is recorded in the manifest with its digest, so a replaced file is refused and -
 deletes only what rum-jax wrote; a folder holding anything else is refused untouched; a run
 holds its folder and every folder below it.
 """
-import hashlib
 import json
 import os
 import re
@@ -22,20 +21,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the lead removes this allowlist once they do.
 ALLOWLIST = ("rum_jax/pipelines/continual.py", "rum_jax/pipelines/study/")
 OWNERS = ("rum_jax/runfolder/", "rum_jax/manifest.py")
-
-
-def tree_digest(path: str) -> str:
-  """sha256 of every path under `path` and every file's bytes: equal iff nothing changed."""
-  h = hashlib.sha256()
-  for directory, dirs, files in sorted(os.walk(path)):
-    dirs.sort()
-    for name in sorted(dirs) + sorted(files):
-      full = os.path.join(directory, name)
-      h.update(os.path.relpath(full, path).encode())
-      if os.path.isfile(full):
-        with open(full, "rb") as f:
-          h.update(f.read())
-  return h.hexdigest()
 
 
 def test_result_file_names_appear_only_in_the_run_folder_modules():
@@ -111,7 +96,7 @@ def test_a_write_killed_before_its_rename_leaves_a_file_either_digest_accepts(tm
   assert folder.foreign() == [], "no temporary file left, none unlisted"
 
 
-def test_a_folder_rum_jax_did_not_make_is_refused_and_never_cleaned(tmp_path):
+def test_a_folder_rum_jax_did_not_make_is_refused_and_never_cleaned(tmp_path, tree_digest):
   home = tmp_path / "home"
   (home / "checkpoints" / "my_gpt2").mkdir(parents=True)
   (home / "checkpoints" / "my_gpt2" / "model.bin").write_bytes(b"weights")
@@ -152,7 +137,7 @@ def test_discard_deletes_only_what_the_manifests_list(tmp_path):
   assert folder.exists("metrics") and folder.exists("config")
 
 
-def test_a_config_holds_its_folder_only_once_it_produced_a_result(tmp_path):
+def test_a_config_holds_its_folder_only_once_it_produced_a_result(tmp_path, tree_digest):
   folder = RunFolder(str(tmp_path / "w"))
   check_config(folder, {"lr": 1.0}, results=("metrics",)).apply()
   os.makedirs(folder.checkpoints())
