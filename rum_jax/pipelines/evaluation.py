@@ -181,7 +181,7 @@ def gather(run: RunFolder, computed: Optional[Computed] = None) -> Run:
   forget = computed.forget if own else run.read("forget_set", verify=True)["forget_positions"]
   reference_forget = reference.read("forget_set", verify=True)["forget_positions"]
   if forget.shape != reference_forget.shape or not np.array_equal(forget, reference_forget):
-    raise ValueError(f"the forget set of {run} ({forget.shape[-1]} examples per seed, first "
+    raise WorkdirError(f"the forget set of {run} ({forget.shape[-1]} examples per seed, first "
                      f"{forget[0][:5].tolist()}) differs from the one its retrain reference {reference} "
                      f"was trained without ({reference_forget.shape[-1]}, first {reference_forget[0][:5].tolist()}): "
                      f"ToW compares against retraining without exactly the forgotten examples. "
@@ -195,7 +195,7 @@ def gather(run: RunFolder, computed: Optional[Computed] = None) -> Run:
                                              _how_to_make_reference(workdir))
   if not np.array_equal(predictions.index, reference_predictions.index) or \
       predictions.logits["test"].shape != reference_predictions.logits["test"].shape:
-    raise ValueError(f"{run} and its retrain reference {reference} were evaluated on different "
+    raise WorkdirError(f"{run} and its retrain reference {reference} were evaluated on different "
                      f"data (train indices or test size differ): they belong to different data sets or splits")
   return Run(run.name(), record, run, reference, forget, predictions, reference_predictions)
 

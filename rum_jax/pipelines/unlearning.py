@@ -171,7 +171,7 @@ def _original_check(config: ml_collections.ConfigDict, folder: RunFolder, overwr
   # Models that never finished training hold nothing: they are trained with the new config.
   diff = differences(old, training_config(config).to_dict(), TRAINING_SECTIONS) if old and original.finished() else []
   if diff and (given or not overwrite):
-    raise ValueError(f"the original model in {original} was trained with another config "
+    raise WorkdirError(f"the original model in {original} was trained with another config "
                      f"({'; '.join(diff[:6])}); use a matching config" + ("" if given else " or --overwrite to retrain it"))
   if not given:
     training.check(training_config(config), original, overwrite=bool(diff))

@@ -81,6 +81,9 @@ def hold(folder: str, shared: bool = False) -> Iterator[None]:
   if folder in _HELD:  # held here to read, asked to write: never needed, and it could deadlock
     raise _busy(folder, folder)
   path = os.path.join(folder, manifest.LOCK)
+  others = _others(folder, shared) + ([folder] if not _try(path, shared) else [])
+  if others:  # looked at first too, so a refused run creates no lock file
+    raise _busy(folder, others[0])
   try:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if not shared or not os.path.exists(path) else \
         os.open(path, os.O_RDONLY)

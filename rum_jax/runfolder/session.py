@@ -59,32 +59,58 @@ def _sizes(workdir: str, names: Iterable[str]) -> Dict[str, Optional[int]]:
   return out
 
 
+def _manifests(workdir: str) -> Dict[str, bytes]:
+  """The bytes of every manifest under `workdir`."""
+  out = {}
+  for folder, _, files in os.walk(workdir):
+    if manifest.NAME in files:
+      with open(os.path.join(folder, manifest.NAME), "rb") as f:
+        out[folder] = f.read()
+  return out
+
+
 # Files whose only presence in a folder says nothing was computed there yet.
 _UNUSED = (layout.name("config"), layout.name("made_by")) + manifest.OWN
 
 
-def _roll_back(workdir: str, before: Set[str], bookkeeping: Sequence[str], refused: bool,
-               sizes: Dict[str, Optional[int]]) -> None:
-  """What a run that failed before its first result leaves behind, removed: folders it created
-  that hold only a config (and the bookkeeping of the work directory, when that is all that is
-  new there), so no config refuses the corrected command. A refused run also gets the lines it
-  appended to the log and the scalars cut off. Nothing that was there before is touched."""
+def _undo(workdir: str, before: Set[str], sizes: Dict[str, Optional[int]], manifests: Dict[str, bytes]) -> None:
+  """What a refused run wrote, undone: every path it created removed, the lines it appended to
+  the log and the scalars cut off, the manifests as they were (the work directory's lock,
+  still held, stays)."""
+  for path in sorted(contents(workdir) - before, key=len, reverse=True):
+    if path == os.path.join(workdir, manifest.LOCK):
+      continue
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+      os.remove(path)
   for path, size in sizes.items():
-    if refused and size is not None and os.path.isfile(path) and os.path.getsize(path) > size:
+    if size is not None and os.path.isfile(path) and os.path.getsize(path) > size:
       with open(path, "r+b") as f:
         f.truncate(size)
+  for folder, data in manifests.items():
+    if os.path.isdir(folder):
+      with open(os.path.join(folder, manifest.NAME), "wb") as f:
+        f.write(data)
+
+
+def _roll_back(workdir: str, before: Set[str], bookkeeping: Sequence[str]) -> None:
+  """What a run that failed before its first result leaves behind, removed: folders it created
+  that hold only a config (and the bookkeeping of the work directory, when that is all that is
+  new there), so no config refuses the corrected command. Nothing that was there before is
+  touched."""
   for folder, _, _ in os.walk(workdir, topdown=False):  # children first: a parent may empty after them
     new = [n for n in os.listdir(folder) if os.path.join(folder, n) not in before]
-    extra = [n for n in new if folder == os.path.abspath(workdir) and n in tuple(bookkeeping)]
+    extra = [n for n in new if folder == workdir and n in tuple(bookkeeping)]
     if new and set(new) - set(extra) <= set(_UNUSED) and (extra or set(new) - {manifest.LOCK}):
       for name in new:
-        if name == manifest.LOCK and folder == os.path.abspath(workdir):
+        if name == manifest.LOCK and folder == workdir:
           continue  # still held
         path = os.path.join(folder, name)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
       if manifest.has(folder):
         manifest.drop(folder, [n for n in new if n not in manifest.OWN])
-    if folder != os.path.abspath(workdir) and folder not in before and set(os.listdir(folder)) <= {manifest.LOCK}:
+    if folder != workdir and folder not in before and set(os.listdir(folder)) <= {manifest.LOCK}:
       shutil.rmtree(folder)
 
 
@@ -92,9 +118,9 @@ def _roll_back(workdir: str, before: Set[str], bookkeeping: Sequence[str], refus
 def session(workdir: str, bookkeeping: Sequence[str] = (), hint: str = "") -> Iterator[RunFolder]:
   """The run folder of a command: refused before anything is created when it holds files
   rum-jax did not write; created; held (with every folder below it, `locks.hold`) while the
-  block runs. A refused run (WorkdirError) changes nothing; a run that fails before its first
-  result leaves no config that would refuse the corrected command, and a new work directory
-  that holds nothing is removed."""
+  block runs. A refused run (WorkdirError: every refusal is one) changes nothing; a run that
+  fails before its first result leaves no config that would refuse the corrected command, and
+  a new work directory that holds nothing is removed."""
   workdir = os.path.abspath(workdir)
   folder = RunFolder(workdir)
   folder.check_own()
@@ -102,14 +128,17 @@ def session(workdir: str, bookkeeping: Sequence[str] = (), hint: str = "") -> It
   make(workdir, hint)
   try:
     with locks.hold(workdir):
-      before = contents(workdir)
-      sizes = _sizes(workdir, bookkeeping)
+      before, sizes, manifests = contents(workdir), _sizes(workdir, bookkeeping), _manifests(workdir)
       try:
         folder.open()
         yield folder
-      except Exception as err:
+      except (WorkdirError, locks.WorkdirBusyError):
         if io.is_writer():
-          _roll_back(workdir, before, bookkeeping, isinstance(err, (WorkdirError, locks.WorkdirBusyError)), sizes)
+          _undo(workdir, before, sizes, manifests)
+        raise
+      except Exception:
+        if io.is_writer():
+          _roll_back(workdir, before, bookkeeping)
         raise
   except Exception:
     if io.is_writer() and not existed and os.path.isdir(workdir) and \
