@@ -11,6 +11,7 @@ progress line per phase shown in a Python session too).
                              quality from banks of models (config.mode forgetting)
 """
 import contextlib
+import os
 from typing import Any, Iterator, Optional, Sequence
 
 import ml_collections
@@ -82,8 +83,11 @@ def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, o
     if output:
       with runfolder.hold(workdir, shared=True), _running_in(output) as target:
         return evaluation.evaluate_path(workdir, output=target)
-    with _running_in(workdir, hint="pass --output=<a folder you can write> to write the evaluation there") as folder:
-      return evaluation.evaluate_path(folder)
+    # One run of a work directory writes beside its reference too: the work directory is held.
+    held = os.path.dirname(os.path.dirname(os.path.abspath(workdir))) \
+        if runfolder.kind_of(runfolder.RunFolder(workdir)) == "method" else workdir
+    with _running_in(held, hint="pass --output=<a folder you can write> to write the evaluation there"):
+      return evaluation.evaluate_path(workdir)
   checks.require(not output, "--output is for the evaluation of finished runs (evaluate.py without --config); a study "
                  "or forgetting run writes into --workdir")
   validate(config)

@@ -8,6 +8,8 @@ recorded relative to the work directory.
 """
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ import pytest
 from configs import default
 from rum_jax import commands, io
 from rum_jax.runfolder import ForeignFolderError, ReplacedFileError, RunFolder, WorkdirBusyError, WorkdirError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _train_config():
@@ -166,6 +170,10 @@ def test_a_work_directory_one_may_only_read_is_evaluated_into_another_folder(cop
   table = commands.evaluate(run, output=out)
   assert tree_digest(run) == before and "| finetune |" in table
   assert RunFolder(out).read("evaluation_table") == table and RunFolder(out).exists("evaluation_record")
+  monkeypatch.undo()
+  line = subprocess.run([sys.executable, "evaluate.py", f"--workdir={run}", f"--output={copy / 'cli'}"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert line.returncode == 0 and RunFolder(str(copy / "cli")).read("evaluation_table") == table, line.stderr[-2000:]
 
 
 def test_paths_are_recorded_relative_to_the_work_directory(tmp_path):
