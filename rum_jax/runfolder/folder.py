@@ -79,6 +79,10 @@ class RunFolder:
     """The folder `key`/`more` below this one, as a RunFolder."""
     return RunFolder(self.folder(key, *more))
 
+  def child(self, *names: str) -> "RunFolder":
+    """The folder `names` below this one (a bank named after its method), as a RunFolder."""
+    return RunFolder(os.path.join(self.path, *names))
+
   def checkpoints(self, *more: str) -> str:
     """The folder of this run's checkpoints (orbax's), or a checkpoint folder below it."""
     return self.folder("checkpoints", *more)

@@ -2,7 +2,6 @@
 trained on a random half of the train split, and per method the same models after unlearning a
 random forget subset of their half; the SVC attack beside LiRA on the same models; and the
 halves' Feldman-Zhang memorization estimate."""
-import os
 import time
 from typing import Any, Dict, List
 
@@ -89,7 +88,7 @@ def shadow_banks(config, workdir: Any, shadow_dir: Any, setups, forget_size: int
     settings[name] = method.settings_of(config, workdir)
     spec = {"bank": "shadow_unlearned", "method": name, "settings": settings[name].to_dict(),
             "forget_size": forget_size, **base, **augment_spec(config)}
-    banks[name] = Bank(RunFolder(os.path.join(shadow.path, method.folder_of(config))), spec, f.shadow_models, chunk,
+    banks[name] = Bank(shadow.child(method.folder_of(config)), spec, f.shadow_models, chunk,
                        f"shadow {method.folder_of(config)}", overwrite)
   diverged: Dict[str, str] = {}
   for j in range(trained.num_chunks):
