@@ -125,6 +125,10 @@ def test_a_folder_rum_jax_did_not_make_is_refused_never_cleaned(tmp_path, tree_d
                                                r"methods/\)"):
     commands.unlearn(_unlearn_config(), str(user), overwrite=True)
   assert tree_digest(tmp_path) == before
+  # A work directory of an earlier version (no manifest) is refused the same way, and says so.
+  (user / "config.json").write_text("{}")
+  with pytest.raises(ForeignFolderError, match=r"a work directory of a rum-jax made before manifests is one"):
+    commands.unlearn(_unlearn_config(), str(user))
 
 
 def test_overwrite_deletes_only_what_the_run_wrote(copy):

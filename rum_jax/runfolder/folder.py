@@ -240,10 +240,12 @@ class RunFolder:
     """Raises ForeignFolderError if this folder holds files rum-jax did not write."""
     found = self.foreign()
     if found:
+      older = (" (a work directory of a rum-jax made before manifests is one: run it again in a new --workdir)"
+               if not self.is_run_folder() and self.exists("config") else "")
       raise ForeignFolderError(
           f"{what}={self.path} holds files rum-jax did not write ({', '.join(found)}"
           f"{', ...' if len(found) == 3 else ''}), so it is not rum-jax's to use or clean: choose an empty or new "
-          f"--workdir (or move those files out)")
+          f"--workdir (or move those files out){older}")
 
   def open(self, what: str = "--workdir") -> "RunFolder":
     """Makes this folder a run folder (creating it and its manifest) after refusing one that
