@@ -282,6 +282,9 @@ def main(command: str, argv: Optional[Sequence[str]] = None) -> None:
                                 required=line.default_workdir is None, module_name=main_module)
   overwrite = flags.DEFINE_bool("overwrite", False, "Discard results in --workdir made with another config.",
                                 module_name=main_module)
+  output = (flags.DEFINE_string("output", None, "Where the evaluation of finished runs goes (default: --workdir "
+                                "itself); for a work directory you may only read, e.g. a colleague's.",
+                                module_name=main_module) if command == "evaluate" else None)
 
   def parse(args: List[str]) -> List[str]:
     try:
@@ -293,7 +296,7 @@ def main(command: str, argv: Optional[Sequence[str]] = None) -> None:
     from rum_jax import commands, runtime  # pylint: disable=import-outside-toplevel
     function = getattr(commands, line.function)
     if command == "evaluate":  # evaluate(workdir, config=None): the config is optional
-      runtime.main(lambda: function(workdir.value, config, overwrite=overwrite.value))
+      runtime.main(lambda: function(workdir.value, config, overwrite=overwrite.value, output=output.value))
     else:
       runtime.main(lambda: function(config, workdir.value, overwrite=overwrite.value))
 

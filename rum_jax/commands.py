@@ -12,12 +12,11 @@ progress line per phase shown in a Python session too).
 """
 import contextlib
 import os
-import shutil
 from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import ml_collections
 
-from rum_jax import checks, io, tracking, workdir as workdir_lib
+from rum_jax import checks, runfolder, tracking
 from rum_jax.config_validation import require_mode, validate
 from rum_jax.evaluation.metrics import check_names
 from rum_jax.pipelines import continual as continual_pipeline
@@ -30,24 +29,16 @@ EVALUATE_MODES = {"study": study.run_study, "forgetting": forgetting.run_forgett
 
 
 @contextlib.contextmanager
-def _running_in(workdir: str) -> Iterator[None]:
-  """The work directory's lock and tracking (`rum_jax.tracking`) while a command runs. A run refused before its first result (a
-  forget set larger than the data, a batch larger than the train split, missing data) leaves
-  the work directory as it was: no config.json that would refuse the corrected command."""
-  existed = os.path.isdir(workdir)
-  try:
-    with workdir_lib.WorkdirLock(workdir):
-      before = workdir_lib.contents(workdir)
-      try:
-        with tracking.track(workdir):
-          yield
-      except Exception:
-        workdir_lib.discard_unused_configs(workdir, before, bookkeeping=tracking.FILES)
-        raise
-  except Exception:
-    if io.is_writer() and not existed and os.path.isdir(workdir) and set(os.listdir(workdir)) <= {".lock"}:
-      shutil.rmtree(workdir)
-    raise
+def _running_in(workdir: str, hint: str = "") -> Iterator[runfolder.RunFolder]:
+  """The work directory's run folder, held with every folder below it (`runfolder.session`),
+  and tracked (`rum_jax.tracking`) while a command runs. A folder holding files rum-jax did
+  not write is refused before anything is created; a refused run changes nothing; a run that
+  fails before its first result (a forget set larger than the data, a batch larger than the
+  train split, missing data, a diverging first run) leaves no config that would refuse the
+  corrected command."""
+  with runfolder.session(workdir, bookkeeping=tracking.FILES, hint=hint) as folder:
+    with tracking.track(workdir):
+      yield folder
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
@@ -55,8 +46,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = Fal
   validate(config)
   mode = require_mode(config, "train.py", TRAIN_MODES)
   require_sweeps_only_of(config, (), "train.py runs no unlearning method")
-  with _running_in(workdir):
-    return TRAIN_MODES[mode](config, workdir, overwrite)
+  with _running_in(workdir) as folder:
+    return TRAIN_MODES[mode](config, folder.path, overwrite)
 
 
 def unlearn(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
@@ -69,8 +60,8 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   require_sweeps_only_of(config, (method,), f"unlearn.py runs config.unlearn.method={method!r} only "
                          "(set it to the method to tune)")
   run = sweep.run_sweep if sweep_grid(config, method) else unlearning.run_unlearning
-  with _running_in(workdir):
-    return run(config, workdir, overwrite)
+  with _running_in(workdir) as folder:
+    return run(config, folder.path, overwrite)
 
 
 def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Any:
@@ -79,18 +70,30 @@ def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   validate(config)
   require_sweeps_only_of(config, (), "continual.py tunes nothing (its methods' settings are in "
                          "config.continual.unlearn)")
-  with _running_in(workdir):
-    return continual_pipeline.run_continual(config, workdir, overwrite)
+  with _running_in(workdir) as folder:
+    return continual_pipeline.run_continual(config, folder.path, overwrite)
 
 
-def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, overwrite: bool = False) -> str:
-  """evaluate.py: with a config, the study or forgetting run it describes; without, the finished runs in `workdir`."""
+def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, overwrite: bool = False,
+             output: Optional[str] = None) -> str:
+  """evaluate.py: with a config, the study or forgetting run it describes; without, the finished
+  runs in `workdir`, their evaluation written there or, with `output`, into that folder (for a
+  work directory this user may only read)."""
   if config is None:
-    return evaluation.evaluate_path(workdir)
+    if output:
+      with runfolder.hold(workdir, shared=True), _running_in(output) as target:
+        return evaluation.evaluate_path(workdir, output=target)
+    # One run of a work directory writes beside its reference too: the work directory is held.
+    held = os.path.dirname(os.path.dirname(os.path.abspath(workdir))) \
+        if runfolder.kind_of(runfolder.RunFolder(workdir)) == "method" else workdir
+    with _running_in(held, hint="pass --output=<a folder you can write> to write the evaluation there"):
+      return evaluation.evaluate_path(workdir)
+  checks.require(not output, "--output is for the evaluation of finished runs (evaluate.py without --config); a study "
+                 "or forgetting run writes into --workdir")
   validate(config)
   mode = require_mode(config, "evaluate.py", EVALUATE_MODES)
-  with _running_in(workdir):
-    return EVALUATE_MODES[mode](config, workdir, overwrite)
+  with _running_in(workdir) as folder:
+    return EVALUATE_MODES[mode](config, folder.path, overwrite)
 
 
 def leaderboard_files(output: str) -> Tuple[str, str]:

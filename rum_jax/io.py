@@ -1,18 +1,24 @@
 """Result files written atomically (temp file + rename), so a crash never leaves half a file.
 
 Files get the usual permissions (0666 less the umask, as `open` gives), so colleagues on a
-shared file system can read them; a full disk is reported first, with the file's path.
+shared file system can read them; a full disk is reported first, with the file's path. Every
+file written here is recorded, with the digests of its bytes and contents, in the manifest of
+the run folder it lies in (`rum_jax.manifest`), before it is renamed into place.
 """
 import contextlib
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import numpy as np
+
+from rum_jax import manifest
 
 
 class DiskFullError(OSError):
@@ -47,19 +53,23 @@ def is_writer() -> bool:
   return jax.process_index() == 0
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
+def _atomic_write_bytes(path: str, data: bytes, content: Optional[str] = None) -> None:
+  """Writes `data` to `path` atomically; `content`: the digest of what the bytes hold (npz:
+  the arrays), recorded in the run folder's manifest beside the bytes' own."""
   if not is_writer():
     return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=manifest.TMP_PREFIX + os.path.basename(path))
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
+    folder = manifest.begin(path, manifest.sha(data), content)
     os.replace(tmp, path)
+    manifest.settle(folder, path)
   except BaseException as err:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
@@ -118,11 +128,42 @@ def write_csv(path: str, rows: Iterable[Mapping[str, Any]], fields: Optional[Ite
   _atomic_write_bytes(path, buf.getvalue().encode())
 
 
+def arrays_digest(arrays: Mapping[str, Any]) -> str:
+  """sha256 (16 hex digits) of named arrays' contents (names, dtypes, shapes, bytes): the same
+  for two writes of the same arrays, whatever the zip headers of their files."""
+  h = hashlib.sha256()
+  for key in sorted(arrays):
+    a = np.ascontiguousarray(np.asarray(arrays[key]))
+    h.update(f"{key}:{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()[:16]
+
+
 def write_npz(path: str, **arrays: Any) -> None:
   """Saves arrays with np.savez_compressed, atomically."""
+  arrays = {k: np.asarray(v) for k, v in arrays.items()}
   buf = io.BytesIO()
-  np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-  _atomic_write_bytes(path, buf.getvalue())
+  np.savez_compressed(buf, **arrays)
+  _atomic_write_bytes(path, buf.getvalue(), arrays_digest(arrays))
+
+
+def read_npz(path: str) -> Dict[str, np.ndarray]:
+  """Every array of an npz file, loaded."""
+  with np.load(path) as data:
+    return {k: data[k] for k in data.files}
+
+
+def remove(path: str) -> None:
+  """Deletes a file or folder rum-jax wrote, and its entries in its run folder's manifest."""
+  if not is_writer() or not os.path.lexists(path):
+    return
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path)
+  else:
+    os.remove(path)
+  folder = manifest.find(os.path.dirname(os.path.abspath(path)))
+  if folder is not None and os.path.abspath(path) != folder:
+    manifest.drop(folder, [manifest.relative(folder, path)])
 
 
 def write_text(path: str, text: str) -> None:

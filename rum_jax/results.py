@@ -5,7 +5,7 @@ rows: one per run x seed x metric (`record_rows`, columns `RECORD_COLUMNS`), wri
 beside the run's JSON. Means and intervals are computed from records (`summary_frame`,
 `summarize`), never stored as rows; `collect(paths)` reads the records of many work
 directories into one pandas DataFrame. Tables (`markdown_table`, `cell`) and training curves
-(`history_rows`, `plot_history`) are written the same way by every command.
+(`history_rows`, `history_figure`) are made the same way by every command.
 
 Means over seeds come with Student-t confidence intervals, as RUM reports its results. For
 values v_1..v_n (one per seed) the interval is mean +- h with
@@ -37,8 +37,6 @@ RECORD_COLUMNS = RUN_COLUMNS + ("seed", "metric", "value", "forget_digest", "ver
 RUN_KEY = RUN_COLUMNS + ("forget_digest", "original_digest")
 # The comparison rows every work directory of one forget set and one original shares.
 REFERENCE_METHODS = ("original", "retrain")
-# The tidy files of work directories `collect` reads (unlearning / study sets, forgetting banks).
-RECORD_FILES = ("evaluation.csv", "forgetting.csv")
 
 ArrayOrFloat = Union[float, np.ndarray]
 
@@ -193,7 +191,7 @@ def read_records(path: str) -> pd.DataFrame:
   missing = [c for c in ("method", "seed", "metric", "value") if c not in frame.columns]
   if missing:
     raise ValueError(f"{path} is no record file of rum-jax (no column {missing}); records are the tidy "
-                     f"{' / '.join(RECORD_FILES)} of work directories")
+                     f"files of work directories")
   for column in RECORD_COLUMNS:
     if column not in frame.columns:
       frame[column] = ""
@@ -201,11 +199,12 @@ def read_records(path: str) -> pd.DataFrame:
   return frame
 
 
-def collect(paths: Iterable[str]) -> pd.DataFrame:
+def collect(paths: Iterable[str], record_files: Sequence[str]) -> pd.DataFrame:
   """The records of every work directory under `paths`, as one DataFrame.
 
-  Each path is a work directory (or a folder of them, or a record file): every
-  `RECORD_FILES` file below it is read and a `source` column names the file.
+  Each path is a work directory (or a folder of them, or a record file): every file named in
+  `record_files` (`runfolder.layout.RECORD_FILES`) below it is read and a `source` column
+  names the file.
 
   Raises:
     FileNotFoundError: a path holds no record file (the message names the files looked for).
@@ -215,9 +214,9 @@ def collect(paths: Iterable[str]) -> pd.DataFrame:
   frames, reached = [], {}
   for path in paths:
     files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f in RECORD_FILES)
+        os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f in record_files)
     if not files:
-      raise FileNotFoundError(f"{path} holds no records ({' or '.join(RECORD_FILES)}): run unlearn.py or "
+      raise FileNotFoundError(f"{path} holds no records ({' or '.join(record_files)}): run unlearn.py or "
                               f"evaluate.py there first")
     for f in files:
       real = os.path.realpath(f)
@@ -319,8 +318,8 @@ def history_rows(history: Mapping[str, list]) -> List[Dict[str, Any]]:
   return rows
 
 
-def plot_history(history: Mapping[str, list], path: str, title: str) -> None:
-  """Train loss and accuracy per epoch, one line per seed, as a PNG."""
+def history_figure(history: Mapping[str, list], title: str) -> Any:
+  """Train loss and accuracy per epoch, one line per seed: a matplotlib figure."""
   from rum_jax import io
   plt = io.pyplot()
   keys = [k for k in ("loss", "accuracy") if k in history]
@@ -334,4 +333,4 @@ def plot_history(history: Mapping[str, list], path: str, title: str) -> None:
     ax.legend(fontsize=7)
   fig.suptitle(title)
   fig.tight_layout()
-  io.save_figure(fig, path)
+  return fig

@@ -45,7 +45,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import numpy as np
 from absl import flags, logging
 
-from rum_jax import io, optional
+from rum_jax import io, manifest, optional
 
 SCALARS_FILE = "scalars.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -124,6 +124,10 @@ class Tracker:
   def __init__(self, workdir: str):
     self.workdir = os.path.abspath(workdir)
     os.makedirs(self.workdir, exist_ok=True)
+    # Written as the run goes (appended, or by TensorBoard): recorded without digests.
+    for name in (SCALARS_FILE, LOG_FILE):
+      manifest.record_file(os.path.join(self.workdir, name))
+    manifest.record_tree(os.path.join(self.workdir, TENSORBOARD_DIR))
     self._file = open(os.path.join(self.workdir, SCALARS_FILE), "a")
     self.tensorboard = _optional("tensorboardX", "writing TensorBoard event files")
     self._phases: Dict[Tuple[str, Optional[str]], Phase] = {}

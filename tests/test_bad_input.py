@@ -9,6 +9,7 @@ import pytest
 
 from configs import default
 from rum_jax import cli, commands, io, workdir as workdir_lib
+from rum_jax.runfolder import RunFolder, write_config
 from rum_jax.checks import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,13 +124,14 @@ def test_a_value_refused_at_run_time_leaves_no_config_behind(tmp_path):
   assert not workdir.exists(), "a new work directory refused before any result is removed"
   c = _tiny()
   c.train.batch_size = 4096
-  workdir.mkdir()
-  (workdir / "notes.txt").write_text("mine")
+  workdir.mkdir()  # an empty folder the user made
   with pytest.raises(ValueError, match="batch_size=4096 is larger than the 1257 examples"):
     commands.train(c, str(workdir))
-  assert sorted(os.listdir(workdir)) == [".lock", "notes.txt"], "no config.json to refuse the corrected command"
+  assert sorted(os.listdir(workdir)) == [".lock"], "no config.json to refuse the corrected command"
   # A config.json that was there before (a finished run's) is never removed by a refusal.
-  io.write_json(str(workdir / "config.json"), {"seed": 5})
+  folder = RunFolder(str(workdir)).open()
+  write_config(folder, {"seed": 5})
+  folder.write("metrics", {})
   with pytest.raises(workdir_lib.WorkdirError, match="holds a run with a different config"):
     commands.train(_tiny(), str(workdir))
   assert io.read_json(str(workdir / "config.json")) == {"seed": 5}

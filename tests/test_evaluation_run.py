@@ -9,11 +9,12 @@ import pytest
 from scipy import stats as scipy_stats
 
 from rum_jax import io
-from rum_jax import commands, results, workdir as workdir_lib
+from rum_jax import commands, results
 from rum_jax.evaluation import mia
 from rum_jax.evaluation.metrics import DEFAULT_METRICS
 from rum_jax.pipelines import evaluation, study
 from rum_jax.evaluation.tow import tow
+from rum_jax.runfolder import RunFolder
 
 NUM_SEEDS, NUM_TRAIN, NUM_VAL, NUM_TEST, C = 2, 120, 30, 60, 4
 
@@ -48,6 +49,8 @@ def _make_workdir(root, rng, forget, methods):
   reference_dir = os.path.join(workdir, "retrain", "key")
   original_dir = os.path.join(workdir, "original")
   forget_stack = np.stack(forget)
+  for folder in [workdir, reference_dir, original_dir] + [os.path.join(workdir, "methods", m) for m in methods]:
+    RunFolder(folder).open()  # run folders: what is written in them is in their manifests
   io.write_npz(os.path.join(workdir, "forget_set.npz"), forget_positions=forget_stack)
   io.write_json(os.path.join(workdir, "forget_set.json"), {"original_workdir": original_dir})
   io.write_npz(os.path.join(reference_dir, "forget_set.npz"), forget_positions=forget_stack)
@@ -284,7 +287,7 @@ def test_tiny_study_end_to_end_resumes_and_reports_divergence(tmp_path, monkeypa
   assert [s["method"] for s in steps["steps"][1:]] == [search["plan"][lv][0] for lv in ("low", "mid", "high")]
   paper = io.read_json(os.path.join(workdir, "sets", "memorization_mix", "methods", "rum_paper", "steps.json"))
   assert [s["method"] for s in paper["steps"][1:]] == ["none", "neggrad", "neggrad"]
-  mix_runs = workdir_lib.finished_runs(os.path.join(workdir, "sets", "memorization_mix"))
+  mix_runs = RunFolder(os.path.join(workdir, "sets", "memorization_mix")).finished_runs()
   assert mix_runs == ["neggrad", "rum", "rum_paper", "rum_shuffle"]
   assert {"(ii) RUM vs the best single method", "(iii) RUM vs Shuffle"} <= {r["claim"] for r in record["claims"]}
   # A ToW cell of the table is the mean ± t-interval of that set's evaluation.

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from rum_jax import commands, io, workdir as workdir_lib
+from rum_jax import commands, io
 from configs import default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,10 +94,10 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
   np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-5)
 
 
-def test_two_runs_on_one_workdir_are_refused(tmp_path):
-  with workdir_lib.WorkdirLock(str(tmp_path)):
-    with pytest.raises(RuntimeError, match="another run is using"):
-      commands.train(_small_config(), str(tmp_path))
+def test_two_runs_on_one_workdir_are_refused(tmp_path, held_elsewhere):
+  held_elsewhere(tmp_path)
+  with pytest.raises(RuntimeError, match="another run is using"):
+    commands.train(_small_config(), str(tmp_path))
 
 
 def test_full_disk_gives_a_clear_error_and_keeps_old_files(tmp_path, monkeypatch):

@@ -16,13 +16,14 @@ COMMANDS = {"rum_jax.commands", "rum_jax.config_validation", "rum_jax.runtime", 
             "rum_jax.discovery", "rum_jax.__main__", "rum_jax.configs"}
 # Library packages by rank: a package imports only packages of lower rank (and itself).
 LIBRARY_RANK = {
-    "registry": 0, "checks": 0, "optional": 0, "provenance": 0,
+    "registry": 0, "checks": 0, "optional": 0, "provenance": 0, "manifest": 0,
     "io": 1,
-    "results": 2, "workdir": 2, "tracking": 2,
-    "data": 3, "models": 3,
+    "results": 2, "tracking": 2,
+    "data": 3, "models": 3, "runfolder": 3,
     "training": 4,
     "memorization": 5, "evaluation": 5,
     "unlearning": 6, "continual": 6,
+    "workdir": 7,  # the earlier functions over run folders, for continual and study until they adopt RunFolder
 }
 # Pipelines by rank: a pipeline imports only pipelines of lower rank.
 PIPELINE_RANK = {"config": 0, "reports": 0, "training": 0, "memorization": 1, "evaluation": 1, "continual": 1,

@@ -12,6 +12,7 @@ from rum_jax.evaluation.metrics import METRICS, BankOutputs, Metric, ModelOutput
 from rum_jax.evaluation.metrics.accuracy import split_accuracy
 from rum_jax.evaluation.tow import tow
 from rum_jax.pipelines import reports
+from rum_jax.runfolder import layout
 
 S, N, T, V, C = 2, 60, 40, 20, 3
 
@@ -123,7 +124,7 @@ def test_records_summaries_collect_and_leaderboard(tmp_path):
             for r in results.record_rows(v, **results.run_columns(config, name, {"lr": 0.1 * (d + 1)}))]
     assert len(rows) == 3 * 2 * 4 and {r["seed"] for r in rows} == {0, 1, 2, 3}
     io.write_csv(os.path.join(tmp_path, workdir, "evaluation.csv"), rows, fields=results.RECORD_COLUMNS)
-  frame = results.collect([str(tmp_path / "a"), str(tmp_path / "b")])
+  frame = results.collect([str(tmp_path / "a"), str(tmp_path / "b")], layout.RECORD_FILES)
   assert len(frame) == 2 * 24 and frame["source"].nunique() == 2
   summary = results.summary_frame(frame, by=("method",))
   salun = summary[(summary.method == "salun") & (summary.metric == "tow")].iloc[0]
@@ -137,7 +138,7 @@ def test_records_summaries_collect_and_leaderboard(tmp_path):
       "original", "original", "retrain", "retrain", "salun", "salun"]
   assert all(line.split(" | ")[3] == "4" for line in lines)
   with pytest.raises(FileNotFoundError, match="holds no records"):
-    results.collect([str(tmp_path / "nothing")])
+    results.collect([str(tmp_path / "nothing")], layout.RECORD_FILES)
   # leaderboard.py: the table and the collected records beside it.
   from rum_jax import commands
   out = str(tmp_path / "board" / "leaderboard.md")

@@ -14,6 +14,7 @@ import pytest
 
 from configs import default
 from rum_jax import commands, io, workdir as workdir_lib
+from rum_jax.runfolder import RunFolder
 from rum_jax.pipelines import sweep as sweep_lib, unlearning
 from rum_jax.training.checkpoint import Checkpointer
 
@@ -50,7 +51,7 @@ def _sweep_config(original, lrs):
 
 
 def _grid(workdir):
-  return io.read_json(os.path.join(workdir, "validation", "sweeps", METHOD, sweep_lib.GRID_FILE))
+  return RunFolder(workdir).validation().sweep(METHOD).read("grid")
 
 
 def _assert_same_grid(got, want):
@@ -60,18 +61,21 @@ def _assert_same_grid(got, want):
       np.testing.assert_allclose(a["per_seed"][metric], b["per_seed"][metric], atol=1e-6, err_msg=metric)
 
 
-def test_a_changed_grid_never_resumes_the_old_grids_checkpoints(tmp_path, original, caplog):
+def test_a_changed_grid_is_refused_before_anything_changes_and_never_resumes_the_old_one(
+    tmp_path, original, caplog, tree_digest):
   """The fault probe's case: a finished sweep, then one over other values with as many points
-  (the same program shapes). Without --overwrite the new grid's numbers (not the old ones under
-  new labels) are cached before the finished run is refused; with it, the choice and every row
-  equal a fresh work directory's."""
+  (the same program shapes). Without --overwrite it is refused before anything is deleted or
+  rewritten (the whole tree unchanged); with it, the choice and every row equal a fresh work
+  directory's (the old grid's checkpoints are never resumed under new labels)."""
   used, fresh = str(tmp_path / "used"), str(tmp_path / "fresh")
   commands.unlearn(_sweep_config(original, "0.01,0.05"), used)
   new = _sweep_config(original, "0.02,0.08")
   want = commands.unlearn(new, fresh)
-  with pytest.raises(workdir_lib.WorkdirError, match="holds a run with a different config"):
+  before = tree_digest(used)
+  with pytest.raises(workdir_lib.WorkdirError, match=r"holds a sweep of neggrad_plus over another grid \(2 points: "
+                                                     r"lr=0.01, lr=0.05; chosen by tow\).*pass --overwrite"):
     commands.unlearn(new, used)
-  _assert_same_grid(_grid(used)["results"], want["grid"])
+  assert tree_digest(used) == before
   caplog.set_level(logging.INFO)
   got = commands.unlearn(new, used, overwrite=True)
   assert got["chosen"] == want["chosen"]

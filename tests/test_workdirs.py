@@ -15,6 +15,7 @@ from configs import continual_digits, default
 from rum_jax import commands, io, provenance, results, runtime, workdir as workdir_lib
 from rum_jax.checks import ConfigError
 from rum_jax.pipelines import evaluation
+from rum_jax.runfolder import RunFolder, write_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,10 +66,10 @@ def test_a_changed_forget_set_is_refused_unless_overwrite_and_never_mixed(rum_wo
   with pytest.raises(workdir_lib.WorkdirError, match=r"forget set of .* changed: \d+ of its 60 examples are "
                                                      r"the same .* finished runs rum were unlearned from the old"):
     commands.unlearn(finetune, workdir)
-  assert workdir_lib.finished_runs(workdir) == ["rum"], "refused: nothing discarded"
+  assert RunFolder(workdir).finished_runs() == ["rum"], "refused: nothing discarded"
   old = _forget_digest(workdir)
   commands.unlearn(finetune, workdir, overwrite=True)
-  assert workdir_lib.finished_runs(workdir) == ["finetune"], "the run of the old set was discarded"
+  assert RunFolder(workdir).finished_runs() == ["finetune"], "the run of the old set was discarded"
   new = _forget_digest(workdir)
   assert new != old and io.read_json(os.path.join(workdir, "methods", "finetune", "metrics.json"))["forget_digest"] == new
   summary = open(os.path.join(workdir, "summary.md")).read()
@@ -113,7 +114,7 @@ def test_copied_and_moved_unlearning_workdirs_evaluate_against_their_own_files(r
     np.testing.assert_array_equal(record["per_seed"][key], values)
 
 
-def test_a_workdir_whose_config_is_gone_accepts_no_config(tmp_path):
+def test_a_workdir_whose_config_is_gone_accepts_no_other_config(tmp_path):
   c = continual_digits.get_config()
   c.num_seeds = 2
   c.model.kwargs.hidden = (16,)
@@ -122,7 +123,8 @@ def test_a_workdir_whose_config_is_gone_accepts_no_config(tmp_path):
   commands.continual(c, workdir)
   os.remove(os.path.join(workdir, "config.json"))
   c.continual.lr = 0.05
-  with pytest.raises(workdir_lib.WorkdirError, match="holds results .* but no config.json"):
+  # Its copy in the manifest still says which config made the results.
+  with pytest.raises(workdir_lib.WorkdirError, match=r"holds a run with a different config \(continual.lr"):
     commands.continual(c, workdir)
   assert not os.path.exists(os.path.join(workdir, "config.json")), "nothing written"
   c.continual.lr = 0.1
@@ -163,11 +165,20 @@ def test_damaged_result_files(rum_workdir, tmp_path, caplog):
   assert not workdir_lib.is_finished(os.path.join(workdir, "original"))
   commands.unlearn(_rum_config(), workdir)
   assert workdir_lib.is_finished(os.path.join(workdir, "original"))
-  # config.json: an error naming the file.
-  with open(os.path.join(workdir, "config.json"), "w") as f:
+  # config.json: its reading names the file and says to delete it; the run reads the copy in the
+  # manifest instead (a warning), and writes config.json again; so does a run after the deletion.
+  config = os.path.join(workdir, "config.json")
+  with open(config, "w") as f:
     f.write("{not json")
-  with pytest.raises(io.DamagedFileError, match=r"run/config.json is damaged \(not valid JSON"):
-    commands.unlearn(_rum_config(), workdir)
+  with pytest.raises(io.DamagedFileError, match=r"run/config.json is damaged \(not valid JSON.*delete it"):
+    io.read_json(config)
+  caplog.clear()
+  commands.unlearn(_rum_config(), workdir)
+  assert io.read_json(config)["forget"]["size"] == 60
+  assert any("config.json is damaged" in r.getMessage() and "using the copy" in r.getMessage() for r in caplog.records)
+  os.remove(config)
+  commands.unlearn(_rum_config(), workdir)
+  assert io.read_json(config)["forget"]["size"] == 60
 
 
 def test_result_files_are_readable_by_colleagues(tmp_path):
@@ -295,8 +306,9 @@ def test_command_lines_print_one_line_for_the_users_errors(tmp_path):
 
 def test_a_refused_workdir_is_one_line_too(tmp_path):
   workdir = str(tmp_path / "w")
-  os.makedirs(workdir)
-  io.write_json(os.path.join(workdir, "config.json"), {"seed": 5, "num_seeds": 1})
+  folder = RunFolder(workdir).open()
+  write_config(folder, {"seed": 5, "num_seeds": 1})
+  folder.write("metrics", {})  # a result of that config
   with pytest.raises(workdir_lib.WorkdirError):
     commands.train(_tiny(default.get_config()), workdir)
   result = _cli("train.py", "--config=configs/digits.py", f"--workdir={workdir}")
@@ -334,8 +346,7 @@ def test_evaluate_names_what_kind_of_work_directory_it_was_given(rum_workdir, st
     with pytest.raises(FileNotFoundError, match=expected.replace("(", r"\(").replace(")", r"\)")):
       commands.evaluate(path)
   continual = str(tmp_path / "c")
-  os.makedirs(continual)
-  io.write_json(os.path.join(continual, "config.json"), continual_digits.get_config().to_dict())
+  write_config(RunFolder(continual).open(), continual_digits.get_config().to_dict())
   with pytest.raises(FileNotFoundError, match="is a continual.py work directory"):
     commands.evaluate(continual)
 

@@ -109,7 +109,7 @@ def _mean_half(leaf) -> tuple:
 def comparison(runs: Sequence, forget_labels: Sequence[str], chance: float, path: str, title: str) -> None:
   """Runs side by side: CL-ToW at every forget step (left), final accuracies and CL-ToW (right).
 
-  runs: [(label, summary)] with each run's metrics.json "summary"; forget_labels: the forget
+  runs: [(label, summary)] with each run's metrics record's "summary"; forget_labels: the forget
   steps ("-4", ...); chance: a task's chance accuracy (a dotted line on the right).
   """
   plt = _pyplot()

@@ -136,7 +136,7 @@ def comparison(runs: Sequence[Tuple[str, Mapping[str, Any]]], title: str,
   """(markdown, csv rows) of finished runs, one row per run.
 
   Args:
-    runs: [(label, metrics)] with each run's `run_metrics` record (metrics.json).
+    runs: [(label, metrics)] with each run's `run_metrics` record (its metrics record).
     title: the table's heading.
     reference: optional {label: {"final_cl_tow": x, "mean_cl_tow": y}}: published values on
       averaged matrices, shown beside ours (averaged the same way) with both rankings.

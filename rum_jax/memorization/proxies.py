@@ -158,9 +158,7 @@ class EventSums:
         np.add.at(self.sums[e][s], pos[s].ravel(), (w[s] * metrics[f"event/{e}"][s]).ravel())
     if self.directory is not None:
       io.write_npz(self._path(epoch + 1), weight=self.weight, **self.sums)
-      stale = self._path(epoch - 1)
-      if os.path.exists(stale):
-        os.remove(stale)
+      io.remove(self._path(epoch - 1))
 
   def proxies(self) -> Dict[str, np.ndarray]:
     """Oriented proxies per seed [S, N] (high = more memorized; NaN where never seen)."""

@@ -11,8 +11,8 @@ existing estimate.
 `run_proxies`: the cheap proxies of one ordinary training run (Zhao & Triantafillou 2024):
 learning events recorded inside the jitted step, plus held-out retraining.
 
-Both write `<workdir>/memorization.npz` (keys `memorization` and friends, per train-split
-example, with the ORIGINAL `index`) that `unlearn.py` reads.
+Both write the run folder's score file (`runfolder.layout` "scores": keys `memorization` and
+friends, per train-split example, with the ORIGINAL `index`) that `unlearn.py` reads.
 """
 import math
 import os
@@ -25,10 +25,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, tracking, workdir as workdir_lib
+from rum_jax import io, tracking
 from rum_jax.memorization import files as score_files
 from rum_jax.memorization import proxies as proxies_lib
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
+from rum_jax.runfolder import ConfigCheck, RunFolder, check_config, layout
 from rum_jax.training import engine, loop, memory, optim, plans
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import SPLITS, Setup, accuracies, train_on
@@ -36,31 +37,27 @@ from rum_jax.unlearning import METHODS
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS
 from rum_jax.unlearning.interface import ScoreSource
 
-SCORES_FILE = workdir_lib.SCORES_FILE
-STATS_FILE = "stats.npz"
-
-
 def _chunk_seed(base: int, chunk: int) -> int:
   """Model keys of chunk j: fold_in(PRNGKey(base * 1_000_003 + j), s); distinct across chunks."""
   return base * 1_000_003 + chunk
 
 
-def _write_scores(path: str, setup: Setup, scores: Dict[str, np.ndarray], **extra: Any) -> None:
+def _write_scores(folder: RunFolder, setup: Setup, scores: Dict[str, np.ndarray], **extra: Any) -> None:
   tr = setup.dataset.train
-  io.write_npz(path, index=tr.index, labels=tr.y, **scores, **extra)
+  folder.write("scores", {"index": tr.index, "labels": tr.y, **scores, **extra})
 
 
-def _finished_chunk(path: str, masks: np.ndarray) -> Optional[Dict[str, np.ndarray]]:
-  """The correctness arrays of a chunk file already trained with exactly these subsets, or None."""
-  if not workdir_lib.readable(path):
+def _finished_chunk(folder: RunFolder, j: int, masks: np.ndarray) -> Optional[Dict[str, np.ndarray]]:
+  """The correctness arrays of chunk j if already trained with exactly these subsets, or None."""
+  if not folder.readable("chunk", index=j):
     return None
-  with np.load(path) as data:
-    if not np.array_equal(data["in_mask"], masks):
-      return None
-    return {"train": data["correct_train"], "test": data["correct_test"]}
+  data = folder.read("chunk", index=j)
+  if not np.array_equal(data["in_mask"], masks):
+    return None
+  return {"train": data["correct_train"], "test": data["correct_test"]}
 
 
-def models_per_program(config: ml_collections.ConfigDict, workdir: str, setup: Setup, done: int) -> int:
+def models_per_program(config: ml_collections.ConfigDict, workdir: Any, setup: Setup, done: int) -> int:
   """memorization.chunk_size, or for 0 the most models per program that fit the device.
 
   0: the training epoch's compiled program is measured at two sizes and the chunk is the
@@ -72,9 +69,9 @@ def models_per_program(config: ml_collections.ConfigDict, workdir: str, setup: S
   m = config.memorization
   if m.chunk_size:
     return m.chunk_size
-  first_chunk = os.path.join(workdir, "chunks", "chunk_00000.npz")
-  if done and os.path.exists(first_chunk):
-    size = len(np.load(first_chunk)["in_mask"])
+  folder = RunFolder.of(workdir)
+  if done and folder.exists("chunk", index=0):
+    size = len(folder.read("chunk", index=0)["in_mask"])
     logging.info("memorization.chunk_size=0: resuming with the run's chunks of %d models", size)
     return size
   n_dev = len(jax.devices())  # what a runner of many seeds spreads them over
@@ -99,20 +96,26 @@ def train_chunk(setup: Setup, masks: np.ndarray, train_cfg: ml_collections.Confi
   return {s: logits[s].argmax(-1) == setup.dataset.split(s).y[None] for s in SPLITS}
 
 
-def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
-  """Trains config.memorization.num_models subset models and writes memorization.npz."""
+def check_memorization(config: ml_collections.ConfigDict, folder: RunFolder, overwrite: bool = False) -> ConfigCheck:
+  """Whether `folder` may hold the estimate of `config` (reads only). Its chunks hold it:
+  num_models may grow between runs, which adds models instead of starting over."""
+  return check_config(folder, config, overwrite, clear=("chunks", "stats"),
+                      sections=("data", "model", "train", "memorization"), ignore=("memorization.num_models",),
+                      results=("chunks", "stats", "scores"))
+
+
+def run_memorization(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False) -> Dict[str, Any]:
+  """Trains config.memorization.num_models subset models and writes the score file."""
   m = config.memorization
-  # num_models may grow between runs: that adds models instead of starting over.
-  workdir_lib.prepare(workdir, config, overwrite, clear=("chunks", STATS_FILE),
-                      sections=("data", "model", "train", "memorization"),
-                      ignore=("memorization.num_models",), outputs=(SCORES_FILE,))
+  folder = RunFolder.of(workdir)
+  check_memorization(config, folder, overwrite).apply()
   setup = Setup.create(config, num_seeds=1)
   ds = setup.dataset
   n, t = len(ds.train), len(ds.test)
-  stats_path = os.path.join(workdir, STATS_FILE)
+  stats_path = folder.file("stats")
   stats = (MemorizationStats.load(stats_path) if os.path.exists(stats_path)
            else MemorizationStats.empty(n, t if m.influence else None))
-  chunk_size = models_per_program(config, workdir, setup, stats.num_models)
+  chunk_size = models_per_program(config, folder, setup, stats.num_models)
   # Exactly num_models models: whole chunks, the last one cut short (never rounded up).
   sizes = [min(chunk_size, m.num_models - start) for start in range(0, m.num_models, chunk_size)]
   ends = np.cumsum(sizes).tolist()
@@ -132,14 +135,14 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   bar = tracking.progress_bar("memorization", m.num_models, stats.num_models, unit="model")
   for j in range(first, n_chunks):
     masks = sample_subset_masks(m.seed, sizes[j], n, m.ratio, first_model=j * chunk_size)
-    chunk_file = os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz")
-    correct = _finished_chunk(chunk_file, masks)
+    correct = _finished_chunk(folder, j, masks)
     if correct is None:
       # No per-epoch checkpoints inside a chunk: saving chunk_size models every epoch costs
       # more than retraining one chunk; the resume unit is the finished chunk.
       correct = train_chunk(setup.with_models(sizes[j]), masks, config.train, _chunk_seed(m.seed, j),
                             name=f"chunk {j + 1}/{n_chunks}")
-      io.write_npz(chunk_file, in_mask=masks, correct_train=correct["train"], correct_test=correct["test"])
+      folder.write("chunk", {"in_mask": masks, "correct_train": correct["train"], "correct_test": correct["test"]},
+                   index=j)
     stats.add(masks, correct["train"], correct["test"] if m.influence else None)
     stats.save(stats_path)  # the chunk counts only once this atomic write is done
     bar.update(sizes[j])
@@ -152,11 +155,10 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
   est = stats.estimate(with_influence=bool(m.influence))
   extra = {}
   if n * stats.num_models <= 50_000_000:  # keep per-model arrays when they are small
-    chunk_files = [np.load(os.path.join(workdir, "chunks", f"chunk_{j:05d}.npz"))
-                   for j in range(n_chunks)]
+    chunk_files = [folder.read("chunk", index=j) for j in range(n_chunks)]
     extra = {k: np.concatenate([c[k] for c in chunk_files])
              for k in ("in_mask", "correct_train", "correct_test")}
-  _write_scores(os.path.join(workdir, SCORES_FILE), setup, est, num_models=stats.num_models, **extra)
+  _write_scores(folder, setup, est, num_models=stats.num_models, **extra)
   se = est["memorization_se"]
   summary = {"num_models": stats.num_models, "num_train": n, "chunk_size": sizes[0],
              "mean_memorization": float(np.nanmean(est["memorization"])),
@@ -164,15 +166,15 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: str, overwrite:
              "max_standard_error": float(np.nanmax(se)),
              "undefined": int(np.isnan(est["memorization"]).sum()),
              "fraction_above_0.5": float(np.nanmean(est["memorization"] > 0.5))}
-  io.write_json(os.path.join(workdir, "memorization_summary.json"), summary)
-  _plot_histogram({"memorization": est["memorization"]}, os.path.join(workdir, "memorization_hist.png"),
-                  f"{ds.name}: memorization, {stats.num_models} models")
-  logging.info("memorization written to %s: %s", os.path.join(workdir, SCORES_FILE), summary)
+  folder.write("memorization_summary", summary)
+  folder.write("memorization_histogram", _histogram({"memorization": est["memorization"]},
+                                                    f"{ds.name}: memorization, {stats.num_models} models"))
+  logging.info("memorization written to %s: %s", folder.file("scores"), summary)
   return summary
 
 
-def _plot_histogram(values: Dict[str, np.ndarray], path: str, title: str) -> None:
-  """One histogram per named score array, side by side."""
+def _histogram(values: Dict[str, np.ndarray], title: str) -> Any:
+  """One histogram per named score array, side by side (a matplotlib figure)."""
   plt = io.pyplot()
   fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3.2), squeeze=False)
   for ax, (name, v) in zip(axes[0], values.items()):
@@ -181,7 +183,7 @@ def _plot_histogram(values: Dict[str, np.ndarray], path: str, title: str) -> Non
     ax.set_ylabel("examples")
   fig.suptitle(title)
   fig.tight_layout()
-  io.save_figure(fig, path)
+  return fig
 
 
 def events_loss(forward, params, state, batch, rng):
@@ -228,15 +230,21 @@ def heldout_finetune(setup: Setup, states: Any, config: ml_collections.ConfigDic
   return best_states
 
 
-def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> Dict[str, Any]:
+def check_proxies(config: ml_collections.ConfigDict, folder: RunFolder, overwrite: bool = False) -> ConfigCheck:
+  """Whether `folder` may hold the proxies of `config` (reads only)."""
+  return check_config(folder, config, overwrite, clear=("checkpoints", "events"),
+                      sections=TRAINING_SECTIONS + ("proxies",), results=("scores",))
+
+
+def run_proxies(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False) -> Dict[str, Any]:
   """One ordinary training run (num_seeds models) recording learning events; writes the proxies."""
-  workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints", "events"),
-                      sections=TRAINING_SECTIONS + ("proxies",), outputs=(SCORES_FILE,))
+  folder = RunFolder.of(workdir)
+  check_proxies(config, folder, overwrite).apply()
   setup = Setup.create(config)
   n = len(setup.dataset.train)
-  sums = proxies_lib.EventSums(config.num_seeds, n, os.path.join(workdir, "events"))
+  sums = proxies_lib.EventSums(config.num_seeds, n, folder.folder("events"))
   states, _ = train_on(setup, [np.arange(n)] * config.num_seeds, config.train, config.seed,
-                       os.path.join(workdir, "checkpoints"), name="proxies", on_epoch=sums, loss_fn=events_loss,
+                       folder.checkpoints(), name="proxies", on_epoch=sums, loss_fn=events_loss,
                        on_resume=sums.restore)
   scores = sums.proxies()
   train_x = setup.dataset.train.x
@@ -246,13 +254,12 @@ def run_proxies(config: ml_collections.ConfigDict, workdir: str, overwrite: bool
   scores["heldout_retraining"] = np.asarray(proxies_lib.symmetric_kl(
       jnp.asarray(original), jnp.asarray(finetuned)))
   mean_scores = {k: v.mean(0) for k, v in scores.items()}
-  _write_scores(os.path.join(workdir, SCORES_FILE), setup, mean_scores,
-                **{f"{k}_per_seed": v for k, v in scores.items()})
-  io.write_json(os.path.join(workdir, "proxies_summary.json"),
-                {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in mean_scores.items()})
-  _plot_histogram(mean_scores, os.path.join(workdir, "proxies_hist.png"),
-                  f"{setup.dataset.name}: memorization proxies (high = more memorized)")
-  logging.info("proxies %s written to %s", sorted(mean_scores), os.path.join(workdir, SCORES_FILE))
+  _write_scores(folder, setup, mean_scores, **{f"{k}_per_seed": v for k, v in scores.items()})
+  folder.write("proxies_summary",
+               {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in mean_scores.items()})
+  folder.write("proxies_histogram", _histogram(mean_scores, f"{setup.dataset.name}: memorization proxies "
+                                                            "(high = more memorized)"))
+  logging.info("proxies %s written to %s", sorted(mean_scores), folder.file("scores"))
   return mean_scores
 
 
@@ -265,24 +272,29 @@ def missing_scores_message(path: str, data_name: str, proxies: bool) -> str:
   (train.py writes <workdir>/memorization.npz), or one that writes it elsewhere and the path to give."""
   published = ", ".join(score_files.FORMATS.get(f).filename for f in score_files.FORMATS.names())
   mode = "proxies" if proxies else "memorization"
-  if os.path.basename(path) == SCORES_FILE:
+  if os.path.basename(path) == layout.name("scores"):
     workdir, then = os.path.dirname(path) or ".", ""
   else:  # train.py cannot write that name: a folder of its own, then its file
     workdir = os.path.join("runs", f"{data_name}_{mode}")
-    then = f" and pass --config.forget.scores={os.path.join(workdir, SCORES_FILE)}"
+    then = f" and pass --config.forget.scores={os.path.join(workdir, layout.name('scores'))}"
   return (f"no {'proxy' if proxies else 'memorization'} scores at {path}. Compute them with `python train.py "
           f"--config=configs/{data_name}_{mode}.py --workdir={workdir}`{then} (or let unlearn.py compute them in "
           f"<workdir>/memorization: --config.forget.scores='' --config.unlearn.compute_scores=True), or point "
           f"--config.forget.scores to a score "
-          f"file: a rum-jax memorization.npz or a published one ({published})")
+          f"file: a rum-jax score file ({layout.name('scores')}) or a published one ({published})")
 
 
-def forget_score_source(config: ml_collections.ConfigDict, workdir: str) -> Optional[ScoreSource]:
+def default_scores_path(workdir: Any) -> str:
+  """The score file an unlearning run reads (and may compute) when its config names none."""
+  return RunFolder.of(workdir).scores().file("scores")
+
+
+def forget_score_source(config: ml_collections.ConfigDict, workdir: Any) -> Optional[ScoreSource]:
   """The score file the forget set ranks by (None for kinds that use no scores)."""
   kind = FORGET_KINDS.get(config.forget.kind)
   if kind.score_file is None:
     return None
-  return ScoreSource(config.forget.scores or workdir_lib.default_scores_path(workdir), config.forget.score_key,
+  return ScoreSource(config.forget.scores or default_scores_path(workdir), config.forget.score_key,
                      proxies=kind.score_file == "proxies")
 
 
@@ -293,10 +305,10 @@ def score_run_config(config: ml_collections.ConfigDict, mode: str) -> ml_collect
                                     section: config[section].to_dict()})
 
 
-def ensure_scores(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
+def ensure_scores(config: ml_collections.ConfigDict, workdir: Any) -> List[str]:
   """Makes sure every score file the run reads exists, before any training.
 
-  The default file (<workdir>/memorization/memorization.npz) is computed there when absent and
+  The default file (`default_scores_path`) is computed there when absent and
   config.unlearn.compute_scores allows: Feldman-Zhang memorization (config.memorization), or
   the one-run proxies (config.proxies) when the first reader wants a proxy.
 
@@ -307,7 +319,7 @@ def ensure_scores(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
     FileNotFoundError: a score file is absent and may not be computed (the message says how).
   """
   sources = [forget_score_source(config, workdir)] + METHODS.get(config.unlearn.method).score_sources(config, workdir)
-  default = workdir_lib.default_scores_path(workdir)
+  default = default_scores_path(workdir)
   computed = []
   for source in [s for s in sources if s is not None]:
     if os.path.exists(source.path):
@@ -317,6 +329,6 @@ def ensure_scores(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
     mode = "proxies" if source.proxies else "memorization"
     logging.info("no scores at %s: computing %s there first (config.unlearn.compute_scores)", default, mode)
     run = run_proxies if source.proxies else run_memorization
-    run(score_run_config(config, mode), os.path.dirname(default))
+    run(score_run_config(config, mode), RunFolder.of(workdir).scores())
     computed.append(default)
   return computed

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rum_jax import io, results
+from rum_jax.runfolder import layout
 from rum_jax.evaluation.metrics import METRICS
 
 
@@ -56,9 +57,9 @@ def table(summary: pd.DataFrame, metrics: Sequence[str], row_key: str = "method"
   return results.markdown_table([row_key] + [header(m) for m in metrics] + list(extra), body)
 
 
-def bar_figure(summary: pd.DataFrame, panels: Sequence[Sequence[str]], path: str, title: str,
-               row_key: str = "method", ylabels: Sequence[str] = ()) -> None:
-  """One panel per metric list: bars of every row's mean per metric, 95% whiskers."""
+def bar_figure(summary: pd.DataFrame, panels: Sequence[Sequence[str]], title: str,
+               row_key: str = "method", ylabels: Sequence[str] = ()) -> Any:
+  """One panel per metric list: bars of every row's mean per metric, 95% whiskers (a figure)."""
   plt = io.pyplot()
   cells = _lookup(summary, row_key)
   names = list(dict.fromkeys(summary[row_key]))
@@ -81,7 +82,7 @@ def bar_figure(summary: pd.DataFrame, panels: Sequence[Sequence[str]], path: str
     ax.legend(fontsize=7)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  io.save_figure(fig, path, dpi=110)
+  return fig
 
 
 GROUP = ("data", "model", "forget_kind", "forget_level", "forget_size", "forget_split")
@@ -133,7 +134,7 @@ def leaderboard(records: pd.DataFrame, metrics: Optional[Sequence[str]] = None, 
 def write_leaderboard(paths: Sequence[str], markdown: str, csv: str, metrics: Optional[Sequence[str]] = None,
                       pool: bool = False) -> str:
   """leaderboard(collect(paths)) written to `markdown`, the records it read to `csv` (tidy)."""
-  records = results.collect(paths)
+  records = results.collect(paths, layout.RECORD_FILES)
   text = leaderboard(records, metrics, pool)
   io.write_text(markdown, f"# Leaderboard over {len(set(records['source']))} record files\n\n"
                 "Mean ± 95% t-interval over each run's seeds.\n\n" + text)

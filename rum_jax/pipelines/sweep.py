@@ -15,9 +15,11 @@
   4. the point with the highest mean `config.sweep.select_by` is chosen, and only it runs on the
      reported forget set, as methods/<method> (evaluated like every run).
 
-So no reported number is tuned on the set it reports. <workdir>/sweeps/<method>/ gets
-sweep.json / sweep.csv / sweep.md (one row per point, the chosen one marked, and the reported
-set's result of it) and sweep.png (ToW and ToW-MIA against every swept setting).
+So no reported number is tuned on the set it reports. The work directory's sweep folder of the
+method (`RunFolder.sweep`) gets the sweep's record, rows and table (one row per point, the
+chosen one marked, and the reported set's result of it) and a figure (ToW and ToW-MIA against
+every swept setting). A work directory holds one grid per method: another grid is refused
+before anything is written, unless --overwrite.
 """
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -26,17 +28,19 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, results, workdir as workdir_lib
+from rum_jax import io, results
 from rum_jax.evaluation.metrics import METRICS, ModelOutputs
 from rum_jax.pipelines import reports, unlearning
+from rum_jax.runfolder import RunFolder, WorkdirError, layout
 from rum_jax.training import loop
 from rum_jax.training.checkpoint import tree_digest
 from rum_jax.training.setup import Setup
 from rum_jax.unlearning import METHODS, grid as grid_lib
 from rum_jax.unlearning.config import sweep_grid
 
-VALIDATION = "validation"
-GRID_FILE = "grid.json"
+
+
+VALIDATION = layout.FOLDERS["validation"]
 
 
 def sweep_metrics(config: ml_collections.ConfigDict) -> Tuple[str, ...]:
@@ -48,14 +52,14 @@ def sweep_metrics(config: ml_collections.ConfigDict) -> Tuple[str, ...]:
 
 
 def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[str, Any]],
-             run_root: str, metrics: Sequence[str] = unlearning.RUN_METRICS) -> Tuple[List[Dict[str, Any]], bool]:
+             run_root: Any, metrics: Sequence[str] = unlearning.RUN_METRICS) -> Tuple[List[Dict[str, Any]], bool]:
   """Every grid point on every seed of a prepared work directory; per point its metrics.
 
   Points that differ only in per-model settings share one program of len(points) x seeds
   models: model (point g, seed s) starts from seed s's original model with seed s's batch
   order, so the points are compared on the same seeds (paired). Results are cached in
-  run_root/grid.json (keyed by the points, settings, forget set, original models and retrain
-  reference), checkpoints below it (each program's own: `Checkpointer.claim`).
+  run_root's grid record (keyed by the points, settings, forget set, original models and
+  retrain reference), checkpoints below it (each program's own: `Checkpointer.claim`).
 
   Returns:
     (one dict per point: {"point", "per_seed": {metric: [S]} of every metric of `metrics`,
@@ -66,15 +70,15 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
   key = {"points": list(points), "settings": base.to_dict(), "forget_digest": prep.forget_digest,
          "seeds": config.num_seeds, "metrics": list(metrics), "reference": prep.retrain_digest,
          "original": tree_digest(prep.original)}
-  cache = os.path.join(run_root, GRID_FILE)
-  if workdir_lib.readable(cache):
-    cached = io.read_json(cache)
+  root = RunFolder.of(run_root)
+  if root.readable("grid"):
+    cached = root.read("grid")
     if cached.get("key") == io.as_json(key):
       return cached["results"], True
   num_seeds = config.num_seeds
   out: List[Optional[Dict[str, Any]]] = [None] * len(points)
   for program in grid_lib.unlearn_points(setup, prep.original, method_name, base, points, prep.forget, prep.retain,
-                                         base_seed=config.seed, root=run_root, name=f"sweep {method_name}"):
+                                         base_seed=config.seed, root=root.path, name=f"sweep {method_name}"):
     for i, error in program.diverged.items():
       out[i] = {"point": dict(points[i]), "diverged": error}
       logging.warning("sweep %s: %s diverged on the validation set; it cannot be chosen", method_name,
@@ -89,7 +93,7 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
                            forget[rows], prep.reference_outputs)
       per_seed = {name: point.value(name).tolist() for name in metrics}
       out[i] = {"point": dict(points[i]), "per_seed": per_seed, "summary": results.summarize_columns(per_seed)}
-  io.write_json(cache, {"key": key, "results": out})
+  root.write("grid", {"key": key, "results": out})
   return out, False
 
 
@@ -104,12 +108,17 @@ def choose(grid_results: Sequence[Dict[str, Any]], metric: str) -> int:
   return int(np.argmax(means))
 
 
-def validation_config(config: ml_collections.ConfigDict, original_dir: str) -> ml_collections.ConfigDict:
-  """The config of the validation work directory: the validation split, the shared original."""
+def validation_config(config: ml_collections.ConfigDict, original_dir: Any) -> ml_collections.ConfigDict:
+  """The config of the validation work directory: the validation split, the shared original
+  (recorded relative to the validation work directory)."""
   c = ml_collections.ConfigDict(config.to_dict())
   c.forget.split = VALIDATION
-  c.unlearn.original_workdir = os.path.abspath(original_dir)
+  c.unlearn.original_workdir = os.path.abspath(os.fspath(original_dir))
   return c
+
+
+def _original_of(config: ml_collections.ConfigDict, folder: RunFolder) -> Any:
+  return config.unlearn.original_workdir or folder.original().path
 
 
 def tuned(config: ml_collections.ConfigDict, method_name: str, point: Dict[str, Any]) -> ml_collections.ConfigDict:
@@ -122,7 +131,7 @@ def tuned(config: ml_collections.ConfigDict, method_name: str, point: Dict[str, 
   return c
 
 
-def tune(config: ml_collections.ConfigDict, workdir: str, method_name: str, overwrite: bool = False,
+def tune(config: ml_collections.ConfigDict, workdir: Any, method_name: str, overwrite: bool = False,
          setup: Optional[Setup] = None, points: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, Any]:
   """Steps 2-3 of the module docstring for one method: the grid on the validation forget set of
   `workdir` (whose original models must exist) and the chosen point.
@@ -138,37 +147,68 @@ def tune(config: ml_collections.ConfigDict, workdir: str, method_name: str, over
   points = list(points if points is not None else sweep_grid(config, method_name))
   if not points:
     raise ValueError(f"config.sweep.{method_name} lists no values to sweep")
-  original_dir = config.unlearn.original_workdir or workdir_lib.original_dir(workdir)
-  val_dir = os.path.join(workdir, VALIDATION)
-  prep = unlearning.prepare(validation_config(config, original_dir), val_dir, overwrite, setup)
+  folder = RunFolder.of(workdir)
+  val = folder.validation()
+  prep = unlearning.prepare(validation_config(config, _original_of(config, folder)), val, overwrite, setup)
   select_by = config.sweep.get("select_by", "tow")
-  grid_results, cached = run_grid(prep, method_name, points, os.path.join(val_dir, "sweeps", method_name),
-                                  sweep_metrics(config))
+  grid_results, cached = run_grid(prep, method_name, points, val.sweep(method_name), sweep_metrics(config))
   chosen = choose(grid_results, select_by)
   logging.info("sweep %s: chosen on the validation forget set by %s: %s", method_name, select_by,
                grid_lib.label(points[chosen]))
   original_tow = float(np.mean(prep.original_outputs.value("tow")))
   return {"points": list(points), "grid": grid_results, "chosen": chosen, "select_by": select_by,
-          "validation_dir": val_dir, "original_tow": original_tow, "cached": cached}
+          "validation_dir": val.path, "original_tow": original_tow, "cached": cached}
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+def check_sweep(config: ml_collections.ConfigDict, folder: RunFolder, overwrite: bool = False) -> None:
+  """Refuses, before anything is written, a work directory that holds a sweep of the method over
+  another grid (or chosen by another metric), and a finished run of the method whose settings
+  are none of the grid's points (unless --overwrite); the configs of the work directory and of
+  its validation work directory are checked as every unlearning run checks them."""
+  method_name = config.unlearn.method
+  points = sweep_grid(config, method_name)
+  select_by = config.sweep.get("select_by", "tow")
+  old = folder.sweep(method_name)
+  if not overwrite and old.readable("sweep"):
+    record = old.read("sweep")
+    grid = [r["point"] for r in record.get("validation", {}).get("grid", [])]
+    if grid != io.as_json(list(points)) or record.get("select_by") != select_by:
+      raise WorkdirError(f"{folder} holds a sweep of {method_name} over another grid ({len(grid)} points: "
+                         f"{', '.join(grid_lib.label(p) for p in grid[:4])}{', ...' if len(grid) > 4 else ''}; chosen "
+                         f"by {record.get('select_by')}). Use another --workdir, or pass --overwrite to discard it.")
+  unlearning.workdir_check(config, folder, overwrite)
+  unlearning.workdir_check(validation_config(config, _original_of(config, folder)), folder.validation(), overwrite)
+  run = folder.method(METHODS.get(method_name).folder_of(config))
+  if not overwrite and run.finished():
+    settings = run.read("metrics")["settings"]
+    candidates = [unlearning.recorded_settings(METHODS.get(method_name).settings_of(tuned(config, method_name, p),
+                                                                                     folder.path), folder)
+                  for p in points]
+    if io.as_json(settings) not in io.as_json(candidates):
+      raise WorkdirError(f"{run} holds a finished run of {method_name} with settings that are none of the grid's "
+                         f"points; use another --workdir, or pass --overwrite to discard it")
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False,
               setup: Optional[Setup] = None) -> Dict[str, Any]:
   """unlearn.py with a sweep: tune config.unlearn.method on the validation forget set, then run
   the chosen settings on the reported forget set (module docstring)."""
   method_name = config.unlearn.method
-  prep = unlearning.prepare(config, workdir, overwrite, setup)  # the original models, the reported set
-  sweep = tune(config, workdir, method_name, overwrite, prep.setup)
+  folder = RunFolder.of(workdir)
+  check_sweep(config, folder, overwrite)
+  prep = unlearning.prepare(config, folder, overwrite, setup)  # the original models, the reported set
+  sweep = tune(config, folder, method_name, overwrite, prep.setup)
   point = sweep["points"][sweep["chosen"]]
   record = unlearning.run_method(prep, tuned(config, method_name, point), overwrite, evaluate=True)
-  reported = io.read_json(os.path.join(workdir, "evaluation.json"))["models"][METHODS.get(method_name).folder_of(config)]
-  write_sweep(os.path.join(workdir, "sweeps", method_name), config, method_name, sweep, reported["summary"])
+  reported = record["evaluation"][METHODS.get(method_name).folder_of(config)]
+  write_sweep(folder, config, method_name, sweep, reported["summary"])
   return {**sweep, "record": record}
 
 
-def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: str, sweep: Dict[str, Any],
+def write_sweep(workdir: Any, config: ml_collections.ConfigDict, method_name: str, sweep: Dict[str, Any],
                 reported: Optional[Dict[str, Any]]) -> str:
-  """sweep.json, sweep.csv, sweep.md and sweep.png of a tuned method; returns the markdown.
+  """The record, rows, table and figure of a tuned method in the work directory's sweep folder
+  of it; returns the markdown.
 
   The table's columns are the metrics every point was scored by, select_by first; `reported`
   is the chosen point's summary on the reported forget set (metric -> {mean, ci95})."""
@@ -187,12 +227,14 @@ def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: 
                  **{f"{m}_{stat}": sm[m][stat] for m in metrics for stat in ("mean", "ci95")}})
     cells.append([grid_lib.label(r["point"]) + (" **(chosen)**" if i == chosen else "")]
                  + [reports.format_value(m, sm[m]["mean"], results.half_width(sm[m])) for m in metrics])
-  io.write_csv(os.path.join(directory, "sweep.csv"), rows)
-  io.write_json(os.path.join(directory, "sweep.json"), {
+  workdir = RunFolder.of(workdir)
+  folder = workdir.sweep(method_name)
+  folder.write("sweep_rows", rows)
+  folder.write("sweep", {
       "method": method_name, "select_by": sweep["select_by"], "chosen": points[chosen], "num_seeds": num_seeds,
-      # Relative to the work directory (<workdir>/sweeps/<method>/..), which a copy keeps together.
-      "validation": {"forget_set": workdir_lib.relative(os.path.dirname(os.path.dirname(directory)), os.path.join(
-          sweep["validation_dir"], "forget_set.json")), "grid": grid_results},
+      # Relative to the work directory, which a copy keeps together.
+      "validation": {"forget_set": workdir.relative(RunFolder(sweep["validation_dir"]).file("forget_set_info")),
+                     "grid": grid_results},
       "reported": reported})
   better = "highest" if METRICS.get(sweep["select_by"]).higher_is_better is not False else "lowest"
   lines = [f"# Sweep of {method_name}", "",
@@ -206,15 +248,15 @@ def write_sweep(directory: str, config: ml_collections.ConfigDict, method_name: 
               + ", ".join(f"{reports.header(m)} {reports.format_value(m, reported[m]['mean'], results.half_width(reported[m]))}"
                           for m in shown) + ".", ""]
   text = "\n".join(lines)
-  io.write_text(os.path.join(directory, "sweep.md"), text)
-  plot_sweep(grid_results, chosen, os.path.join(directory, "sweep.png"),
-             f"{config.data.name}: {method_name} on the validation forget set ({num_seeds} seeds)")
-  logging.info("sweep of %s written to %s:\n%s", method_name, os.path.join(directory, "sweep.md"), text)
+  folder.write("sweep_table", text)
+  folder.write("sweep_figure", plot_sweep(grid_results, chosen, f"{config.data.name}: {method_name} on the validation "
+                                                               f"forget set ({num_seeds} seeds)"))
+  logging.info("sweep of %s written to %s:\n%s", method_name, folder.file("sweep_table"), text)
   return text
 
 
-def plot_sweep(grid_results: Sequence[Dict[str, Any]], chosen: int, path: str, title: str) -> None:
-  """One panel per swept setting: mean ToW and ToW-MIA (95% bars) of every point against it."""
+def plot_sweep(grid_results: Sequence[Dict[str, Any]], chosen: int, title: str) -> Any:
+  """One panel per swept setting: mean ToW and ToW-MIA (95% bars) of every point against it (a figure)."""
   plt = io.pyplot()
   keys = list(grid_results[0]["point"])
   chosen_point = grid_results[chosen]["point"]
@@ -239,4 +281,4 @@ def plot_sweep(grid_results: Sequence[Dict[str, Any]], chosen: int, path: str, t
   axes[0][0].set_ylabel("score (1 = retrained)")
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  io.save_figure(fig, path, dpi=110)
+  return fig

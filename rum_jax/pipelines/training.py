@@ -1,60 +1,71 @@
 """Training the original models (train.py): `train_and_evaluate(config, workdir)`.
 
-Writes into the work directory:
-  config.json                       the resolved config
-  checkpoints/                      orbax checkpoints (all seeds stacked), for resume
-  history.csv                       per epoch and seed: loss, accuracy
-  metrics.json / metrics.csv        final accuracy per seed and split, mean and 95% CI
-  predictions/{train,val,test}.npz  logits [seeds, N, C], labels, ORIGINAL indices
-  curves.png                        loss and accuracy per epoch
+Writes into its run folder (names in `runfolder.layout`): the resolved config, orbax
+checkpoints (all seeds stacked, for resume), the history per epoch and seed (loss,
+accuracy), the final accuracy per seed and split (the metrics record: per-seed values, mean
+and 95% CI, and its tidy rows), the predictions of every split (logits [seeds, N, C], labels,
+ORIGINAL indices) and the training curves.
 """
-import os
 from typing import Any, Optional, Tuple
 
 import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, results, workdir as workdir_lib
+from rum_jax import results
+from rum_jax.runfolder import RunFolder, check_config
 from rum_jax.training.config import TRAINING_SECTIONS
-from rum_jax.training.setup import SPLITS, Setup, accuracies, save_predictions, train_on
+from rum_jax.training.setup import SPLITS, Setup, accuracies, prediction_arrays, train_on
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+def check(config: ml_collections.ConfigDict, folder: RunFolder, overwrite: bool = False):
+  """Whether `folder` may hold a training run of `config` (reads only; `.apply()` writes the config)."""
+  return check_config(folder, config, overwrite, clear=("checkpoints",), sections=TRAINING_SECTIONS,
+                      results=("metrics",))
+
+
+def write_predictions(folder: RunFolder, dataset: Any, logits: Any) -> None:
+  """The predictions of every split (`prediction_arrays`) into `folder`."""
+  for split, arrays in prediction_arrays(dataset, logits).items():
+    folder.write("predictions", arrays, split=split)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False,
                        setup: Optional[Setup] = None) -> dict:
-  """Trains `config.num_seeds` models at once on the full train split and evaluates them."""
-  workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints",), sections=TRAINING_SECTIONS,
-                      outputs=("predictions",))
+  """Trains `config.num_seeds` models at once on the full train split and evaluates them.
+
+  workdir: the run folder (a RunFolder, or its path)."""
+  folder = RunFolder.of(workdir)
+  check(config, folder, overwrite).apply()
   setup = setup or Setup.create(config)
   ds = setup.dataset
   logging.info("data %s: %d train / %d val / %d test, %d classes; model %s; %d seeds on %d device(s)",
                ds.name, len(ds.train), len(ds.val), len(ds.test), ds.num_classes,
                config.model.name, config.num_seeds, setup.runner.num_devices)
   all_train = [np.arange(len(ds.train))] * config.num_seeds
-  states, history = train_on(setup, all_train, config.train, config.seed, os.path.join(workdir, "checkpoints"))
+  states, history = train_on(setup, all_train, config.train, config.seed, folder.checkpoints())
   logits, acc = accuracies(setup, states, config.train.eval_batch_size)
-  save_predictions(ds, logits, os.path.join(workdir, "predictions"))
+  write_predictions(folder, ds, logits)
   per_seed = results.columns_to_seeds({f"{split}_accuracy": acc[split] for split in SPLITS})
   record = {"per_seed": {f"{split}_accuracy": acc[split].tolist() for split in SPLITS},
             "summary": results.summarize(per_seed)}
-  io.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), record)
-  # The record: one row per seed x metric (means and intervals are in metrics.json).
-  io.write_csv(os.path.join(workdir, "metrics.csv"),
-               results.record_rows(record["per_seed"], **results.run_columns(config, "original")),
-               fields=results.RECORD_COLUMNS)
-  io.write_csv(os.path.join(workdir, "history.csv"), results.history_rows(history))
-  results.plot_history(history, os.path.join(workdir, "curves.png"), f"{ds.name} / {config.model.name}")
+  folder.write("metrics", record)
+  # The record: one row per seed x metric (means and intervals are in the metrics record).
+  folder.write("metrics_record", results.record_rows(record["per_seed"], **results.run_columns(config, "original")))
+  folder.write("history", results.history_rows(history))
+  folder.write("curves", results.history_figure(history, f"{ds.name} / {config.model.name}"))
   logging.info("final accuracy (mean over %d seeds): %s", config.num_seeds,
                "  ".join(f"{k} {v['mean']:.4f}" for k, v in record["summary"].items()))
   return record
 
 
-def load_or_train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> Tuple[Setup, Any]:
+def load_or_train(config: ml_collections.ConfigDict, workdir: Any, setup: Setup) -> Tuple[Setup, Any]:
   """(setup, host states) of a finished train_and_evaluate run in `workdir` (trains it if absent)."""
-  if not workdir_lib.is_finished(workdir):
-    logging.info("no finished original model in %s: training it now", workdir)
-    train_and_evaluate(config, workdir, setup=setup)
+  folder = RunFolder.of(workdir)
+  if not folder.finished():
+    logging.info("no finished original model in %s: training it now", folder)
+    train_and_evaluate(config, folder, setup=setup)
   ds = setup.dataset
   all_train = [np.arange(len(ds.train))] * config.num_seeds
-  states, _ = train_on(setup, all_train, config.train, config.seed, os.path.join(workdir, "checkpoints"))
+  states, _ = train_on(setup, all_train, config.train, config.seed, folder.checkpoints())
   return setup, states

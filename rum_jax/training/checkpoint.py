@@ -31,7 +31,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from rum_jax import io, workdir as workdir_lib
+from rum_jax import io, manifest
+from rum_jax.runfolder import differences
 
 KEY_FILE = "program.json"
 
@@ -91,6 +92,8 @@ class Checkpointer:
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
+    if io.is_writer():
+      manifest.record_tree(self.directory)  # orbax's folder, as a whole, in its run folder's manifest
     if os.path.isdir(self.directory):
       for name in sorted(os.listdir(self.directory)):
         if ".orbax-checkpoint-tmp" in name:  # a save that was killed before it finished
@@ -123,7 +126,7 @@ class Checkpointer:
     held = [n for n in os.listdir(self.directory) if n.isdigit()] if os.path.isdir(self.directory) else []
     stale = old != key and bool(held)
     if stale:
-      what = ("; ".join(workdir_lib.differences(old, key)[:6]) if isinstance(old, dict)
+      what = ("; ".join(differences(old, key)[:6]) if isinstance(old, dict)
               else "they record no program: made by an older version")
       logging.warning("%s holds checkpoints of another program (%s): deleting them and starting this run over",
                       self.directory, what)

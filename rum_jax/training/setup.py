@@ -2,13 +2,12 @@
 
 `Setup.create(config)` loads config.data, builds config.model and a `SeedRunner` for the
 seeds. On top of it: `train_on` (fresh models, seed s on its own train positions, resumable),
-`accuracies` (logits and accuracy of every seed on every split) and `save_predictions`.
+`accuracies` (logits and accuracy of every seed on every split) and `prediction_arrays`.
 """
 import dataclasses
 import functools
 import json
 import math
-import os
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -17,7 +16,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from rum_jax import io
 from rum_jax.data import load_dataset
 from rum_jax.data.augment import random_crop_flip
 from rum_jax.data.base import Dataset
@@ -239,9 +237,8 @@ def accuracies(setup: Setup, states: Any, batch_size: int = 1024) -> tuple:
   return logits, acc
 
 
-def save_predictions(dataset: Dataset, logits: Dict[str, np.ndarray], directory: str) -> None:
-  """<directory>/<split>.npz: logits [seeds, N, C], labels and ORIGINAL indices."""
-  for split, lg in logits.items():
-    data = dataset.split(split)
-    io.write_npz(os.path.join(directory, f"{split}.npz"), logits=lg.astype(np.float32),
-                 labels=data.y, index=data.index)
+def prediction_arrays(dataset: Dataset, logits: Dict[str, np.ndarray]) -> Dict[str, Dict[str, np.ndarray]]:
+  """What a run saves of its models' predictions, per split: logits [seeds, N, C] (float32),
+  labels and ORIGINAL indices."""
+  return {split: {"logits": lg.astype(np.float32), "labels": dataset.split(split).y,
+                  "index": dataset.split(split).index} for split, lg in logits.items()}

@@ -7,7 +7,6 @@ become per-model values; a grid over the others (epochs, batch sizes) is one pro
 """
 import itertools
 import os
-import shutil
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import jax
@@ -15,6 +14,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from rum_jax import io
+from rum_jax.runfolder import RunFolder
 from rum_jax.training import loop
 from rum_jax.unlearning.interface import METHODS, unlearn
 
@@ -116,7 +117,7 @@ def unlearn_points(setup: Any, start: Any, method_name: str, base: ml_collection
         states, _ = unlearn(setup.with_models(len(seed_ids)),
                             jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], start), method_name,
                             settings, [forget[s] for s in seed_ids], [retain[s] for s in seed_ids],
-                            base_seed=base_seed, run_dir=run_dir, saliency_path=os.path.join(run_dir, "saliency.npz"),
+                            base_seed=base_seed, run_dir=run_dir, saliency_path=RunFolder(run_dir).file("saliency"),
                             name=name, seed_ids=seed_ids, per_model=per_model)
         break
       except loop.NonFiniteLossError as err:
@@ -124,6 +125,6 @@ def unlearn_points(setup: Any, start: Any, method_name: str, base: ml_collection
         failed = sorted({members[m // num_seeds] for m in err.seeds}) if err.seeds else list(members)
         diverged.update({i: str(err) for i in failed})
         members = [i for i in members if i not in failed]
-        shutil.rmtree(run_dir, ignore_errors=True)
+        io.remove(run_dir)
     yield ProgramResult(list(members), [s for _ in members for s in range(num_seeds)],
                         states if members else None, diverged)

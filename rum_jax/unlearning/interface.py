@@ -6,7 +6,7 @@ builds a `MethodContext` and calls `method.run(ctx, states)`; no caller knows wh
 it runs. What a method reads from the config is its own too:
 
   settings_of(config, workdir)  the settings that decide its result (recorded in the run's
-                                config.json); default config.unlearn.<name>
+                                config); default config.unlearn.<name>
   folder_of(config)             its folder under methods/; default its name
   validate(unlearn)             checks config.unlearn for it; default: an SGD recipe (when
                                 `sgd_recipe`) and the ranges of `checks`

@@ -21,11 +21,11 @@ The plan lives in `config.unlearn.rum` (see configs/default.py): `low`/`mid`/`hi
 RUM is `Method` "rum" with the interface of every method, so unlearn.py, evaluate.py and the
 study run it like any other.
 
-Besides the files of every method's run, methods/<name>/ holds
-  steps/<k>_<level>/      checkpoints/ (resume), saliency.npz, history.csv, curves.png
-  steps.json / steps.csv  per step: method, settings, subset sizes, seconds, and the accuracy
-                          on every subset, the final retain set and the test set after it
-(the tables and histories through `ctx.report`, which the unlearning pipeline writes).
+Besides the files of every method's run, its run folder holds, per step, a folder steps/<k>_<level>/
+(checkpoints to resume from, SalUn's saliency cache, the step's training curves) and the steps
+table (`ctx.report`'s "steps": per step the method, settings, subset sizes, seconds, and the
+accuracy on every subset, the final retain set and the test set after it), which the
+unlearning pipeline writes (runfolder.layout: "report_table").
 """
 import dataclasses
 import os
@@ -36,7 +36,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import checks, results, workdir as workdir_lib
+from rum_jax import checks, manifest, results
+from rum_jax.runfolder import RunFolder, layout
 from rum_jax.evaluation.tow import set_accuracies
 from rum_jax.memorization import files as score_files
 from rum_jax.training.setup import Setup, accuracies
@@ -81,13 +82,13 @@ def step_settings(unlearn: ml_collections.ConfigDict, level: str) -> Optional[ml
 def score_source(config: ml_collections.ConfigDict, workdir: str) -> ScoreSource:
   """The score file RUM refines by: config.unlearn.rum's, else the forget set's, else the default."""
   r = config.unlearn.rum
-  path = r.scores or config.forget.scores or workdir_lib.default_scores_path(workdir)
+  path = r.scores or config.forget.scores or RunFolder(workdir).scores().file("scores")
   key = r.score_key or config.forget.score_key
   return ScoreSource(path, key, proxies=key not in ("", "memorization"))
 
 
 def resolved_settings(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-  """What decides a RUM run's result, recorded in its config.json: the score file (resolved, and
+  """What decides a RUM run's result, recorded in its run's config: the score file (resolved, and
   the digest of its contents) and every step's method with its full settings (so a change of a
   method's base settings is noticed too)."""
   source = score_source(config, workdir)
@@ -95,8 +96,9 @@ def resolved_settings(config: ml_collections.ConfigDict, workdir: str) -> ml_col
   for level in LEVELS:
     settings = step_settings(config.unlearn, level)
     steps[level] = {"method": config.unlearn.rum[level].method, "settings": settings.to_dict() if settings else {}}
-  # The path may change when the work directory moves; what it holds may not (its digest).
-  digest = workdir_lib.file_digest(source.path) if os.path.exists(source.path) else ""
+  # The path may change when the work directory moves (runs record it relative to theirs);
+  # what it holds may not (its digest).
+  digest = manifest.file_sha(source.path) if os.path.exists(source.path) else ""
   return ml_collections.ConfigDict({"scores": os.path.abspath(source.path), "scores_digest": digest,
                                     "score_key": source.key, "refine": config.unlearn.rum.get("refine", "score"),
                                     "steps": steps})
@@ -184,15 +186,15 @@ def run(ctx: MethodContext, original: TrainState) -> Tuple[TrainState, History]:
   for k, s in enumerate(sets, start=1):
     method = settings.steps[s.level].method
     step_settings_k = ml_collections.ConfigDict(settings.steps[s.level].settings.to_dict())
-    step_dir = os.path.join(ctx.run_dir, "steps", f"{k}_{s.level}") if ctx.run_dir else None
+    step_dir = RunFolder(ctx.run_dir).folder("steps", f"{k}_{s.level}") if ctx.run_dir else None
     t0 = time.time()
     if method != NO_METHOD:
       states, history = unlearn(
           setup, states, method, step_settings_k, s.forget, s.retain, base_seed=ctx.base_seed, run_dir=step_dir,
-          saliency_path=os.path.join(step_dir, "saliency.npz") if step_dir else None,
+          saliency_path=RunFolder(step_dir).file("saliency") if step_dir else None,
           name=f"{ctx.label} {s.level}: {method}")
       if history and ctx.report is not None:
-        ctx.report.histories[os.path.join("steps", f"{k}_{s.level}")] = (
+        ctx.report.histories[layout.folder("steps", f"{k}_{s.level}")] = (
             f"{setup.dataset.name}: RUM step {k} ({s.level}), {method}", history)
     after = _accuracies(setup, states, sets, forget)
     rows.append({"step": k, "level": s.level, "method": method,
@@ -205,7 +207,7 @@ def run(ctx: MethodContext, original: TrainState) -> Tuple[TrainState, History]:
                  "  ".join(f"{m} {v.mean():.4f}" for m, v in after.items()))
   if ctx.report is not None:
     ctx.report.tables["steps"] = (
-        {"scores": os.path.abspath(settings.scores), "score_key": settings.score_key, "steps": rows},
+        {"scores_digest": settings.scores_digest, "score_key": settings.score_key, "steps": rows},
         [{"step": r["step"], "level": r["level"], "method": r["method"],
           **{m: v["mean"] for m, v in r["after"].items()}} for r in rows])
   return states, {}

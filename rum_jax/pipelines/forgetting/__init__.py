@@ -18,24 +18,21 @@ program per chunk (docs/forgetting.md has the protocols and what they cost):
 
 `run_forgetting(config, workdir)` trains the original model, picks the forget set from
 config.forget and calls `evaluate_forget_set`, the function a study calls for each of its
-forget sets. A forgetting work directory:
+forget sets. A forgetting work directory (file names: `runfolder.layout`) holds the config,
+the one original model (train.py's layout, one seed), the scores a memorization forget set
+(or RUM) reads (computed if absent), the forget set (train positions and ORIGINAL indices),
+and banks, each a run folder of its own with its spec as config and one file per chunk:
 
-  config.json                 the resolved config
-  original/                   the one original model (train.py's layout, one seed)
-  memorization/               scores a memorization forget set (or RUM) reads, computed if absent
-  forget_set.npz / .json      the forget set (train positions and ORIGINAL indices)
-  retrained/                  the N models retrained on D \\ F: config.json (what decides them)
-                              and chunks/chunk_<j>.npz (forget-set confidences, accuracies)
+  retrained/                  the N models retrained on D \\ F (forget-set confidences, accuracies)
   unlearned/<method>/         the N models unlearned from the original, the same layout
-  shadow/trained/             the K shadow models: chunks/ (halves, logits), weights/ (to
+  shadow/trained/             the K shadow models: halves, logits, and their weights (to
                               unlearn from when a method is added later)
   shadow/<method>/            the same models after unlearning their forget subsets
-  shadow/memorization.npz     Feldman-Zhang memorization from the halves (memorization.npz format)
-  forgetting.json/.md         per method: F, the final score, accuracies, U-LiRA; LiRA and SVC
-  forgetting.csv              the record: one row per model x metric (config.forgetting.metrics)
-  epsilons.npz / .csv         every forget example's epsilon per method
-  forgetting_epsilons.png     the distribution of the epsilons per method
-  forgetting_roc.png          ROC curves of U-LiRA per method and of LiRA
+
+and shadow/'s Feldman-Zhang memorization from the halves (the score-file format), then the
+results: per method F, the final score, accuracies and U-LiRA, LiRA and the SVC (a record, a
+table, and the tidy rows: one per model x metric of config.forgetting.metrics), every forget
+example's epsilon per method, and figures of the epsilons and of the ROC curves.
 
 Every bank resumes from its last finished chunk; raising N or K later adds chunks. A bank
 made with other settings is refused (the differing fields listed) unless --overwrite.
@@ -53,7 +50,6 @@ unlearned banks), `shadow` (the shadow banks, U-LiRA, LiRA, the SVC comparison),
 the record, tables, figures); the scores are `rum_jax.evaluation.metrics` entries, chosen by name
 in config.forgetting.metrics.
 """
-import os
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -62,22 +58,22 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, workdir as workdir_lib
 from rum_jax.pipelines import memorization, training, unlearning
 from rum_jax.pipelines.forgetting.banks import Bank, split_outputs
 from rum_jax.pipelines.forgetting.challenge import challenge, challenge_outputs
-from rum_jax.pipelines.forgetting.report import TABLE_FILE, write
+from rum_jax.pipelines.forgetting.report import write
+from rum_jax.runfolder import RunFolder, check_config
 from rum_jax.pipelines.forgetting.shadow import attacks, check_shadow_forget_size, shadow_forget_masks, svc_comparison
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
 
-__all__ = ["Bank", "TABLE_FILE", "challenge_outputs", "check_shadow_forget_size", "evaluate_forget_set",
+__all__ = ["Bank", "challenge_outputs", "check_shadow_forget_size", "evaluate_forget_set",
            "run_forgetting", "shadow_forget_masks", "svc_comparison"]
 
 
-def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: str, forget: Sequence[int],
-                        original: Optional[TrainState] = None, shadow_dir: Optional[str] = None,
+def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: Any, forget: Sequence[int],
+                        original: Optional[TrainState] = None, shadow_dir: Optional[Any] = None,
                         overwrite: bool = False) -> Dict[str, Any]:
   """The challenge score and U-LiRA of every method of config.forgetting.methods on one forget set.
 
@@ -96,7 +92,7 @@ def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: str, forget:
     overwrite: discard banks made with other settings instead of refusing them.
 
   Returns:
-    The record also written to <workdir>/forgetting.json.
+    The forgetting record (also written to the work directory).
   """
   f = config.forgetting
   cache: Dict[int, Setup] = {}
@@ -116,22 +112,22 @@ def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: str, forget:
   forget = np.sort(forget)
   if f.shadow_models:
     check_shadow_forget_size(len(forget), n)  # before any training
-  os.makedirs(workdir, exist_ok=True)
+  folder = RunFolder.of(workdir).open()
   if original is None:
     one = training_config(config)
     one.num_seeds = 1
-    original = training.load_or_train(one, workdir_lib.original_dir(workdir), setups(1))[1]
+    original = training.load_or_train(one, folder.original(), setups(1))[1]
   original = jax.tree.map(lambda a: np.asarray(a)[:1], original)
   retain = np.setdiff1d(np.arange(n), forget)
   outputs = split_outputs(setups(1), original, [forget])
   original_acc = {k: float(outputs[k][0]) for k in ("forget_accuracy", "retain_accuracy", "test_accuracy")}
-  banks = challenge(config, workdir, setups, forget, retain, original, overwrite)
-  shadow = (attacks(config, workdir, shadow_dir or os.path.join(workdir, "shadow"), setups, forget, overwrite,
-                    {folder: m["outputs"] for folder, m in banks["methods"].items()}) if f.shadow_models else None)
-  return write(config, workdir, forget, dataset, original_acc, banks, shadow)
+  banks = challenge(config, folder, setups, forget, retain, original, overwrite)
+  shadow = (attacks(config, folder, shadow_dir or folder.sub("shadow"), setups, forget, overwrite,
+                    {name: m["outputs"] for name, m in banks["methods"].items()}) if f.shadow_models else None)
+  return write(config, folder, forget, dataset, original_acc, banks, shadow)
 
 
-def run_forgetting(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> str:
+def run_forgetting(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False) -> str:
   """evaluate.py with a forgetting config: original model, forget set, banks, scores; returns the table.
 
   Args:
@@ -148,21 +144,20 @@ def run_forgetting(config: ml_collections.ConfigDict, workdir: str, overwrite: b
   if config.forgetting.shadow_models:
     check_shadow_forget_size(config.forget.size, n)
   # Training and forget-set settings decide everything; each bank checks the rest itself.
-  workdir_lib.prepare(workdir, config, overwrite, clear=(), sections=TRAINING_SECTIONS + ("forget",),
-                      ignore=("num_seeds",))
+  folder = RunFolder.of(workdir)
+  check_config(folder, config, overwrite, clear=(), sections=TRAINING_SECTIONS + ("forget",), ignore=("num_seeds",),
+               results=("forgetting",)).apply()
   for method in config.forgetting.methods:  # score files a forget set or a method reads
     with_method = ml_collections.ConfigDict(one.to_dict())
     with_method.unlearn.method = method
-    memorization.ensure_scores(with_method, workdir)
-  original = training.load_or_train(training_config(one), workdir_lib.original_dir(workdir), setup)[1]
-  forgets, report = unlearning.build_forget_set(one, workdir, setup, original)
+    memorization.ensure_scores(with_method, folder)
+  original = training.load_or_train(training_config(one), folder.original(), setup)[1]
+  forgets, report = unlearning.build_forget_set(one, folder, setup, original)
   forget = forgets[0]
   train = setup.dataset.train
-  io.write_npz(os.path.join(workdir, "forget_set.npz"), forget_positions=forget, forget_index=train.index[forget])
-  io.write_json(os.path.join(workdir, "forget_set.json"),
-                {**{k: v for k, v in report.items() if k != "entanglement_per_group"},
-                 "forget_positions": forget.tolist(), "forget_index": train.index[forget].tolist()})
-  evaluate_forget_set(config, workdir, forget, original, overwrite=overwrite)
+  folder.write("forget_set", {"forget_positions": forget, "forget_index": train.index[forget]})
+  folder.write("forget_set_info", {**{k: v for k, v in report.items() if k != "entanglement_per_group"},
+                                   "forget_positions": forget.tolist(), "forget_index": train.index[forget].tolist()})
+  evaluate_forget_set(config, folder, forget, original, overwrite=overwrite)
   logging.info("forgetting: done in %.1f min (this invocation)", (time.time() - t0) / 60)
-  with open(os.path.join(workdir, TABLE_FILE)) as fh:
-    return fh.read()
+  return folder.read("forgetting_table")

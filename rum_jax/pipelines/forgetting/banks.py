@@ -2,7 +2,6 @@
 resumable chunked `Bank`, and running any method on every model of a chunk at once."""
 import hashlib
 import math
-import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -11,8 +10,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rum_jax import io, workdir as workdir_lib
 from rum_jax.pipelines import unlearning
+from rum_jax.runfolder import RunFolder, check_config
 from rum_jax.training.config import training_config
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
@@ -24,7 +23,6 @@ ACCURACIES = ("forget_accuracy", "retain_accuracy", "test_accuracy")
 SHADOW_RATIO = 0.5  # each shadow model trains on a random half (LiRA's in/out split)
 # Seed streams: the banks of one seed draw independent models.
 RETRAINED, UNLEARNED, SHADOW, SHADOW_UNLEARNED, SHADOW_FORGET = range(1, 6)
-TABLE_FILE = "forgetting.md"
 
 
 def bank_seed(seed: int, stream: int, chunk: int) -> int:
@@ -58,16 +56,19 @@ def augment_spec(config: ml_collections.ConfigDict) -> Dict[str, Any]:
 class Bank:
   """A bank of models in chunks of `chunk_size`, each chunk one compiled program.
 
-  `<directory>/config.json` holds what decides the models (`spec`); a directory made with
-  another spec is refused unless `overwrite` (then its chunks are deleted). A chunk counts as
-  done once `chunks/chunk_<j>.npz` is written (atomically), so a killed run recomputes only
-  the chunk it was in. The number of models is not part of the spec: more chunks can be added.
+  The bank's run folder records what decides the models (`spec`, as its config); a folder
+  holding chunks of another spec is refused unless `overwrite` (then its chunks are deleted).
+  A chunk counts as done once its file is written (atomically), so a killed run recomputes
+  only the chunk it was in. The number of models is not part of the spec: more chunks can be
+  added.
   """
 
-  def __init__(self, directory: str, spec: Dict[str, Any], num_models: int, chunk_size: int, name: str,
+  def __init__(self, directory: Any, spec: Dict[str, Any], num_models: int, chunk_size: int, name: str,
                overwrite: bool = False):
-    workdir_lib.prepare(directory, ml_collections.ConfigDict(spec), overwrite, clear=("chunks", "weights"))
-    self.directory, self.name, self.chunk_size = directory, name, chunk_size
+    self.folder = RunFolder.of(directory)
+    check_config(self.folder, ml_collections.ConfigDict(spec), overwrite, clear=("chunks", "weights"),
+                 results=("chunks",)).apply()
+    self.name, self.chunk_size = name, chunk_size
     self.num_chunks = math.ceil(num_models / chunk_size)
     self.num_models = self.num_chunks * chunk_size
     if self.num_models != num_models:
@@ -75,11 +76,9 @@ class Bank:
                    self.num_models, chunk_size)
     self._seconds, self._computed = 0.0, 0
 
-  def path(self, j: int, kind: str = "chunks") -> str:
-    return os.path.join(self.directory, kind, f"chunk_{j:05d}.npz")
-
-  def done(self, j: int) -> bool:
-    return os.path.exists(self.path(j))
+  def done(self, j: int, kind: str = "chunk") -> bool:
+    """Whether chunk j is written (kind "weights": its models' weights, shadow banks)."""
+    return self.folder.exists(kind, index=j)
 
   def missing(self) -> List[int]:
     return [j for j in range(self.num_chunks) if not self.done(j)]
@@ -87,7 +86,7 @@ class Bank:
   def save(self, j: int, seconds: float, **arrays: np.ndarray) -> None:
     """Writes chunk j, computed in `seconds` (it counts from now on), and logs models done,
     models/s and the ETA of this bank's remaining chunks."""
-    io.write_npz(self.path(j), seconds=seconds, **arrays)
+    self.folder.write("chunk", {"seconds": seconds, **arrays}, index=j)
     self._computed += 1
     self._seconds += seconds
     left = len(self.missing())
@@ -98,7 +97,7 @@ class Bank:
 
   def arrays(self) -> Dict[str, np.ndarray]:
     """Every chunk's arrays concatenated over models, and `seconds`: the bank's total compute time."""
-    chunks = [dict(np.load(self.path(j))) for j in range(self.num_chunks)]
+    chunks = [self.folder.read("chunk", index=j) for j in range(self.num_chunks)]
     out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if k != "seconds"}
     out["seconds"] = float(sum(c["seconds"] for c in chunks))
     return out

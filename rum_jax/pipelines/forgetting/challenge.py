@@ -1,7 +1,6 @@
 """The challenge score's banks (Triantafillou et al. 2024): N models retrained without the forget
 set (shared by every method) and, per method, N models unlearned from the original; each
 method's score by name from `METRICS` (`forget_score`, `final_score`, the epsilons)."""
-import os
 from typing import Any, Callable, Dict
 
 import jax
@@ -12,6 +11,7 @@ from rum_jax.evaluation import confidence
 from rum_jax.evaluation.metrics import BankOutputs, challenge as challenge_metrics
 from rum_jax.pipelines.forgetting.banks import (ACCURACIES, RETRAINED, UNLEARNED, Bank, bank_seed, digest, replicate,
                                                 run_method, split_outputs, training_spec, augment_spec)
+from rum_jax.runfolder import RunFolder
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
@@ -27,7 +27,7 @@ def challenge_outputs(setup: Setup, states: TrainState, forget: np.ndarray, reta
   return {"forget_confidence": conf, **{k: out[k] for k in ACCURACIES}}
 
 
-def _challenge_bank(directory: str, spec: Dict[str, Any], setup: Setup, config, overwrite: bool,
+def _challenge_bank(directory: Any, spec: Dict[str, Any], setup: Setup, config, overwrite: bool,
                     name: str, run: Callable[[int], TrainState], forget: np.ndarray,
                     retain: np.ndarray) -> Dict[str, np.ndarray]:
   """A bank of num_models models on one forget set: `challenge_outputs` of every chunk `run(j)`."""
@@ -35,7 +35,7 @@ def _challenge_bank(directory: str, spec: Dict[str, Any], setup: Setup, config, 
   return bank.fill(lambda j: challenge_outputs(setup, run(j), forget, retain))
 
 
-def challenge(config, workdir: str, setups, forget: np.ndarray, retain: np.ndarray, original: TrainState,
+def challenge(config, workdir: Any, setups, forget: np.ndarray, retain: np.ndarray, original: TrainState,
                overwrite: bool) -> Dict[str, Any]:
   """Retrained bank once, an unlearned bank per method, and each method's `BankOutputs` and epsilons."""
   f = config.forgetting
@@ -44,7 +44,7 @@ def challenge(config, workdir: str, setups, forget: np.ndarray, retain: np.ndarr
   base = {"training": training_spec(config), "forget": digest(forget), "seed": f.seed, "chunk_size": chunk,
           **augment_spec(config)}
   retrained = _challenge_bank(
-      os.path.join(workdir, "retrained"), {"bank": "retrained", **base}, setup, config, overwrite, "retrained",
+      RunFolder.of(workdir).sub("retrained"), {"bank": "retrained", **base}, setup, config, overwrite, "retrained",
       lambda j: run_method(setup, None, "retrain", config.train, forget, retain, bank_seed(f.seed, RETRAINED, j),
                             f"retrained chunk {j + 1}"), forget, retain)
   replicated = replicate(original, chunk)
@@ -57,7 +57,7 @@ def challenge(config, workdir: str, setups, forget: np.ndarray, retain: np.ndarr
     spec = {"bank": "unlearned", "method": name, "settings": settings.to_dict(), "original": original_digest, **base}
     try:
       bank = _challenge_bank(
-          os.path.join(workdir, "unlearned", folder), spec, setup, config, overwrite, f"unlearned {folder}",
+          RunFolder.of(workdir).sub("unlearned", folder), spec, setup, config, overwrite, f"unlearned {folder}",
           lambda j: run_method(setup, replicated, name, settings, forget, retain, bank_seed(f.seed, UNLEARNED, j),
                                 f"{folder} chunk {j + 1}"), forget, retain)
     except loop.NonFiniteLossError as e:  # a diverging method is reported, not fatal

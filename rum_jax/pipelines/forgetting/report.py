@@ -1,20 +1,17 @@
 """The forgetting pipeline's reports: rows per model (metrics by name from `METRICS`), the tidy
 record, the markdown table and the figures of the epsilons and of the U-LiRA ROC curves."""
 import math
-import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from absl import logging
 
 from rum_jax import io, results
+from rum_jax.runfolder import RunFolder, layout
 from rum_jax.evaluation.metrics import DEFAULT_BANK_METRICS, METRICS, BankOutputs, challenge as challenge_metrics
 from rum_jax.pipelines import reports
 from rum_jax.pipelines.forgetting.banks import digest
 from rum_jax.results import mean_ci
-
-TABLE_FILE = "forgetting.md"
-
 
 ACCURACY_COLUMNS = ("forget_accuracy", "retain_accuracy", "test_accuracy")  # means over each bank
 
@@ -109,12 +106,13 @@ def _markdown(config, rows: List[Dict[str, Any]], record: Dict[str, Any]) -> str
   if diverged:
     lines += ["", "Left out because a bank diverged (NaN/inf): " + ", ".join(diverged) + "."]
   lines += ["", f"Computed in {record['seconds'] / 60:.1f} min of model compute ({f.chunk_size} models per "
-            "program).", "", "![epsilons](forgetting_epsilons.png)", "", "![roc](forgetting_roc.png)", ""]
+            "program).", "", f"![epsilons]({layout.name('epsilons_figure')})", "",
+            f"![roc]({layout.name('roc_figure')})", ""]
   return "\n".join(lines)
 
 
-def _plot_epsilons(epsilons: Dict[str, np.ndarray], num_models: int, path: str, title: str) -> None:
-  """Per method, a histogram of the forget examples' epsilons over the challenge's point buckets."""
+def _plot_epsilons(epsilons: Dict[str, np.ndarray], num_models: int, title: str) -> Any:
+  """Per method, a histogram of the forget examples' epsilons over the challenge's point buckets (a figure)."""
   plt = io.pyplot()
   top = math.ceil(math.log(num_models - 1)) if num_models > 2 else 0.5  # the last bucket's end
   bins = np.append(np.arange(0, top + 0.25, 0.5), top + 0.5)
@@ -132,12 +130,12 @@ def _plot_epsilons(epsilons: Dict[str, np.ndarray], num_models: int, path: str, 
     ax.set_ylabel("forget examples")
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  io.save_figure(fig, path)
+  return fig
 
 
-def _plot_roc(curves: Dict[str, Dict[str, Any]], anchors: Sequence[str], path: str, title: str) -> None:
+def _plot_roc(curves: Dict[str, Dict[str, Any]], anchors: Sequence[str], title: str) -> Any:
   """ROC curves on log-log axes (the low-FPR regime, Carlini et al. 2022); the `anchors`
-  (no unlearning, LiRA) dashed in grey tones, the methods in colour."""
+  (no unlearning, LiRA) dashed in grey tones, the methods in colour (a figure)."""
   plt = io.pyplot()
   fig, ax = plt.subplots(figsize=(7.5, 4.5))
   methods = [name for name in curves if name not in anchors]
@@ -157,13 +155,14 @@ def _plot_roc(curves: Dict[str, Dict[str, Any]], anchors: Sequence[str], path: s
   ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
   ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  io.save_figure(fig, path)
+  return fig
 
 
-def write(config, workdir: str, forget: np.ndarray, dataset, original_acc: Dict[str, float],
+def write(config, workdir: Any, forget: np.ndarray, dataset, original_acc: Dict[str, float],
           challenge: Dict[str, Any], attacks: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-  """forgetting.json (rows per model), forgetting.csv (the tidy record), forgetting.md,
-  epsilons.npz/.csv and the two figures (also in results_dir)."""
+  """The forgetting record (rows per model), its tidy rows, the table, every forget example's
+  epsilons and the two figures (also in config.forgetting.results_dir)."""
+  workdir = RunFolder.of(workdir)
   f = config.forgetting
   retrained = challenge["retrained"]
   methods = challenge["methods"]
@@ -192,10 +191,10 @@ def write(config, workdir: str, forget: np.ndarray, dataset, original_acc: Dict[
         "methods": {k: {p: strip(v) for p, v in pools.items()} for k, pools in attacks["methods"].items()},
         **{k: attacks[k] for k in ("svc", "memorization", "diverged", "seconds", "shadow_accuracy") if k in attacks}}
   positions = {"position": forget, "index": dataset.train.index[forget]}
-  io.write_npz(os.path.join(workdir, "epsilons.npz"), **positions, **{k: m["epsilons"] for k, m in methods.items()})
-  io.write_csv(os.path.join(workdir, "epsilons.csv"),
-               [{"position": int(p), "index": int(i), **{k: float(m["epsilons"][e]) for k, m in methods.items()}}
-                for e, (p, i) in enumerate(zip(*positions.values()))])
+  workdir.write("epsilons", {**positions, **{k: m["epsilons"] for k, m in methods.items()}})
+  workdir.write("epsilons_rows",
+                [{"position": int(p), "index": int(i), **{k: float(m["epsilons"][e]) for k, m in methods.items()}}
+                 for e, (p, i) in enumerate(zip(*positions.values()))])
   text = _markdown(config, rows, record)
   curves = {}
   anchors = ("original (no unlearning)", "LiRA, trained models, all examples")
@@ -203,18 +202,17 @@ def write(config, workdir: str, forget: np.ndarray, dataset, original_acc: Dict[
     curves[anchors[0]] = attacks["no_unlearning"]["forget_set"]
     curves.update({k: v["forget_set"] for k, v in attacks["methods"].items()})
     curves[anchors[1]] = attacks["lira"]["all"]
-  for directory in [workdir] + ([f.results_dir] if f.results_dir else []):
-    io.write_json(os.path.join(directory, "forgetting.json"), record)
-    io.write_csv(os.path.join(directory, "forgetting.csv"), records(config, rows, digest(forget)),
-                 fields=results.RECORD_COLUMNS)
-    io.write_text(os.path.join(directory, TABLE_FILE), text)
-    _plot_epsilons({k: m["epsilons"] for k, m in methods.items()}, num_models,
-                   os.path.join(directory, "forgetting_epsilons.png"),
-                   f"{config.data.name}: challenge epsilons of {len(forget)} forget examples, {num_models} models")
+  for folder in [workdir] + ([RunFolder(f.results_dir)] if f.results_dir else []):
+    folder.write("forgetting", record)
+    folder.write("forgetting_record", records(config, rows, digest(forget)))
+    folder.write("forgetting_table", text)
+    folder.write("epsilons_figure", _plot_epsilons(
+        {k: m["epsilons"] for k, m in methods.items()}, num_models,
+        f"{config.data.name}: challenge epsilons of {len(forget)} forget examples, {num_models} models"))
     if curves:
-      _plot_roc(curves, anchors, os.path.join(directory, "forgetting_roc.png"),
-                f"{config.data.name}: U-LiRA on the forget set, {f.shadow_models} shadow models")
-  logging.info("forgetting quality written to %s:\n%s", os.path.join(workdir, TABLE_FILE), text)
+      folder.write("roc_figure", _plot_roc(curves, anchors, f"{config.data.name}: U-LiRA on the forget set, "
+                                                            f"{f.shadow_models} shadow models"))
+  logging.info("forgetting quality written to %s:\n%s", workdir.file("forgetting_table"), text)
   return record
 
 

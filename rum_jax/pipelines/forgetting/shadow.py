@@ -2,7 +2,6 @@
 trained on a random half of the train split, and per method the same models after unlearning a
 random forget subset of their half; the SVC attack beside LiRA on the same models; and the
 halves' Feldman-Zhang memorization estimate."""
-import os
 import time
 from typing import Any, Dict, List
 
@@ -10,12 +9,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from rum_jax import io, workdir as workdir_lib
 from rum_jax.evaluation import confidence, lira
 from rum_jax.evaluation.metrics import BankOutputs, ulira as ulira_metrics
 from rum_jax.evaluation.metrics.ulira import attack
 from rum_jax.evaluation.mia import shadow_positions, svc_mia
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
+from rum_jax.runfolder import RunFolder
 from rum_jax.pipelines.forgetting.banks import (ACCURACIES, SHADOW, SHADOW_FORGET, SHADOW_RATIO, SHADOW_UNLEARNED,
                                                 Bank, bank_seed, run_method, split_outputs, training_spec, augment_spec)
 from rum_jax.training import loop
@@ -63,25 +62,25 @@ def _flatten_weights(states: TrainState) -> Dict[str, np.ndarray]:
   return {f"w{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves((states.params, states.batch_stats)))}
 
 
-def _restore_weights(setup: Setup, path: str, train_cfg) -> TrainState:
+def _restore_weights(setup: Setup, weights: Dict[str, np.ndarray], train_cfg) -> TrainState:
   """States with the saved weights of a chunk (a fresh optimizer state: unlearning makes its own).
 
   Weights are saved without padding models (chunks written before were padded to the devices
   of their run: their first chunk_size rows are the models), so any device count reads them."""
   template = setup.runner.unpad(setup.init_states(make_tx(train_cfg, 1), 0))
-  with np.load(path) as data:
-    leaves = [data[f"w{i}"][:setup.runner.num_seeds] for i in range(len(data.files))]
+  leaves = [weights[f"w{i}"][:setup.runner.num_seeds] for i in range(len(weights))]
   params, batch_stats = jax.tree.unflatten(jax.tree.structure((template.params, template.batch_stats)), leaves)
   return template.replace(params=params, batch_stats=batch_stats)
 
 
-def shadow_banks(config, workdir: str, shadow_dir: str, setups, forget_size: int, overwrite: bool) -> Dict[str, Any]:
+def shadow_banks(config, workdir: Any, shadow_dir: Any, setups, forget_size: int, overwrite: bool) -> Dict[str, Any]:
   """The trained shadow bank and, for every method, the same models after unlearning."""
   f = config.forgetting
   setup = setups(min(f.chunk_size, f.shadow_models))
   chunk, n = setup.runner.num_seeds, len(setup.dataset.train)
   base = {"training": training_spec(config), "seed": f.seed, "chunk_size": chunk, "ratio": SHADOW_RATIO}
-  trained = Bank(os.path.join(shadow_dir, "trained"), {"bank": "shadow", **base}, f.shadow_models, chunk,
+  shadow = RunFolder.of(shadow_dir)
+  trained = Bank(shadow.sub("trained"), {"bank": "shadow", **base}, f.shadow_models, chunk,
                  "shadow trained", overwrite)
   banks, settings = {}, {}
   for name in f.methods:
@@ -89,19 +88,19 @@ def shadow_banks(config, workdir: str, shadow_dir: str, setups, forget_size: int
     settings[name] = method.settings_of(config, workdir)
     spec = {"bank": "shadow_unlearned", "method": name, "settings": settings[name].to_dict(),
             "forget_size": forget_size, **base, **augment_spec(config)}
-    banks[name] = Bank(os.path.join(shadow_dir, method.folder_of(config)), spec, f.shadow_models, chunk,
+    banks[name] = Bank(shadow.child(method.folder_of(config)), spec, f.shadow_models, chunk,
                        f"shadow {method.folder_of(config)}", overwrite)
   diverged: Dict[str, str] = {}
   for j in range(trained.num_chunks):
     halves = sample_subset_masks(f.seed, chunk, n, SHADOW_RATIO, first_model=j * chunk)
     states = None
-    if not (trained.done(j) and os.path.exists(trained.path(j, "weights"))):
+    if not (trained.done(j) and trained.done(j, "weights")):
       t0 = time.time()
       states, _ = train_on(setup, [np.flatnonzero(h) for h in halves], config.train, bank_seed(f.seed, SHADOW, j), None,
                            name=f"shadow chunk {j + 1}/{trained.num_chunks}")
       # Scored as 'forget' / 'retain': the examples it never saw and its half.
       out = split_outputs(setup, states, [np.flatnonzero(~h) for h in halves], [np.flatnonzero(h) for h in halves])
-      io.write_npz(trained.path(j, "weights"), **_flatten_weights(states))
+      trained.folder.write("weights", _flatten_weights(states), index=j)
       trained.save(j, time.time() - t0, in_mask=halves, train_logits=out["train_logits"].astype(np.float32),
                    test_logits=out["test_logits"].astype(np.float32), heldout_accuracy=out["forget_accuracy"],
                    retain_accuracy=out["retain_accuracy"], test_accuracy=out["test_accuracy"])
@@ -112,7 +111,7 @@ def shadow_banks(config, workdir: str, shadow_dir: str, setups, forget_size: int
       if bank.done(j) or name in diverged:
         continue
       if states is None:
-        states = _restore_weights(setup, trained.path(j, "weights"), config.train)
+        states = _restore_weights(setup, trained.folder.read("weights", index=j), config.train)
       t0 = time.time()
       try:
         unlearned = run_method(setup, states, name, settings[name], forget, retain,
@@ -170,7 +169,7 @@ def svc_comparison(train_logits: np.ndarray, test_logits: np.ndarray, train_labe
           "lira_beats_svc": bool(np.mean(lira_balanced) > svc[best])}
 
 
-def attacks(config, workdir: str, shadow_dir: str, setups, forget: np.ndarray, overwrite: bool,
+def attacks(config, workdir: Any, shadow_dir: Any, setups, forget: np.ndarray, overwrite: bool,
             outputs: Dict[str, BankOutputs]) -> Dict[str, Any]:
   """U-LiRA per method, LiRA and U-LiRA without unlearning on the trained bank, SVC, memorization.
 
@@ -210,11 +209,11 @@ def attacks(config, workdir: str, shadow_dir: str, setups, forget: np.ndarray, o
   correct_train = trained["train_logits"].argmax(-1) == ds.train.y[None]
   correct_test = trained["test_logits"].argmax(-1) == ds.test.y[None]
   estimate = MemorizationStats.from_arrays(halves, correct_train).estimate()
-  # The layout of train.py's memorization.npz (pipelines/memorization.py), so unlearn.py reads it.
-  io.write_npz(os.path.join(shadow_dir, workdir_lib.SCORES_FILE), index=ds.train.index, labels=ds.train.y,
-               **estimate, num_models=len(halves), in_mask=halves, correct_train=correct_train,
-               correct_test=correct_test)
-  out["memorization"] = {"file": os.path.relpath(os.path.join(shadow_dir, workdir_lib.SCORES_FILE), workdir),
+  # The layout of train.py's score file (pipelines/memorization.py), so unlearn.py reads it.
+  shadow = RunFolder.of(shadow_dir)
+  shadow.write("scores", {"index": ds.train.index, "labels": ds.train.y, **estimate, "num_models": len(halves),
+                          "in_mask": halves, "correct_train": correct_train, "correct_test": correct_test})
+  out["memorization"] = {"file": RunFolder.of(workdir).relative(shadow.file("scores")),
                          "ratio": SHADOW_RATIO, "num_models": len(halves),
                          "mean": float(np.nanmean(estimate["memorization"])),
                          "undefined": int(np.isnan(estimate["memorization"]).sum())}
