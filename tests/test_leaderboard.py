@@ -14,6 +14,7 @@ from scipy import stats
 from rum_jax import commands, io, results
 from rum_jax.checks import ConfigError
 from rum_jax.pipelines import evaluation
+from rum_jax.runfolder import RunFolder, layout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS, N, C = 2, 80, 3
@@ -34,18 +35,22 @@ def world(tmp_path_factory):
   """Synthetic evaluated work directories: one original model, two forget sets."""
   root = tmp_path_factory.mktemp("runs")
   rng = np.random.default_rng(0)
+  RunFolder(str(root / "original")).open()  # run folders: what is written in them is in their manifests
   labels = {"train": rng.integers(0, C, N), "val": rng.integers(0, C, 20), "test": rng.integers(0, C, 40)}
   _predictions(str(root / "original" / "predictions"), rng, labels, 0.9)
   forgets = [np.stack([np.sort(rng.choice(N, 20, replace=False)) for _ in range(SEEDS)]) for _ in range(2)]
   references = []
   for k in range(2):
     references.append(str(root / f"reference{k}"))
+    RunFolder(references[k]).open()
     io.write_npz(os.path.join(references[k], "forget_set.npz"), forget_positions=forgets[k])
     _predictions(os.path.join(references[k], "predictions"), rng, labels, 0.7)
 
   def workdir(name, forget, methods):
     """methods: {name: (settings, prediction seed)}; evaluated as evaluate.py does."""
     path = str(root / name)
+    for folder in [path] + [os.path.join(path, "methods", m) for m in methods]:
+      RunFolder(folder).open()
     io.write_npz(os.path.join(path, "forget_set.npz"), forget_positions=forgets[forget])
     io.write_json(os.path.join(path, "forget_set.json"), {"original_workdir": str(root / "original")})
     io.write_json(os.path.join(path, "config.json"), {
@@ -107,7 +112,7 @@ def test_the_same_run_named_twice_is_refused(world, tmp_path, monkeypatch):
   with pytest.raises(ValueError, match=r"^a/evaluation.csv is named twice \(through a and a\)"):
     commands.leaderboard(["a", "a"], out)
   with pytest.raises(ValueError, match=r"is named twice \(through \. and a\)"):
-    results.collect([".", "a"])
+    results.collect([".", "a"], layout.RECORD_FILES)
   shutil.copytree("a", str(tmp_path / "copy"))
   with pytest.raises(ValueError, match=r" hold the same run \(finetune with settings \{\"lr\": 0.01\}, forget set "
                                        r"\w+, original \w+\) with identical values: it is named twice"):
