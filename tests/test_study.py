@@ -167,14 +167,3 @@ def test_the_plan_search_finds_a_planted_best_plan():
   assert found["evaluated"] == 3 * len(options)
   np.testing.assert_allclose(found["state"][0], goal)
   assert found["stages"][0]["scores"]["broken (lr=0.1)"] is None
-
-
-def test_a_saliency_cache_of_another_number_of_models_is_stale_not_an_error(tmp_path):
-  """A grid's folder is named by its static settings, so a wider grid finds the narrower one's cache."""
-  from rum_jax.unlearning import saliency
-  params = {"w": np.ones((3, 4), np.float32)}
-  forget = [np.arange(5)] * 3
-  path = str(tmp_path / "saliency.npz")
-  saliency.save_saliency(path, np.ones((3, 4)), forget, params)
-  assert saliency.load_saliency(path, forget, params) is not None
-  assert saliency.load_saliency(path, forget + [np.arange(5)], {"w": np.ones((4, 4), np.float32)}) is None
