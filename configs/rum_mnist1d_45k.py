@@ -1,0 +1,27 @@
+"""RUM and every unlearning method on the 45,000-example MNIST-1D, at the paper's proportion:
+
+python unlearn.py --config=configs/rum_mnist1d_45k.py --workdir=runs/mnist1d_45k
+python unlearn.py --config=configs/rum_mnist1d_45k.py --config.unlearn.method=salun --workdir=runs/mnist1d_45k
+
+A `mix` forget set of 3,000 of the 45,000 training examples (1,000 of low, mid and high
+memorization: RUM's 3,000 of CIFAR-10's 45,000), 4 seeds, the memorization of
+configs/mnist1d_45k_memorization.py (1,024 models, computed into <workdir>/memorization first
+if absent). The unlearning settings and RUM's plan are configs/rum_mnist1d.py's (tuned on the
+4,000-example MNIST-1D, not on this one), except NegGrad+'s passes over the forget set per
+epoch: 14, the retain set's size over the forget set's (42,000 / 3,000), as configs/
+study_mnist1d.py sizes its 10 for 3,300 / 300. bench/mnist1d_45k.py runs every method into one
+work directory and records the times.
+"""
+from configs import mnist1d_45k, mnist1d_45k_memorization, rum_mnist1d
+
+
+def get_config():
+  c = rum_mnist1d.get_config()
+  data = mnist1d_45k.get_config()
+  c.data.options = data.data.options
+  c.train = data.train
+  c.memorization = mnist1d_45k_memorization.get_config().memorization
+  c.num_seeds = 4
+  c.forget.size = 3000
+  c.unlearn.neggrad_plus.forget_passes = 14
+  return c
