@@ -69,7 +69,7 @@ def _config(epochs, vmap_size=0):
 class Chunk:
   """One estimator chunk: its setup, subsets, plans and initial states."""
 
-  def __init__(self, models, epochs, vmap_size=0):
+  def __init__(self, models, epochs, vmap_size=0, flat_optimizer=False):
     self.config = _config(epochs, vmap_size)
     self.t = self.config.train
     self.setup = trainer.Setup.create(self.config, num_seeds=models)
@@ -79,6 +79,9 @@ class Chunk:
     self.positions = [np.flatnonzero(m) for m in self.masks]
     self.steps = math.ceil(len(self.positions[0]) / self.t.batch_size)
     self.tx, self.epoch_fn = self.setup.compiled_training(self.t, self.steps)
+    if flat_optimizer:  # the same update on one vector of all parameters: fewer, larger kernels
+      self.tx = optax.flatten(trainer.make_tx(self.t, self.steps))
+      self.epoch_fn = loop.make_epoch_fn(self.runner, self.setup.forward, self.tx)
     self.init = self.setup.init_states(self.tx, 0)
     self.data = self.setup.train_data()
     rngs = lambda e: [plans.epoch_rng(0, s, e) for s in range(self.runner.padded_seeds)]  # noqa: E731
@@ -187,7 +190,22 @@ def variants(models, epochs, repeats=3):
   run()
   f = floor.mlp_training(chunk.sizes, chunk.t.batch_size, models).time(epochs * chunk.steps)
   out["states not donated"] = (common.best_time(run, repeats), f)
+  flat = Chunk(models, epochs, flat_optimizer=True)
+  run = flat.epochs()
+  run()
+  same = _final_params(flat) == _final_params(chunk)
+  out[f"optimizer on one flat vector (optax.flatten; weights bit-equal: {'yes' if same else 'no'})"] = (
+      common.best_time(run, repeats), f)
   return out
+
+
+def _final_params(chunk: Chunk) -> str:
+  """Digest of the weights after the chunk's epochs."""
+  from rum_jax.training.checkpoint import tree_digest
+  states = chunk.runner.shard(chunk.init)
+  for plan in chunk.plans:
+    states, _ = chunk.epoch_fn(states, plan, chunk.data)
+  return tree_digest(chunk.runner.to_host(states).params)
 
 
 def flag_child(models, epochs, repeats=3):
@@ -198,11 +216,7 @@ def flag_child(models, epochs, repeats=3):
   run()
   t = common.best_time(run, repeats)
   f = floor.mlp_training(chunk.sizes, chunk.t.batch_size, models).time(epochs * chunk.steps)
-  states = chunk.runner.shard(chunk.init)
-  for plan in chunk.plans:
-    states, _ = chunk.epoch_fn(states, plan, chunk.data)
-  from rum_jax.training.checkpoint import tree_digest
-  digest = tree_digest(chunk.runner.to_host(states).params)
+  digest = _final_params(chunk)
   print("RESULT " + json.dumps({"ours": t, "floor": f, "digest": digest}))
 
 
