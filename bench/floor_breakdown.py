@@ -56,7 +56,10 @@ FLAG_SETS = {
     "oneDNN": "--xla_cpu_use_onednn=true",
     "single-threaded Eigen": "--xla_cpu_multi_thread_eigen=false",
     "prefer 512-bit vectors": "--xla_cpu_prefer_vector_width=512",
+    "XNNPACK dots": "--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+    "oneDNN dots": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 }
+PROFILE_FLAGS = "--xla_cpu_enable_xprof_traceme=true"  # XLA's CPU kernels (thunks) in jax.profiler's trace
 
 
 def _config(epochs, vmap_size=0):
@@ -220,6 +223,63 @@ def flag_child(models, epochs, repeats=3):
   print("RESULT " + json.dumps({"ours": t, "floor": f, "digest": digest}))
 
 
+def _kernel_kinds(hlo: str) -> dict:
+  """Kernel (thunk) name -> matmul | copy | gather | other, from the compiled program's HLO text:
+  a matmul is a dot or a fusion whose computation holds one."""
+  import re
+  bodies = dict(re.findall(r"^%?([\w.\-]+) \(.*?\{\n(.*?)\n\}", hlo, flags=re.S | re.M))
+  kinds = {}
+  for name, rhs in re.findall(r"^\s*(?:ROOT )?%?([\w.\-]+) = (.*)$", hlo, flags=re.M):
+    called = re.search(r"calls=%?([\w.\-]+)", rhs)
+    if re.search(r"\bdot\(", rhs) or (called and " dot(" in bodies.get(called.group(1), "")):
+      kinds[name] = "matmul"
+    elif name.startswith("copy"):
+      kinds[name] = "copy"
+    elif "gather" in name:
+      kinds[name] = "gather"
+    else:
+      kinds[name] = "other"
+  return kinds
+
+
+def profile_child(models, epochs):
+  """In a process with XLA's kernel trace on: where the engine's epoch program spends its time
+  (jax.profiler), by kind of kernel, against the program's wall time on each device."""
+  import collections
+  import glob
+  import tempfile
+  chunk = Chunk(models, epochs)
+  run = chunk.epochs()
+  run()
+  states = chunk.runner.shard(chunk.init)
+  hlo = chunk.epoch_fn.lower(states, chunk.plans[0], chunk.data).compile().as_text()
+  kinds = _kernel_kinds(hlo)
+  trace = tempfile.mkdtemp(prefix="rum_profile_")
+  jax.profiler.start_trace(trace)
+  run()
+  jax.profiler.stop_trace()
+  data = jax.profiler.ProfileData.from_file(glob.glob(os.path.join(trace, "**", "*.xplane.pb"), recursive=True)[-1])
+  seconds = collections.Counter()
+  for plane in data.planes:
+    for line in plane.lines:
+      for ev in line.events:
+        if ev.name == "ThunkExecutor::Execute (wait for completion)":
+          seconds["program"] += ev.duration_ns / 1e9
+        elif ev.name in kinds and not ev.name.startswith(("while", "call", "conditional")):
+          seconds[kinds[ev.name]] += ev.duration_ns / 1e9
+  print("RESULT " + json.dumps(dict(seconds)))
+
+
+def profile(models, epochs):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={os.cpu_count()} {PROFILE_FLAGS}")
+  proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--profile", "--models", str(models),
+                         "--epochs", str(epochs)], env=env, capture_output=True, text=True)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  if not lines:
+    raise RuntimeError(f"the profile failed: {proc.stderr[-2000:]}")
+  return json.loads(lines[-1][7:])
+
+
 def flags(models, epochs):
   out = {}
   for name, value in FLAG_SETS.items():
@@ -238,9 +298,10 @@ def main():
   parser.add_argument("--epochs", type=int, default=10)
   parser.add_argument("--no-flags", action="store_true")
   parser.add_argument("--child", action="store_true")
+  parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
-    flag_child(args.models, args.epochs)
+    (profile_child if args.profile else flag_child)(args.models, args.epochs)
     return
   b = breakdown(args.models, args.epochs)
   lines = [f"Command: `python bench/floor_breakdown.py --models {args.models} --epochs {args.epochs}`. "
@@ -255,7 +316,17 @@ def main():
     added = "" if previous is None else f"{b[name] - previous:+.3f} s"
     lines.append(f"| {name} | {b[name]:.3f} | {ref / b[name]:.0%} | {added} |")
     previous = b[name]
-  lines += ["", "The chunk row's floor adds the correctness pass's forward matmuls.", "",
+  lines += ["", "The chunk row's floor adds the correctness pass's forward matmuls.", ""]
+  p = profile(args.models, args.epochs)
+  program = p.pop("program")
+  lines += ["Inside the engine's epoch program (jax.profiler with XLA's kernel trace, "
+            f"`{PROFILE_FLAGS}`; seconds summed over both devices):", "",
+            "| kernels | seconds | share of the program's time |", "|---|---|---|"]
+  for kind in ("matmul", "gather", "copy", "other"):
+    lines.append(f"| {kind} | {p.get(kind, 0.0):.3f} | {p.get(kind, 0.0) / program:.0%} |")
+  gap = program - sum(p.values())
+  lines += [f"| between kernels (the executor, loop control) | {gap:.3f} | {gap / program:.0%} |",
+            f"| the program | {program:.3f} | 100% |", "",
             "| engine epochs, variant | seconds | floor at its shapes | floor / this |", "|---|---|---|---|"]
   for name, (t, f) in variants(args.models, args.epochs).items():
     lines.append(f"| {name} | {t:.3f} | {f:.3f} | {f / t:.0%} |")
