@@ -13,7 +13,8 @@
    evaluates (<workdir>/evaluation.md).
 
 Every step is a command function in this process (the data set is generated once), resumes
-where a killed run stopped, and is timed. Writes bench/mnist1d_45k.json and the section
+where a killed run stopped, and is timed (<workdir>/bench_seconds.json keeps the time of each
+finished step, so a resumed invocation reports what the steps took, not the resume). Writes bench/mnist1d_45k.json and the section
 "MNIST-1D at CIFAR's size" of bench/RESULTS.md.
 
 python bench/mnist1d_45k.py [--workdir runs/mnist1d_45k] [--skip-unlearning]
@@ -62,6 +63,27 @@ def timed(fn, *args):
   return time.perf_counter() - t
 
 
+class Times:
+  """Seconds of each step, kept in <workdir>/bench_seconds.json: a step that finished in an
+  earlier (killed or partial) invocation keeps the time it took then, not its resume's."""
+
+  def __init__(self, workdir):
+    self.path = os.path.join(workdir, "bench_seconds.json")
+    self.seconds = {}
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        self.seconds = json.load(f)
+
+  def run(self, name, fn, *args):
+    elapsed = timed(fn, *args)  # a finished step returns at once (the commands resume)
+    self.seconds.setdefault(name, elapsed)
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    with open(self.path + ".tmp", "w") as f:
+      json.dump(self.seconds, f, indent=1)
+    os.replace(self.path + ".tmp", self.path)
+    return self.seconds[name]
+
+
 def split_half(scores_path: str) -> float:
   """Spearman of the estimates from the first and the last half of the models."""
   with np.load(scores_path) as f:
@@ -86,8 +108,9 @@ def main():
   from rum_jax.data import load_dataset
   out["seconds_generating_data"] = timed(lambda: load_dataset("mnist1d", **mem_cfg.data.options.to_dict()))
   mem_dir, proxy_dir = os.path.join(args.workdir, "memorization"), os.path.join(args.workdir, "proxies")
-  out["seconds_memorization"] = timed(commands.train, mem_cfg, mem_dir)
-  out["seconds_proxies"] = timed(commands.train, proxy_cfg, proxy_dir)
+  times = Times(args.workdir)
+  out["seconds_memorization"] = times.run("memorization", commands.train, mem_cfg, mem_dir)
+  out["seconds_proxies"] = times.run("proxies", commands.train, proxy_cfg, proxy_dir)
   out["load_after_scores"] = common.load()
   mem = np.load(os.path.join(mem_dir, "memorization.npz"))
   prox = np.load(os.path.join(proxy_dir, "memorization.npz"))
@@ -104,7 +127,7 @@ def main():
     for method in args.methods.split(","):
       config = shrink(rum_mnist1d_45k.get_config(), args)
       config.unlearn.method = method
-      out["seconds_unlearning"][method] = timed(commands.unlearn, config, args.workdir)
+      out["seconds_unlearning"][method] = times.run(f"unlearn {method}", commands.unlearn, config, args.workdir)
       print(json.dumps({method: out["seconds_unlearning"][method]}), flush=True)
     with open(os.path.join(args.workdir, "evaluation.md")) as f:
       out["evaluation_table"] = f.read()
