@@ -7,10 +7,13 @@ A `mix` forget set of 3,000 of the 45,000 training examples (1,000 of low, mid a
 memorization: RUM's 3,000 of CIFAR-10's 45,000), 4 seeds, the memorization of
 configs/mnist1d_45k_memorization.py (1,024 models, computed into <workdir>/memorization first
 if absent). The unlearning settings and RUM's plan are configs/rum_mnist1d.py's (tuned on the
-4,000-example MNIST-1D, not on this one), except NegGrad+'s passes over the forget set per
-epoch: 14, the retain set's size over the forget set's (42,000 / 3,000), as configs/
-study_mnist1d.py sizes its 10 for 3,300 / 300. bench/mnist1d_45k.py runs every method into one
-work directory and records the times.
+4,000-example MNIST-1D, not on this one), except two that depend on the forget set's size:
+NegGrad+'s passes over the forget set per epoch, 14, the retain set's size over the forget set's
+(42,000 / 3,000), as configs/study_mnist1d.py sizes its 10 for 3,300 / 300; and NegGrad's
+learning rate, 0.001 instead of 0.01: gradient ascent takes a step per batch of the forget set,
+ten times as many on 3,000 as on 300, and at 0.01 it made non-finite weights in every seed by
+the second epoch (lr x steps is the same as the study's). bench/mnist1d_45k.py runs every
+method into one work directory and records the times.
 """
 from configs import mnist1d_45k, mnist1d_45k_memorization, rum_mnist1d
 
@@ -24,4 +27,5 @@ def get_config():
   c.num_seeds = 4
   c.forget.size = 3000
   c.unlearn.neggrad_plus.forget_passes = 14
+  c.unlearn.neggrad.lr = 0.001
   return c
