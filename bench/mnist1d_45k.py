@@ -127,7 +127,11 @@ def main():
     for method in args.methods.split(","):
       config = shrink(rum_mnist1d_45k.get_config(), args)
       config.unlearn.method = method
-      out["seconds_unlearning"][method] = times.run(f"unlearn {method}", commands.unlearn, config, args.workdir)
+      try:
+        out["seconds_unlearning"][method] = times.run(f"unlearn {method}", commands.unlearn, config, args.workdir)
+      except FloatingPointError as err:  # a method that diverges at these settings: say so, go on
+        out.setdefault("diverged", {})[method] = str(err).split(";")[0]
+        continue
       print(json.dumps({method: out["seconds_unlearning"][method]}), flush=True)
     with open(os.path.join(args.workdir, "evaluation.md")) as f:
       out["evaluation_table"] = f.read()
@@ -162,6 +166,8 @@ def report(out, args) -> str:
   lines += [f"| {k} | {v:.3f} |" for k, v in out["spearman"].items()]
   lines.append(f"| (the estimate's split-half reliability: first vs last {out['num_models'] // 2} models) | "
                f"{out['split_half_spearman']:.3f} |")
+  for method, message in out.get("diverged", {}).items():
+    lines.append(f"\n{method} made non-finite weights at its settings ({message}); its row is missing.")
   if "evaluation_table" in out:
     lines += ["", f"The evaluation ({args.workdir}/evaluation.md, means and 95% intervals over the seeds):", "",
               out["evaluation_table"].strip()]

@@ -12,7 +12,8 @@ NegGrad+'s passes over the forget set per epoch, 14, the retain set's size over 
 (42,000 / 3,000), as configs/study_mnist1d.py sizes its 10 for 3,300 / 300; and NegGrad's
 learning rate, 0.0003 instead of 0.01: gradient ascent takes a step per batch of the forget set,
 ten times as many on 3,000 as on 300; at 0.01 it made non-finite weights in every seed by the
-second epoch, at 0.001 in 2 of 4 seeds in the fifth. bench/mnist1d_45k.py runs every
+second epoch, at 0.001 in 2 of 4 seeds in the fifth. SCRUB's max passes over the forget set
+(msteps) ascend in the same way, and at 0.02 it diverged in the first epoch: 0.002. bench/mnist1d_45k.py runs every
 method into one work directory and records the times.
 """
 from configs import mnist1d_45k, mnist1d_45k_memorization, rum_mnist1d
@@ -28,4 +29,5 @@ def get_config():
   c.forget.size = 3000
   c.unlearn.neggrad_plus.forget_passes = 14
   c.unlearn.neggrad.lr = 0.0003
+  c.unlearn.scrub.lr = 0.002
   return c
