@@ -19,7 +19,7 @@ Beside each, the floor at the models' shapes (bench/floor.py): the run's trainin
 Writes bench/scaling.csv (one row per point), bench/scaling.png and the section "How the cost
 grows" of bench/RESULTS.md; `growth` is the log-log slope from the previous point (1 = linear).
 
-python bench/scaling.py [--quick] [--axes models,examples,seeds,tasks,devices]
+python bench/scaling.py [--quick | --medium] [--axes models,examples,seeds,tasks,devices]
 """
 import argparse
 import csv
@@ -49,6 +49,8 @@ AXES = ("models", "examples", "seeds", "tasks", "devices")
 FULL = {"models": (16, 64, 256, 1024), "examples": (1000, 3600, 10000, 20000, 45000),
         "seeds": (1, 2, 4, 8, 16, 32), "tasks": (5, 10, 20), "devices": (1, 2)}
 QUICK = {"models": (16, 64), "examples": (1000, 3600), "seeds": (1, 4), "tasks": (5,), "devices": (1, 2)}
+MEDIUM = {"models": (16, 64, 256), "examples": (1000, 3600, 10000), "seeds": (1, 2, 8), "tasks": (5, 10),
+          "devices": (1, 2)}
 MEM_EPOCHS, EXAMPLES_EPOCHS, CONTINUAL_SEEDS = 5, 3, 2
 
 
@@ -234,6 +236,7 @@ def table(rows) -> str:
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true", help="two sizes per axis (a smoke run)")
+  parser.add_argument("--medium", action="store_true", help="three sizes per axis, none of the largest")
   parser.add_argument("--axes", default=",".join(AXES))
   parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -245,7 +248,7 @@ def main():
       point_devices_child(args.child)
       return
     _quiet()
-    sizes = QUICK if args.quick else FULL
+    sizes = QUICK if args.quick else MEDIUM if args.medium else FULL
     rows = []
     for axis in args.axes.split(","):
       if axis not in POINTS:
@@ -261,7 +264,8 @@ def main():
     writer.writeheader()
     writer.writerows(rows)
   figure(rows)
-  body = (f"Command: `python bench/scaling.py{' --quick' if args.quick else ''}`. Machine: {common.machine()}, "
+  flag = " --quick" if args.quick else " --medium" if args.medium else ""
+  body = (f"Command: `python bench/scaling.py{flag}`. Machine: {common.machine()}, "
           f"{common.load()}. Figure: [scaling.png](scaling.png); rows: scaling.csv.\n\n" + table(rows))
   common.record_section("How the cost grows (bench/scaling.py)", body)
   print(body)
