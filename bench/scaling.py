@@ -196,7 +196,7 @@ UNITS = {"models": "models", "examples": "training examples", "seeds": "seeds", 
          "devices": "XLA CPU devices"}
 
 
-def figure(rows) -> None:
+def figure(rows, title: str) -> None:
   from rum_jax import io
   plt = io.pyplot()
   axes_present = [a for a in AXES if any(r["axis"] == a for r in rows)]
@@ -209,11 +209,13 @@ def figure(rows) -> None:
     ax.plot(x, [r["floor"] for r in pts], "k:", label="floor at its shapes")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(x, [f"{v:,}" for v in x])
     ax.set_xlabel(UNITS[name])
     ax.set_title(name)
   panels[0][0].set_ylabel("seconds")
   panels[0][0].legend(fontsize=7)
-  fig.suptitle(f"How the cost grows ({common.machine()}, {common.load()})", fontsize=8)
+  fig.suptitle(title, fontsize=8)
   fig.tight_layout()
   io.save_figure(fig, FIGURE)
 
@@ -263,7 +265,7 @@ def main():
     writer = csv.DictWriter(f, fieldnames=["axis", "x", "models", "cold", "warm", "floor"])
     writer.writeheader()
     writer.writerows(rows)
-  figure(rows)
+  figure(rows, f"How the cost grows ({common.machine()}, {common.load()})")
   flag = " --quick" if args.quick else " --medium" if args.medium else ""
   body = (f"Command: `python bench/scaling.py{flag}`. Machine: {common.machine()}, "
           f"{common.load()}. Figure: [scaling.png](scaling.png); rows: scaling.csv.\n\n" + table(rows))
