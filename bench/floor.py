@@ -54,7 +54,7 @@ def _step(passes: Sequence[Pass], inputs):
   """One step of one model: (weights of every pass, a running scalar) -> the same, updated.
 
   The scalar feeds back into the inputs, so a forward-only pass is not hoisted out of the loop."""
-  def step(_, carry):
+  def step(i, carry):
     weights, scale = carry
     new_weights, total = [], scale
     for p, ws, x in zip(passes, weights, inputs):
@@ -71,7 +71,9 @@ def _step(passes: Sequence[Pass], inputs):
         if l:
           d = jnp.einsum("gbo,io->gbi", d, ws[l])
       if p.groups > 1:
-        grads = [g.sum(0) for g in grads]  # GEM combines the task gradients (a [tasks, params] product, tiny)
+        # Each task's gradient is kept (GEM's QP needs them apart): the update takes a different
+        # one each step, so XLA can neither merge them into one matmul nor drop any.
+        grads = [jax.lax.dynamic_index_in_dim(g, i % p.groups, keepdims=False) for g in grads]
       new_weights.append(tuple(w - 1e-6 * g for w, g in zip(ws, grads)))
     return tuple(new_weights), total
   return step
