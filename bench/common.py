@@ -7,8 +7,10 @@ import time
 from typing import Callable, List
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
-HEADER = ("| compared | ours | baseline | ratio | floor (FLOPs / measured matmul rate) | command | machine |\n"
-          "|---|---|---|---|---|---|---|\n")
+HEADER = ("| compared | ours | baseline | ratio | floor (FLOPs / measured matmul rate) | floor at the models' shapes "
+          "(the same matmuls alone) | command | machine |\n"
+          "|---|---|---|---|---|---|---|---|\n")
+COLUMNS = HEADER.count("|", 0, HEADER.index("\n")) - 1
 
 
 _MATMUL_RATE = None
@@ -49,6 +51,16 @@ def machine() -> str:
           f"matmul {matmul_rate() / 1e9:.0f} GFLOP/s")
 
 
+_LOAD_START = os.getloadavg()[0]
+
+
+def load() -> str:
+  """The 1-minute load average when the benchmark started and now (2 cores: > ~2.5 is shared)."""
+  now = os.getloadavg()[0]
+  busy = " (under load)" if max(_LOAD_START, now) > 2.5 else ""
+  return f"load {_LOAD_START:.1f}-{now:.1f}{busy}"
+
+
 def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
   """Minimum wall time of `repeats` calls (fn must block until its work is done)."""
   times = []
@@ -70,7 +82,7 @@ def _read_results() -> tuple:
     with open(RESULTS) as f:
       text = f.read()
     table, _, rest = text.partition("\n## ")
-    rows = [l for l in table.splitlines() if l.startswith("| ") and not l.startswith("| compared")]
+    rows = [_with_columns(l) for l in table.splitlines() if l.startswith("| ") and not l.startswith("| compared")]
     for block in ("## " + rest).split("\n## ") if rest else []:
       block = block if block.startswith("## ") else "## " + block
       title = block.splitlines()[0][3:].strip()
@@ -78,11 +90,23 @@ def _read_results() -> tuple:
   return rows, sections
 
 
+def _with_columns(row: str) -> str:
+  """A table row with the current columns: rows written before the shape floor existed get '-'."""
+  cells = row.strip().strip("|").split("|")
+  if len(cells) == COLUMNS - 1:
+    cells.insert(5, " - ")
+  return "|" + "|".join(cells) + "|"
+
+
 def _write_results(rows: List[str], sections: dict) -> None:
   text = ("# Benchmark results\n\nRatio = baseline time / our time (higher is better for us). "
           "Floor = the benchmark's FLOPs at the rate a large float32 matmul reaches through JAX on "
-          "the same machine in the same run (the GFLOP/s in the machine column), the best possible "
-          "time.\nRegenerate with `python bench/run_all.py`.\n\n"
+          "the same machine in the same run (the GFLOP/s in the machine column). Floor at the models' "
+          "shapes = the same matmuls as the benchmark's steps (forward and backward, the models' layer "
+          "sizes and batch, all models), timed alone in one jitted loop in the same run "
+          "(bench/floor.py): what this CPU does at those shapes. `load` is the 1-minute load average "
+          "before and after the benchmark (2 cores: above ~2.5 the cores were shared, under load)."
+          "\nRegenerate with `python bench/run_all.py`.\n\n"
           + HEADER + "\n".join(rows) + "\n"
           + "".join("\n" + sections[t] for t in sorted(sections)))
   tmp = RESULTS + ".tmp"
@@ -94,16 +118,18 @@ def _write_results(rows: List[str], sections: dict) -> None:
 def record(rows: List[dict]) -> None:
   """Replaces rows of the same `compared` name in bench/RESULTS.md (creating it if needed).
 
-  Each row: compared, ours (s), baseline (s), floor (s or None). ratio = baseline / ours.
+  Each row: compared, ours (s), baseline (s), floor (s or None), and optionally shape_floor
+  (s: the same matmuls alone, bench/floor.py). ratio = baseline / ours.
   """
   command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
   lines, sections = _read_results()
   names = {r["compared"] for r in rows}
   lines = [l for l in lines if l.split("|")[1].strip() not in names]
   for r in rows:
-    floor = f"{fmt_s(r['floor'])} ({r['floor'] / r['ours'] * 100:.0f}% of ours)" if r.get("floor") else "-"
+    floor, shape = (f"{fmt_s(r[k])} ({r[k] / r['ours'] * 100:.0f}% of ours)" if r.get(k) else "-"
+                    for k in ("floor", "shape_floor"))
     lines.append(f"| {r['compared']} | {fmt_s(r['ours'])} | {fmt_s(r['baseline'])} | "
-                 f"{r['baseline'] / r['ours']:.1f}x | {floor} | `{command}` | {machine()} |")
+                 f"{r['baseline'] / r['ours']:.1f}x | {floor} | {shape} | `{command}` | {machine()}, {load()} |")
   _write_results(lines, sections)
   for r in rows:
     print(f"{r['compared']}: ours {fmt_s(r['ours'])}, baseline {fmt_s(r['baseline'])}, "

@@ -25,7 +25,7 @@ runtime.use_cpu_cores()  # one CPU device per core, before JAX starts
 import jax
 import numpy as np
 
-from bench import common
+from bench import common, floor
 from rum_jax.memorization.estimator import sample_subset_masks
 from rum_jax.pipelines import memorization
 from rum_jax.training import plans
@@ -43,7 +43,7 @@ def memorization_chunk(dataset):
   return mod.get_config().memorization.chunk_size
 
 
-def timings(config, num_models, chunk):
+def timings(config, num_models, chunk, with_torch=True):
   """Trains the same `num_models` subset models five ways and records the ratios.
 
   Every way ends with each model's correctness on the train and test splits, which is what
@@ -103,27 +103,41 @@ def timings(config, num_models, chunk):
   t_vec = common.best_time(looped, 3)
   t_vmap = common.best_time(vmapped, 3)
   t_seq = common.best_time(sequential, 1)
-  t_torch = common.torch_best_time(torch_loop(False))
-  t_loader = common.torch_best_time(torch_loop(True))
+  t_torch = common.torch_best_time(torch_loop(False)) if with_torch else None
+  t_loader = common.torch_best_time(torch_loop(True)) if with_torch else None
   sizes = [int(np.prod(ds.input_shape))] + hidden + [ds.num_classes]
   flops = common.mlp_flops(sizes, len(positions[0]) * t.epochs * num_models)
-  floor = common.floor_time(flops)
+  large = common.floor_time(flops)
+  shapes = shape_floor(setup, sizes, t, chunk, steps) * (num_models // chunk)
   label = f"memorization {num_models} models {config.data.name} MLP {t.epochs} ep"
   print(f"estimator (chunks of {chunk}): {num_models / t_vec:.1f} models/s, "
-        f"{flops / t_vec / 1e9:.0f} GFLOP/s of {common.matmul_rate() / 1e9:.0f}; all vmapped "
+        f"{flops / t_vec / 1e9:.0f} GFLOP/s of {common.matmul_rate() / 1e9:.0f}, "
+        f"{shapes / t_vec:.0%} of the floor at its shapes; all vmapped "
         f"{num_models / t_vmap:.1f}; sequential JAX "
-        f"{num_models / t_seq:.1f}; PyTorch {num_models / t_torch:.1f}; PyTorch DataLoader "
-        f"{num_models / t_loader:.1f}")
-  common.record([
+        f"{num_models / t_seq:.1f}" + (f"; PyTorch {num_models / t_torch:.1f}; PyTorch DataLoader "
+                                        f"{num_models / t_loader:.1f}" if with_torch else ""))
+  rows = [
       {"compared": f"{label}: estimator (models looped per device) vs all of a device's models vmapped",
-       "ours": t_vec, "baseline": t_vmap, "floor": floor},
+       "ours": t_vec, "baseline": t_vmap, "floor": large, "shape_floor": shapes},
       {"compared": f"{label}: estimator vs sequential JAX (a program call per model and epoch)",
-       "ours": t_vec, "baseline": t_seq, "floor": floor},
+       "ours": t_vec, "baseline": t_seq, "floor": large, "shape_floor": shapes},
       {"compared": f"{label}: estimator vs PyTorch loop as the original scripts (DataLoader over a Subset)",
-       "ours": t_vec, "baseline": t_loader, "floor": floor},
+       "ours": t_vec, "baseline": t_loader, "floor": large, "shape_floor": shapes},
       {"compared": f"{label}: estimator vs PyTorch loop with whole-tensor indexing (fastest plain PyTorch)",
-       "ours": t_vec, "baseline": t_torch, "floor": floor},
-  ])
+       "ours": t_vec, "baseline": t_torch, "floor": large, "shape_floor": shapes},
+  ]
+  common.record([r for r in rows if r["baseline"] is not None])
+
+
+def shape_floor(setup, sizes, train_cfg, chunk, steps_per_epoch):
+  """The floor of one chunk at its own shapes (bench/floor.py): its training steps (forward and
+  backward at the batch size) and the correctness pass (forward at the evaluation batch size
+  over every split), the chunk's models over the same devices."""
+  train = floor.mlp_training(sizes, train_cfg.batch_size, chunk)
+  infer = floor.mlp_inference(sizes, train_cfg.eval_batch_size, chunk)
+  rows = sum(len(setup.dataset.split(s)) for s in ("train", "val", "test"))
+  return (train.time(train_cfg.epochs * steps_per_epoch)
+          + infer.time(rows / train_cfg.eval_batch_size))
 
 
 def correlations(dataset):
@@ -154,10 +168,12 @@ def main():
   parser.add_argument("--chunk", type=int, default=None,
                       help="models per vmapped program (default: the memorization config's chunk_size)")
   parser.add_argument("--correlations", action="store_true")
+  parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch loops (their rows are kept)")
   args = parser.parse_args()
   config = get_config(args.dataset)
   config.train.epochs = args.epochs
-  timings(config, args.models, min(args.chunk or memorization_chunk(args.dataset), args.models))
+  timings(config, args.models, min(args.chunk or memorization_chunk(args.dataset), args.models),
+          with_torch=not args.no_torch)
   if args.correlations:
     rows = []
     for dataset in ("digits", "mnist1d"):

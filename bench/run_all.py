@@ -21,7 +21,12 @@ BENCHMARKS = [
     ("epsilon.py", [], ["--examples", "100", "--reference-examples", "2"]),
     ("sweep.py", [], ["--lrs", "2", "--seeds", "2"]),
     ("forgetting.py", [], ["--models", "16", "--baseline-models", "2"]),
+    ("floor_breakdown.py", [], ["--models", "8", "--epochs", "2", "--no-flags"]),
+    ("scaling.py", [], ["--quick"]),
 ]
+# Not run here (each its own long command, results in bench/RESULTS.md too): mnist1d_45k.py
+# (memorization of 45,000 examples from 1,024 models, ~10 min on 2 idle cores, then every
+# unlearning method) and the continual benchmarks (continual_thesis.py, continual_permuted.py).
 
 
 def main():

@@ -183,6 +183,24 @@ def test_mnist1d_deterministic_and_leaves_global_rngs_alone(mnist1d0):
   npt.assert_array_equal(mnist1d0.test.x, other.test.x)
 
 
+def test_mnist1d_any_size_is_the_generator_with_that_many_signals():
+  # An independent call of the package's generator with num_samples = 300 and the cut at 200.
+  args = mnist1d_data.get_dataset_args()
+  args.num_samples, args.train_split = 300, 200 / 300
+  raw = mnist1d_data.make_dataset(args)
+  small = data.load_dataset("mnist1d", split_seed=0, num_train=200, num_test=100)
+  assert (len(small.train), len(small.val), len(small.test)) == (180, 20, 100)
+  mean, std = raw["x"].mean(), raw["x"].std()
+  for split, (xs, ys) in ((small.train, (raw["x"], raw["y"])), (small.test, (raw["x_test"], raw["y_test"]))):
+    npt.assert_allclose(split.x[..., 0], (xs[split.index] - mean) / std, rtol=1e-5, atol=1e-5)
+    npt.assert_array_equal(split.y, ys[split.index])
+  assert np.all(np.abs(np.bincount(small.val.y, minlength=10) - 2) <= 1)
+  for bad, message in (({"num_train": 205}, "multiple of 10"), ({"num_test": 0}, "integer >= 10"),
+                       ({"num_train": 2.5e3}, "integer >= 10"), ({"size": 10}, "accepted options: num_train, num_test")):
+    with pytest.raises(ValueError, match=message):
+      data.load_dataset("mnist1d", split_seed=0, **bad)
+
+
 # --------------------------------------------------------------------------------- CIFAR
 
 N_BATCHES, BATCH, N_TEST, N_CLASSES = 5, 20, 30, 4
