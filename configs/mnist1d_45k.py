@@ -8,7 +8,7 @@ MLP of configs/mnist1d.py. With twelve times the data each epoch has twelve time
 so 20 epochs (4,900 steps) train longer than configs/mnist1d.py's 60 (1,700 steps) and keep a
 1,024-model memorization estimate within 20 minutes on 2 CPU cores (bench/mnist1d_45k.py).
 """
-from configs import mnist1d
+from rum_jax.configs import mnist1d
 
 
 def get_config():

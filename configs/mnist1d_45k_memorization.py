@@ -6,7 +6,7 @@ Feldman & Zhang's estimate from 1,024 MLPs, each trained on its own 70% (31,500 
 20 epochs, 64 per program (16 chunks; a killed run resumes from its last finished chunk).
 About 10 minutes on 2 idle CPU cores (bench/RESULTS.md, "MNIST-1D at CIFAR's size").
 """
-from configs import mnist1d_45k
+from rum_jax.configs import mnist1d_45k
 
 
 def get_config():

@@ -5,7 +5,7 @@ python train.py --config=configs/mnist1d_45k_proxies.py --workdir=runs/mnist1d_4
 The one-run proxies (3 seeds averaged) of the learning events of ordinary training, and
 held-out retraining on the 5,000 validation signals.
 """
-from configs import mnist1d_45k
+from rum_jax.configs import mnist1d_45k
 
 
 def get_config():

@@ -16,7 +16,7 @@ second epoch, at 0.001 in 2 of 4 seeds in the fifth. SCRUB's max passes over the
 (msteps) ascend in the same way, and at 0.02 it diverged in the first epoch: 0.002. bench/mnist1d_45k.py runs every
 method into one work directory and records the times.
 """
-from configs import mnist1d_45k, mnist1d_45k_memorization, rum_mnist1d
+from rum_jax.configs import mnist1d_45k, mnist1d_45k_memorization, rum_mnist1d
 
 
 def get_config():
