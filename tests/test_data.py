@@ -196,7 +196,7 @@ def test_mnist1d_any_size_is_the_generator_with_that_many_signals():
     npt.assert_array_equal(split.y, ys[split.index])
   assert np.all(np.abs(np.bincount(small.val.y, minlength=10) - 2) <= 1)
   for bad, message in (({"num_train": 205}, "multiple of 10"), ({"num_test": 0}, "integer >= 10"),
-                       ({"num_train": 2.5e3}, "integer >= 10"), ({"size": 10}, "accepted options: num_train, num_test")):
+                       ({"num_train": 2.5e3}, "integer >= 10"), ({"size": 10}, "it takes: num_train, num_test")):
     with pytest.raises(ValueError, match=message):
       data.load_dataset("mnist1d", split_seed=0, **bad)
 
