@@ -160,6 +160,7 @@ RUNTIME = """## Run-time checks
 | a result replaced or edited since rum-jax wrote it (a retrain reference's `predictions/`, a forget set) | refused by evaluate.py and unlearn.py: `<file> is not the file rum-jax wrote (its digest differs ...)`; deleting it makes unlearn.py write it again | tests/test_trust.py, tests/test_run_folders.py |
 | evaluate.py on a work directory you may not write (a colleague's) | one line: `--workdir=<dir> cannot be written ...; pass --output=<a folder you can write> to write the evaluation there`; `--output` writes it there and changes nothing in `--workdir` | tests/test_trust.py |
 | a refused run (any of the above) | changes nothing: what it wrote before the refusal (log lines, TensorBoard files, manifest entries) is undone; tests compare a digest of the whole tree before and after | tests/test_trust.py, tests/test_stale_checkpoints.py |
+| MNIST-1D `data.options.num_train` / `num_test` not an integer >= 10, or summing to no multiple of 10; another option | ValueError naming the option and what it must be (the options it takes: num_train, num_test) | tests/test_data.py |
 """
 
 
