@@ -51,16 +51,23 @@ def test_run_writes_every_output_and_consistent_metrics(full_run, setup):
   for s in range(2):
     # ACC / BWT from the saved matrix by hand: tasks 0, 1, 2 learned at steps 1, 2, 3 (rows).
     R = test[s, 1:4, :3]
-    np.testing.assert_allclose(results["per_seed"][s]["acc"], R[-1].mean())
-    np.testing.assert_allclose(results["per_seed"][s]["bwt_paper"], np.sum(R[-1, :2] - np.diag(R)[:2]) / 2)
-    np.testing.assert_allclose(results["per_seed"][s]["bwt_gem_code"], np.sum(R[-1, :2] - np.diag(R)[:2]) / 3)
-    np.testing.assert_allclose(results["per_seed"][s]["final_forgotten_test_accuracy"], test[s, 4, 2])
+    np.testing.assert_allclose(results["per_seed"]["acc"][s], R[-1].mean())
+    np.testing.assert_allclose(results["per_seed"]["bwt_paper"][s], np.sum(R[-1, :2] - np.diag(R)[:2]) / 2)
+    np.testing.assert_allclose(results["per_seed"]["bwt_gem_code"][s], np.sum(R[-1, :2] - np.diag(R)[:2]) / 3)
+    np.testing.assert_allclose(results["per_seed"]["final_forgotten_test_accuracy"][s], test[s, 4, 2])
   assert results["forget_steps"] == [3] and results["forgotten_tasks"] == [2]
   # metrics.csv is the tidy record (seed x metric, no mean rows): its groupby means are the summary's.
-  record = pd.read_csv(os.path.join(workdir, "metrics.csv"))
-  assert set(record["seed"]) == {0, 1} and record["method"].unique().tolist() == [results["algorithm"]]
+  record = pd.read_csv(os.path.join(workdir, "metrics.csv"), dtype={"seed": str})
+  assert set(record["seed"]) == {"0", "1", "all"} and record["method"].unique().tolist() == [results["algorithm"]]
   for metric, mean in record.groupby("metric")["value"].mean().items():
     np.testing.assert_allclose(mean, results["summary"][metric]["mean"], rtol=1e-6, err_msg=metric)
+  # Pooled metrics are one row of the seed-averaged matrices; every row names what was forgotten:
+  # task 2 of the sequence, the digest of its examples (not the one-shot config's forget set).
+  assert record[record.seed == "all"]["metric"].tolist() == [
+      "final_cl_tow_of_mean_matrices", "mean_cl_tow_of_mean_matrices", "final_clu_mix_of_mean_matrices"]
+  assert set(map(tuple, record[["forget_kind", "forget_level", "forget_size", "forget_split"]].to_numpy())) == {
+      ("task", "0,1,2,-2", 1, "report")}
+  assert record["forget_digest"].nunique() == 1 and len(record["forget_digest"][0]) == 16
   # Forgetting task 2 ran until its unlearn buffer fell to the threshold, or hit the cap.
   # (Paired batches: a pass has ceil(8 / 10) = 1 batch of each buffer.)
   progress = io.read_json(os.path.join(workdir, "progress.json"))
@@ -72,7 +79,7 @@ def test_run_writes_every_output_and_consistent_metrics(full_run, setup):
     assert 0 < iterations[s] <= cap and reached[s] == (iterations[s] < cap or
                                                        m["unlearn_buffer_accuracy"][s, 4, 2] <= results["threshold"])
     # The one forget request of each seed counts as ended by the stop rule exactly when it was.
-    assert results["per_seed"][s]["forget_requests_stopped"] == float(reached[s])
+    assert results["per_seed"]["forget_requests_stopped"][s] == float(reached[s])
   # Task-incremental: every learned task is well above chance right after learning it.
   assert np.all(np.diagonal(test[:, 1:4, :3], axis1=1, axis2=2) > 0.8)
   # Buffers hold distinct examples of the right task.

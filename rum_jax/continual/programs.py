@@ -74,19 +74,19 @@ def sgd(runner, lr: float, clip_norm: float = 0.0):
   return optax.chain(optax.clip_by_global_norm(clip_norm), tx) if clip_norm > 0 else tx
 
 
-def learn_program(runner, forward, tx, algorithm: str, settings: methods.ProjectionSettings, augment: bool):
+def learn_program(runner, forward, tx, algorithm: str, settings: methods.LearnSettings, augment: bool):
   """(states, plan, data) -> (states, metrics): one epoch of learning."""
   loss_fn, transform = methods.learn_update(algorithm, settings)
   return loop.make_epoch_fn(runner, forward, tx, loss_fn=loss_fn, grad_transform=transform,
                             augment=random_crop_flip if augment else None)
 
 
-def unlearn_program(runner, forward, tx, method_name: str, settings: methods.ProjectionSettings,
-                     loss_scale: float, threshold: float, train_mode_check: bool):
+def unlearn_program(runner, forward, tx, method_name: str, settings: methods.ForgetSettings,
+                    threshold: float, train_mode_check: bool):
   """(states, done, plan, data) -> (states, done, metrics): one pass of unlearning; `done`
   [seeds] marks the seeds that have reached the stop rule (they stay as they are)."""
-  updates = methods.unlearn_updates(methods.METHODS.get(method_name), settings, loss_scale)
-  step = unlearn_step.make_unlearn_step(forward, tx, updates, threshold, train_mode_check)
+  forgetting = methods.CONTINUAL_METHODS.get(method_name).forgetting(settings)
+  step = unlearn_step.make_unlearn_step(forward, tx, forgetting.update, threshold, train_mode_check)
 
   def one_seed(state, done, plan, data):
     (state, done), metrics = engine.run_plan((state, done), data, plan, step)
@@ -94,11 +94,10 @@ def unlearn_program(runner, forward, tx, method_name: str, settings: methods.Pro
   return runner.map(one_seed, n_seeded=3, donate=True)
 
 
-def saliency_program(runner, forward, method_name: str, loss_scale: float, fraction: float):
+def saliency_program(runner, forward, method_name: str, settings: methods.ForgetSettings, fraction: float):
   """(states, one-step plan, data) -> SalUn masks of the task being forgotten, from the
-  gradient of the method's first objective on the plan's batch."""
-  objective = methods.METHODS.get(method_name).updates[0][0]
-  loss_fn = methods.OBJECTIVES.get(objective)(loss_scale)
+  gradient of the method's objective on the plan's batch."""
+  loss_fn = methods.CONTINUAL_METHODS.get(method_name).forgetting(settings).objective
 
   def one_seed(state, plan, data):
     batch = {name: engine.gather(data, p["idx"][0], p["weight"][0]) for name, p in plan.items()}
@@ -106,12 +105,11 @@ def saliency_program(runner, forward, method_name: str, loss_scale: float, fract
   return runner.map(one_seed, n_seeded=2)
 
 
-def violation_program(runner, forward, method_name: str, loss_scale: float):
-  """(states, plan, data) -> bool [seeds, steps]: whether the gradient of the method's first
+def violation_program(runner, forward, method_name: str, settings: methods.ForgetSettings):
+  """(states, plan, data) -> bool [seeds, steps]: whether the gradient of the method's
   objective on each batch of the plan violates GEM's constraint of some retained task
   (<g, g_k> < 0, `unlearn_step.violates`), all at the parameters the forgetting starts from."""
-  objective = methods.METHODS.get(method_name).updates[0][0]
-  loss_fn = methods.OBJECTIVES.get(objective)(loss_scale)
+  loss_fn = methods.CONTINUAL_METHODS.get(method_name).forgetting(settings).objective
 
   def one_seed(state, plan, data):
     def one_batch(j):

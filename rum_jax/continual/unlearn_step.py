@@ -5,14 +5,14 @@ before each batch, is <= a threshold; measured in eval mode, or in train mode as
 did (batch statistics of the buffer, and BatchNorm's running statistics move).
 """
 import functools
-from typing import Any, Callable, Sequence, Tuple
+from typing import Any, Callable, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from rum_jax.continual import projection
-from rum_jax.continual.methods import Update, masked, memory_gradients
+from rum_jax.continual.updates import masked, memory_gradients
 from rum_jax.registry import Registry
 from rum_jax.training import engine
 from rum_jax.training.state import Forward, TrainState
@@ -46,9 +46,10 @@ CHECK_MODES.register("train")(True)
 
 
 def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, forward: Forward,
-                 tx: optax.GradientTransformation, updates: Sequence[Update], threshold: float,
+                 tx: optax.GradientTransformation, update: Callable, threshold: float,
                  train_mode_check: bool) -> Tuple[Tuple[TrainState, jnp.ndarray], engine.Metrics]:
-  """One batch of unlearning: check the stop rule, then (if not stopped) `updates` in order.
+  """One batch of unlearning: check the stop rule, then (if not stopped) the method's
+  `update` (`methods.Forgetting.update`).
 
   carry: (state, done); done is set once the unlearn buffer's accuracy, measured before the
   batch (as the thesis does), is <= threshold, and from then on every step is a no-op, so
@@ -59,11 +60,7 @@ def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, 
   accuracy, checked_stats = unlearn_buffer_accuracy(forward, state, train=train_mode_check)
   go = jnp.logical_not(done) & (accuracy > threshold)
   checked = state.replace(batch_stats=checked_stats)
-  new, metrics = checked, {}
-  for i, (loss_fn, transform) in enumerate(updates):
-    new, m = engine.train_step(new, batch, forward=forward, tx=tx, loss_fn=loss_fn,
-                               grad_transform=transform)
-    metrics.update({f"update{i}_{k}": v for k, v in m.items()})
+  new, metrics = update(checked, batch, forward=forward, tx=tx)
   pick = lambda cond, a, b: jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
   # aux is constant (and holds the buffers): select only what a step changes. A step that
   # stops keeps the check's statistics; a step after the stop keeps everything.
@@ -79,7 +76,7 @@ def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, 
 def saliency_mask(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: engine.LossFn,
                   fraction: float) -> PyTree:
   """SalUn mask of the forgotten task: 1 on the top `fraction` of weights by |grad| of
-  `loss_fn` (the method's first objective) on `batch`, else 0."""
+  `loss_fn` (the method's objective) on `batch`, else 0."""
   grads = jax.grad(lambda p: loss_fn(forward, p, state, batch, state.rng)[0])(state.params)
   return projection.topk_mask_tree(grads, fraction)
 
@@ -95,9 +92,8 @@ def violates(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: 
   return jnp.any(state.aux["active"] & (dots < 0))
 
 
-def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation,
-                      updates: Sequence[Update], threshold: float,
-                      train_mode_check: bool = False) -> Callable:
+def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation, update: Callable,
+                      threshold: float, train_mode_check: bool = False) -> Callable:
   """`unlearn_step` with its settings bound: ((state, done), batch) -> ((state, done), metrics)."""
-  return functools.partial(unlearn_step, forward=forward, tx=tx, updates=tuple(updates),
+  return functools.partial(unlearn_step, forward=forward, tx=tx, update=update,
                            threshold=threshold, train_mode_check=train_mode_check)
