@@ -15,9 +15,8 @@ python bench/continual_permuted.py --variant=rotated    # 20 rotated-digits task
    continual.py run of configs/continual_permuted.py with that method, into <workdir>/<run>
    (finished runs are reused, killed ones resume). The per-seed MIA is off: the table does
    not use it.
-3. results/continual/permuted_digits{.md,.csv,.png} (`pipelines.continual.compare_runs`),
-   permuted_digits_seeds.csv (one row per run x seed x metric with the run's settings),
-   and permuted_digits_timings.json; the .md adds which pairs of runs separate (disjoint
+3. results/continual/permuted_digits{.md,.csv,.png} (`continual_report.comparison`; the .csv
+   is the runs' tidy records, one row per run x seed x metric) and permuted_digits_timings.json; the .md adds which pairs of runs separate (disjoint
    95% intervals) and the Spearman correlation of our ordering with the thesis' (recomputed
    from its files: results/continual/thesis_reference.json, bench/continual_thesis_reference.py).
 """
@@ -36,17 +35,17 @@ runtime.use_cpu_cores()  # one CPU device per core, before JAX starts
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from bench import continual_report  # noqa: E402
 from bench.continual_thesis import RUNS  # noqa: E402
 from configs import continual_permuted, digits_memorization  # noqa: E402
 from rum_jax import commands, io, results  # noqa: E402
-from rum_jax.pipelines import continual as continual_pipeline  # noqa: E402
 from rum_jax.training import loop  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "results", "continual")
 # The metrics the separation and the orderings are judged on: (name, our summary key, the
 # thesis reference key).
-ORDERINGS = (("final CL-ToW (averaged matrices)", "final_cl_tow", "final_cl_tow_of_mean_matrices"),
+ORDERINGS = (("final CL-ToW (averaged matrices)", "final_cl_tow_of_mean_matrices", "final_cl_tow_of_mean_matrices"),
              ("kept task, final accuracy", "final_retained_test_accuracy", "task0_final"))
 SEPARATING = ("final_retained_test_accuracy", "final_cl_tow", "mean_cl_tow")
 
@@ -81,21 +80,6 @@ def separated_pairs(runs) -> list:
   return out
 
 
-def tidy_rows(runs, variant: str) -> list:
-  """One row per run x seed x scalar metric, with the settings that define the run."""
-  rows = []
-  for label, m in runs:
-    method = m["algorithm"]
-    u = dict(m["unlearn_settings"])
-    for s, entry in enumerate(m["per_seed"]):
-      for metric, value in entry.items():
-        if isinstance(value, (int, float)):
-          rows.append({"benchmark": f"{variant or 'permuted'}_digits", "run": label, "method": method,
-                       "learn_algorithm": m["learn_algorithm"], "sequence": "A4",
-                       "num_tasks": m["num_tasks"], "seed": s, "metric": metric, "value": value, **u})
-  return rows
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--variant", default="", choices=continual_permuted.VARIANTS)
@@ -116,21 +100,21 @@ def main():
     learning[algorithm] = learning_only(args.variant, algorithm, args.seeds, workdir, scores)["summary"]
     seconds[f"learn only, {algorithm}"] = time.time() - t
     cpu[f"learn only, {algorithm}"] = time.process_time() - c
-  runs, failed = [], {}
+  runs, run_dirs, failed = [], [], {}
   for label, method, overrides in RUNS:
     config = config_for(args.variant, method, overrides, args.seeds, scores)
     t, c = time.time(), time.process_time()
+    run_dir = os.path.join(workdir, label.replace(" ", "_").replace("=", ""))
     try:
-      metrics = commands.continual(config, os.path.join(workdir, label.replace(" ", "_").replace("=", "")))
-      metrics["unlearn_settings"] = {k: v for k, v in config.continual.unlearn[method].items()}
-      runs.append((label, metrics))
+      runs.append((label, commands.continual(config, run_dir)))
+      run_dirs.append((label, run_dir))
     except loop.NonFiniteLossError as err:  # a result too: reported, the other runs go on
       failed[label] = str(err)
     seconds[label], cpu[label] = time.time() - t, time.process_time() - c
     print(f"{label}: {seconds[label]:.0f}s, {cpu[label]:.0f} CPU-s", flush=True)
   title = (f"{'Rotated' if args.variant else 'Permuted'} digits, 20 tasks of all 10 classes, A4, "
            f"the thesis' protocol")
-  text = continual_pipeline.compare_runs(runs, os.path.join(OUT, name), title, failed=failed)
+  text = continual_report.comparison(run_dirs, os.path.join(OUT, name), title, runs[0][1]["chance"], failed=failed)
   text += "\nLearning the 20 tasks alone (no forgetting), test accuracy:\n\n" + results.markdown_table(
       ["learning", "ACC", "BWT"], [[a, results.cell(s["acc"], 1.0, 3), results.cell(s["bwt_paper"], 1.0, 3)]
                                    for a, s in learning.items()])
@@ -145,8 +129,7 @@ def main():
     rows = []
     for title_, ours_key, ref_key in ORDERINGS:
       labels = [label for label, _ in runs if label in reference]
-      ours = [dict(runs)[label]["of_mean_matrices"][ours_key] if ours_key in dict(runs)[label]["of_mean_matrices"]
-              else dict(runs)[label]["summary"][ours_key]["mean"] for label in labels]
+      ours = [dict(runs)[label]["summary"][ours_key]["mean"] for label in labels]
       theirs = [reference[label][ref_key] for label in labels]
       rho, p = stats.spearmanr(ours, theirs)
       rows.append([title_, f"{rho:.2f}", f"{p:.2f}", " > ".join(np.array(labels)[np.argsort(ours)[::-1]]),
@@ -157,7 +140,6 @@ def main():
            + ", ".join(f"{k} {seconds[k]:.0f} / {cpu[k]:.0f}" for k in seconds)
            + f"; load average at the end {os.getloadavg()[0]:.1f}.\n")
   io.write_text(os.path.join(OUT, name + ".md"), text)
-  io.write_csv(os.path.join(OUT, name + "_seeds.csv"), tidy_rows(runs, args.variant))
   io.write_json(os.path.join(OUT, name + "_timings.json"),
                 {"run_seconds": seconds, "cpu_seconds": cpu, "load": os.getloadavg()})
   print(text)

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rum_jax import runtime
 
 runtime.use_cpu_cores()  # one CPU device per core, before JAX starts
+from bench import continual_report  # noqa: E402
 from rum_jax import commands, io  # noqa: E402
-from rum_jax.pipelines import continual as continual_pipeline  # noqa: E402
 from rum_jax.training import loop  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,14 +84,14 @@ def main():
     t = time.time()
     run_dir = os.path.join(workdir, label.replace(" ", "_").replace("=", ""))
     try:
-      runs.append((label, commands.continual(config, run_dir)))
+      chance = commands.continual(config, run_dir)["chance"]
+      runs.append((label, run_dir))
     except loop.NonFiniteLossError as err:  # a result too: reported, the other runs go on
       failed[label] = str(err)
     seconds[label] = time.time() - t
-  reference = thesis_cl_tow()
   os.makedirs(args.out, exist_ok=True)
-  text = continual_pipeline.compare_runs(runs, os.path.join(args.out, args.data), TITLES[args.data],
-                                         reference=reference, failed=failed)
+  text = continual_report.comparison(runs, os.path.join(args.out, args.data), TITLES[args.data], chance,
+                                     failed=failed)
   io.write_json(os.path.join(args.out, f"{args.data}_timings.json"),
                 {"memorization_seconds": t_scores, "run_seconds": seconds, "load": os.getloadavg()})
   print(text)

@@ -15,7 +15,7 @@ ALL_TRAIN_ACCURACIES_AVERAGED.csv). From them, as the thesis' code computes them
   compared with row 38 - i, (1 - mean_S |dA_train|) (1 - mean_R |dA_train|)
   (1 - |mean_R At_test(i) - mean_R At_test(38 - i)|); "final" is row 38, "mean" the mean over
   the 19 forget rows 20..38. The same formula per seed, then the mean over the 3 seeds, gives
-  the per-seed mean (ours); rum_jax.continual.metrics.cl_tow on the same matrices must agree
+  the per-seed mean (ours); rum_jax.evaluation.continual.cl_tow on the same matrices must agree
   with tow.py (checked below).
 - CLU_mix with its CUL/CUL.py (beta 0.2, chance 0.2) on the averaged train file, row 38.
 - BWT of learning (Lopez-Paz & Ranzato 2017, Sec. 2) on rows 0..19 of the averaged test file;
@@ -33,7 +33,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rum_jax import io, results  # noqa: E402
-from rum_jax.continual import metrics as cl_metrics, sequences  # noqa: E402
+from rum_jax.continual import sequences  # noqa: E402
+from rum_jax.evaluation import continual as cl_metrics  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T = 20
@@ -115,7 +116,7 @@ def recompute(folder: str) -> dict:
   tow_avg = tow_py(train_avg, test_avg)
   tow_seeds = np.stack([tow_py(tr, te) for tr, te in zip(train_runs, test_runs)])
   # Our CL-ToW on the same matrices equals tow.py's (A4 mirrors row i with row 38 - i).
-  a4 = sequences.make_sequence("A4", T)
+  a4 = sequences.timeline(sequences.make_sequence("A4", T))
   ours = cl_metrics.cl_tow(train_avg, test_avg, a4)
   np.testing.assert_allclose(ours[forget_rows], tow_avg[forget_rows], atol=1e-12)
   R, _ = cl_metrics.learning_matrix(test_avg, a4)
