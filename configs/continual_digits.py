@@ -125,6 +125,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   #                               union: one batch of the union of both buffers
   k.stop_mode = "eval"          # eval | train: mode of the stop rule's accuracy pass (the
   #                               thesis: train, which moves BatchNorm statistics)
+  k.stop_set = "unlearn_buffer" # what the stop rule measures: unlearn_buffer (the thesis) |
+  #                               held_out (the task's validation examples, never trained on:
+  #                               matched forgetting, the same target for every method)
   k.salun_batch = "buffers"     # SalUn mask from: buffers (both, whole) | first_batch (the thesis) |
   #                               first_violating (the thesis' ALT-NegGEM); a method's section may
   #                               set its own salun_batch

@@ -131,7 +131,7 @@ def test_train_mode_stop_check_uses_buffer_statistics_and_moves_them_once():
   updates = methods.CONTINUAL_METHODS.get("rl_gem").forgetting(methods.ForgetSettings()).update
   stop = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=1.0, train_mode_check=True))
   (stopped, done), m = stop((state, jnp.array(False)), batch)
-  np.testing.assert_allclose(m["buffer_accuracy"], train_accuracy, rtol=1e-6)
+  np.testing.assert_allclose(m["stop_accuracy"], train_accuracy, rtol=1e-6)
   assert bool(done) and float(m["updated"]) == 0
   jax.tree.map(np.testing.assert_array_equal, stopped.params, state.params)
   # The stopping check's pass moved the statistics once, toward the buffer's.

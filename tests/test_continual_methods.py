@@ -306,7 +306,7 @@ def test_unlearn_step_stops_at_threshold_and_stays_stopped():
   batch = _forget_batch(x, y, u, l)
   step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, update, threshold=accuracy))  # reached
   (same, done), m = step((state, jnp.array(False)), batch)
-  np.testing.assert_allclose(m["buffer_accuracy"], accuracy, rtol=1e-6)
+  np.testing.assert_allclose(m["stop_accuracy"], accuracy, rtol=1e-6)
   assert float(m["updated"]) == 0 and bool(done)
   jax.tree.map(np.testing.assert_array_equal, same.params, state.params)
   step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, update, threshold=accuracy - 0.01))
@@ -397,3 +397,27 @@ def test_the_documented_continual_method_is_one_entry(tmp_path):
     test_every_continual_method_keeps_its_contract("neg_agem_rl_gem")
   finally:
     methods.CONTINUAL_METHODS._entries.pop("neg_agem_rl_gem", None)
+
+
+def test_the_held_out_stop_set_decides_where_the_unlearn_buffer_would_not():
+  """stop_set 'held_out' measures aux['held_out'] (the forgotten task's held-out examples), not
+  its unlearn buffer: the same state stops on held-out examples the model gets wrong while the
+  buffer it gets right would let forgetting go on."""
+  model, tx, state, x, y = _setup(seed=6)
+  buf = state.aux["unlearn"]
+  logits = np.asarray(model.apply({"params": state.params}, buf["x"][1]))[:, CLASSES[1]]
+  real = buf["weight"][1] > 0
+  buffer_accuracy = np.mean(logits.argmax(1)[real] == (buf["y"][1][real] - 2))
+  of_task = np.flatnonzero(np.isin(y, CLASSES[1]))
+  wrong = of_task[np.asarray(model.apply({"params": state.params}, x[of_task]))[:, CLASSES[1]].argmax(1)
+                  != y[of_task] - 2][:4]
+  assert buffer_accuracy > 0.1 and len(wrong) == 4, "the test needs a buffer above the threshold"
+  held = {"x": jnp.asarray(x[wrong]), "y": jnp.asarray(y[wrong]), "weight": jnp.ones(4)}
+  state = state.replace(aux={**state.aux, "held_out": held})
+  u, l = _paired_rows(state)
+  update = _forgetting("rl_gem").update
+  for stop_set, stops in (("unlearn_buffer", False), ("held_out", True)):
+    step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, update, threshold=0.1, stop_set=stop_set))
+    (_, done), m = step((state, jnp.array(False)), _forget_batch(x, y, u, l))
+    assert bool(done) == stops and float(m["updated"]) == (0 if stops else 1), stop_set
+    np.testing.assert_allclose(float(m["stop_accuracy"]), 0.0 if stops else buffer_accuracy, atol=1e-6)

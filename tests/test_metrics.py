@@ -47,9 +47,12 @@ def _tiny_sequence(rng, seeds=S):
   """A continual run of "+0,+1,+2,-2,-1" over 3 tasks (`SequenceOutputs`), row 0 the initial model."""
   from rum_jax.continual import sequences
   from rum_jax.evaluation.metrics.continual import SequenceOutputs
-  matrices = {k: rng.uniform(0.1, 1.0, (seeds, 6, 3)) for k in ("train_accuracy", "test_accuracy", "mia_auc")}
+  matrices = {k: rng.uniform(0.1, 1.0, (seeds, 6, 3))
+              for k in ("train_accuracy", "test_accuracy", "val_accuracy", "mia_auc")}
+  updates = rng.integers(1, 4, (seeds, 2))
   return SequenceOutputs(matrices, sequences.timeline(sequences.parse_sequence("+0,+1,+2,-2,-1")), 0.5,
-                         requests={"updates": rng.integers(0, 3, (seeds, 2)), "stopped": rng.random((seeds, 2)) < 0.5})
+                         requests={"updates": updates, "stopped": rng.random((seeds, 2)) < 0.5,
+                                   "optimizer_updates": 2 * updates, "clipped_updates": updates})
 
 
 @pytest.mark.parametrize("name", METRICS.names())

@@ -131,6 +131,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require_choice(c, "forget_batches", buffers.FORGET_BATCHES)
   _require_choice(c, "salun_batch", buffers.SALIENCY_BATCHES)
   _require_choice(c, "stop_mode", unlearn_step.CHECK_MODES)
+  _require_choice(c, "stop_set", unlearn_step.STOP_SETS)
   checks.require(isinstance(c.scores, str) and isinstance(c.score_key, str),
          "config.continual.scores and score_key must be strings")
   if not c.scores:

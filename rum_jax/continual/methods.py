@@ -30,6 +30,10 @@ import dataclasses
 import functools
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
 
+import jax
+import jax.numpy as jnp
+import optax
+
 from rum_jax.continual import updates
 from rum_jax.registry import Registry
 from rum_jax.training import engine
@@ -176,11 +180,15 @@ def neggrad_plus(s: ForgetSettings) -> engine.GradTransform:
 
 
 def apply_updates(state, batch, *, forward, tx, steps: Tuple[Update, ...]):
-  """Each (loss_fn, grad_transform) of `steps` as one optimizer update, in order."""
+  """Each (loss_fn, grad_transform) of `steps` as one optimizer update, in order; metrics
+  update<i>_<name>, among them the global norm of update i's change of the weights
+  ("step_norm": lr x clip_norm when a clipped SGD step was clipped)."""
   metrics = {}
   for i, (loss_fn, transform) in enumerate(steps):
-    state, m = engine.train_step(state, batch, forward=forward, tx=tx, loss_fn=loss_fn, grad_transform=transform)
+    new, m = engine.train_step(state, batch, forward=forward, tx=tx, loss_fn=loss_fn, grad_transform=transform)
+    m["step_norm"] = optax.global_norm(jax.tree.map(jnp.subtract, new.params, state.params))
     metrics.update({f"update{i}_{k}": v for k, v in m.items()})
+    state = new
   return state, metrics
 
 

@@ -8,9 +8,12 @@ and measure, for all seeds at once (`pipelines.continual` owns its files and res
   `config.continual.scores` or, by default, by the one-run confidence proxy recorded while
   the task was learned);
 - forget task t: batches of the continual method (`methods.CONTINUAL_METHODS`) over t's
-  buffers (`buffers.FORGET_BATCHES`) until the accuracy on its unlearn buffer (measured
-  before each batch, in `stop_mode`) is <= chance + the method's `stop_above_chance`, or
-  `unlearn_max_epochs` passes over the buffers; t then leaves the constraint set;
+  buffers (`buffers.FORGET_BATCHES`) until the accuracy on its stop set (`stop_set`: its
+  unlearn buffer, or its held-out examples, a part of its training data never trained on;
+  measured before each batch, in `stop_mode`) is <= chance + the method's
+  `stop_above_chance`, or `unlearn_max_epochs` passes over the buffers; t then leaves the
+  constraint set. After every pass the eval-mode accuracy on t's held-out examples and on the
+  kept tasks' is traced (where forgetting stands: the trade-off of forgetting against keeping);
 - measure: every seed's per-task train and test accuracy and confidence, a loss-MIA AUC
   (`mia.MIA_PROTOCOLS`) and the accuracy on each task's unlearn buffer.
 
@@ -34,7 +37,7 @@ from rum_jax.memorization import files as score_files, proxies
 from rum_jax.training import loop, plans
 from rum_jax.training.setup import Setup
 
-EVAL_KEYS = ("train_accuracy", "test_accuracy", "train_confidence", "test_confidence",
+EVAL_KEYS = ("train_accuracy", "test_accuracy", "val_accuracy", "train_confidence", "test_confidence",
              "mia_auc", "unlearn_buffer_accuracy")
 # Mixed into the seed of the buffer choices so they are independent of every other draw.
 _BUFFER_STREAM = 0xB0FF
@@ -83,6 +86,20 @@ class ContinualRun:
     self.step_labels = ["init"] + [str(s) for s in self.sequence]
     self.mia_protocol = continual_mia.MIA_PROTOCOLS.get(c.mia_protocol)
     self.data = self.setup.train_data()
+    self._inputs = {"train": self.data["x"]}
+    # Held-out examples of every task (the validation split's rows of the task): the stop set
+    # of matched forgetting and the trace of every forgetting.
+    self.held_out = self.task_set.positions("val")  # [S][T]
+    kept = sorted(self.task_sets[-1][0])
+    self.kept_held_out = [np.concatenate([p[t] for t in kept]).astype(np.int64) if kept else np.zeros(0, np.int64)
+                          for p in self.held_out]
+    self.held_out_sizes = (max(len(p) for seed in self.held_out for p in seed),
+                           max(len(p) for p in self.kept_held_out))
+    if c.stop_set == "held_out" and min(len(p) for seed in self.held_out for p in seed) == 0:
+      raise ConfigError("config.continual.stop_set='held_out' measures each forgotten task on its held-out "
+                        f"(validation) examples, and {setup.dataset.name} has a task without any: give the data "
+                        "set a validation split (e.g. config.data.options.val_per_class > 0) or use "
+                        "stop_set='unlearn_buffer'")
 
   def _needs_scores(self) -> bool:
     c = self.c
@@ -98,7 +115,7 @@ class ContinualRun:
   def initial_states(self):
     states = self.setup.init_states(self.learn_tx, self.config.seed)
     return programs.with_aux(states, **programs.initial_aux(self.layout, self.padded, states.params, self.capacity,
-                                                            self.setup.dataset.train.x))
+                                                            self.setup.dataset.train.x, self.held_out_sizes))
 
   def _program(self, factory, *args):
     return self.runner.compiled(factory, self.forward, *args)
@@ -150,8 +167,13 @@ class ContinualRun:
     """Step i forgets `task` over its buffers, projected against the `retained` tasks, until
     its unlearn buffer's accuracy is <= the threshold or after unlearn_max_epochs passes."""
     c, u = self.c, self.unlearning
-    states = programs.with_aux(states, active=programs.task_mask(retained, self.num_tasks, self.padded),
-                               forget_task=np.full(self.padded, task, np.int32))
+    val = self.setup.dataset.val
+    states = programs.with_aux(
+        states, active=programs.task_mask(retained, self.num_tasks, self.padded),
+        forget_task=np.full(self.padded, task, np.int32),
+        held_out=programs.held_out_set(val.x, val.y, [p[task] for p in self.held_out], self.held_out_sizes[0],
+                                       self.padded),
+        kept_held_out=programs.held_out_set(val.x, val.y, self.kept_held_out, self.held_out_sizes[1], self.padded))
     states = programs.fresh_optimizer(self.runner, states, self.unlearn_tx)
     real = lambda buf, s: buf["pos"][s, task][buf["weight"][s, task] > 0]  # noqa: E731
     learn = [real(states.aux["learn"], s) for s in range(self.num_seeds)]
@@ -175,10 +197,15 @@ class ContinualRun:
           runner.shard(states), runner.shard(mask_plan), self.data)
       states = programs.with_aux(states, salun_mask=runner.to_host(masks, keep_padding=True))
     unlearn_program = self._program(programs.unlearn_program, self.unlearn_tx, self.method.name,
-                                    self.forget_settings, self.threshold, unlearn_step.CHECK_MODES.get(c.stop_mode))
+                                    self.forget_settings, self.threshold, unlearn_step.CHECK_MODES.get(c.stop_mode),
+                                    c.stop_set)
+    held_out = self._program(programs.held_out_program)
     device_states = runner.shard(states)
     done = runner.shard(np.zeros(self.num_seeds, bool))
-    iterations = np.zeros(self.num_seeds, np.int64)
+    iterations, updates, clipped = (np.zeros(self.num_seeds, np.int64) for _ in range(3))
+    trace = [runner.to_host(held_out(device_states))]  # [passes + 1] x [S, 2]
+    # An update of clipped SGD was clipped when it moved the weights by lr x clip_norm.
+    step_cap = u.lr * u.get("clip_norm", 0.0) * (1 - 1e-3)
     tracked = tracking.phase(f"step {i + 1}/{len(self.sequence)} forget {task}")
     for p in range(c.unlearn_max_epochs):
       if p > 0:
@@ -186,6 +213,10 @@ class ContinualRun:
       device_states, done, m = unlearn_program(device_states, done, runner.shard(plan), self.data)
       m = runner.to_host(m)
       iterations += m["updated"].sum(1).astype(np.int64)
+      for norm in (v for k, v in m.items() if k.endswith("_step_norm")):
+        updates += m["updated"].sum(1).astype(np.int64)
+        clipped += ((norm >= step_cap) * m["updated"]).sum(1).astype(np.int64) if step_cap > 0 else 0
+      trace.append(runner.to_host(held_out(device_states)))
       # The steps that ran (weight: whether a seed updated), e.g. the unlearn buffer's accuracy.
       tracked.steps(p * m["updated"].shape[1] + 1, {k: v for k, v in m.items() if v.ndim == 2}, m["updated"])
       if runner.to_host(done).all():  # every seed reached the threshold
@@ -197,7 +228,10 @@ class ContinualRun:
                               "the checkpoint of the previous step is kept. Lower "
                               f"config.continual.unlearn.{self.method.name}.lr or bound its steps "
                               f"with config.continual.unlearn.{self.method.name}.clip_norm (e.g. 1).")
-    return states, {"iterations": iterations.tolist(), "reached_threshold": reached.tolist()}
+    trace = np.stack(trace)  # [passes + 1, S, 2]
+    return states, {"iterations": iterations.tolist(), "reached_threshold": reached.tolist(),
+                    "optimizer_updates": updates.tolist(), "clipped_updates": clipped.tolist(),
+                    "held_out_trace": {"forgotten": trace[:, :, 0].tolist(), "kept": trace[:, :, 1].tolist()}}
 
   def step(self, states, i: int) -> tuple:
     """Runs step i of the sequence: (states, what it did)."""
@@ -212,20 +246,32 @@ class ContinualRun:
 
   # -- measurements ------------------------------------------------------------------------
 
+  def _inputs_of(self, split: str):
+    """The split's inputs, replicated on the devices once per run."""
+    if split not in self._inputs:
+      self._inputs[split] = self.runner.replicate(self.setup.dataset.split(split).x)
+    return self._inputs[split]
+
   def evaluate(self, states, i: int) -> Dict[str, list]:
-    """Per-seed, per-task measurements of the model after step i (-1: initial model)."""
+    """Per-seed, per-task measurements of the model after step i (-1: initial model), each
+    seed on its own tasks' rows."""
     ds, bs = self.setup.dataset, self.config.train.eval_batch_size
     out, per_split = {}, {}
-    for split in ("train", "test"):
-      data = ds.split(split)
-      logits = loop.predict(self.runner, self.forward, states, data.x, bs)
-      per_split[split] = tasks.evaluate_tasks(logits, data.y, self.task_set.row_task[split],
+    for split in ("train", "test", "val"):  # val: the held-out examples of every task
+      rows = self.task_set.rows(split)
+      logits = programs.predict_rows(self.runner, self.forward, states, self._inputs_of(split), rows, bs,
+                                     ds.num_classes)
+      per_split[split] = tasks.evaluate_tasks(logits, ds.split(split).y[rows],
+                                              np.take_along_axis(self.task_set.row_task[split], rows, axis=1),
                                               self.layout.task_classes())
       out[f"{split}_accuracy"] = per_split[split]["accuracy"]
-      out[f"{split}_confidence"] = per_split[split]["confidence"]
+      if split != "val":
+        out[f"{split}_confidence"] = per_split[split]["confidence"]
+    correct = np.zeros((self.num_seeds, len(ds.train)), bool)  # by train position, for the buffers
+    np.put_along_axis(correct, self.task_set.rows("train"), per_split["train"]["correct"], axis=1)
     unlearn = states.aux["unlearn"]
-    out["unlearn_buffer_accuracy"] = tasks.buffer_accuracy(per_split["train"]["correct"], unlearn["pos"],
-                                                          unlearn["weight"], self.num_seeds)
+    out["unlearn_buffer_accuracy"] = tasks.buffer_accuracy(correct, unlearn["pos"], unlearn["weight"],
+                                                          self.num_seeds)
     out["mia_auc"] = (self.mia_protocol.per_task(per_split["train"], per_split["test"], self.num_tasks, i + 1)
                       if self.c.mia else np.full((self.num_seeds, self.num_tasks), np.nan))
     return {k: np.asarray(v, np.float64).tolist() for k, v in out.items()}

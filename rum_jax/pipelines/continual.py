@@ -20,9 +20,12 @@ Written into the work directory (the per-step files after every step):
                                 columns of `results.RECORD_COLUMNS`
   metrics.json                  the same per metric (per_seed values, mean, 95% t-interval, n)
   curves.csv                    CL-ToW at every forget step and CLU_mix after every step, per seed
+  trace.csv                     per forget step, pass and seed: eval-mode accuracy on the
+                                forgotten task's held-out examples and on the kept tasks'
+                                (pass 0: before the forgetting), as in tradeoff.png
   matrices.npz                  every per-step matrix [seeds, steps + 1, tasks] (row 0: the
                                 initial model), task classes, buffers (ORIGINAL indices)
-  task_accuracy_heatmap.png, task_curves.png, cl_tow.png   (`reports`)
+  task_accuracy_heatmap.png, task_curves.png, cl_tow.png, tradeoff.png   (`reports`)
 """
 import os
 import time
@@ -30,6 +33,7 @@ from typing import Any, Dict, List, Optional
 
 import ml_collections
 import numpy as np
+import pandas as pd
 from absl import logging
 
 from rum_jax import io, results, tracking, workdir as workdir_lib
@@ -68,8 +72,11 @@ def sequence_outputs(run: ContinualRun, record: Dict[str, Any]) -> SequenceOutpu
   each forget request did ([S, requests]: updates made, whether the stop rule ended it)."""
   matrices = {k: np.stack([np.asarray(ev[k]) for ev in record["evals"]], axis=1) for k in EVAL_KEYS}
   forgets = [step for step in record["steps"] if "reached_threshold" in step]
-  requests = {"updates": np.asarray([s["iterations"] for s in forgets], np.int64).T.reshape(run.num_seeds, -1),
-              "stopped": np.asarray([s["reached_threshold"] for s in forgets], bool).T.reshape(run.num_seeds, -1)}
+  per_request = lambda key, dtype: np.asarray([s[key] for s in forgets], dtype).T.reshape(run.num_seeds, -1)  # noqa: E731
+  requests = {"updates": per_request("iterations", np.int64), "stopped": per_request("reached_threshold", bool)}
+  if all("optimizer_updates" in s for s in forgets):
+    requests.update(optimizer_updates=per_request("optimizer_updates", np.int64),
+                    clipped_updates=per_request("clipped_updates", np.int64))
   return SequenceOutputs(matrices, sequences.timeline(run.sequence), run.chance,
                          {"clu_beta": run.c.clu_beta}, requests)
 
@@ -115,6 +122,17 @@ def curve_rows(run: ContinualRun, outputs: SequenceOutputs) -> List[Dict[str, An
   return rows
 
 
+def trace_rows(run: ContinualRun, record: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """trace.csv: where every forgetting stood after each of its passes, per seed."""
+  rows = []
+  for step in record["steps"]:
+    trace = step.get("held_out_trace")
+    for p, (forgotten, kept) in enumerate(zip(*trace.values()) if trace else ()):
+      rows += [{"step": step["step"], "action": step["action"], "pass": p, "seed": s, "forgotten_held_out": f,
+                "kept_held_out": k} for s, (f, k) in enumerate(zip(forgotten, kept))]
+  return rows
+
+
 def write_results(run: ContinualRun, workdir: str, record: Dict[str, Any], states) -> Dict[str, Any]:
   """metrics.csv / .json, curves.csv, matrices.npz and the figures of a finished run."""
   c = run.c
@@ -135,6 +153,9 @@ def write_results(run: ContinualRun, workdir: str, record: Dict[str, Any], state
   io.write_json(os.path.join(workdir, "metrics.json"), final)
   curves = curve_rows(run, outputs)
   io.write_csv(os.path.join(workdir, "curves.csv"), curves)
+  trace = trace_rows(run, record)
+  io.write_csv(os.path.join(workdir, "trace.csv"), trace,
+               fields=["step", "action", "pass", "seed", "forgotten_held_out", "kept_held_out"])
   io.write_npz(os.path.join(workdir, "matrices.npz"), **outputs.matrices, step_labels=np.array(run.step_labels),
                task_classes=run.layout.classes, **run.buffers_of(states))
   shown = final["sequence"] if len(run.sequence) <= 12 else c.sequence
@@ -142,6 +163,10 @@ def write_results(run: ContinualRun, workdir: str, record: Dict[str, Any], state
            f"{c.algorithm} (learning: {run.learn_algorithm}), {run.num_seeds} seeds")
   reports.continual_run_figures(outputs.matrices["test_accuracy"], curves, run.step_labels, timeline.forget_steps,
                                 workdir, title)
+  if trace:
+    reports.tradeoff_figure(pd.DataFrame(trace).assign(run=c.algorithm), [c.algorithm], run.chance,
+                            os.path.join(workdir, "tradeoff.png"), title, target=run.threshold if
+                            c.stop_set == "held_out" else None)
   return final
 
 
@@ -192,7 +217,7 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
                    f", unlearning iterations {info['iterations']}" if "iterations" in info else "")
       tracking.scalars("continual", "sequence_step", i + 1, {
           **{f"test_accuracy/task_{t}": column for t, column in enumerate(zip(*evaluation["test_accuracy"]))},
-          **info})
+          **{k: v for k, v in info.items() if k != "held_out_trace"}})
   finally:
     checkpointer.close()
   final = write_results(run, workdir, record, states)

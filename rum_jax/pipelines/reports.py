@@ -10,6 +10,7 @@ A record is tidy rows (`results.record_rows`); `results.summary_frame` turns the
   continual_run_figures(...)       a continual run's heat map, task curves, CL-ToW and CLU curves
   continual_table(records, ..)     continual runs side by side (records with a 'run' column)
   continual_comparison_figure(..)  their CL-ToW per forget step and final accuracies
+  tradeoff_figure(trace, runs, ..)  kept against forgotten held-out accuracy over the passes
 """
 import os
 from typing import Any, Dict, Optional, Sequence
@@ -277,4 +278,36 @@ def continual_comparison_figure(records: pd.DataFrame, curves: pd.DataFrame, run
   ax.set_ylabel("test accuracy / CL-ToW")
   ax.legend(fontsize=7, loc="lower right")
   fig.suptitle(title)
+  _save(fig, path)
+
+
+def tradeoff_figure(trace: pd.DataFrame, runs: Sequence[str], chance: float, path: str, title: str,
+                    target: Optional[float] = None) -> None:
+  """One panel per run (trace.csv rows with a 'run' column): the kept tasks' held-out accuracy
+  against the forgotten task's over the passes of every forget step (mean over seeds; a line
+  per forget step from its start, a dot where it ended), chance and the stop target marked."""
+  plt = io.pyplot()
+  cols = min(4, len(runs))
+  rows = -(-len(runs) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+  for ax, run in zip(axes.ravel(), runs):
+    part = trace[trace["run"] == run]
+    steps = list(dict.fromkeys(part["step"]))
+    colors = plt.get_cmap("viridis")(np.linspace(0, 1, max(len(steps), 2)))
+    for color, step in zip(colors, steps):
+      mean = part[part["step"] == step].groupby("pass")[["forgotten_held_out", "kept_held_out"]].mean()
+      ax.plot(mean["forgotten_held_out"], mean["kept_held_out"], color=color, lw=1, alpha=0.8)
+      ax.plot(mean["forgotten_held_out"].iloc[-1], mean["kept_held_out"].iloc[-1], "o", color=color, ms=3)
+    ax.axvline(chance, color="grey", ls=":", lw=1)
+    if target is not None:
+      ax.axvline(target, color="red", ls="--", lw=1)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(run, fontsize=9)
+    ax.set_xlabel("forgotten task, held out")
+    ax.set_ylabel("kept tasks, held out")
+  for ax in axes.ravel()[len(runs):]:
+    ax.axis("off")
+  fig.suptitle(title + "\n(one line per forget step, early steps dark; dotted: chance"
+               + (", dashed: the stop target" if target is not None else "") + ")", fontsize=9)
   _save(fig, path)

@@ -39,9 +39,10 @@ class SequenceOutputs(_Values):
     timeline: the task sequence (`evaluation.continual.Timeline`).
     chance: accuracy of a guess among a task's classes (CLU's floor).
     options: 'clu_beta' (CLU's weight of positive backward transfer, 0.2 by default).
-    requests: per seed and forget step [S, R]: 'updates' (optimizer updates made), 'stopped'
-      (the stop rule ended it, not the pass cap), 'reached_target' (the forgotten task's
-      held-out accuracy reached the stated target); None when not recorded.
+    requests: per seed and forget request (forget step) [S, R]: 'updates' (batches that
+      updated the model), 'stopped' (the stop rule ended it, not the pass cap: with held-out
+      stop sets, the forgotten task reached the stated target), 'optimizer_updates' and
+      'clipped_updates' (of them, those a clipped SGD step clipped); None when not recorded.
     tasks: (kept, forgotten) tasks the final-accuracy metrics read; None: the timeline's last
       retained and forgotten sets.
   """
@@ -194,6 +195,13 @@ def zero_update_share(outputs: SequenceOutputs) -> np.ndarray:
   return (updates == 0).mean(axis=1) if updates.shape[1] else np.full(outputs.num_seeds, np.nan)
 
 
+def clipped_share(outputs: SequenceOutputs) -> np.ndarray:
+  """Fraction of a seed's forget updates whose gradient was clipped (clip_norm)."""
+  clipped = outputs.request("clipped_updates", "forget_updates_clipped").sum(axis=1)
+  total = outputs.request("optimizer_updates", "forget_updates_clipped").sum(axis=1)
+  return np.where(total > 0, clipped / np.maximum(total, 1), np.nan)
+
+
 def _mia(tasks_of: Callable[[SequenceOutputs], list]):
   def final(outputs: SequenceOutputs) -> np.ndarray:
     return _mean_over(outputs.matrix("mia_auc", "mia")[:, -1], tasks_of(outputs))
@@ -240,6 +248,14 @@ for _metric in (
     Metric("forgotten_test_accuracy_before_forgetting", forgotten_before_forgetting,
            display="forgotten, before forgetting", higher_is_better=None, **_CL,
            description="test accuracy of the tasks to be forgotten just before the first forget step"),
+    Metric("final_forgotten_held_out_accuracy",
+           lambda o: _mean_over(o.matrix("val_accuracy", "final_forgotten_held_out_accuracy")[:, -1], o.forgotten),
+           display="forgotten, final (held out)", higher_is_better=None, **_CL,
+           description="accuracy of the forgotten tasks at the end on their held-out (validation) examples"),
+    Metric("final_retained_held_out_accuracy",
+           lambda o: _mean_over(o.matrix("val_accuracy", "final_retained_held_out_accuracy")[:, -1], o.kept),
+           display="kept, final (held out)", **_CL,
+           description="accuracy of the kept tasks at the end on their held-out (validation) examples"),
     Metric("final_forgotten_train_accuracy",
            lambda o: _mean_over(o.matrix("train_accuracy", "final_forgotten_train_accuracy")[:, -1], o.forgotten),
            display="forgotten, final (train)", higher_is_better=None, **_CL,
@@ -255,6 +271,8 @@ for _metric in (
     Metric("forget_requests_without_update", zero_update_share, display="requests without an update",
            higher_is_better=None, **_CL,
            description="fraction of forget requests whose stop rule held before any update"),
+    Metric("forget_updates_clipped", clipped_share, display="forget updates clipped", higher_is_better=None, **_CL,
+           description="fraction of forget updates whose gradient norm a clipped SGD step cut to clip_norm"),
 ):
   register(_metric)
 
@@ -265,4 +283,5 @@ DEFAULT_CONTINUAL_METRICS = (
     "final_clu_mix_of_mean_matrices", "final_retained_test_accuracy", "retained_test_accuracy_after_learning",
     "retained_test_accuracy_before_forgetting", "final_forgotten_test_accuracy", "final_forgotten_train_accuracy",
     "forgotten_test_accuracy_before_forgetting", "final_forgotten_mia_auc", "final_retained_mia_auc",
-    "forget_requests_stopped", "forget_requests_without_update")
+    "final_forgotten_held_out_accuracy", "final_retained_held_out_accuracy",
+    "forget_requests_stopped", "forget_requests_without_update", "forget_updates_clipped")
