@@ -1,10 +1,18 @@
-"""The thesis' Split CIFAR-100 A4 numbers, recomputed from its own result files.
+"""The thesis' Split CIFAR-100 A4 numbers, both reference sets, recomputed from its own files.
 
 python bench/continual_thesis_reference.py --thesis=/path/to/Machine-Unlearning-x-Continual-Learning
 
-reads 4tests/A4/<run>/Results<date>...ALL_TASK_ACCURACIES*.csv and ALL_*_ACCURACIES_AVERAGED.csv
-of a checkout of DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning (no file of it is
-kept here) and writes results/continual/thesis_reference.md / .csv / .json.
+reads a checkout of DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning (no file of it is
+kept here) and writes results/continual/thesis_reference.md / .csv / .json with two sets:
+
+- "final runs": its final A4 run folders, 4tests/A4/<run>/Results<date>...ALL_TASK_ACCURACIES*.csv
+  and ALL_*_ACCURACIES_AVERAGED.csv (the *_FINAL folders; NegGrad+ a = 0.95: neggrad095);
+- "reported": the CL-ToW values the thesis reports, its ToW/ToW_scores_<run>.csv (commit
+  e08e557, "plotting files ToW/average"; ToW/ is unchanged up to the repository's HEAD), made by
+  its ToW/tow.py from ToW/<run>test.csv and <run>train.csv, the seed-averaged matrices it was
+  given. For NegGEM, NegAGEM and RL-GEM those inputs equal no final run folder (NegGEM's are
+  neggemcracked's, a run with forget batch 1); for RL-AGEM, ALT-NegGEM and both NegGrad+ runs
+  they equal the final folders' averaged files (checked below, and printed).
 
 Each run's files hold 39 rows (after each step of A4 at T = 20: learn 0..19, forget 19..1)
 and 20 task columns: test accuracy (ALL_TASK_ACCURACIES.csv, its 3 seeds one after another;
@@ -38,6 +46,17 @@ from rum_jax.evaluation import continual as cl_metrics  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T = 20
+# The reported set: (label, tow.py's test and train inputs, its output), all under ToW/ (tow.py's
+# CSV_FILES and the ToW_scores files it wrote).
+REPORTED = (
+    ("NegGEM", "neggemtest.csv", "neggemtrain.csv", "ToW_scores_NegGEM.csv"),
+    ("NegAGEM", "negagemtest.csv", "negagemtrain.csv", "ToW_scores_NegAGEM.csv"),
+    ("RL-GEM", "rlgemtest.csv", "rlgemtrain.csv", "ToW_scores_RL-GEM.csv"),
+    ("RL-AGEM", "rlagemtest.csv", "rlagemtrain.csv", "ToW_scores_RL-AGEM.csv"),
+    ("ALT-NegGEM", "altneggemtest.csv", "altneggemtrain.csv", "ToW_scores_ALT-NEGGEM.csv"),
+    ("NegGrad+ a=0.5", "neggradtest050.csv", "neggradtrain050.csv", "ToW_scores_NegGradplus_(alpha_=_0.50).csv"),
+    ("NegGrad+ a=0.95", "neggradtest095.csv", "neggradtrain095.csv", "ToW_scores_NegGradplus_(alpha_=_0.95).csv"),
+)
 STEPS = 2 * T - 1
 # (label, folder under 4tests/A4): the thesis' final A4 runs; NegGrad+ a = 0.95 has no
 # *_FINAL folder, its run is neggrad095. neggemcracked (NegGEM, forget batch 1) is the
@@ -94,8 +113,9 @@ def cul_py(train: np.ndarray) -> np.ndarray:
   return np.array(out)
 
 
-def recompute(folder: str) -> dict:
-  """Every reference number of one run folder, with the files it came from."""
+def recompute(folder: str) -> tuple:
+  """(every reference number of one run folder with the files it came from, its averaged
+  (test, train) matrices)."""
   def one(pattern):
     found = sorted(glob.glob(os.path.join(folder, pattern)))
     if len(found) != 1:
@@ -137,7 +157,7 @@ def recompute(folder: str) -> dict:
       "task0_before_forgetting": float(test_avg[T - 1, 0]),
       "task0_final": float(test_avg[-1, 0]),
       "forgotten_final": float(test_avg[-1, 1:].mean()),
-  }
+  }, (test_avg, train_avg)
 
 
 COLUMNS = (("final CL-ToW, averaged matrices (tow.py)", "final_cl_tow_of_mean_matrices"),
@@ -150,9 +170,38 @@ COLUMNS = (("final CL-ToW, averaged matrices (tow.py)", "final_cl_tow_of_mean_ma
            ("task 0 final", "task0_final"), ("forgotten, final", "forgotten_final"))
 
 
+def reported(thesis: str, averaged: dict) -> dict:
+  """The reported set: CL-ToW of ToW/<run>{test,train}.csv by tow.py's formula (checked equal
+  to its ToW_scores file, the numbers the thesis reports), the kept and forgotten tasks' final
+  test accuracy of the same inputs, and whether those inputs are a final run's averaged files
+  (`averaged`: label -> (test, train) of the final runs)."""
+  out = {}
+  for label, test_file, train_file, scores_file in REPORTED:
+    test, train = (read_matrix(os.path.join(thesis, "ToW", f)) for f in (test_file, train_file))
+    tow = tow_py(train, test)
+    with open(os.path.join(thesis, "ToW", scores_file)) as f:
+      scores = np.array([float(r[-1]) for r in list(csv.reader(f))[1:]])
+    np.testing.assert_allclose(tow, scores, atol=1e-9, err_msg=scores_file)
+    final_test, final_train = averaged[label]
+    out[label] = {"files": {"test": f"ToW/{test_file}", "train": f"ToW/{train_file}", "scores": f"ToW/{scores_file}"},
+                  "equals_final_run": bool(np.allclose(test, final_test, atol=1e-6) and
+                                           np.allclose(train, final_train, atol=1e-6)),
+                  "final_cl_tow_of_mean_matrices": float(tow[-1]),
+                  "mean_cl_tow_of_mean_matrices": float(tow[T:STEPS].mean()),
+                  "task0_before_forgetting": float(test[T - 1, 0]), "task0_final": float(test[-1, 0]),
+                  "forgotten_final": float(test[-1, 1:].mean())}
+  return out
+
+
 def stem(files: dict) -> str:
   """The date-stamped prefix all files of a run share."""
   return files["hyperparameters"][:-len("HYPERPARAMETERS.csv")]
+
+
+REPORTED_COLUMNS = (("final CL-ToW (its ToW_scores file)", "final_cl_tow_of_mean_matrices"),
+                    ("mean CL-ToW", "mean_cl_tow_of_mean_matrices"),
+                    ("task 0 before forgetting", "task0_before_forgetting"), ("task 0 final", "task0_final"),
+                    ("forgotten, final", "forgotten_final"))
 
 
 def main():
@@ -160,21 +209,40 @@ def main():
   parser.add_argument("--thesis", required=True, help="checkout of the thesis' repository")
   parser.add_argument("--out", default=os.path.join(ROOT, "results", "continual", "thesis_reference"))
   args = parser.parse_args()
-  found = {label: recompute(os.path.join(args.thesis, "4tests", "A4", folder)) for label, folder in RUNS}
+  found, averaged = {}, {}
+  for label, folder in RUNS:
+    found[label], averaged[label] = recompute(os.path.join(args.thesis, "4tests", "A4", folder))
+  said = reported(args.thesis, averaged)
   rows = [[label] + [f"{found[label][key]:.3f}" for _, key in COLUMNS] for label, _ in RUNS]
-  text = ("### The thesis' Split CIFAR-100 A4 runs, recomputed from its result files\n\n"
-          "3 seeds per run (the thesis' `average_over_n_runs`); computed by "
-          "bench/continual_thesis_reference.py with the formulas of the thesis' ToW/tow.py "
+  reported_rows = [[label] + [f"{said[label][key]:.3f}" for _, key in REPORTED_COLUMNS]
+                   + [f"{said[label]['files']['test']}, {said[label]['files']['train']} -> {said[label]['files']['scores']}",
+                      "yes" if said[label]["equals_final_run"] else "no"] for label, *_ in REPORTED]
+  repository = "DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning"
+  text = ("### The thesis' Split CIFAR-100 A4 runs: two reference sets, recomputed from its files\n\n"
+          "**Final runs** (the thesis' final A4 run folders, 3 seeds each, its `average_over_n_runs`), "
+          "computed by bench/continual_thesis_reference.py with the formulas of the thesis' ToW/tow.py "
           "and CUL/CUL.py. Test accuracies; task 0 is the one task A4 keeps.\n\n"
           + results.markdown_table(["run"] + [name for name, _ in COLUMNS], rows)
-          + "\nFiles (under 4tests/A4/ of DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning):\n\n"
+          + f"\nFiles (under 4tests/A4/ of {repository}):\n\n"
           + "".join(f"- {label}: {folder}/{stem(found[label]['files'])}{{ALL_TASK_ACCURACIES, "
                     "ALL_TASK_ACCURACIES_TRAIN, ALL_TASK_ACCURACIES_AVERAGED, "
-                    "ALL_TRAIN_ACCURACIES_AVERAGED, HYPERPARAMETERS}.csv\n" for label, folder in RUNS))
+                    "ALL_TRAIN_ACCURACIES_AVERAGED, HYPERPARAMETERS}.csv\n" for label, folder in RUNS)
+          + "\n**Reported** (the CL-ToW the thesis reports: its ToW/ToW_scores_<run>.csv, commit e08e557 "
+          "\"plotting files ToW/average\", ToW/ unchanged up to the repository's HEAD d02ed55; made by its "
+          "ToW/tow.py from the seed-averaged matrices ToW/<run>test.csv and <run>train.csv; our tow.py formula "
+          "on those inputs gives every ToW_scores value to 1e-9). Its inputs for NegGEM, NegAGEM and RL-GEM "
+          "equal no final run folder (NegGEM's are those of 4tests/A4/neggemcracked, a NegGEM run with "
+          "forget batch 1; \"equals the final run\" compares them with the final run's averaged files).\n\n"
+          + results.markdown_table(["run"] + [name for name, _ in REPORTED_COLUMNS]
+                                   + ["files (under ToW/ at e08e557)", "equals the final run"], reported_rows))
   io.write_text(args.out + ".md", text)
-  io.write_csv(args.out + ".csv", [{"run": label, "folder": folder, **{k: found[label][k] for _, k in COLUMNS}}
-                                   for label, folder in RUNS])
-  io.write_json(args.out + ".json", {label: {"folder": folder, **found[label]} for label, folder in RUNS})
+  io.write_csv(args.out + ".csv", [{"set": "final runs", "run": label, "source": f"4tests/A4/{folder}",
+                                    **{k: found[label][k] for _, k in COLUMNS}} for label, folder in RUNS]
+               + [{"set": "reported", "run": label, "source": said[label]["files"]["scores"],
+                   **{k: said[label][k] for _, k in REPORTED_COLUMNS}} for label, *_ in REPORTED])
+  io.write_json(args.out + ".json", {"final runs": {label: {"folder": f"4tests/A4/{folder}", **found[label]}
+                                                    for label, folder in RUNS},
+                                     "reported": said, "repository": repository, "commit_of_reported": "e08e557"})
   print(text)
 
 
