@@ -173,8 +173,13 @@ COLUMNS = (("final CL-ToW, averaged matrices (tow.py)", "final_cl_tow_of_mean_ma
 def reported(thesis: str, averaged: dict) -> dict:
   """The reported set: CL-ToW of ToW/<run>{test,train}.csv by tow.py's formula (checked equal
   to its ToW_scores file, the numbers the thesis reports), the kept and forgotten tasks' final
-  test accuracy of the same inputs, and whether those inputs are a final run's averaged files
-  (`averaged`: label -> (test, train) of the final runs)."""
+  test accuracy of the same inputs, whether those inputs are a final run's averaged files
+  (`averaged`: label -> (test, train) of the final runs), and which run folders of 4tests/A4
+  have that averaged test file."""
+  folders = {}
+  for path in sorted(glob.glob(os.path.join(thesis, "4tests", "A4", "**", "*ALL_TASK_ACCURACIES_AVERAGED.csv"),
+                               recursive=True)):
+    folders[os.path.relpath(os.path.dirname(path), thesis)] = read_matrix(path)
   out = {}
   for label, test_file, train_file, scores_file in REPORTED:
     test, train = (read_matrix(os.path.join(thesis, "ToW", f)) for f in (test_file, train_file))
@@ -184,6 +189,8 @@ def reported(thesis: str, averaged: dict) -> dict:
     np.testing.assert_allclose(tow, scores, atol=1e-9, err_msg=scores_file)
     final_test, final_train = averaged[label]
     out[label] = {"files": {"test": f"ToW/{test_file}", "train": f"ToW/{train_file}", "scores": f"ToW/{scores_file}"},
+                  "run_folders_with_these_inputs": [f for f, m in folders.items()
+                                                    if m.shape == test.shape and np.allclose(m, test, atol=1e-6)],
                   "equals_final_run": bool(np.allclose(test, final_test, atol=1e-6) and
                                            np.allclose(train, final_train, atol=1e-6)),
                   "final_cl_tow_of_mean_matrices": float(tow[-1]),
@@ -216,7 +223,7 @@ def main():
   rows = [[label] + [f"{found[label][key]:.3f}" for _, key in COLUMNS] for label, _ in RUNS]
   reported_rows = [[label] + [f"{said[label][key]:.3f}" for _, key in REPORTED_COLUMNS]
                    + [f"{said[label]['files']['test']}, {said[label]['files']['train']} -> {said[label]['files']['scores']}",
-                      "yes" if said[label]["equals_final_run"] else "no"] for label, *_ in REPORTED]
+                      ", ".join(said[label]["run_folders_with_these_inputs"]) or "none"] for label, *_ in REPORTED]
   repository = "DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning"
   text = ("### The thesis' Split CIFAR-100 A4 runs: two reference sets, recomputed from its files\n\n"
           "**Final runs** (the thesis' final A4 run folders, 3 seeds each, its `average_over_n_runs`), "
@@ -230,11 +237,12 @@ def main():
           + "\n**Reported** (the CL-ToW the thesis reports: its ToW/ToW_scores_<run>.csv, commit e08e557 "
           "\"plotting files ToW/average\", ToW/ unchanged up to the repository's HEAD d02ed55; made by its "
           "ToW/tow.py from the seed-averaged matrices ToW/<run>test.csv and <run>train.csv; our tow.py formula "
-          "on those inputs gives every ToW_scores value to 1e-9). Its inputs for NegGEM, NegAGEM and RL-GEM "
-          "equal no final run folder (NegGEM's are those of 4tests/A4/neggemcracked, a NegGEM run with "
-          "forget batch 1; \"equals the final run\" compares them with the final run's averaged files).\n\n"
+          "on those inputs gives every ToW_scores value to 1e-9). The last column lists the run folders of "
+          f"4tests/A4 ({len(glob.glob(os.path.join(args.thesis, '4tests', 'A4', '**', '*ALL_TASK_ACCURACIES_AVERAGED.csv'), recursive=True))} "
+          "with an averaged test file) whose averaged test file equals the input: NegGEM's is "
+          "neggemcracked (a NegGEM run with forget batch 1), NegAGEM's and RL-GEM's none.\n\n"
           + results.markdown_table(["run"] + [name for name, _ in REPORTED_COLUMNS]
-                                   + ["files (under ToW/ at e08e557)", "equals the final run"], reported_rows))
+                                   + ["files (under ToW/ at e08e557)", "run folder with these inputs"], reported_rows))
   io.write_text(args.out + ".md", text)
   io.write_csv(args.out + ".csv", [{"set": "final runs", "run": label, "source": f"4tests/A4/{folder}",
                                     **{k: found[label][k] for _, k in COLUMNS}} for label, folder in RUNS]
