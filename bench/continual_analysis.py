@@ -185,3 +185,36 @@ def cpu_name() -> str:
   except OSError:
     pass
   return platform.processor() or platform.machine()
+
+
+def kept_at_forgetting(traces: pd.DataFrame, labels: Sequence[str], levels: Sequence[float]) -> str:
+  """From the runs' trace.csv rows (with a 'run' column): for each forgetting level L, the kept
+  tasks' held-out accuracy at the first pass where the forgotten task's held-out accuracy was
+  <= L, averaged over a seed's forget requests that got there (mean and 95% interval over
+  seeds), and the share of requests that got there: the runs compared at equal forgetting
+  whatever their stop rule did."""
+  header, rows = ["run"], []
+  for level in levels:
+    header += [f"kept (held out) at forgotten <= {level:g}", f"requests reaching {level:g}"]
+  for label in labels:
+    part = traces[traces["run"] == label]
+    row = [label]
+    for level in levels:
+      kept, reached = [], []
+      for _, seed in part.groupby("seed"):
+        values, hits = [], 0
+        for _, request in seed.groupby("step"):
+          below = request[request["forgotten_held_out"] <= level + 1e-6].sort_values("pass")  # float32 values
+          if len(below):
+            values.append(below["kept_held_out"].iloc[0])
+            hits += 1
+        kept.append(np.mean(values) if values else np.nan)
+        reached.append(hits / seed["step"].nunique())
+      kept = np.asarray(kept)
+      kept = kept[np.isfinite(kept)]
+      row += [results.cell({"mean": float(np.mean(kept)), "ci95": results.mean_ci(kept)[1] if len(kept) > 1 else None},
+                           scale=1.0, digits=3) + (f" ({len(kept)} seeds)" if len(kept) < part["seed"].nunique() else "")
+              if len(kept) else "n/a",
+              results.cell({"mean": float(np.mean(reached)), "ci95": results.mean_ci(reached)[1]}, scale=1.0, digits=2)]
+    rows.append(row)
+  return results.markdown_table(header, rows)

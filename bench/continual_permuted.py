@@ -181,6 +181,11 @@ def main():
             + table)
     for label, reason in failed.items():
       text += f"\n{label}: not finished, {reason}\n"
+    text += ("\nThe runs at equal forgetting, from their traces (trace.csv: the held-out accuracies after every pass): "
+             "the kept task's held-out accuracy at the first pass where the forgotten task's held-out accuracy was at "
+             "most L, averaged over the forget requests of a seed that got there, and the share of requests that got "
+             "there (mean and 95% interval over seeds; fewer seeds where some never got there):\n\n"
+             + analysis.kept_at_forgetting(traces, labels, (0.25, 0.2, chance + TARGET)))
     text += analysis.analyse(records, labels, workdirs, learning, reference, num_tasks)
     for out in outs:
       prefix = os.path.join(out, f"{name}_{protocol}")
