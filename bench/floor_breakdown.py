@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from bench import common, floor  # noqa: E402
-from configs import mnist1d  # noqa: E402
+from rum_jax.configs import mnist1d  # noqa: E402
 from rum_jax.memorization.estimator import sample_subset_masks  # noqa: E402
 from rum_jax.pipelines import memorization  # noqa: E402
 from rum_jax.training import engine, loop, plans  # noqa: E402

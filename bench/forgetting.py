@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from bench import common
-from configs import digits
+from rum_jax.configs import digits
 from rum_jax.pipelines import forgetting
 from rum_jax.training import setup as trainer
 from rum_jax.unlearning import forget_sets, unlearn

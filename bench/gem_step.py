@@ -1,7 +1,7 @@
 """A GEM step with 19 constraint tasks (Split CIFAR-100 shapes: 20 tasks, 256 memories per
 task, batch 10) against a plain SGD step, and against the original's PyTorch loop.
 
-Ours: `engine.train_step` with `methods.gem_transform`: the 20 (padded) memory gradients in
+Ours: `engine.train_step` with `updates.gem_transform`: the 20 (padded) memory gradients in
 one vmapped grad, the dual QP solved by jaxopt inside the jitted step; steps scanned.
 PyTorch baseline, as GEM's `observe` does it: one forward/backward per constraint task, the
 gradients copied into a matrix, the batch gradient, and if a constraint is violated the dual
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import common, floor
-from rum_jax.continual import buffers, methods
+from rum_jax.continual import buffers, updates
 from rum_jax.models import create_model
 from rum_jax.training import loop, optim
 from rum_jax.training.parallel import SeedRunner
@@ -66,8 +66,8 @@ def jax_programs(x, y, task, memories, steps):
   plan = runner.shard({"train": {"idx": idx, "weight": np.ones(idx.shape, np.float32)}})
   data = runner.replicate({"x": x, "y": y, "pos": np.arange(len(y), dtype=np.int32)})
   out = {}
-  for name, transform in (("gem", methods.gem_transform(MARGIN, EPS)), ("sgd", None)):
-    fn = loop.make_epoch_fn(runner, forward, tx, loss_fn=methods.learn_loss, grad_transform=transform)
+  for name, transform in (("gem", updates.gem_transform(MARGIN, EPS)), ("sgd", None)):
+    fn = loop.make_epoch_fn(runner, forward, tx, loss_fn=updates.learn_loss, grad_transform=transform)
 
     def run(fn=fn):
       # fn donates its input states: shard a fresh copy each time (a few MB, not timed apart).

@@ -74,7 +74,7 @@ import jax
 import jaxlib
 import numpy as np
 
-from configs import cifar10_memorization_fast, cifar10_resnet18, continual_cifar100_thesis, continual_digits
+from rum_jax.configs import cifar10_memorization_fast, cifar10_resnet18, continual_cifar100_thesis, continual_digits
 from rum_jax import commands, tracking
 from rum_jax.data import DATASETS
 from rum_jax.data.base import Dataset, Split

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bench import common  # noqa: E402
-from configs import mnist1d_45k_memorization, mnist1d_45k_proxies, rum_mnist1d_45k  # noqa: E402
+from rum_jax.configs import mnist1d_45k_memorization, mnist1d_45k_proxies, rum_mnist1d_45k  # noqa: E402
 from rum_jax import commands  # noqa: E402
 from rum_jax.memorization.estimator import MemorizationStats  # noqa: E402
 

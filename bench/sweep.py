@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from bench import common, floor
-from configs import digits
+from rum_jax.configs import digits
 from rum_jax.training import optim
 from rum_jax.training.parallel import SeedRunner
 from rum_jax.training.setup import Setup

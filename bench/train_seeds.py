@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from bench import common, floor
-from configs import digits
+from rum_jax.configs import digits
 from rum_jax.training import loop, plans
 from rum_jax.training import setup as trainer
 

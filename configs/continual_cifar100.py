@@ -10,6 +10,7 @@ The train split is RUM's 45k (2,250 examples per task). The thesis' own setting 
 import ml_collections
 
 from rum_jax.configs import continual_digits
+from rum_jax.continual.methods import CONTINUAL_METHODS
 
 
 def get_config():
@@ -23,7 +24,7 @@ def get_config():
   k.classes_per_task = 5
   k.epochs = 1
   continual_digits.set_memories(c, memories=256, agem_memories=256)
-  for name in continual_digits.METHODS:
+  for name in CONTINUAL_METHODS.names():
     k.unlearn[name].batch_size = 8
   k.unlearn_max_epochs = 48
   return c

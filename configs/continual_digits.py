@@ -16,30 +16,11 @@ Two variants (`--config=configs/continual_digits.py:<variant>`):
 import ml_collections
 
 from rum_jax.configs import default
+from rum_jax.continual import config as continual_config
+from rum_jax.continual.methods import CONTINUAL_METHODS, LEARN_ALGORITHMS
+from rum_jax.evaluation.metrics.continual import DEFAULT_CONTINUAL_METRICS
 
-# Every continual unlearning method (rum_jax.continual.methods.METHODS) and learning
-# algorithm (LEARN_ALGORITHMS); each has its section below.
-METHODS = ("neggem", "negagem", "rl_gem", "rl_agem", "alt_neggem", "neggrad_plus",
-           "negagem_rl", "alt_neggem_rl")
-LEARN_ALGORITHMS = ("sgd", "gem", "agem")
 VARIANTS = ("", "thesis")
-
-# The thesis' settings per method: its final A4 runs (4tests/A4/*/...HYPERPARAMETERS.csv of
-# DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning, and negGemGradA4.py): unlearn
-# batch, unlearn lr, stop accuracy (0.275 / 0.3 / 0.35 on 5-class tasks = chance + 0.075 /
-# 0.1 / 0.15) and SalUn fraction. Its runs predate the later x5 loss scale: scale 1.
-# NegGrad+ is its a = 0.5 run (NEGGRAD_FINAL); its a = 0.95 run (neggrad095) used batch 2 and
-# SalUn 0.02. Our random-label variants of NegAGEM and ALT-NegGEM take their base's values.
-THESIS_UNLEARN = {
-    "neggem": dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.02),
-    "rl_gem": dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.05),
-    "alt_neggem": dict(lr=0.01, batch_size=2, stop_above_chance=0.15, salun=0.02),
-    "neggrad_plus": dict(lr=0.01, batch_size=8, stop_above_chance=0.075, salun=0.5, alpha=0.5),
-    "negagem": dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.05),
-    "rl_agem": dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.02),
-}
-THESIS_UNLEARN["negagem_rl"] = THESIS_UNLEARN["negagem"]
-THESIS_UNLEARN["alt_neggem_rl"] = THESIS_UNLEARN["alt_neggem"]
 
 
 def check_variant(arg: str, path: str) -> None:
@@ -50,7 +31,7 @@ def check_variant(arg: str, path: str) -> None:
 
 def set_memories(c: ml_collections.ConfigDict, memories: int, agem_memories: int) -> None:
   """Learn and unlearn buffer sizes per task: `agem_memories` for A-GEM, `memories` otherwise."""
-  for name in LEARN_ALGORITHMS:
+  for name in LEARN_ALGORITHMS.names():
     size = agem_memories if name == "agem" else memories
     c.continual.learn[name].memories = size
     c.continual.learn[name].unlearn_memories = size
@@ -83,8 +64,8 @@ def thesis(c: ml_collections.ConfigDict, memories: int, agem_memories: int) -> N
   k.salun_batch = "first_batch"
   k.lr_after_forget = "unlearn"       # its one optimizer keeps the unlearning lr
   k.mia_protocol = "thesis"
-  for name in METHODS:
-    k.unlearn[name] = ml_collections.ConfigDict(dict(loss_scale=1.0, **THESIS_UNLEARN[name]))
+  for name in CONTINUAL_METHODS.names():  # each method's settings in the thesis' final A4 runs
+    k.unlearn[name].update(loss_scale=1.0, **(CONTINUAL_METHODS.get(name).thesis or {}))
   # ALT-NegGEM computes its mask inside the branch of a violating batch (negGem/net.py).
   k.unlearn.alt_neggem.salun_batch = "first_violating"
 
@@ -111,8 +92,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.continual = ml_collections.ConfigDict()
   k = c.continual
   # What to run.
-  k.algorithm = ml_collections.FieldReference("neggem")  # neggem | negagem | rl_gem | rl_agem |
-  #                                      alt_neggem | neggrad_plus | negagem_rl | alt_neggem_rl
+  k.algorithm = ml_collections.FieldReference("neggem")  # a continual method (rum-jax-list)
   k.learn_algorithm = "auto"    # sgd | gem | agem | auto (agem for negagem/rl_agem/negagem_rl, else gem)
   k.sequence = ml_collections.FieldReference("A4")  # A4 B4 C4 C4v2 D4 E4 F4 G4 H4 MIA, or
   #                                                    steps like "0,1,2,-2,3"
@@ -130,8 +110,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   #                               as GEM's code does (False: only the batches move them)
   # Per learning algorithm: its learning rate and the buffers filled per task once it is
   # learned (learn buffer = GEM memory; unlearn buffer), in examples.
-  k.learn = ml_collections.ConfigDict(
-      {name: dict(lr=0.1, memories=40, unlearn_memories=40) for name in LEARN_ALGORITHMS})
+  k.learn = continual_config.learn_sections(lr=0.1, memories=40, unlearn_memories=40)
   # Buffers (docs/continual.md): `split` of each chosen by memorization, the rest at random.
   k.learn_buffer_kind = "least"   # most | least | random: how `split` of it is chosen
   k.learn_buffer_split = 0.2
@@ -146,20 +125,23 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   #                               union: one batch of the union of both buffers
   k.stop_mode = "eval"          # eval | train: mode of the stop rule's accuracy pass (the
   #                               thesis: train, which moves BatchNorm statistics)
+  k.stop_set = "unlearn_buffer" # what the stop rule measures: unlearn_buffer (the thesis) |
+  #                               held_out (the task's validation examples, never trained on:
+  #                               matched forgetting, the same target for every method)
   k.salun_batch = "buffers"     # SalUn mask from: buffers (both, whole) | first_batch (the thesis) |
   #                               first_violating (the thesis' ALT-NegGEM); a method's section may
   #                               set its own salun_batch
   k.lr_after_forget = "learn"   # learning after a forget step uses: learn (the learning lr) |
   #                               unlearn (the unlearning lr: the thesis' optimizer is never reset)
-  # Per unlearning method: lr, batch size, stop when the unlearn buffer's accuracy <= chance +
-  # stop_above_chance, SalUn mask fraction kept (0 = off), scale s of the forget loss, and
-  # NegGrad+'s weight alpha of the retained tasks. Optional per method: salun_batch (its own
-  # SalUn batch) and clip_norm (largest global norm of a forget step's gradient; 0 = off).
-  k.unlearn = ml_collections.ConfigDict(
-      {name: dict(lr=0.01, batch_size=10, stop_above_chance=0.1, salun=0.0, loss_scale=1.0)
-       for name in METHODS})
-  k.unlearn.neggrad_plus.alpha = 0.5
-  # Evaluation.
+  # Per continual method: lr, batch size, stop when the unlearn buffer's accuracy <= chance +
+  # stop_above_chance, SalUn mask fraction kept (0 = off), scale s of the forget loss, and the
+  # method's own options (NegGrad+'s weight alpha of the retained tasks). Optional per method:
+  # salun_batch (its own SalUn batch) and clip_norm (largest global norm of a forget step's
+  # gradient; 0 = off).
+  k.unlearn = continual_config.method_sections(lr=0.01, batch_size=10, stop_above_chance=0.1, salun=0.0,
+                                               loss_scale=1.0)
+  # Evaluation: the metrics recorded (rum_jax/evaluation/metrics/continual.py), and the MIA.
+  k.metrics = DEFAULT_CONTINUAL_METRICS
   k.mia = True                  # per-task loss-MIA AUC after every step
   k.mia_protocol = "rank_cv"    # rank_cv (ours: every task, rank of the loss, 5-fold AUC) |
   #                               thesis (tasks 1..8, raw clipped loss, one 50/50 split)

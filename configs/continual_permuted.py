@@ -33,6 +33,7 @@ its 99% "most memorized" unlearn buffer holds the examples the model gets wrong 
 measures.
 """
 from rum_jax.configs import continual_digits
+from rum_jax.continual.methods import CONTINUAL_METHODS
 
 VARIANTS = ("", "rotated")
 # Largest global norm of a forget step's gradient, the same for every method (not in the thesis).
@@ -49,6 +50,6 @@ def get_config(arg: str = ""):
   k.tasks = "rotated" if arg == "rotated" else "permuted"
   k.num_tasks = 20
   k.samples_per_task = 250
-  for name in continual_digits.METHODS:
+  for name in CONTINUAL_METHODS.names():
     k.unlearn[name].clip_norm = CLIP_NORM
   return c

@@ -15,13 +15,11 @@ from typing import Any, Dict, List, Sequence
 
 from rum_jax import data, evaluation, models, unlearning
 from rum_jax.evaluation.metrics import METRICS
-from rum_jax.continual import methods as continual_methods, metrics as continual_metrics, sequences
+from rum_jax.continual import methods as continual_methods, sequences
 from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.registry import Registry
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS
 
-
-CONTINUAL_METRICS = ("average_accuracy", "backward_transfer", "forward_transfer", "cl_tow", "clu")
 
 
 def summary(doc: str) -> str:
@@ -71,10 +69,13 @@ def _forget_kinds() -> List[Dict[str, str]]:
   return out
 
 
-def _metrics() -> List[Dict[str, str]]:
+def _metrics(continual: bool) -> List[Dict[str, str]]:
+  """The metrics of one-shot runs and banks, or (continual) those of continual runs."""
   out = []
   for name in METRICS.names():
     metric = METRICS.get(name)
+    if (metric.kind == "sequence") != continual:
+      continue
     better = {True: "higher is better", False: "lower is better", None: "closest to retraining"}
     out.append({"name": name, "about": f"{metric.description or metric.display} "
                 f"(from {', '.join(sorted(metric.needs))}; {better[metric.higher_is_better]})"})
@@ -93,17 +94,16 @@ def describe() -> Dict[str, Any]:
       "models": _entries(models.MODELS),
       "configs": config_files(configs.__path__[0]),
       "continual sequences": _entries(sequences.SEQUENCES),
-      "continual methods": [{"name": n, "about": " then ".join(f"{o} step ({p})" for o, p in m.updates)
-                             + f"; learns with {m.learn_algorithm}"}
-                            for n in continual_methods.METHODS.names()
-                            for m in [continual_methods.METHODS.get(n)]],
+      "continual methods": [{"name": n, "about": f"{m.about}; learns with {m.learn_algorithm}",
+                             "settings": m.defaults()}
+                            for n in continual_methods.CONTINUAL_METHODS.names()
+                            for m in [continual_methods.CONTINUAL_METHODS.get(n)]],
       "continual learning algorithms": [
           {"name": n, "about": "projected on the memories' gradients"
            if continual_methods.LEARN_ALGORITHMS.get(n).uses_memories else "plain SGD"}
           for n in continual_methods.LEARN_ALGORITHMS.names()],
-      "metrics": _metrics(),
-      "continual metrics": [{"name": n, "about": first_line(getattr(continual_metrics, n))}
-                            for n in CONTINUAL_METRICS],
+      "metrics": _metrics(continual=False),
+      "continual metrics": _metrics(continual=True),
       "MIA features": [{"name": f, "about": "SVC attack feature"} for f in evaluation.FEATURES],
   }
 

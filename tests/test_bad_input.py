@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax import cli, commands, io, workdir as workdir_lib
 from rum_jax.runfolder import RunFolder, write_config
 from rum_jax.checks import ConfigError

@@ -4,7 +4,7 @@ The same table is written to docs/bad_input.md by `PYTHONPATH=. python tests/tes
 """
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax.config_validation import ConfigError, validate
 
 # (field, bad value, what the message must say)

@@ -72,7 +72,7 @@ def _train_batch(x, y, rows):
 @functools.lru_cache(maxsize=None)  # one compiled step per setting
 def _learn_program(model, tx, algorithm, memory_batch_stats):
   loss_fn, transform = methods.learn_update(
-      algorithm, methods.ProjectionSettings(ref_size=8, memory_batch_stats=memory_batch_stats))
+      algorithm, methods.LearnSettings(ref_size=8, memory_batch_stats=memory_batch_stats))
   return jax.jit(functools.partial(engine.train_step, forward=Forward(model), tx=tx, loss_fn=loss_fn,
                                    grad_transform=transform))
 
@@ -107,8 +107,8 @@ def test_unlearning_memory_passes_precede_both_forget_batches():
   r_mean, _ = _running(state)
   u, l = unlearn[1][:2], learn[1][:2]
   batch = {"forget": _train_batch(x, y, u)["train"], "forget_learn": _train_batch(x, y, l)["train"]}
-  updates = methods.unlearn_updates(methods.METHODS.get("negagem"), methods.ProjectionSettings(ref_size=8))
-  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0, train_mode_check=False)
+  update = methods.CONTINUAL_METHODS.get("negagem").forgetting(methods.ForgetSettings(ref_size=8)).update
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, update, threshold=-1.0, train_mode_check=False)
   (new, _), _ = jax.jit(step)((state, jnp.array(False)), batch)
   expected = _ema(r_mean, [x[learn[0]].mean(0), x[learn[2]].mean(0), x[u].mean(0), x[l].mean(0)])
   np.testing.assert_allclose(_running(new)[0], expected, rtol=1e-5, atol=1e-6)
@@ -128,10 +128,10 @@ def test_train_mode_stop_check_uses_buffer_statistics_and_moves_them_once():
   dense = state.params["Dense_0"]
   logits = (z * bn_scale + bn_bias) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
   train_accuracy = np.mean(logits[:, 2:4].argmax(1) == y[unlearn[1]] - 2)
-  updates = methods.unlearn_updates(methods.METHODS.get("rl_gem"), methods.ProjectionSettings())
+  updates = methods.CONTINUAL_METHODS.get("rl_gem").forgetting(methods.ForgetSettings()).update
   stop = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=1.0, train_mode_check=True))
   (stopped, done), m = stop((state, jnp.array(False)), batch)
-  np.testing.assert_allclose(m["buffer_accuracy"], train_accuracy, rtol=1e-6)
+  np.testing.assert_allclose(m["stop_accuracy"], train_accuracy, rtol=1e-6)
   assert bool(done) and float(m["updated"]) == 0
   jax.tree.map(np.testing.assert_array_equal, stopped.params, state.params)
   # The stopping check's pass moved the statistics once, toward the buffer's.

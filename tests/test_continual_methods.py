@@ -11,7 +11,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from scipy import linalg, optimize
 
-from rum_jax.continual import buffers, methods, unlearn_step
+from rum_jax.continual import buffers, methods, unlearn_step, updates
 from rum_jax.models import create_model
 from rum_jax.training import engine, optim
 from rum_jax.training.state import Forward, init_state
@@ -98,7 +98,7 @@ def _applied(state, new):
 def test_gem_learning_step_equals_exact_dual_solution():
   model, tx, state, x, y = _setup(seed=6)
   rows = np.flatnonzero(np.isin(y, CLASSES[1]))[:10]
-  new, metrics = _step(state, model, tx, methods.learn_loss, methods.gem_transform(0.5), _batch(x, y, rows, "train"))
+  new, metrics = _step(state, model, tx, updates.learn_loss, updates.gem_transform(0.5), _batch(x, y, rows, "train"))
   g = _flat_grad(model, state.params, x[rows], y[rows])
   G = _memory_rows(model, state)[[0, 2]]
   assert np.any(G @ g < 0) and np.any(G @ g > 0), "the test needs one violated constraint"
@@ -111,7 +111,7 @@ def test_gem_learning_step_equals_exact_dual_solution():
 def test_gem_without_violation_or_constraints_is_plain_sgd():
   model, tx, state, x, y = _setup(seed=1, active=(False, False, False))
   rows = np.flatnonzero(np.isin(y, CLASSES[1]))[:10]
-  new, _ = _step(state, model, tx, methods.learn_loss, methods.gem_transform(0.5), _batch(x, y, rows, "train"))
+  new, _ = _step(state, model, tx, updates.learn_loss, updates.gem_transform(0.5), _batch(x, y, rows, "train"))
   np.testing.assert_allclose(_applied(state, new), _flat_grad(model, state.params, x[rows], y[rows]),
                              rtol=1e-4, atol=1e-6)
 
@@ -120,7 +120,7 @@ def test_agem_learning_step_uses_all_active_memories_and_closed_form():
   model, tx, state, x, y = _setup(seed=3)
   rows = np.flatnonzero(np.isin(y, CLASSES[1]))[:10]
   # A reference batch as large as the memory takes every real row of the active tasks.
-  new, _ = _step(state, model, tx, methods.learn_loss, methods.agem_transform(ref_size=1000),
+  new, _ = _step(state, model, tx, updates.learn_loss, updates.agem_transform(ref_size=1000),
                  _batch(x, y, rows, "train"))
   mem = state.aux["learn"]
   real = [(t, i) for t in (0, 2) for i in range(5) if mem["weight"][t, i] > 0]
@@ -132,7 +132,7 @@ def test_agem_learning_step_uses_all_active_memories_and_closed_form():
   expected = g - dot / (g_ref @ g_ref) * g_ref
   np.testing.assert_allclose(_applied(state, new), expected, rtol=1e-4, atol=1e-6)
   # A small reference batch only draws real rows of active tasks.
-  g_small = methods.reference_gradient(Forward(model), state, jax.random.PRNGKey(0), 4)
+  g_small = updates.reference_gradient(Forward(model), state, jax.random.PRNGKey(0), 4)
   assert np.all(np.isfinite(ravel_pytree(g_small)[0]))
 
 
@@ -152,25 +152,29 @@ def _forget_gradient(model, state, x, y, u, l, scale=1.0):
 
 
 def _negative(scale=1.0):
-  return methods.OBJECTIVES.get("negative")(scale)
+  return methods.negative(methods.ForgetSettings(loss_scale=scale))
+
+
+def _forgetting(name, **settings):
+  return methods.CONTINUAL_METHODS.get(name).forgetting(methods.ForgetSettings(**settings))
 
 
 def test_forget_loss_is_the_scaled_sum_of_the_two_buffer_means():
   model, tx, state, x, y = _setup(seed=2)
   u, l = _paired_rows(state)
   batch = _forget_batch(x, y, u, l)
-  loss, (_, m) = methods.negative_loss(Forward(model), state.params, state, batch, jax.random.PRNGKey(0),
+  loss, (_, m) = updates.negative_loss(Forward(model), state.params, state, batch, jax.random.PRNGKey(0),
                                        scale=5.0)
   ce = lambda rows: float(_slice_loss(model, state.params, x[rows], y[rows]))
   np.testing.assert_allclose(float(m["forget_loss"]), ce(u) + ce(l), rtol=1e-5)
   np.testing.assert_allclose(float(loss), -5.0 * (ce(u) + ce(l)), rtol=1e-5)
   # One plain SGD step (no retained task) moves the weights by lr * g_f.
   alone = state.replace(aux={**state.aux, "active": jnp.zeros(3, bool)})
-  new, _ = _step(alone, model, tx, _negative(5.0), methods.gem_transform(0.5), batch)
+  new, _ = _step(alone, model, tx, _negative(5.0), updates.gem_transform(0.5), batch)
   np.testing.assert_allclose(_applied(alone, new), _forget_gradient(model, state, x, y, u, l, 5.0),
                              rtol=1e-4, atol=1e-6)
   # Without the learn-buffer stream (`buffers.union_batches`) it is the unlearn batch's mean.
-  loss, _ = methods.negative_loss(Forward(model), state.params, state, _batch(x, y, u, "forget"),
+  loss, _ = updates.negative_loss(Forward(model), state.params, state, _batch(x, y, u, "forget"),
                                   jax.random.PRNGKey(0))
   np.testing.assert_allclose(float(loss), -ce(u), rtol=1e-5)
 
@@ -178,11 +182,8 @@ def test_forget_loss_is_the_scaled_sum_of_the_two_buffer_means():
 def test_negagem_makes_exactly_one_projected_negative_step_per_batch():
   model, tx, state, x, y = _setup(seed=3)
   u, l = _paired_rows(state)
-  method = methods.METHODS.get("negagem")
-  settings = methods.ProjectionSettings(ref_size=1000)  # the reference batch takes every memory
-  updates = methods.unlearn_updates(method, settings)
-  assert len(updates) == 1
-  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  forgetting = _forgetting("negagem", ref_size=1000)  # the reference batch takes every memory
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, forgetting.update, threshold=-1.0)
   (new, done), m = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
   assert int(new.step) == int(state.step) + 1 and not bool(done) and float(m["updated"]) == 1
   g_f = _forget_gradient(model, state, x, y, u, l)
@@ -199,12 +200,13 @@ def test_negagem_makes_exactly_one_projected_negative_step_per_batch():
 def test_neggem_is_a_negative_step_then_a_random_label_step():
   model, tx, state, x, y = _setup(seed=4)
   u, l = _paired_rows(state)
-  updates = methods.unlearn_updates(methods.METHODS.get("neggem"), methods.ProjectionSettings())
-  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  settings = methods.ForgetSettings()
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, _forgetting("neggem").update, threshold=-1.0)
   (new, _), m = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
   assert int(new.step) == int(state.step) + 2
   # The first update is the GEM-projected negative step (exact dual solution).
-  first, _ = _step(state, model, tx, updates[0][0], updates[0][1], _forget_batch(x, y, u, l))
+  first, _ = _step(state, model, tx, methods.with_memories(methods.negative(settings), settings),
+                   methods.gem(settings), _forget_batch(x, y, u, l))
   g_f = _forget_gradient(model, state, x, y, u, l)
   G = _memory_rows(model, state)[[0, 2]]
   assert np.any(G @ g_f < 0), "the test needs a projection"
@@ -217,16 +219,16 @@ def test_agem_reference_batch_holds_only_available_rows():
   available = np.zeros(40)
   available[[3, 7, 8, 20, 21, 22, 30]] = 1
   for seed in range(5):
-    idx, weight = map(np.asarray, methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 16))
+    idx, weight = map(np.asarray, updates.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 16))
     # Fewer rows than the batch: each once with weight 1, repeats with weight 0, no padding row.
     assert np.all(available[idx] == 1) and weight.sum() == 7
     assert sorted(idx[weight == 1].tolist()) == [3, 7, 8, 20, 21, 22, 30]
-    idx, weight = map(np.asarray, methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 4))
+    idx, weight = map(np.asarray, updates.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 4))
     assert np.all(available[idx] == 1) and len(set(idx.tolist())) == 4 and np.all(weight == 1)
   # Uniform without replacement: every row equally often over many draws.
   counts = np.zeros(40)
   for seed in range(700):
-    counts[np.asarray(methods.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 3)[0])] += 1
+    counts[np.asarray(updates.reference_batch(jax.random.PRNGKey(seed), jnp.asarray(available), 3)[0])] += 1
   np.testing.assert_allclose(counts[available == 1] / 700, 3 / 7, atol=0.06)
 
 
@@ -236,14 +238,14 @@ def test_neggrad_plus_is_weighted_sum_of_retained_mean_and_masked_forget_gradien
   g_f = _forget_gradient(model, state, x, y, u, l)
   G = _memory_rows(model, state)
   alpha = 0.7
-  new, _ = _step(state, model, tx, _negative(), methods.neggrad_plus_transform(alpha), _forget_batch(x, y, u, l))
+  new, _ = _step(state, model, tx, _negative(), updates.neggrad_plus_transform(alpha), _forget_batch(x, y, u, l))
   expected = alpha * (G[0] + G[2]) / 2 + (1 - alpha) * g_f
   np.testing.assert_allclose(_applied(state, new), expected, rtol=1e-4, atol=1e-6)
   # With a SalUn mask, only the forget gradient is masked.
   flat_mask = (np.arange(len(g_f)) % 3 == 0).astype(np.float32)
   unravel = ravel_pytree(state.params)[1]
   masked = state.replace(aux={**state.aux, "salun_mask": unravel(jnp.asarray(flat_mask))})
-  new, _ = _step(masked, model, tx, _negative(), methods.neggrad_plus_transform(alpha, masked=True),
+  new, _ = _step(masked, model, tx, _negative(), updates.neggrad_plus_transform(alpha, masked=True),
                  _forget_batch(x, y, u, l))
   np.testing.assert_allclose(_applied(state, new), alpha * (G[0] + G[2]) / 2 + (1 - alpha) * flat_mask * g_f,
                              rtol=1e-4, atol=1e-6)
@@ -257,17 +259,14 @@ def test_salun_mask_applies_to_every_update_not_only_projected_ones():
   g_f = _forget_gradient(model, state, x, y, u, l)
   flat_mask = (np.arange(len(g_f)) % 2 == 0).astype(np.float32)
   masked = state.replace(aux={**state.aux, "salun_mask": ravel_pytree(state.params)[1](jnp.asarray(flat_mask))})
-  new, _ = _step(masked, model, tx, _negative(), methods.gem_transform(0.5, masked=True), _forget_batch(x, y, u, l))
+  new, _ = _step(masked, model, tx, _negative(), updates.gem_transform(0.5, masked=True), _forget_batch(x, y, u, l))
   np.testing.assert_allclose(_applied(state, new), flat_mask * g_f, rtol=1e-4, atol=1e-6)
 
 
 def test_alt_neggem_is_one_negative_step_whose_constraints_include_the_forgotten_task():
   model, tx, state, x, y = _setup(seed=5)
   u, l = _paired_rows(state)
-  method = methods.METHODS.get("alt_neggem")
-  updates = methods.unlearn_updates(method, methods.ProjectionSettings())
-  assert len(updates) == 1
-  step = unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=-1.0)
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, _forgetting("alt_neggem").update, threshold=-1.0)
   (new, _), _ = jax.jit(step)((state, jnp.array(False)), _forget_batch(x, y, u, l))
   assert int(new.step) == int(state.step) + 1
   g_f = _forget_gradient(model, state, x, y, u, l)
@@ -287,7 +286,7 @@ def test_random_other_labels_stay_in_the_task_and_change_every_label():
   class_task = jnp.array([0, 0, 0, 1, 1, 1])
   task_classes = jnp.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], bool)
   labels = jnp.array([0, 1, 2, 3, 4, 5] * 200)
-  fake = np.asarray(methods.random_other_labels(jax.random.PRNGKey(0), labels, class_task, task_classes))
+  fake = np.asarray(updates.random_other_labels(jax.random.PRNGKey(0), labels, class_task, task_classes))
   labels = np.asarray(labels)
   assert np.all(fake != labels) and np.all(fake // 3 == labels // 3)
   for c in range(6):  # the two other classes of the task, equally often
@@ -303,14 +302,14 @@ def test_unlearn_step_stops_at_threshold_and_stays_stopped():
   real = buf["weight"][1] > 0
   accuracy = np.mean(logits.argmax(1)[real] == (buf["y"][1][real] - 2))
   u, l = _paired_rows(state)
-  updates = methods.unlearn_updates(methods.METHODS.get("rl_gem"), methods.ProjectionSettings())
+  update = _forgetting("rl_gem").update
   batch = _forget_batch(x, y, u, l)
-  step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy))  # reached
+  step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, update, threshold=accuracy))  # reached
   (same, done), m = step((state, jnp.array(False)), batch)
-  np.testing.assert_allclose(m["buffer_accuracy"], accuracy, rtol=1e-6)
+  np.testing.assert_allclose(m["stop_accuracy"], accuracy, rtol=1e-6)
   assert float(m["updated"]) == 0 and bool(done)
   jax.tree.map(np.testing.assert_array_equal, same.params, state.params)
-  step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, updates, threshold=accuracy - 0.01))
+  step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, update, threshold=accuracy - 0.01))
   (moved, done), m = step((state, jnp.array(False)), batch)
   assert float(m["updated"]) == 1 and not bool(done) and int(moved.step) == int(state.step) + 1
   assert not np.allclose(ravel_pytree(moved.params)[0], ravel_pytree(state.params)[0])
@@ -333,9 +332,92 @@ def test_saliency_mask_keeps_the_largest_gradients_of_the_first_objective_on_its
 
 def test_unknown_names_list_valid_choices():
   with pytest.raises(ValueError, match="valid choices: agem, gem, sgd"):
-    methods.learn_update("ewc", methods.ProjectionSettings())
-  with pytest.raises(ValueError, match="valid choices: agem, gem, gem_with_forget, neggrad_plus"):
-    methods.PROJECTIONS.get("ogd")
+    methods.learn_update("ewc", methods.LearnSettings())
   with pytest.raises(ValueError, match="alt_neggem, alt_neggem_rl, negagem, negagem_rl, neggem, neggrad_plus, "
                                        "rl_agem, rl_gem"):
-    methods.METHODS.get("scrub")
+    methods.CONTINUAL_METHODS.get("scrub")
+
+
+SMALL_LR = 1e-4
+
+
+@pytest.mark.parametrize("name", methods.CONTINUAL_METHODS.names())
+def test_every_continual_method_keeps_its_contract(name):
+  """One forget batch of every registered method on a tiny 3-task state (tasks 0 and 2 kept,
+  task 1 forgotten): finite weights of the shapes it was given, a step that moved them, and the
+  constraints its `constraint` names, <d, g_k> >= 0 for the applied direction d (a cone: the
+  sum of several updates' directions stays in it; a small lr keeps every g_k where it was)."""
+  model, _, state, x, y = _setup(seed=4)
+  method = methods.CONTINUAL_METHODS.get(name)
+  settings = methods.ForgetSettings(ref_size=1000, options=tuple(sorted(method.defaults().items())))
+  forgetting = method.forgetting(settings)
+  tx = optim.make_optimizer(SMALL_LR, momentum=0.0, weight_decay=0.0)
+  u, l = _paired_rows(state)
+  batch = _forget_batch(x, y, u, l)
+  step = unlearn_step.make_unlearn_step(Forward(model), tx, forgetting.update, threshold=-1.0)
+  (new, done), metrics = jax.jit(step)((state, jnp.array(False)), batch)
+  assert float(metrics["updated"]) == 1 and not bool(done)
+  for before, after in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params)):
+    assert after.shape == before.shape and after.dtype == before.dtype and np.all(np.isfinite(after))
+  d = (np.asarray(ravel_pytree(state.params)[0], np.float64) - np.asarray(ravel_pytree(new.params)[0], np.float64)) / SMALL_LR
+  assert np.linalg.norm(d) > 0
+  g_f = np.asarray(ravel_pytree(jax.grad(lambda p: forgetting.objective(Forward(model), p, state, batch,
+                                                                        state.rng)[0])(state.params))[0], np.float64)
+  mem = state.aux["learn"]
+  rows = {"gem": _memory_rows(model, state)[[0, 2]], "gem_with_forget": np.vstack([_memory_rows(model, state)[[0, 2]], g_f]),
+          "agem": _flat_grad(model, state.params, *(np.concatenate([mem[k][t][mem["weight"][t] > 0] for t in (0, 2)])
+                                                    for k in ("x", "y")))[None], "": np.zeros((0, len(d)))}
+  assert method.constraint in rows, f"{name}: constraint {method.constraint!r} has no check here; add one"
+  G = rows[method.constraint]
+  tolerance = lambda v: 2e-3 * np.linalg.norm(G, axis=1) * np.linalg.norm(v)  # noqa: E731
+  if method.constraint:  # the unprojected direction would fail the check
+    assert np.any(G @ g_f < -tolerance(g_f)), f"{name}: the test needs a violated constraint"
+  assert np.all(G @ d >= -tolerance(d)), (name, G @ d, tolerance(d))
+
+
+def test_the_documented_continual_method_is_one_entry(tmp_path):
+  """docs/extending.md's block, run as an entry of rum_jax/continual/methods.py: the registry,
+  the config built from it, validation and the contract take it with nothing else changed."""
+  import os
+  import re
+  from configs import continual_digits
+  from rum_jax.config_validation import ConfigError, validate
+  doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "extending.md")).read()
+  block = re.search(r"## Adding a continual method.*?```python\n(.*?)```", doc, re.S).group(1)
+  exec(compile(block, "rum_jax/continual/methods.py", "exec"), dict(vars(methods)))
+  try:
+    assert "neg_agem_rl_gem" in methods.CONTINUAL_METHODS.names()
+    c = continual_digits.get_config()
+    assert c.continual.unlearn.neg_agem_rl_gem.weight == 1.0 and c.continual.unlearn.neg_agem_rl_gem.lr == 0.01
+    c.algorithm = "neg_agem_rl_gem"
+    validate(c)
+    c.continual.unlearn.neg_agem_rl_gem.weight = 11.0
+    with pytest.raises(ConfigError, match=r"weight must be a number in \[0, 10\]"):
+      validate(c)
+    test_every_continual_method_keeps_its_contract("neg_agem_rl_gem")
+  finally:
+    methods.CONTINUAL_METHODS._entries.pop("neg_agem_rl_gem", None)
+
+
+def test_the_held_out_stop_set_decides_where_the_unlearn_buffer_would_not():
+  """stop_set 'held_out' measures aux['held_out'] (the forgotten task's held-out examples), not
+  its unlearn buffer: the same state stops on held-out examples the model gets wrong while the
+  buffer it gets right would let forgetting go on."""
+  model, tx, state, x, y = _setup(seed=6)
+  buf = state.aux["unlearn"]
+  logits = np.asarray(model.apply({"params": state.params}, buf["x"][1]))[:, CLASSES[1]]
+  real = buf["weight"][1] > 0
+  buffer_accuracy = np.mean(logits.argmax(1)[real] == (buf["y"][1][real] - 2))
+  of_task = np.flatnonzero(np.isin(y, CLASSES[1]))
+  wrong = of_task[np.asarray(model.apply({"params": state.params}, x[of_task]))[:, CLASSES[1]].argmax(1)
+                  != y[of_task] - 2][:4]
+  assert buffer_accuracy > 0.1 and len(wrong) == 4, "the test needs a buffer above the threshold"
+  held = {"x": jnp.asarray(x[wrong]), "y": jnp.asarray(y[wrong]), "weight": jnp.ones(4)}
+  state = state.replace(aux={**state.aux, "held_out": held})
+  u, l = _paired_rows(state)
+  update = _forgetting("rl_gem").update
+  for stop_set, stops in (("unlearn_buffer", False), ("held_out", True)):
+    step = jax.jit(unlearn_step.make_unlearn_step(Forward(model), tx, update, threshold=0.1, stop_set=stop_set))
+    (_, done), m = step((state, jnp.array(False)), _forget_batch(x, y, u, l))
+    assert bool(done) == stops and float(m["updated"]) == (0 if stops else 1), stop_set
+    np.testing.assert_allclose(float(m["stop_accuracy"]), 0.0 if stops else buffer_accuracy, atol=1e-6)

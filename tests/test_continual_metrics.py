@@ -1,10 +1,18 @@
-"""Tests of ACC/BWT/FWT, CL-ToW and CLU against hand computations on small matrices."""
+"""Tests of ACC/BWT/FWT, CL-ToW and CLU against hand computations on small matrices, and of the
+metric registry's continual metrics (per seed and pooled) against the same formulas."""
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from rum_jax.continual import metrics
-from rum_jax.continual.sequences import parse_sequence
+from rum_jax.continual import sequences
+from rum_jax.evaluation import continual as metrics
+from rum_jax.evaluation.metrics import METRICS, check_names
+from rum_jax.evaluation.metrics.continual import DEFAULT_CONTINUAL_METRICS, SequenceOutputs
+
+
+def parse_sequence(text):
+  """The timeline of a sequence written as text ("+0,+1,-1")."""
+  return sequences.timeline(sequences.parse_sequence(text))
 
 R3 = np.array([[0.90, 0.10, 0.20],
                [0.70, 0.80, 0.30],
@@ -141,3 +149,52 @@ def test_metrics_refuse_bad_accuracies():
     metrics.learning_matrix([[0.9], [0.8]], sequence)
   with pytest.raises(ValueError, match="beta"):
     metrics.clu([[0.9, 0.1], [0.8, 0.9]], sequence, chance=0.5, beta=-1)
+
+
+def _outputs(seed=0, num_seeds=3):
+  """A run of "+0,+1,+2,-2,-1" over 3 tasks: random accuracies, the initial model in row 0."""
+  rng = np.random.default_rng(seed)
+  matrices = {k: rng.uniform(0.2, 1.0, size=(num_seeds, 6, 3)) for k in ("train_accuracy", "test_accuracy")}
+  matrices["mia_auc"] = rng.uniform(0.4, 0.7, size=(num_seeds, 6, 3))
+  requests = {"updates": np.array([[0, 5], [3, 0], [0, 0]])[:num_seeds],
+              "stopped": np.array([[True, False], [True, True], [True, True]])[:num_seeds]}
+  return SequenceOutputs(matrices, parse_sequence("+0,+1,+2,-2,-1"), 0.5, {"clu_beta": 0.2}, requests)
+
+
+def test_registry_metrics_equal_the_formulas_per_seed_and_on_averaged_matrices():
+  out = _outputs()
+  train, test = out.matrices["train_accuracy"], out.matrices["test_accuracy"]
+  timeline = out.timeline
+  for s in range(3):
+    tow = metrics.cl_tow(train[s, 1:], test[s, 1:], timeline, train[s, 0], test[s, 0])
+    assert out.value("final_cl_tow")[s] == tow[4] and out.value("mean_cl_tow")[s] == np.mean(tow[[3, 4]])
+    assert out.value("final_clu_mix")[s] == metrics.clu(train[s, 1:], timeline, 0.5, 0.2)[-1]
+    assert out.value("acc")[s] == metrics.transfer_metrics(test[s, 1:], timeline, test[s, 0])["acc"]
+    # Kept: task 0; forgotten: tasks 1 and 2; before forgetting: after step 2 (row 3).
+    assert out.value("final_retained_test_accuracy")[s] == test[s, -1, 0]
+    assert out.value("final_forgotten_test_accuracy")[s] == pytest.approx(test[s, -1, 1:].mean())
+    assert out.value("retained_test_accuracy_before_forgetting")[s] == test[s, 3, 0]
+    assert out.value("forgotten_test_accuracy_before_forgetting")[s] == pytest.approx(test[s, 3, 1:].mean())
+    assert out.value("retained_test_accuracy_after_learning")[s] == test[s, 1, 0]
+    assert out.value("final_forgotten_mia_auc")[s] == pytest.approx(out.matrices["mia_auc"][s, -1, 1:].mean())
+  # Pooled: the metric of the seed-averaged matrices, one value (not the mean of the seeds').
+  avg_tow = metrics.cl_tow(train.mean(0)[1:], test.mean(0)[1:], timeline, train.mean(0)[0], test.mean(0)[0])
+  assert out.value("final_cl_tow_of_mean_matrices").tolist() == [avg_tow[4]]
+  assert out.value("final_cl_tow_of_mean_matrices")[0] != pytest.approx(out.value("final_cl_tow").mean())
+  assert METRICS.get("final_cl_tow_of_mean_matrices").pooled and not METRICS.get("final_cl_tow").pooled
+  # Requests: the stop rule ended 2 of 2, 2, 1 (seed 0 made no update at its first one).
+  assert out.value("forget_requests_stopped").tolist() == [0.5, 1.0, 1.0]
+  assert out.value("forget_requests_without_update").tolist() == [0.5, 0.5, 1.0]
+
+
+def test_continual_metrics_are_their_own_kind_and_listed_by_default():
+  assert {METRICS.get(n).kind for n in DEFAULT_CONTINUAL_METRICS} == {"sequence"}
+  check_names(list(DEFAULT_CONTINUAL_METRICS), "config.continual.metrics", kind="sequence")
+  with pytest.raises(ValueError, match="unknown metric"):
+    check_names(["final_cl_tow"], "config.evaluation.metrics", banks=False)  # not a one-shot metric
+  without = SequenceOutputs({k: v for k, v in _outputs().matrices.items() if k != "mia_auc"},
+                            parse_sequence("+0,+1,+2,-2,-1"), 0.5)
+  with pytest.raises(ValueError, match="mia_auc"):
+    without.value("final_forgotten_mia_auc")
+  with pytest.raises(ValueError, match="updates"):
+    without.value("forget_requests_without_update")

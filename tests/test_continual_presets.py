@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from configs import continual_cifar100_thesis, continual_digits, continual_mnist1d
+from rum_jax.configs import continual_cifar100_thesis, continual_digits, continual_mnist1d
 from rum_jax.config_validation import validate
-from rum_jax.continual import buffers, methods
+from rum_jax.continual import buffers, methods, updates
 from rum_jax.continual import config as continual_config
 from rum_jax.continual import task_sets
 from rum_jax.data import cifar
@@ -67,7 +67,7 @@ def test_cifar100_thesis_preset_keeps_the_whole_train_split():
 
 @pytest.mark.parametrize("module", [continual_digits, continual_mnist1d])
 def test_small_presets_validate_for_every_method(module):
-  for method in methods.METHODS.names():
+  for method in methods.CONTINUAL_METHODS.names():
     c = module.get_config("thesis")
     c.algorithm = method
     validate(c)
@@ -93,7 +93,7 @@ def test_paired_forget_batches_take_b_of_each_buffer_and_cover_both_every_pass()
   unlearn = [np.arange(50, 58), np.arange(150, 158)]
   rngs = [np.random.default_rng(s) for s in range(2)]
   plan = buffers.FORGET_BATCHES.get("paired")(learn, unlearn, 2, rngs, (8, 8))
-  assert set(plan) == set(methods.FORGET_STREAMS)
+  assert set(plan) == set(updates.FORGET_STREAMS)
   for name, buf in (("forget", unlearn), ("forget_learn", learn)):
     assert plan[name]["idx"].shape == (2, 4, 2)  # ceil(8 / 2) batches of 2
     assert np.all(plan[name]["weight"] == 1)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs import continual_digits
+from rum_jax.configs import continual_digits
 from rum_jax import io
 from rum_jax.config_validation import ConfigError
 from rum_jax.continual import config as continual_config
@@ -51,16 +51,23 @@ def test_run_writes_every_output_and_consistent_metrics(full_run, setup):
   for s in range(2):
     # ACC / BWT from the saved matrix by hand: tasks 0, 1, 2 learned at steps 1, 2, 3 (rows).
     R = test[s, 1:4, :3]
-    np.testing.assert_allclose(results["per_seed"][s]["acc"], R[-1].mean())
-    np.testing.assert_allclose(results["per_seed"][s]["bwt_paper"], np.sum(R[-1, :2] - np.diag(R)[:2]) / 2)
-    np.testing.assert_allclose(results["per_seed"][s]["bwt_gem_code"], np.sum(R[-1, :2] - np.diag(R)[:2]) / 3)
-    np.testing.assert_allclose(results["per_seed"][s]["final_forgotten_test_accuracy"], test[s, 4, 2])
+    np.testing.assert_allclose(results["per_seed"]["acc"][s], R[-1].mean())
+    np.testing.assert_allclose(results["per_seed"]["bwt_paper"][s], np.sum(R[-1, :2] - np.diag(R)[:2]) / 2)
+    np.testing.assert_allclose(results["per_seed"]["bwt_gem_code"][s], np.sum(R[-1, :2] - np.diag(R)[:2]) / 3)
+    np.testing.assert_allclose(results["per_seed"]["final_forgotten_test_accuracy"][s], test[s, 4, 2])
   assert results["forget_steps"] == [3] and results["forgotten_tasks"] == [2]
   # metrics.csv is the tidy record (seed x metric, no mean rows): its groupby means are the summary's.
-  record = pd.read_csv(os.path.join(workdir, "metrics.csv"))
-  assert set(record["seed"]) == {0, 1} and record["method"].unique().tolist() == [results["algorithm"]]
+  record = pd.read_csv(os.path.join(workdir, "metrics.csv"), dtype={"seed": str})
+  assert set(record["seed"]) == {"0", "1", "all"} and record["method"].unique().tolist() == [results["algorithm"]]
   for metric, mean in record.groupby("metric")["value"].mean().items():
     np.testing.assert_allclose(mean, results["summary"][metric]["mean"], rtol=1e-6, err_msg=metric)
+  # Pooled metrics are one row of the seed-averaged matrices; every row names what was forgotten:
+  # task 2 of the sequence, the digest of its examples (not the one-shot config's forget set).
+  assert record[record.seed == "all"]["metric"].tolist() == [
+      "final_cl_tow_of_mean_matrices", "mean_cl_tow_of_mean_matrices", "final_clu_mix_of_mean_matrices"]
+  assert set(map(tuple, record[["forget_kind", "forget_level", "forget_size", "forget_split"]].to_numpy())) == {
+      ("task", "0,1,2,-2", 1, "report")}
+  assert record["forget_digest"].nunique() == 1 and len(record["forget_digest"][0]) == 16
   # Forgetting task 2 ran until its unlearn buffer fell to the threshold, or hit the cap.
   # (Paired batches: a pass has ceil(8 / 10) = 1 batch of each buffer.)
   progress = io.read_json(os.path.join(workdir, "progress.json"))
@@ -72,7 +79,7 @@ def test_run_writes_every_output_and_consistent_metrics(full_run, setup):
     assert 0 < iterations[s] <= cap and reached[s] == (iterations[s] < cap or
                                                        m["unlearn_buffer_accuracy"][s, 4, 2] <= results["threshold"])
     # The one forget request of each seed counts as ended by the stop rule exactly when it was.
-    assert results["per_seed"][s]["forget_requests_stopped"] == float(reached[s])
+    assert results["per_seed"]["forget_requests_stopped"][s] == float(reached[s])
   # Task-incremental: every learned task is well above chance right after learning it.
   assert np.all(np.diagonal(test[:, 1:4, :3], axis1=1, axis2=2) > 0.8)
   # Buffers hold distinct examples of the right task.
@@ -102,9 +109,48 @@ def test_killed_run_resumes_after_last_finished_step(full_run, setup, tmp_path, 
   resumed = run_lib.run_continual(_config(), workdir, setup=setup)
   full = np.load(os.path.join(full_run[0], "matrices.npz"))
   again = np.load(os.path.join(workdir, "matrices.npz"))
-  for key in run_lib.EVAL_KEYS:
-    np.testing.assert_allclose(again[key], full[key], rtol=1e-6, atol=1e-7, err_msg=key)
-  assert resumed["summary"]["acc"]["mean"] == pytest.approx(full_run[1]["summary"]["acc"]["mean"])
+  for key in run_lib.EVAL_KEYS:  # to the last bit
+    np.testing.assert_array_equal(again[key], full[key], err_msg=key)
+  assert resumed["per_seed"] == full_run[1]["per_seed"]
+
+
+def test_a_rerun_of_the_gem_path_on_one_machine_is_identical(full_run, setup, tmp_path):
+  # The default method learns with GEM and forgets with GEM-projected steps (its dual QP).
+  assert full_run[1]["learn_algorithm"] == "gem" and full_run[1]["algorithm"] == "neggem"
+  again = run_lib.run_continual(_config(), str(tmp_path / "again"), setup=setup)
+  assert again["per_seed"] == full_run[1]["per_seed"]
+  first, second = (np.load(os.path.join(d, "matrices.npz")) for d in (full_run[0], str(tmp_path / "again")))
+  for key in first.files:
+    np.testing.assert_array_equal(second[key], first[key], err_msg=key)
+  steps = [io.read_json(os.path.join(d, "progress.json"))["steps"] for d in (full_run[0], str(tmp_path / "again"))]
+  assert [{k: v for k, v in s.items() if k != "seconds"} for s in steps[0]] == \
+      [{k: v for k, v in s.items() if k != "seconds"} for s in steps[1]]
+
+
+def test_held_out_stop_and_requests_without_an_update(setup, tmp_path):
+  """Matched forgetting measures the forgotten task's held-out (validation) examples: a stopped
+  request ends with them at or below the target. A target no accuracy can exceed stops every
+  request before its first batch: counted as a request without an update, the model untouched."""
+  config = _config(stop_set="held_out")
+  config.continual.unlearn.neggem.update(stop_above_chance=0.3, lr=0.1)  # target 0.8 on 2-class tasks
+  out = run_lib.run_continual(config, str(tmp_path / "held_out"), setup=setup)
+  m = np.load(str(tmp_path / "held_out" / "matrices.npz"))
+  progress = io.read_json(str(tmp_path / "held_out" / "progress.json"))["steps"][3]
+  trace = pd.read_csv(str(tmp_path / "held_out" / "trace.csv"))
+  for s in range(2):
+    held_out = m["val_accuracy"][s, 4, 2]  # task 2 after step 3 (row 4), its validation examples
+    last = trace[(trace.seed == s)].sort_values("pass")["forgotten_held_out"].iloc[-1]
+    assert last == pytest.approx(held_out, abs=1e-6)  # the trace measures the same examples
+    if progress["reached_threshold"][s]:
+      assert held_out <= out["threshold"] + 1e-9
+  assert any(progress["reached_threshold"]) and min(progress["iterations"]) > 0
+  config = _config()
+  config.continual.unlearn.neggem.stop_above_chance = 0.6  # target 1.1: reached before any batch
+  out = run_lib.run_continual(config, str(tmp_path / "no_update"), setup=setup)
+  assert out["per_seed"]["forget_requests_without_update"] == [1.0, 1.0]
+  assert out["per_seed"]["forget_requests_stopped"] == [1.0, 1.0]
+  m = np.load(str(tmp_path / "no_update" / "matrices.npz"))
+  np.testing.assert_array_equal(m["test_accuracy"][:, 4], m["test_accuracy"][:, 3])
 
 
 def test_buffers_follow_the_score_file(setup, tmp_path):

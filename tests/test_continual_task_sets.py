@@ -24,28 +24,49 @@ def test_permuted_tasks_hold_the_same_examples_with_permuted_features():
   ds = _images()
   ts = task_sets.build("permuted", ds, num_tasks=4, classes_per_task=2, samples_per_task=10,
                        num_seeds=2, seed=5)
-  perms = task_sets.permutations(36, 4, 5)
-  assert len({tuple(p) for p in perms}) == 4  # a different permutation per task
-  for name, per_task in (("train", 10), ("test", 12)):
-    stacked, original = ts.dataset.split(name), ds.split(name)
-    np.testing.assert_array_equal(ts.row_task[name], np.tile(np.repeat(np.arange(4), per_task), (2, 1)))
-    for k in range(4):
-      rows = ts.positions(name)[1][k]
-      assert len(rows) == per_task
-      at = np.searchsorted(original.index, stacked.index[rows])  # the original rows
-      np.testing.assert_array_equal(original.index[at], stacked.index[rows])
-      np.testing.assert_array_equal(stacked.y[rows], original.y[at])
-      flat = original.x[at].reshape(per_task, -1)
-      np.testing.assert_array_equal(stacked.x[rows].reshape(per_task, -1), flat[:, perms[k]])
-      if name == "test":  # the whole test split in every task
-        np.testing.assert_array_equal(at, np.arange(12))
-  # The train subsets differ between tasks but not between seeds; every class in every task.
-  assert not np.array_equal(ts.dataset.train.index[:10], ts.dataset.train.index[10:20])
+  for s in range(2):
+    perms = task_sets.permutations(36, 4, 5, s)
+    assert len({tuple(p) for p in perms}) == 4  # a different permutation per task
+    for name, per_task in (("train", 10), ("test", 12)):
+      stacked, original = ts.dataset.split(name), ds.split(name)
+      # Seed s's rows are its own block of 4 tasks; the other seed's rows are in none of its tasks.
+      np.testing.assert_array_equal(ts.row_task[name][s][ts.rows(name)[s]], np.repeat(np.arange(4), per_task))
+      assert np.all(np.delete(ts.row_task[name][s], ts.rows(name)[s]) == -1)
+      for k in range(4):
+        rows = ts.positions(name)[s][k]
+        assert len(rows) == per_task
+        at = np.searchsorted(original.index, stacked.index[rows])  # the original rows
+        np.testing.assert_array_equal(original.index[at], stacked.index[rows])
+        np.testing.assert_array_equal(stacked.y[rows], original.y[at])
+        flat = original.x[at].reshape(per_task, -1)
+        np.testing.assert_array_equal(stacked.x[rows].reshape(per_task, -1), flat[:, perms[k]])
+        if name == "test":  # the whole test split in every task
+          np.testing.assert_array_equal(at, np.arange(12))
   np.testing.assert_array_equal(ts.layout.task_classes(), np.ones((2, 4, 3), bool))
   assert ts.chance == pytest.approx(1 / 3)
   # The in-step mask (task_classes[class_task[y]]) masks nothing.
   mask = ts.layout.task_classes()[0][ts.layout.class_task()[0][ds.train.y]]
   assert mask.all()
+
+
+def test_every_seed_draws_its_own_benchmark():
+  ds = _images(n_train=60)
+  ts = task_sets.build("permuted", ds, num_tasks=3, classes_per_task=2, samples_per_task=10, num_seeds=3, seed=5)
+  subsets = [[tuple(ts.dataset.train.index[p]) for p in seed] for seed in ts.positions("train")]
+  perms = [task_sets.permutations(36, 3, 5, s) for s in range(3)]
+  for a in range(3):
+    assert len(set(subsets[a])) == 3  # the tasks' training subsets differ
+    for b in range(a + 1, 3):  # and so do the seeds': subsets, permutations, the tasks' inputs
+      assert all(subsets[a][k] != subsets[b][k] for k in range(3))
+      assert all(not np.array_equal(perms[a][k], perms[b][k]) for k in range(3))
+      for k in range(3):
+        test = [ts.dataset.test.x[ts.positions("test")[s][k]] for s in (a, b)]
+        assert not np.array_equal(*test)
+  # A seed's draw does not depend on how many seeds run with it.
+  alone = task_sets.build("permuted", ds, num_tasks=3, classes_per_task=2, samples_per_task=10, num_seeds=1, seed=5)
+  np.testing.assert_array_equal(alone.dataset.train.x[alone.rows("train")[0]], ts.dataset.train.x[ts.rows("train")[0]])
+  angles = [task_sets.rotation_angles(3, 2, s) for s in range(3)]
+  assert len({tuple(a) for a in angles}) == 3
 
 
 def test_rotation_by_90_degrees_is_np_rot90_and_tasks_hold_rotated_images():
@@ -54,7 +75,7 @@ def test_rotation_by_90_degrees_is_np_rot90_and_tasks_hold_rotated_images():
   np.testing.assert_allclose(exact, np.rot90(ds.train.x, k=1, axes=(1, 2)), atol=1e-6)
   ts = task_sets.build("rotated", ds, num_tasks=3, classes_per_task=2, samples_per_task=0,
                        num_seeds=1, seed=2)
-  angles = task_sets.rotation_angles(3, 2)
+  angles = task_sets.rotation_angles(3, 2, 0)
   low, high = task_sets.ROTATION_RANGE
   bins = low + (high - low) * np.arange(4) / 3
   assert np.all((angles >= bins[:-1]) & (angles < bins[1:]))  # one angle per bin, in order

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from configs import continual_digits
-from rum_jax.continual import buffers, mia as continual_mia, programs, sequences, summary
+from rum_jax.configs import continual_digits
+from rum_jax.continual import buffers, mia as continual_mia, programs, sequences
+from rum_jax.evaluation.metrics.continual import SequenceOutputs
 from rum_jax.pipelines import continual as run_lib
 from rum_jax.training import loop, setup as trainer
 
@@ -88,19 +89,20 @@ def test_cl_tow_on_averaged_matrices_by_hand():
                     [[0.5, 0.5], [1.0, 0.4], [0.9, 1.0], [0.9, 0.8]]])
   test = np.array([[[0.5, 0.5], [0.8, 0.5], [0.7, 0.8], [0.6, 0.5]],
                    [[0.5, 0.5], [0.9, 0.5], [0.8, 0.9], [0.8, 0.6]]])
-  out = summary.run_metrics({"train_accuracy": train, "test_accuracy": test}, seq, 0.5, 0.2)
+  out = SequenceOutputs({"train_accuracy": train, "test_accuracy": test}, sequences.timeline(seq), 0.5)
   # Averaged: train after step 2 (0.8, 0.65), after step 0 (0.95, 0.45); test task 0: 0.7 vs 0.85.
   by_hand = (1 - abs(0.65 - 0.45)) * (1 - abs(0.8 - 0.95)) * (1 - abs(0.7 - 0.85))
-  assert out["of_mean_matrices"]["final_cl_tow"] == pytest.approx(by_hand)
+  assert out.value("final_cl_tow_of_mean_matrices")[0] == pytest.approx(by_hand)
   # Per seed: seed 0 (1 - 0)(1 - 0.2)(1 - 0.2), seed 1 (1 - 0.4)(1 - 0.1)(1 - 0.1); their mean.
   seeds = [(1 - 0.0) * (1 - 0.2) * (1 - 0.2), (1 - 0.4) * (1 - 0.1) * (1 - 0.1)]
-  assert out["summary"]["final_cl_tow"]["mean"] == pytest.approx(np.mean(seeds))
-  assert out["of_mean_matrices"]["final_cl_tow"] != pytest.approx(np.mean(seeds))
+  np.testing.assert_allclose(out.value("final_cl_tow"), seeds)
+  assert out.value("final_cl_tow_of_mean_matrices")[0] != pytest.approx(np.mean(seeds))
   # Without a record of the stop rule there is no such metric; with one, the fraction per seed.
-  assert "forget_requests_stopped" not in out["per_seed"][0]
-  stopped = summary.run_metrics({"train_accuracy": train, "test_accuracy": test}, seq, 0.5, 0.2,
-                                stopped=np.array([[True], [False]]))
-  assert [e["forget_requests_stopped"] for e in stopped["per_seed"]] == [1.0, 0.0]
+  with pytest.raises(ValueError, match="stopped"):
+    out.value("forget_requests_stopped")
+  stopped = SequenceOutputs({"train_accuracy": train, "test_accuracy": test}, sequences.timeline(seq), 0.5,
+                            requests={"stopped": np.array([[True], [False]])})
+  assert stopped.value("forget_requests_stopped").tolist() == [1.0, 0.0]
 
 
 def test_first_violating_batch_is_taken_per_seed_else_the_first():

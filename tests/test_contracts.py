@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax.training.setup import Setup
 from rum_jax.unlearning import METHODS, unlearn
 

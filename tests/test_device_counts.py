@@ -2,8 +2,10 @@
 
 3 seeds on 2 devices are padded to 4, a bank chunk of 6 models on 4 devices to 8: what is
 saved holds the real seeds only, so train.py, unlearn.py, continual.py and the forgetting
-banks resume (and take new methods) on 1, 2 or 4 devices. A process's device count is fixed
-when JAX starts, so each count runs in a subprocess: this file is also that script
+banks resume (and take new methods) on 1, 2 or 4 devices. Continual runs are bit-equal: a run
+made on 1, 2 or 4 devices, and one killed on 2 devices and resumed on 1 or 4, give the same
+matrices, metrics and forget steps to the last bit. A process's device count is fixed when
+JAX starts, so each count runs in a subprocess: this file is also that script
 (`python tests/test_device_counts.py <stage> <folder>`).
 """
 import os
@@ -35,7 +37,7 @@ def _configs():
   unlearn.forget.size = 30
   unlearn.unlearn.neggrad_plus.update(epochs=2, batch_size=128)
   unlearn.unlearn.finetune.update(epochs=1, batch_size=128)
-  continual = continual_digits.get_config()
+  continual = continual_digits.get_config("thesis")  # GEM, BatchNorm, SalUn, a train-mode stop rule
   continual.num_seeds = 3
   continual.model.kwargs.hidden = (16,)
   continual.continual.sequence = "0,1,-1"
@@ -88,6 +90,7 @@ def _stage(stage: str, base: str) -> None:
   commands.unlearn(method("neggrad_plus"), path(f"unlearn_{n}"))  # resumes; original, reference restored
   commands.unlearn(method("finetune"), path(f"unlearn_{n}"))  # a method added later
   commands.continual(continual, path(f"continual_{n}"))  # resumes from its next-to-last step
+  commands.continual(continual, path(f"continual_fresh_{n}"))  # made on n devices from the start
   if n == 4:  # a bank chunk of 6 models on 4 devices: padded to 8
     commands.evaluate(path("forgetting_4"), banks("finetune"))
     shutil.copytree(path("forgetting_4"), path("forgetting_1"))
@@ -129,11 +132,16 @@ def test_runs_resume_and_extend_on_other_device_counts(tmp_path):
       assert len(got["tow"]) == 3
       for key in ("forget_accuracy", "test_accuracy", "tow"):
         close(got[key], want[key], f"{name} on {n}: {key}")
-    got = io.read_json(f"{base}/continual_{n}/metrics.json")["per_seed"]
-    want = io.read_json(f"{base}/continual_2/metrics.json")["per_seed"]
-    assert len(got) == 3
-    for s in range(3):
-      close(got[s]["clu_mix"], want[s]["clu_mix"], f"continual on {n}: seed {s}")
+    want = f"{base}/continual_2"
+    for got in (f"{base}/continual_{n}", f"{base}/continual_fresh_{n}"):
+      per_seed = io.read_json(f"{got}/metrics.json")["per_seed"]
+      assert len(per_seed["final_clu_mix"]) == 3 and per_seed == io.read_json(f"{want}/metrics.json")["per_seed"], got
+      matrices, expected = np.load(f"{got}/matrices.npz"), np.load(f"{want}/matrices.npz")
+      for key in expected.files:
+        np.testing.assert_array_equal(matrices[key], expected[key], err_msg=f"{got}: {key}")
+      steps = [{k: v for k, v in step.items() if k != "seconds"} for step in io.read_json(f"{got}/progress.json")["steps"]]
+      assert steps == [{k: v for k, v in step.items() if k != "seconds"}
+                       for step in io.read_json(f"{want}/progress.json")["steps"]], got
   for bank in ("shadow/neggrad", "unlearned/neggrad"):
     got = np.load(f"{base}/forgetting_1/{bank}/chunks/chunk_00000.npz")
     want = np.load(f"{base}/forgetting_4/{bank}/chunks/chunk_00000.npz")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax import data, discovery, models, unlearning
 from rum_jax.continual import methods as continual_methods, sequences
 
@@ -25,7 +25,9 @@ def test_the_listing_holds_every_registry_entry_with_its_settings():
   assert _names(listing, "data sets") == data.DATASETS.names()
   assert _names(listing, "models") == models.MODELS.names()
   assert _names(listing, "continual sequences") == sequences.SEQUENCES.names()
-  assert _names(listing, "continual methods") == continual_methods.METHODS.names()
+  assert _names(listing, "continual methods") == continual_methods.CONTINUAL_METHODS.names()
+  neggrad_plus = next(e for e in listing["continual methods"] if e["name"] == "neggrad_plus")
+  assert neggrad_plus["settings"] == {"alpha": 0.5} and neggrad_plus["about"]
   defaults = default.get_config().unlearn
   for entry in listing["unlearning methods"]:
     expected = defaults[entry["name"]].to_dict() if entry["name"] in defaults else {}
@@ -46,12 +48,13 @@ def test_every_shipped_config_is_listed_with_its_docstring():
 def test_the_metrics_are_the_registry():
   from rum_jax.evaluation.metrics import METRICS
   listing = discovery.describe()
-  assert _names(listing, "metrics") == METRICS.names()
-  for entry in listing["metrics"]:
+  assert sorted(_names(listing, "metrics") + _names(listing, "continual metrics")) == METRICS.names()
+  for entry in listing["metrics"] + listing["continual metrics"]:
     metric = METRICS.get(entry["name"])
     assert entry["about"].startswith(metric.description or metric.display)
   assert {"tow", "tow_mia", "forget_score"} <= set(_names(listing, "metrics"))
-  assert _names(listing, "continual metrics") == list(discovery.CONTINUAL_METRICS)
+  assert {METRICS.get(n).kind for n in _names(listing, "continual metrics")} == {"sequence"}
+  assert {"final_cl_tow", "final_cl_tow_of_mean_matrices", "acc"} <= set(_names(listing, "continual metrics"))
 
 
 def test_the_command_prints_the_listing_as_text_and_json(capsys):

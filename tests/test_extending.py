@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pandas as pd
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax import commands, io, results
 from rum_jax.evaluation import mia
 from rum_jax.evaluation.metrics import DEFAULT_METRICS, METRICS

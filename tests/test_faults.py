@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rum_jax import commands, io
-from configs import default
+from rum_jax.configs import default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,7 +8,7 @@ import pytest
 
 import rum_jax.data
 import rum_jax.training.setup
-from configs import forgetting_digits
+from rum_jax.configs import forgetting_digits
 from rum_jax import commands, io
 from rum_jax.config_validation import ConfigError, validate
 from rum_jax.evaluation import lira

@@ -6,7 +6,7 @@ import pytest
 
 import rum_jax.data
 import rum_jax.training.setup
-from configs import default
+from rum_jax.configs import default
 from rum_jax.pipelines import memorization as mem_run
 from rum_jax.memorization.estimator import MemorizationStats
 from rum_jax.memorization.files import scores_for_split

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import digits_memorization
+from rum_jax.configs import digits_memorization
 from rum_jax import io
 from rum_jax.pipelines import memorization as mem_pipeline
 from rum_jax.training import memory

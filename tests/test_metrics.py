@@ -44,17 +44,31 @@ def _tiny_bank(rng, models=6, examples=N):
               "held_out": held_out, "pool": np.ones(examples, bool)})
 
 
+def _tiny_sequence(rng, seeds=S):
+  """A continual run of "+0,+1,+2,-2,-1" over 3 tasks (`SequenceOutputs`), row 0 the initial model."""
+  from rum_jax.continual import sequences
+  from rum_jax.evaluation.metrics.continual import SequenceOutputs
+  matrices = {k: rng.uniform(0.1, 1.0, (seeds, 6, 3))
+              for k in ("train_accuracy", "test_accuracy", "val_accuracy", "mia_auc")}
+  updates = rng.integers(1, 4, (seeds, 2))
+  return SequenceOutputs(matrices, sequences.timeline(sequences.parse_sequence("+0,+1,+2,-2,-1")), 0.5,
+                         requests={"updates": updates, "stopped": rng.random((seeds, 2)) < 0.5,
+                                   "optimizer_updates": 2 * updates, "clipped_updates": updates})
+
+
 @pytest.mark.parametrize("name", METRICS.names())
 def test_every_metric_computes_on_a_tiny_record(name):
   metric = METRICS.get(name)
   if metric.of_banks:
     outputs = _tiny_bank(np.random.default_rng(1))
+  elif metric.kind == "sequence":
+    outputs = _tiny_sequence(np.random.default_rng(2))
   else:
     reference = ModelOutputs(*_tiny_outputs(0, right=0.7), options={"num_shadow": 20})
     reference.reference = reference
     outputs = ModelOutputs(*_tiny_outputs(0, right=0.9), reference=reference, options={"num_shadow": 20})
   values = outputs.value(name)
-  assert values.shape == (outputs.num_seeds,) and np.all(np.isfinite(values)), (name, values)
+  assert values.shape == (1 if metric.pooled else outputs.num_seeds,) and np.all(np.isfinite(values)), (name, values)
   if metric.unit == "%" or name.startswith(("tow", "mia_", "loss_mia")):
     assert np.all((values >= 0) & (values <= 1)), (name, values)
   assert metric.display and metric.description and metric.higher_is_better in (True, False, None)

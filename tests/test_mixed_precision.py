@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import digits
+from rum_jax.configs import digits
 from rum_jax.models import MODELS, create_model
 from rum_jax.training import engine, optim
 from rum_jax.training.setup import Setup, accuracies, train_on

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from rum_jax import commands
-from configs import default
+from rum_jax.configs import default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

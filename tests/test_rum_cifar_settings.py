@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import cifar10_memorization_fast, cifar10_resnet18, cifar100_resnet18, default, study_cifar10
+from rum_jax.configs import cifar10_memorization_fast, cifar10_resnet18, cifar100_resnet18, default, study_cifar10
 from rum_jax.config_validation import validate
 from rum_jax.data import normalize
 from rum_jax.data.base import Dataset, Split

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax import commands, io, workdir as workdir_lib
 from rum_jax.runfolder import RunFolder
 from rum_jax.pipelines import sweep as sweep_lib, unlearning

@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax import commands, io
 from rum_jax.checks import ConfigError
 from rum_jax.pipelines import sweep as sweep_lib

@@ -13,7 +13,7 @@ import pytest
 from absl import logging
 from tensorboardX.proto import event_pb2
 
-from configs import continual_digits, default
+from rum_jax.configs import continual_digits, default
 from rum_jax import commands, io, tracking
 from rum_jax.data import load_dataset
 

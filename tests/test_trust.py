@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax import commands, io
 from rum_jax.runfolder import ForeignFolderError, ReplacedFileError, RunFolder, WorkdirBusyError, WorkdirError
 

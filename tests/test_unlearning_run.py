@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from rum_jax.configs import default
 from rum_jax import io
 from rum_jax.memorization import files as score_files
 from rum_jax import commands

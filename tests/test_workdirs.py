@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import continual_digits, default
+from rum_jax.configs import continual_digits, default
 from rum_jax import commands, io, provenance, results, runtime, workdir as workdir_lib
 from rum_jax.checks import ConfigError
 from rum_jax.pipelines import evaluation
@@ -130,7 +130,7 @@ def test_a_workdir_whose_config_is_gone_accepts_no_other_config(tmp_path):
   c.continual.lr = 0.1
   record = commands.continual(c, workdir, overwrite=True)  # starts over with what config.json now says
   assert io.read_json(os.path.join(workdir, "config.json"))["continual"]["lr"] == 0.1
-  assert len(record["per_seed"]) == 2
+  assert record["num_seeds"] == 2
 
 
 def test_fewer_models_give_the_estimate_of_exactly_those_models(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ example appears at most once in a buffer.
 Forgetting task k runs in passes over its buffers. `FORGET_BATCHES` says how a pass is cut
 into batches (config.continual.forget_batches), each a function (learn, unlearn, batch_size,
 rngs, capacity) -> plan with the streams the unlearning objectives read
-(`methods.FORGET_STREAMS`):
+(`updates.FORGET_STREAMS`):
 
 - "paired" (the thesis' `unlearn`): batch j holds b examples of the unlearn buffer
   ("forget") and b of the learn buffer ("forget_learn"); the forget loss is the SUM of the

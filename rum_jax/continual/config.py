@@ -2,20 +2,38 @@
 
 Settings shared by every method sit in config.continual itself; those the thesis varies per
 learning algorithm (learning rate, buffer sizes) sit in config.continual.learn.<algorithm>,
-and those it varies per unlearning method (learning rate, batch, stop rule, SalUn, loss
-scale, NegGrad+'s alpha) in config.continual.unlearn.<method>, as config.unlearn.<method>
-does for the one-shot methods. The sections of the chosen algorithm and method are read.
+and those it varies per continual method in config.continual.unlearn.<method>, as
+config.unlearn.<method> does for the one-shot methods: the keys every method has
+(`UNLEARN_KEYS`: learning rate, batch, stop rule, SalUn, loss scale; optionally
+`UNLEARN_OPTIONAL_KEYS`) and the method's own options (`methods.ContinualMethod.options`,
+e.g. NegGrad+'s alpha). The sections of the chosen algorithm and method are read;
+`method_sections` builds them from the registries for a config file.
 """
+from typing import Any, Dict
+
 import ml_collections
 
 from rum_jax import checks
 from rum_jax.continual import buffers, methods, programs, sequences, task_sets, unlearn_step
 from rum_jax.continual import mia as continual_mia
+from rum_jax.evaluation.metrics import check_names
 from rum_jax.memorization import proxies
 
 LEARN_KEYS = ("lr", "memories", "unlearn_memories")
 UNLEARN_KEYS = ("lr", "batch_size", "stop_above_chance", "salun", "loss_scale")
-UNLEARN_OPTIONAL_KEYS = ("alpha", "salun_batch", "clip_norm")
+UNLEARN_OPTIONAL_KEYS = ("salun_batch", "clip_norm")
+
+
+def method_sections(**shared: Any) -> ml_collections.ConfigDict:
+  """config.continual.unlearn: one section per registered continual method, the `shared`
+  values (every key of UNLEARN_KEYS) and the method's own options' defaults."""
+  return ml_collections.ConfigDict({name: {**shared, **methods.CONTINUAL_METHODS.get(name).defaults()}
+                                    for name in methods.CONTINUAL_METHODS.names()})
+
+
+def learn_sections(**shared: Any) -> ml_collections.ConfigDict:
+  """config.continual.learn: one section per learning algorithm with the `shared` values."""
+  return ml_collections.ConfigDict({name: dict(shared) for name in methods.LEARN_ALGORITHMS.names()})
 
 
 def learn_choices() -> tuple:
@@ -52,7 +70,8 @@ def _validate_learn_section(c: ml_collections.ConfigDict, algorithm: str) -> Non
 
 
 def _validate_unlearn_section(c: ml_collections.ConfigDict, method: str) -> None:
-  where, s = _section(c, "unlearn", method, UNLEARN_KEYS, UNLEARN_OPTIONAL_KEYS)
+  options = methods.CONTINUAL_METHODS.get(method).options
+  where, s = _section(c, "unlearn", method, UNLEARN_KEYS, UNLEARN_OPTIONAL_KEYS + tuple(o.name for o in options))
   checks.require(checks.is_int(s.batch_size) and s.batch_size > 0,
                  f"{where}.batch_size must be a positive integer, got {s.batch_size!r}")
   checks.require(checks.is_number(s.stop_above_chance) and 0 <= s.stop_above_chance <= 1,
@@ -66,9 +85,10 @@ def _validate_unlearn_section(c: ml_collections.ConfigDict, method: str) -> None
   if "salun_batch" in s:
     checks.require(s.salun_batch in buffers.SALIENCY_BATCHES, f"{where}.salun_batch {s.salun_batch!r} "
                    f"is unknown; valid choices: {', '.join(buffers.SALIENCY_BATCHES.names())}")
-  if "alpha" in s:
-    checks.require(checks.is_number(s.alpha) and 0 <= s.alpha <= 1,
-                   f"{where}.alpha must be a number in [0, 1], got {s.alpha!r}")
+  for o in options:
+    if o.name in s:
+      checks.require(checks.is_number(s[o.name]) and o.low <= s[o.name] <= o.high,
+                     f"{where}.{o.name} must be a number in [{o.low:g}, {o.high:g}] ({o.about}), got {s[o.name]!r}")
   if "clip_norm" in s:
     checks.require(checks.is_number(s.clip_norm) and s.clip_norm >= 0,
                    f"{where}.clip_norm must be a number >= 0 (the largest global norm of a forget "
@@ -79,7 +99,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks config.continual (types, ranges, names) before any work starts."""
   checks.require("continual" in config, "config.continual is missing; start from configs/continual_digits.py")
   c = config.continual
-  _require_choice(c, "algorithm", methods.METHODS)
+  _require_choice(c, "algorithm", methods.CONTINUAL_METHODS)
   checks.require(c.learn_algorithm in learn_choices(), f"config.continual.learn_algorithm "
          f"{c.learn_algorithm!r} is unknown; valid choices: {', '.join(learn_choices())}")
   checks.require(isinstance(c.sequence, str) and c.sequence.strip() != "",
@@ -111,6 +131,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require_choice(c, "forget_batches", buffers.FORGET_BATCHES)
   _require_choice(c, "salun_batch", buffers.SALIENCY_BATCHES)
   _require_choice(c, "stop_mode", unlearn_step.CHECK_MODES)
+  _require_choice(c, "stop_set", unlearn_step.STOP_SETS)
   checks.require(isinstance(c.scores, str) and isinstance(c.score_key, str),
          "config.continual.scores and score_key must be strings")
   if not c.scores:
@@ -120,13 +141,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
   checks.require(c.lr_after_forget in programs.LR_AFTER_FORGET, f"config.continual.lr_after_forget "
                  f"{c.lr_after_forget!r} is unknown; valid choices: {', '.join(programs.LR_AFTER_FORGET)}")
   _require_choice(c, "mia_protocol", continual_mia.MIA_PROTOCOLS)
+  checks.require(isinstance(c.get("metrics"), (tuple, list)) and len(c.metrics) > 0,
+                 "config.continual.metrics must list the metrics a run records (e.g. DEFAULT_CONTINUAL_METRICS "
+                 "of rum_jax/evaluation/metrics/continual.py)")
+  try:
+    check_names(list(c.metrics), "config.continual.metrics", kind="sequence")
+  except ValueError as err:
+    raise checks.ConfigError(str(err)) from None
   for key in ("mia", "memory_batch_stats"):
     checks.require(isinstance(c[key], bool), f"config.continual.{key} must be True or False, got {c[key]!r}")
   # Every section is checked (a typo in one not used now still fails early); the chosen
   # learning algorithm's and method's must exist.
   for group, registry, check, chosen in (
       ("learn", methods.LEARN_ALGORITHMS, _validate_learn_section, learn_algorithm(config)),
-      ("unlearn", methods.METHODS, _validate_unlearn_section, c.algorithm)):
+      ("unlearn", methods.CONTINUAL_METHODS, _validate_unlearn_section, c.algorithm)):
     checks.require(group in c and isinstance(c[group], ml_collections.ConfigDict),
                    f"config.continual.{group} is missing: one section per name of {registry.kind}s "
                    f"(see configs/continual_digits.py)")
@@ -141,7 +169,7 @@ def learn_algorithm(config: ml_collections.ConfigDict) -> str:
   """config.continual.learn_algorithm, with "auto" resolved from the unlearning method."""
   c = config.continual
   if c.learn_algorithm == "auto":
-    return methods.METHODS.get(c.algorithm).learn_algorithm
+    return methods.CONTINUAL_METHODS.get(c.algorithm).learn_algorithm
   return c.learn_algorithm
 
 
@@ -151,6 +179,23 @@ def learn_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
 
 
 def unlearn_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """config.continual.unlearn.<the method>: lr, batch_size, stop_above_chance, salun,
-  loss_scale and, optionally, NegGrad+'s alpha, the method's own salun_batch and clip_norm."""
+  """config.continual.unlearn.<the method>: UNLEARN_KEYS, optionally its own salun_batch and
+  clip_norm, and the method's options."""
   return config.continual.unlearn[config.continual.algorithm]
+
+
+def learn_settings(config: ml_collections.ConfigDict) -> methods.LearnSettings:
+  """What a learning step's projection is built from."""
+  c = config.continual
+  return methods.LearnSettings(c.margin, c.eps, c.agem_ref_size, c.memory_batch_stats)
+
+
+def forget_settings(config: ml_collections.ConfigDict) -> methods.ForgetSettings:
+  """What the chosen method's factory is built from: the shared settings, its section's
+  SalUn switch and loss scale, and its options (their defaults where the section has none)."""
+  c, u = config.continual, unlearn_section(config)
+  options: Dict[str, Any] = {o.name: u.get(o.name, o.default)
+                             for o in methods.CONTINUAL_METHODS.get(c.algorithm).options}
+  return methods.ForgetSettings(c.unlearn_margin, c.eps, c.agem_ref_size, c.memory_batch_stats,
+                                masked=u.salun > 0, loss_scale=float(u.loss_scale),
+                                options=tuple(sorted(options.items())))

@@ -1,309 +1,123 @@
-"""Continual learning and unlearning as losses and gradient transforms of the one engine.
+"""Continual methods and learning algorithms: the registries `CONTINUAL_METHODS` and
+`LEARN_ALGORITHMS`, each entry built from the pieces of `updates.py`.
 
-Every update here is `engine.train_step` with one of the losses below and, for GEM/A-GEM
-and the unlearning methods, a `grad_transform` that projects the gradient against the
-episodic memories held in the per-seed `TrainState.aux`:
+A continual method is one `ContinualMethod` entry, found by the name users type
+(`config.continual.algorithm`). Its interface is a factory, as optax's transforms are:
 
-  aux["class_task"]    int [C]      task of each class (`tasks.TaskLayout.class_task`)
-  aux["task_classes"]  bool [T, C]  classes of each task (logit masks)
-  aux["active"]        bool [T]     tasks whose learn buffer constrains the update: learned
-                                    and not forgotten, excluding the task being learned or
-                                    forgotten
-  aux["forget_task"]   int []       the task being forgotten (unlearning steps)
-  aux["learn"], aux["unlearn"]      the per-task buffers {"x" [T, M, ...], "y" [T, M],
-                                    "weight" [T, M], "pos" [T, M]} (`buffers.memory_slot`)
-  aux["salun_mask"]    params-shaped 0/1 saliency mask (SalUn option; ones when unused)
+  method.forgetting(settings: ForgetSettings) -> Forgetting(objective, update)
 
-Every task always has its (zero-padded) rows, so T is fixed and each program compiles once;
-inactive rows are ignored by the projections.
+  objective(forward, params, state, batch, rng) -> (loss, aux)
+      the loss whose gradient on a forget batch is the method's forget direction: the SalUn
+      mask ranks weights by it, ALT-NegGEM's mask batch is the first whose gradient violates
+      a GEM constraint;
+  update(state, batch, *, forward, tx) -> (state, metrics)
+      one forget batch's optimizer updates (each an `engine.train_step` with a loss and a
+      gradient transform of `updates.py`), e.g. NegGEM's projected ascent step, then its
+      projected random-label step.
 
-Learning (`LEARN_ALGORITHMS`):
-- GEM (Lopez-Paz & Ranzato 2017, eq. 10-12): g_k = gradient of task k's whole learn buffer,
-  computed for all T rows with one vmapped grad; `projection.gem_project` solves the dual QP.
-- A-GEM (Chaudhry et al. 2019, eq. 11): g_ref = gradient of a random batch drawn from the
-  learn buffers of all active tasks; standard rule (project only if g.g_ref < 0).
+Its settings are the shared ones of config.continual (margins, A-GEM's reference batch, the
+SalUn switch, the loss scale: `ForgetSettings`) and its own `options`, which sit with the
+shared per-method settings in config.continual.unlearn.<name> (NegGrad+'s `alpha`).
+`thesis` holds its settings in the thesis' final A4 runs, which the configs' thesis preset
+applies. `constraint` names what its projected updates must satisfy (the contract test checks
+it on every method): 'gem' (<g~, g_k> >= 0 for every retained task k), 'gem_with_forget' (also
+<g~, g_f> >= 0 for its own forget gradient), 'agem' (<g~, g_ref> >= 0) or '' (none).
 
-Memory gradients come from train-mode forward passes (BatchNorm normalises with each
-buffer's own statistics), as in GEM's `observe`. In GEM's and the thesis' PyTorch code those
-passes also move BatchNorm's running statistics, task after task, before the batch's own
-pass; with `ProjectionSettings.memory_batch_stats` (the default) the losses here do the same
-(`with_memory_batch_stats`), otherwise the running statistics see the batches only.
-
-Unlearning task t (the thesis "Machine Unlearning in Continual Learning", NegGEM and
-friends; docs/continual.md). A method (`METHODS`) is a list of updates per batch, each an
-objective (`OBJECTIVES`) on the forgotten task's batch and a projection (`PROJECTIONS`). The
-forget batch has one or two streams (`FORGET_STREAMS`, cut by `buffers.FORGET_BATCHES`): b
-examples of t's unlearn buffer ("forget") and, in the thesis' pairing, b of its learn buffer
-("forget_learn"); an objective adds the two batch means, L_f = CE(forget) + CE(forget_learn):
-- "negative": grad(-s L_f)  (gradient ascent on the task, s the loss scale);
-- "random_label": grad(s L_f with random labels), each label replaced by one drawn uniformly
-  from the OTHER classes of the example's task (the thesis' torch `random.shuffle` of a label
-  tensor duplicated values, pytorch issue 18934; the intent, a relabelling, is done here);
-then one projection:
-- "gem": GEM QP against the active (retained) tasks, margin = unlearn margin;
-- "gem_with_forget": the same with the update's own gradient as one more constraint row,
-  in the forgotten task's place (ALT-NegGEM: the QP's rows are all observed tasks, the
-  forgotten one included, whose row is the forget gradient itself);
-- "agem": A-GEM projection against a random batch of the retained tasks' learn buffers;
-- "neggrad_plus": x = a mean_{r in R} g_r + (1 - a) g_f, g_r the retained learn-buffer
-  gradients (NegGrad+ of Kurmanji et al. 2023 with the buffers as retain set).
-With the SalUn option the gradient of the objective is multiplied by the saliency mask
-(Fan et al. 2024, Sec. 4; top-s fraction of |grad of the first objective| on one batch,
-`unlearn_step.saliency_mask`) before the projection, in every update of the forgetting.
-
-The step that applies a method's updates batch by batch, with the stop rule, is
-`unlearn_step.py`.
+Adding a method is one `register(ContinualMethod(...))` here (docs/extending.md); configs
+build their per-method sections from the registry.
 """
 import dataclasses
 import functools
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from rum_jax.continual import projection
-from rum_jax.continual.tasks import mask_logits
-from rum_jax.memorization import proxies
+from rum_jax.continual import updates
 from rum_jax.registry import Registry
 from rum_jax.training import engine
-from rum_jax.training.state import Forward, TrainState
 
-PyTree = Any
-Update = Tuple[engine.LossFn, engine.GradTransform]
-
-# The streams of a forget batch, in the order of their forward passes: the forgotten task's
-# unlearn-buffer batch, then its learn-buffer batch (absent with `buffers.union_batches`).
-FORGET_STREAMS = ("forget", "forget_learn")
+Update = updates.Update
 
 
 @dataclasses.dataclass(frozen=True)
-class ProjectionSettings:
-  """What a projection or learning algorithm is built from (hashable: compiled programs are
-  cached by it).
+class LearnSettings:
+  """What a learning step's projection is built from (hashable: programs are cached by it).
 
   margin / eps: GEM's memory strength and QP ridge; ref_size: A-GEM's reference batch;
-  alpha: NegGrad+'s weight of the retained tasks; masked: apply the SalUn mask first;
   memory_batch_stats: the train-mode passes over the memories also move BatchNorm's running
   statistics (GEM's code), before the update's own batch.
   """
   margin: float = 0.5
   eps: float = 1e-3
   ref_size: int = 256
-  alpha: float = 0.5
-  masked: bool = False
   memory_batch_stats: bool = True
 
 
-# ---------------------------------------------------------------------------------------
-# Losses (engine.LossFn signature).
+@dataclasses.dataclass(frozen=True)
+class ForgetSettings(LearnSettings):
+  """What a continual method's factory is built from (hashable).
 
-
-def masked(state: TrainState, logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
-  return mask_logits(logits, labels, state.aux["class_task"], state.aux["task_classes"])
-
-
-def _buffer_loss(forward: Forward, params: PyTree, state: TrainState, x: jnp.ndarray,
-                 y: jnp.ndarray, weight: jnp.ndarray) -> jnp.ndarray:
-  """Weighted task-masked cross-entropy of a buffer, train mode (as GEM's `observe`)."""
-  logits, _ = forward(params, state.batch_stats, x, train=True)
-  return engine.weighted_mean(engine.cross_entropy(masked(state, logits, y), y), weight)
-
-
-def learn_loss(forward: Forward, params: PyTree, state: TrainState, batch: engine.Batch,
-               rng: jnp.ndarray) -> Tuple[jnp.ndarray, Tuple[Any, engine.Metrics]]:
-  """Task-masked cross-entropy on the "train" stream, plus per-example learning events.
-
-  The events (`memorization.proxies.batch_learning_events` of the masked logits, before the
-  update) let the run score memorization with the one-run proxies of the task's own
-  training, when no score file is given.
+  masked: apply the SalUn mask to the objective's gradient; loss_scale: s of the forget
+  loss; options: the method's own settings as sorted (name, value) pairs (`option`).
   """
-  del rng
-  b = batch["train"]
-  logits, batch_stats = forward(params, state.batch_stats, b["x"], train=True)
-  logits = masked(state, logits, b["y"])
-  loss = engine.weighted_mean(engine.cross_entropy(logits, b["y"]), b["weight"])
-  correct = (jnp.argmax(logits, -1) == b["y"]).astype(jnp.float32)
-  metrics = {"loss": loss, "accuracy": engine.weighted_mean(correct, b["weight"]),
-             **proxies.event_metrics(logits, b["y"], b)}
-  return loss, (batch_stats, metrics)
+  masked: bool = False
+  loss_scale: float = 1.0
+  options: Tuple[Tuple[str, Any], ...] = ()
+
+  def option(self, name: str) -> Any:
+    return dict(self.options)[name]
 
 
-def _forget_cross_entropy(forward: Forward, params: PyTree, state: TrainState,
-                          batch: engine.Batch, relabel: Callable) -> Tuple[jnp.ndarray, Any]:
-  """L_f = sum over the batch's FORGET_STREAMS of the task-masked CE mean, with labels
-  relabel(i, y) for stream i; one train-mode pass per stream, running statistics threaded
-  through them in order."""
-  total, batch_stats = 0.0, state.batch_stats
-  for i, name in enumerate(s for s in FORGET_STREAMS if s in batch):
-    b = batch[name]
-    labels = relabel(i, b["y"])
-    logits, batch_stats = forward(params, batch_stats, b["x"], train=True)
-    total = total + engine.weighted_mean(
-        engine.cross_entropy(masked(state, logits, labels), labels), b["weight"])
-  return total, batch_stats
+class Forgetting(NamedTuple):
+  """What a continual method's factory returns (module docstring)."""
+  objective: engine.LossFn
+  update: Callable[..., Tuple[Any, engine.Metrics]]
 
 
-def negative_loss(forward: Forward, params: PyTree, state: TrainState, batch: engine.Batch,
-                  rng: jnp.ndarray, scale: float = 1.0) -> Tuple[jnp.ndarray, Tuple[Any, engine.Metrics]]:
-  """-s L_f: its gradient is the thesis' forget gradient g_f = grad(-s (CE(unlearn batch) +
-  CE(learn batch)))."""
-  del rng
-  ce, batch_stats = _forget_cross_entropy(forward, params, state, batch, lambda i, y: y)
-  return -scale * ce, (batch_stats, {"loss": -scale * ce, "forget_loss": ce})
+@dataclasses.dataclass(frozen=True)
+class Option:
+  """A method's own numeric setting: its default and valid range [low, high]."""
+  name: str
+  default: float
+  low: float
+  high: float
+  about: str
 
 
-def random_other_labels(rng: jnp.ndarray, labels: jnp.ndarray, class_task: jnp.ndarray,
-                        task_classes: jnp.ndarray) -> jnp.ndarray:
-  """For each example, a label drawn uniformly from its task's classes other than its own."""
-  classes = jnp.arange(task_classes.shape[1])
-  allowed = task_classes[jnp.clip(class_task[labels], 0)] & (classes[None, :] != labels[:, None])
-  return jax.random.categorical(rng, jnp.where(allowed, 0.0, -jnp.inf), axis=-1).astype(labels.dtype)
+@dataclasses.dataclass(frozen=True)
+class ContinualMethod:
+  """A continual unlearning method (module docstring).
+
+  learn_algorithm: how tasks are learned when config `learn_algorithm` is "auto".
+  """
+  name: str
+  forgetting: Callable[[ForgetSettings], Forgetting]
+  learn_algorithm: str
+  constraint: str
+  about: str
+  options: Tuple[Option, ...] = ()
+  thesis: Optional[Mapping[str, Any]] = None
+
+  def defaults(self) -> dict:
+    """Its own options' defaults (what a config section of it holds besides the shared keys)."""
+    return {o.name: o.default for o in self.options}
 
 
-def random_label_loss(forward: Forward, params: PyTree, state: TrainState, batch: engine.Batch,
-                      rng: jnp.ndarray, scale: float = 1.0) -> Tuple[jnp.ndarray, Tuple[Any, engine.Metrics]]:
-  """s L_f with every label replaced by another class of its task (`random_other_labels`)."""
-  relabel = lambda i, y: random_other_labels(jax.random.fold_in(rng, i), y, state.aux["class_task"],
-                                             state.aux["task_classes"])
-  ce, batch_stats = _forget_cross_entropy(forward, params, state, batch, relabel)
-  return scale * ce, (batch_stats, {"loss": scale * ce})
+CONTINUAL_METHODS: Registry[ContinualMethod] = Registry("continual unlearning method")
 
 
-# Factories loss scale s -> LossFn, by the names methods use.
-OBJECTIVES: Registry[Callable[[float], engine.LossFn]] = Registry("continual unlearning objective")
-OBJECTIVES.register("negative")(lambda scale: functools.partial(negative_loss, scale=scale))
-OBJECTIVES.register("random_label")(lambda scale: functools.partial(random_label_loss, scale=scale))
+def register(method: ContinualMethod) -> ContinualMethod:
+  return CONTINUAL_METHODS.register(method.name)(method)
 
 
-def memory_batch_stats(forward: Forward, params: PyTree, state: TrainState) -> PyTree:
-  """BatchNorm running statistics after a train-mode pass over every active task's learn
-  buffer, one task after another in task order (what the memory-gradient passes of GEM's
-  `observe` do to a PyTorch model's statistics). The passes carry no gradient."""
-  params = jax.lax.stop_gradient(params)
-
-  def one_task(batch_stats, task):
-    x, active = task
-    _, moved = forward(params, batch_stats, x, train=True)
-    return jax.tree.map(lambda new, old: jnp.where(active, new, old), moved, batch_stats), None
-
-  batch_stats, _ = jax.lax.scan(one_task, state.batch_stats,
-                                (state.aux["learn"]["x"], state.aux["active"]))
-  return batch_stats
-
-
-def with_memory_batch_stats(loss_fn: engine.LossFn) -> engine.LossFn:
-  """`loss_fn` run after `memory_batch_stats` has moved the running statistics, so the
-  update ends with them moved by the memories and then by its own batch (GEM's order).
-  Models without BatchNorm are unaffected (no extra pass)."""
-  def loss(forward, params, state, batch, rng):
-    if state.batch_stats:
-      state = state.replace(batch_stats=memory_batch_stats(forward, params, state))
-    return loss_fn(forward, params, state, batch, rng)
-  return loss
+def with_memories(loss_fn: engine.LossFn, settings: LearnSettings) -> engine.LossFn:
+  return updates.with_memory_batch_stats(loss_fn) if settings.memory_batch_stats else loss_fn
 
 
 # ---------------------------------------------------------------------------------------
-# Memory gradients and projections (engine.GradTransform signature).
-
-
-def memory_gradients(forward: Forward, state: TrainState) -> PyTree:
-  """g_k for every task k (one vmapped grad over the T learn buffers): params' pytree with a
-  leading axis T. Rows of empty buffers are 0."""
-  mem = state.aux["learn"]
-  grad = jax.grad(_buffer_loss, argnums=1)
-  return jax.vmap(lambda x, y, w: grad(forward, state.params, state, x, y, w))(
-      mem["x"], mem["y"], mem["weight"])
-
-
-def reference_batch(rng: jnp.ndarray, available: jnp.ndarray, size: int) -> Tuple[jnp.ndarray, jnp.ndarray]:
-  """(idx, weight) of A-GEM's reference batch over flattened buffer rows.
-
-  With n >= size available rows (available > 0), `size` of them drawn uniformly without
-  replacement, weight 1. With fewer, every available row once (weight 1), the rest of the
-  batch repeats them with weight 0: the loss is the mean over the available rows and the
-  batch holds no padding row (whose zeros would enter BatchNorm's batch statistics).
-  """
-  keys = jnp.where(available > 0, jax.random.uniform(rng, available.shape), jnp.inf)
-  order = jnp.argsort(keys)  # the available rows first, in random order
-  n = jnp.sum(available > 0)
-  slots = jnp.arange(size)
-  return order[slots % jnp.maximum(n, 1)], (slots < n).astype(jnp.float32)
-
-
-def reference_gradient(forward: Forward, state: TrainState, rng: jnp.ndarray, size: int) -> PyTree:
-  """A-GEM's g_ref: gradient of `reference_batch` of `size` examples from the learn buffers of
-  the active tasks; 0 when none is active."""
-  mem = state.aux["learn"]
-  num_tasks, slots = mem["y"].shape
-  available = (state.aux["active"][:, None] * mem["weight"]).reshape(-1)
-  idx, weight = reference_batch(rng, available, min(size, available.size))
-  flat = lambda a: a.reshape((num_tasks * slots,) + a.shape[2:])[idx]
-  return jax.grad(_buffer_loss, argnums=1)(forward, state.params, state, flat(mem["x"]),
-                                           flat(mem["y"]), weight)
-
-
-def _apply_mask(grads: PyTree, state: TrainState, masked: bool) -> PyTree:
-  return jax.tree.map(jnp.multiply, grads, state.aux["salun_mask"]) if masked else grads
-
-
-def gem_transform(margin: float, eps: float = 1e-3, masked: bool = False,
-                  with_forget: bool = False) -> engine.GradTransform:
-  """GEM projection against the active tasks' learn buffers.
-
-  with_forget: also constrain <g~, g> >= 0 for the (masked) gradient g itself, in the
-    forgotten task's row (ALT-NegGEM); that row is inactive otherwise.
-  """
-  def transform(forward, grads, state, batch, rng):
-    del batch, rng
-    grads = _apply_mask(grads, state, masked)
-    rows = memory_gradients(forward, state)
-    active = state.aux["active"]
-    if with_forget:
-      t = state.aux["forget_task"]
-      rows = jax.tree.map(lambda r, g: r.at[t].set(g), rows, grads)
-      active = active.at[t].set(True)
-    return projection.gem_project_tree(grads, rows, active, margin, eps)
-  return transform
-
-
-def agem_transform(ref_size: int, masked: bool = False) -> engine.GradTransform:
-  """A-GEM projection against a random batch of the active tasks' learn buffers."""
-  def transform(forward, grads, state, batch, rng):
-    del batch
-    grads = _apply_mask(grads, state, masked)
-    return projection.agem_project_tree(grads, reference_gradient(forward, state, rng, ref_size))
-  return transform
-
-
-def neggrad_plus_transform(alpha: float, masked: bool = False) -> engine.GradTransform:
-  """x = alpha * mean_{active r} g_r + (1 - alpha) * g_f (g_f = the loss gradient, masked).
-
-  With no active task the mean is taken as 0, leaving (1 - alpha) g_f.
-  """
-  def transform(forward, grads, state, batch, rng):
-    del batch, rng
-    grads = _apply_mask(grads, state, masked)
-    active = state.aux["active"].astype(jnp.float32)
-    share = active / jnp.maximum(jnp.sum(active), 1.0)
-    rows = memory_gradients(forward, state)
-    return jax.tree.map(lambda r, g: alpha * jnp.tensordot(share, r, axes=1) + (1 - alpha) * g,
-                        rows, grads)
-  return transform
-
-
-def _identity(forward, grads, state, batch, rng):
-  """Plain SGD: the gradient unchanged."""
-  del forward, state, batch, rng
-  return grads
-
-
-# Factories ProjectionSettings -> GradTransform, by the names methods use. Every one of them
-# computes gradients of the retained tasks' learn buffers.
-PROJECTIONS: Registry[Callable[[ProjectionSettings], engine.GradTransform]] = Registry("projection")
-PROJECTIONS.register("gem")(lambda p: gem_transform(p.margin, p.eps, p.masked))
-PROJECTIONS.register("gem_with_forget")(lambda p: gem_transform(p.margin, p.eps, p.masked, with_forget=True))
-PROJECTIONS.register("agem")(lambda p: agem_transform(p.ref_size, p.masked))
-PROJECTIONS.register("neggrad_plus")(lambda p: neggrad_plus_transform(p.alpha, p.masked))
+# Learning algorithms.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,67 +128,110 @@ class LearnAlgorithm:
   compute memory gradients (and so, with memory_batch_stats, move BatchNorm statistics).
   """
   name: str
-  transform: Callable[[ProjectionSettings], engine.GradTransform]
+  transform: Callable[[LearnSettings], engine.GradTransform]
   uses_memories: bool
 
 
 LEARN_ALGORITHMS: Registry[LearnAlgorithm] = Registry("learning algorithm")
 for _algorithm in (
-    LearnAlgorithm("sgd", lambda p: _identity, uses_memories=False),
-    LearnAlgorithm("gem", lambda p: gem_transform(p.margin, p.eps), uses_memories=True),
-    LearnAlgorithm("agem", lambda p: agem_transform(p.ref_size), uses_memories=True),
+    LearnAlgorithm("sgd", lambda p: updates.identity, uses_memories=False),
+    LearnAlgorithm("gem", lambda p: updates.gem_transform(p.margin, p.eps), uses_memories=True),
+    LearnAlgorithm("agem", lambda p: updates.agem_transform(p.ref_size), uses_memories=True),
 ):
   LEARN_ALGORITHMS.register(_algorithm.name)(_algorithm)
 
 
-def _with_memories(loss_fn: engine.LossFn, settings: ProjectionSettings) -> engine.LossFn:
-  return with_memory_batch_stats(loss_fn) if settings.memory_batch_stats else loss_fn
-
-
-def learn_update(algorithm: str, settings: ProjectionSettings) -> Update:
+def learn_update(algorithm: str, settings: LearnSettings) -> Update:
   """(loss_fn, grad_transform) of a learning step of `algorithm` (an entry of LEARN_ALGORITHMS)."""
   entry = LEARN_ALGORITHMS.get(algorithm)
-  loss_fn = _with_memories(learn_loss, settings) if entry.uses_memories else learn_loss
+  loss_fn = with_memories(updates.learn_loss, settings) if entry.uses_memories else updates.learn_loss
   return loss_fn, entry.transform(settings)
 
 
 # ---------------------------------------------------------------------------------------
-# Unlearning methods.
+# Continual methods, as pairs (objective, projection) of `updates.py` applied to every batch.
+
+Objective = Callable[[ForgetSettings], engine.LossFn]
+Projection = Callable[[ForgetSettings], engine.GradTransform]
 
 
-@dataclasses.dataclass(frozen=True)
-class UnlearnMethod:
-  """A continual unlearning method: its updates per batch and its learning algorithm.
-
-  updates: (objective, projection) pairs applied in order to every batch, each one
-    optimizer update (NegGEM: a gradient-ascent step, then a random-label step).
-  learn_algorithm: how tasks are learned when config `learn_algorithm` is "auto".
-  """
-  name: str
-  updates: Tuple[Tuple[str, str], ...]
-  learn_algorithm: str
+def negative(s: ForgetSettings) -> engine.LossFn:
+  return functools.partial(updates.negative_loss, scale=s.loss_scale)
 
 
-# The thesis' methods, as its `Net.unlearn` runs them, and two variants of ours that add
-# NegGEM's random-label step to NegAGEM and ALT-NegGEM.
-METHODS: Registry[UnlearnMethod] = Registry("continual unlearning method")
+def random_labels(s: ForgetSettings) -> engine.LossFn:
+  return functools.partial(updates.random_label_loss, scale=s.loss_scale)
+
+
+def gem(s: ForgetSettings) -> engine.GradTransform:
+  return updates.gem_transform(s.margin, s.eps, s.masked)
+
+
+def gem_with_forget(s: ForgetSettings) -> engine.GradTransform:
+  return updates.gem_transform(s.margin, s.eps, s.masked, with_forget=True)
+
+
+def agem(s: ForgetSettings) -> engine.GradTransform:
+  return updates.agem_transform(s.ref_size, s.masked)
+
+
+def neggrad_plus(s: ForgetSettings) -> engine.GradTransform:
+  return updates.neggrad_plus_transform(s.option("alpha"), s.masked)
+
+
+def apply_updates(state, batch, *, forward, tx, steps: Tuple[Update, ...]):
+  """Each (loss_fn, grad_transform) of `steps` as one optimizer update, in order; metrics
+  update<i>_<name>, among them the global norm of update i's change of the weights
+  ("step_norm": lr x clip_norm when a clipped SGD step was clipped)."""
+  metrics = {}
+  for i, (loss_fn, transform) in enumerate(steps):
+    new, m = engine.train_step(state, batch, forward=forward, tx=tx, loss_fn=loss_fn, grad_transform=transform)
+    m["step_norm"] = optax.global_norm(jax.tree.map(jnp.subtract, new.params, state.params))
+    metrics.update({f"update{i}_{k}": v for k, v in m.items()})
+    state = new
+  return state, metrics
+
+
+def chain(*pairs: Tuple[Objective, Projection]) -> Callable[[ForgetSettings], Forgetting]:
+  """The factory of a method whose batches get one update per (objective, projection) pair,
+  in order; its objective is the first pair's."""
+  def make(s: ForgetSettings) -> Forgetting:
+    steps = tuple((with_memories(objective(s), s), projection(s)) for objective, projection in pairs)
+    return Forgetting(pairs[0][0](s), functools.partial(apply_updates, steps=steps))
+  return make
+
+
+# The thesis' settings per method: its final A4 runs (4tests/A4/*/...HYPERPARAMETERS.csv of
+# DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning, and negGemGradA4.py): unlearn
+# batch, unlearn lr, stop accuracy (0.275 / 0.3 / 0.35 on 5-class tasks = chance + 0.075 /
+# 0.1 / 0.15) and SalUn fraction. Its runs predate the later x5 loss scale: scale 1.
+# NegGrad+ is its a = 0.5 run (NEGGRAD_FINAL); its a = 0.95 run (neggrad095) used batch 2 and
+# SalUn 0.02. Our random-label variants of NegAGEM and ALT-NegGEM take their base's values.
+_NEGAGEM_THESIS = dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.05)
+_ALT_THESIS = dict(lr=0.01, batch_size=2, stop_above_chance=0.15, salun=0.02)
 for _method in (
-    UnlearnMethod("neggem", (("negative", "gem"), ("random_label", "gem")), "gem"),
-    UnlearnMethod("negagem", (("negative", "agem"),), "agem"),
-    UnlearnMethod("rl_gem", (("random_label", "gem"),), "gem"),
-    UnlearnMethod("rl_agem", (("random_label", "agem"),), "agem"),
-    UnlearnMethod("alt_neggem", (("negative", "gem_with_forget"),), "gem"),
-    UnlearnMethod("neggrad_plus", (("negative", "neggrad_plus"),), "gem"),
-    UnlearnMethod("negagem_rl", (("negative", "agem"), ("random_label", "agem")), "agem"),
-    UnlearnMethod("alt_neggem_rl", (("negative", "gem_with_forget"),
-                                    ("random_label", "gem_with_forget")), "gem"),
+    ContinualMethod("neggem", chain((negative, gem), (random_labels, gem)), "gem", "gem",
+                    "negative step, then random-label step, both GEM-projected (the thesis' NegGEM)",
+                    thesis=dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.02)),
+    ContinualMethod("negagem", chain((negative, agem)), "agem", "agem",
+                    "negative step, A-GEM-projected (NegAGEM)", thesis=_NEGAGEM_THESIS),
+    ContinualMethod("rl_gem", chain((random_labels, gem)), "gem", "gem",
+                    "random-label step, GEM-projected (RL-GEM)",
+                    thesis=dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.05)),
+    ContinualMethod("rl_agem", chain((random_labels, agem)), "agem", "agem",
+                    "random-label step, A-GEM-projected (RL-AGEM)",
+                    thesis=dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.02)),
+    ContinualMethod("alt_neggem", chain((negative, gem_with_forget)), "gem", "gem_with_forget",
+                    "negative step, GEM rows of every observed task, the forgotten one's its own "
+                    "gradient (ALT-NegGEM)", thesis=_ALT_THESIS),
+    ContinualMethod("neggrad_plus", chain((negative, neggrad_plus)), "gem", "",
+                    "a mean_R g_r + (1 - a) g_f, always applied (the thesis' neggrad; Kurmanji et al. 2023)",
+                    options=(Option("alpha", 0.5, 0.0, 1.0, "weight a of the retained tasks' mean gradient"),),
+                    thesis=dict(lr=0.01, batch_size=8, stop_above_chance=0.075, salun=0.5, alpha=0.5)),
+    ContinualMethod("negagem_rl", chain((negative, agem), (random_labels, agem)), "agem", "agem",
+                    "ours: NegAGEM plus NegGEM's random-label step", thesis=_NEGAGEM_THESIS),
+    ContinualMethod("alt_neggem_rl", chain((negative, gem_with_forget), (random_labels, gem_with_forget)),
+                    "gem", "gem_with_forget", "ours: ALT-NegGEM plus NegGEM's random-label step",
+                    thesis=_ALT_THESIS),
 ):
-  METHODS.register(_method.name)(_method)
-
-
-def unlearn_updates(method: UnlearnMethod, settings: ProjectionSettings,
-                    loss_scale: float = 1.0) -> List[Update]:
-  """(loss_fn, grad_transform) of every update of one batch of `method`."""
-  return [(_with_memories(OBJECTIVES.get(objective)(loss_scale), settings),
-           PROJECTIONS.get(projection)(settings))
-          for objective, projection in method.updates]
+  register(_method)

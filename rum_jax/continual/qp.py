@@ -78,11 +78,15 @@ def solve_gem_dual(P: jax.Array, q: jax.Array, lower: jax.Array,
   c = jnp.maximum(jnp.max(jnp.abs(q * s)), jnp.max(jnp.abs(lower / s)))
   c = jnp.where(c > 0, c, 1.0)  # q = lower = 0: the solution is v = 0 at any scale.
   P_scaled = P * s[:, None] * s[None, :]
-  lower_scaled = lower / (s * c)
+  # Divisions by c are written as products with 1/c: XLA rewrites x / c as x * (1/c) in some
+  # compilations and not in others (a program partitioned over several devices vs one), and
+  # the two round differently, so a seed's projection would depend on the device count.
+  to_u = 1.0 / (s * c)
+  lower_scaled = lower * to_u
   solution = _solver().run(
-      params_obj=(P_scaled, q * s / c),
+      params_obj=(P_scaled, q * s * (1.0 / c)),
       params_eq=jnp.eye(active.shape[0], dtype=dtype),
-      params_ineq=(lower_scaled, upper / (s * c))).params
+      params_ineq=(lower_scaled, upper * to_u)).params
   u = solution.primal[0]
   # ADMM meets the bounds only to within its tolerance: clip onto the box, which is exact.
   u = jnp.clip(u, lower_scaled, upper)

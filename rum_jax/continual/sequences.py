@@ -47,6 +47,7 @@ from typing import Callable, Dict, List, Sequence, Set, Tuple
 
 import numpy as np
 
+from rum_jax.evaluation.continual import Timeline
 from rum_jax.registry import Registry
 
 LEARN = "learn"
@@ -325,3 +326,13 @@ def mirrored_steps(sequence: Sequence[Step]) -> Dict[int, int]:
         raise ValueError(f"step {i} ({step}) forgets task {step.task}, which was never learned")
       mirrors[i] = latest_learn[step.task] - 1
   return mirrors
+
+
+def timeline(sequence: Sequence[Step]) -> Timeline:
+  """The sequence as the plain data the CL metrics read (`evaluation.continual.Timeline`)."""
+  sets = task_sets(sequence)
+  return Timeline(learns=tuple(step.is_learn for step in sequence),
+                  tasks=tuple(step.task for step in sequence),
+                  retained=tuple(tuple(sorted(r)) for r, _ in sets),
+                  forgotten=tuple(tuple(sorted(f)) for _, f in sets),
+                  last_learned=tuple(last_learned_steps(sequence)), mirrors=mirrored_steps(sequence))

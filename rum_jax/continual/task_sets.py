@@ -18,14 +18,17 @@ are registered in `TASK_BUILDERS`:
   background (`Dataset.pad_value`, else the darkest input value). Image data only
   ([N, H, W, C]); 1-D signals such as MNIST-1D are refused.
 
-The permutations and angles are drawn from the run's base seed and shared by its seeds (as
-GEM draws them once into its data file); the seeds differ in initialisation, batch order,
-the tasks' training subsets and buffers. The stacked splits hold one block of rows per task
-(row r of task k's block is example `index[r]` of the original data set), so everything
-downstream (buffers, plans, per-task evaluation) sees rows and their tasks, nothing else.
+Every seed draws its own benchmark: its class order (split), its permutations or angles and
+its tasks' training subsets (permuted, rotated), each from the run's base seed and the seed's
+index, so the intervals over seeds include the draw of the benchmark (GEM draws one set of
+permutations into its data file; a run here is many draws). The stacked splits hold one block
+of rows per seed and task (row r of seed s's task k block is example `index[r]` of the
+original data set); `TaskSet.rows(split)` are each seed's rows and `row_task` their tasks, so
+everything downstream (buffers, plans, per-task evaluation) sees rows and their tasks, nothing
+else.
 """
 import dataclasses
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -51,11 +54,20 @@ class TaskSet:
     transformed benchmarks).
   layout: the classes of every task for every seed.
   row_task: split name -> int [S, N] task of each row of that split for each seed (-1: in
-    no task).
+    none of the seed's tasks, e.g. another seed's block).
   """
   dataset: Dataset
   layout: TaskLayout
   row_task: Dict[str, np.ndarray]
+  seed_rows: Optional[Dict[str, np.ndarray]] = None
+
+  def rows(self, split: str) -> np.ndarray:
+    """int [S, n]: the rows of `split` each seed is evaluated on: its own blocks of a stacked
+    benchmark, every row of a split one (rows in none of its tasks are then ignored)."""
+    if self.seed_rows is not None:
+      return self.seed_rows[split]
+    num_seeds, n = self.row_task[split].shape
+    return np.broadcast_to(np.arange(n, dtype=np.int32), (num_seeds, n))
 
   @property
   def chance(self) -> float:
@@ -94,34 +106,41 @@ def split_tasks(dataset: Dataset, num_tasks: int, classes_per_task: int, samples
   return TaskSet(dataset, layout, row_task)
 
 
-def _stack(dataset: Dataset, transforms: List[Callable[[np.ndarray], np.ndarray]],
-           samples_per_task: int, num_seeds: int, seed: int) -> TaskSet:
-  """One block of rows per transform (= task): the train rows a subset of `samples_per_task`
-  examples per task (0: all), val and test whole."""
-  num_tasks = len(transforms)
+def _stack(dataset: Dataset, transforms: List[List[Callable[[np.ndarray], np.ndarray]]],
+           samples_per_task: int, seed: int) -> TaskSet:
+  """One block of rows per seed s and transform k (= task k of seed s, `transforms[s][k]`): the
+  train rows a subset of `samples_per_task` examples drawn per seed and task (0: all), val and
+  test whole."""
+  num_seeds, num_tasks = len(transforms), len(transforms[0])
   n_train = len(dataset.train)
   if samples_per_task > n_train:
     raise ValueError(f"samples_per_task={samples_per_task} is more than the {n_train} training "
                      f"examples of {dataset.name}; use at most {n_train} (0 = all)")
-  splits, row_task = {}, {}
+  splits, row_task, seed_rows = {}, {}, {}
   for name in SPLITS:
     split = dataset.split(name)
-    blocks = []
-    for k, transform in enumerate(transforms):
-      if name == "train" and samples_per_task:
-        rng = np.random.default_rng([seed, k, _SUBSET_STREAM])
-        split_k = split.subset(np.sort(rng.choice(n_train, samples_per_task, replace=False)))
-      else:
-        split_k = split
-      blocks.append(Split(transform(split_k.x).astype(split.x.dtype), split_k.y, split_k.index))
+    blocks, owners = [], []
+    for s, per_seed in enumerate(transforms):
+      for k, transform in enumerate(per_seed):
+        if name == "train" and samples_per_task:
+          rng = np.random.default_rng([seed, s, k, _SUBSET_STREAM])
+          split_k = split.subset(np.sort(rng.choice(n_train, samples_per_task, replace=False)))
+        else:
+          split_k = split
+        blocks.append(Split(transform(split_k.x).astype(split.x.dtype), split_k.y, split_k.index))
+        owners.append((s, k))
     splits[name] = Split(np.concatenate([b.x for b in blocks]), np.concatenate([b.y for b in blocks]),
                          np.concatenate([b.index for b in blocks]))
-    tasks = np.repeat(np.arange(num_tasks, dtype=np.int32), [len(b) for b in blocks])
-    row_task[name] = np.broadcast_to(tasks, (num_seeds, len(tasks)))
+    sizes = [len(b) for b in blocks]
+    block_seed = np.repeat([s for s, _ in owners], sizes)
+    block_task = np.repeat([k for _, k in owners], sizes).astype(np.int32)
+    row_task[name] = np.stack([np.where(block_seed == s, block_task, -1) for s in range(num_seeds)])
+    seed_rows[name] = np.stack([np.flatnonzero(block_seed == s) for s in range(num_seeds)]).astype(
+        np.int32).reshape(num_seeds, -1)
   all_classes = np.broadcast_to(np.arange(dataset.num_classes, dtype=np.int32),
                                 (num_seeds, num_tasks, dataset.num_classes))
   stacked = dataclasses.replace(dataset, **splits)
-  return TaskSet(stacked, TaskLayout(np.ascontiguousarray(all_classes), dataset.num_classes), row_task)
+  return TaskSet(stacked, TaskLayout(np.ascontiguousarray(all_classes), dataset.num_classes), row_task, seed_rows)
 
 
 def _check_shared_head(name: str, num_tasks: int) -> None:
@@ -130,9 +149,9 @@ def _check_shared_head(name: str, num_tasks: int) -> None:
                      f"task is one more transform of the whole data set); got {num_tasks}")
 
 
-def permutations(num_features: int, num_tasks: int, seed: int) -> np.ndarray:
-  """int [T, F]: task k's fixed permutation of the flattened input features."""
-  rng = np.random.default_rng([seed, _TRANSFORM_STREAM])
+def permutations(num_features: int, num_tasks: int, seed: int, seed_index: int) -> np.ndarray:
+  """int [T, F]: task k's fixed permutation of the flattened input features, for one seed."""
+  rng = np.random.default_rng([seed, seed_index, _TRANSFORM_STREAM])
   return np.stack([rng.permutation(num_features) for _ in range(num_tasks)])
 
 
@@ -148,16 +167,17 @@ def permuted_tasks(dataset: Dataset, num_tasks: int, classes_per_task: int, samp
   """GEM's MNIST Permutations on any data set: one feature permutation per task."""
   del classes_per_task  # every task has every class
   _check_shared_head("permuted", num_tasks)
-  perms = permutations(int(np.prod(dataset.input_shape)), num_tasks, seed)
-  transforms = [lambda x, p=p: permute_features(x, p) for p in perms]
-  return _stack(dataset, transforms, samples_per_task, num_seeds, seed)
+  features = int(np.prod(dataset.input_shape))
+  transforms = [[lambda x, p=p: permute_features(x, p) for p in permutations(features, num_tasks, seed, s)]
+                for s in range(num_seeds)]
+  return _stack(dataset, transforms, samples_per_task, seed)
 
 
-def rotation_angles(num_tasks: int, seed: int) -> np.ndarray:
-  """float [T]: task k's angle, uniform in the k-th of T equal bins of ROTATION_RANGE."""
+def rotation_angles(num_tasks: int, seed: int, seed_index: int) -> np.ndarray:
+  """float [T]: task k's angle for one seed, uniform in the k-th of T equal bins of ROTATION_RANGE."""
   low, high = ROTATION_RANGE
   width = (high - low) / num_tasks
-  u = np.random.default_rng([seed, _TRANSFORM_STREAM]).uniform(size=num_tasks)
+  u = np.random.default_rng([seed, seed_index, _TRANSFORM_STREAM]).uniform(size=num_tasks)
   return low + (np.arange(num_tasks) + u) * width
 
 
@@ -183,9 +203,9 @@ def rotated_tasks(dataset: Dataset, num_tasks: int, classes_per_task: int, sampl
                      f"{shape} (not an image): use config.continual.tasks='permuted'")
   background = (np.asarray(dataset.pad_value, np.float64) if dataset.pad_value is not None
                 else dataset.train.x.min(axis=(0, 1, 2)))
-  transforms = [lambda x, a=a: rotate_images(x, a, background)
-                for a in rotation_angles(num_tasks, seed)]
-  return _stack(dataset, transforms, samples_per_task, num_seeds, seed)
+  transforms = [[lambda x, a=a: rotate_images(x, a, background) for a in rotation_angles(num_tasks, seed, s)]
+                for s in range(num_seeds)]
+  return _stack(dataset, transforms, samples_per_task, seed)
 
 
 def build(name: str, dataset: Dataset, num_tasks: int, classes_per_task: int,

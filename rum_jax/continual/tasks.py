@@ -111,7 +111,7 @@ def evaluate_tasks(logits: np.ndarray, labels: np.ndarray, row_task: np.ndarray,
 
   Args:
     logits: [S, N, C] eval-mode logits.
-    labels: [N] labels.
+    labels: [N] labels, or [S, N] when every seed has its own examples.
     row_task: int [S, N] task of each example (-1: none; `task_sets.TaskSet.row_task`).
     task_classes: bool [S, T, C] (`TaskLayout.task_classes`).
 
@@ -123,13 +123,13 @@ def evaluate_tasks(logits: np.ndarray, labels: np.ndarray, row_task: np.ndarray,
   logits = np.asarray(logits, np.float64)
   num_seeds, num_tasks = logits.shape[0], task_classes.shape[1]
   tasks = np.asarray(row_task)  # [S, N]
+  labels = np.broadcast_to(np.asarray(labels), tasks.shape)
   in_task = np.stack([task_classes[s][np.clip(tasks[s], 0, None)] for s in range(num_seeds)])
   masked = np.where(in_task, logits, -np.inf)
   log_p = special.log_softmax(np.where(tasks[..., None] >= 0, masked, 0.0), axis=-1)
-  correct = np.argmax(masked, axis=-1) == labels[None]
+  correct = np.argmax(masked, axis=-1) == labels
   confidence = np.exp(np.max(log_p, axis=-1))
-  loss = -np.take_along_axis(log_p, np.broadcast_to(labels[None, :, None], tasks.shape + (1,)),
-                             axis=-1)[..., 0]
+  loss = -np.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
   loss = np.where(tasks >= 0, loss, np.nan)
   acc = np.full((num_seeds, num_tasks), np.nan)
   conf = np.full((num_seeds, num_tasks), np.nan)

@@ -1,18 +1,22 @@
 """One batch of continual unlearning with the stop rule, and the SalUn mask's batch.
 
-Forgetting stops (`unlearn_step`) once the accuracy on t's whole unlearn buffer, measured
-before each batch, is <= a threshold; measured in eval mode, or in train mode as the thesis
-did (batch statistics of the buffer, and BatchNorm's running statistics move).
+Forgetting stops (`unlearn_step`) once the accuracy on a stop set of the forgotten task t,
+measured before each batch, is <= a threshold. The stop set (`STOP_SETS`,
+config.continual.stop_set) is t's whole unlearn buffer (the thesis), or t's held-out
+examples, a part of its training data never trained on (`aux["held_out"]`: matched
+forgetting, the same target for every method, measured on more than a buffer's few examples).
+It is measured in eval mode, or in train mode as the thesis did (batch statistics of the
+set, and BatchNorm's running statistics move).
 """
 import functools
-from typing import Any, Callable, Sequence, Tuple
+from typing import Any, Callable, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from rum_jax.continual import projection
-from rum_jax.continual.methods import Update, masked, memory_gradients
+from rum_jax.continual.updates import masked, memory_gradients
 from rum_jax.registry import Registry
 from rum_jax.training import engine
 from rum_jax.training.state import Forward, TrainState
@@ -26,15 +30,27 @@ def _forget_slot(state: TrainState, name: str):
   return buf["x"][t], buf["y"][t], buf["weight"][t], buf["pos"][t]
 
 
-def unlearn_buffer_accuracy(forward: Forward, state: TrainState,
-                            train: bool = False) -> Tuple[jnp.ndarray, Any]:
-  """Task-masked accuracy on the forgotten task's unlearn buffer, and the running statistics
-  after that pass: unchanged in eval mode; in train mode (the thesis' check) the buffer is
-  normalised with its own statistics and the running statistics move."""
-  x, y, w, _ = _forget_slot(state, "unlearn")
+def set_accuracy(forward: Forward, state: TrainState, examples: Tuple[jnp.ndarray, ...],
+                 train: bool = False) -> Tuple[jnp.ndarray, Any]:
+  """Task-masked accuracy on examples (x, y, weight), and the running statistics after that
+  pass: unchanged in eval mode; in train mode (the thesis' check) the examples are normalised
+  with their own statistics and the running statistics move."""
+  x, y, w = examples
   logits, batch_stats = forward(state.params, state.batch_stats, x, train=train)
   correct = (jnp.argmax(masked(state, logits, y), -1) == y).astype(jnp.float32)
   return engine.weighted_mean(correct, w), batch_stats
+
+
+def held_out(state: TrainState, name: str = "held_out") -> Tuple[jnp.ndarray, ...]:
+  """(x, y, weight) of a held-out set in aux: "held_out" (the forgotten task's) or
+  "kept_held_out" (the tasks the sequence keeps)."""
+  return state.aux[name]["x"], state.aux[name]["y"], state.aux[name]["weight"]
+
+
+# What the stop rule measures (config.continual.stop_set): state -> (x, y, weight).
+STOP_SETS: Registry[Callable[[TrainState], Tuple[jnp.ndarray, ...]]] = Registry("stop set")
+STOP_SETS.register("unlearn_buffer")(lambda state: _forget_slot(state, "unlearn")[:3])
+STOP_SETS.register("held_out")(held_out)
 
 
 # How the stop rule measures the unlearn buffer's accuracy (config.continual.stop_mode): in
@@ -46,24 +62,22 @@ CHECK_MODES.register("train")(True)
 
 
 def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, forward: Forward,
-                 tx: optax.GradientTransformation, updates: Sequence[Update], threshold: float,
-                 train_mode_check: bool) -> Tuple[Tuple[TrainState, jnp.ndarray], engine.Metrics]:
-  """One batch of unlearning: check the stop rule, then (if not stopped) `updates` in order.
+                 tx: optax.GradientTransformation, update: Callable, threshold: float,
+                 train_mode_check: bool, stop_set: str = "unlearn_buffer"
+                 ) -> Tuple[Tuple[TrainState, jnp.ndarray], engine.Metrics]:
+  """One batch of unlearning: check the stop rule, then (if not stopped) the method's
+  `update` (`methods.Forgetting.update`).
 
-  carry: (state, done); done is set once the unlearn buffer's accuracy, measured before the
-  batch (as the thesis does), is <= threshold, and from then on every step is a no-op, so
-  vmapped seeds stop independently. In train mode the check's pass moves BatchNorm's running
+  carry: (state, done); done is set once the stop set's accuracy, measured before the batch
+  (as the thesis does), is <= threshold, and from then on every step is a no-op, so vmapped
+  seeds stop independently. In train mode the check's pass moves BatchNorm's running
   statistics, the stopping check's included (the thesis' loop), none after it.
   """
   state, done = carry
-  accuracy, checked_stats = unlearn_buffer_accuracy(forward, state, train=train_mode_check)
+  accuracy, checked_stats = set_accuracy(forward, state, STOP_SETS.get(stop_set)(state), train=train_mode_check)
   go = jnp.logical_not(done) & (accuracy > threshold)
   checked = state.replace(batch_stats=checked_stats)
-  new, metrics = checked, {}
-  for i, (loss_fn, transform) in enumerate(updates):
-    new, m = engine.train_step(new, batch, forward=forward, tx=tx, loss_fn=loss_fn,
-                               grad_transform=transform)
-    metrics.update({f"update{i}_{k}": v for k, v in m.items()})
+  new, metrics = update(checked, batch, forward=forward, tx=tx)
   pick = lambda cond, a, b: jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
   # aux is constant (and holds the buffers): select only what a step changes. A step that
   # stops keeps the check's statistics; a step after the stop keeps everything.
@@ -72,14 +86,14 @@ def unlearn_step(carry: Tuple[TrainState, jnp.ndarray], batch: engine.Batch, *, 
                         params=pick(go, new.params, state.params), batch_stats=stats,
                         opt_state=pick(go, new.opt_state, state.opt_state),
                         rng=jnp.where(go, new.rng, state.rng))
-  metrics = {"buffer_accuracy": accuracy, "updated": go.astype(jnp.float32), **metrics}
+  metrics = {"stop_accuracy": accuracy, "updated": go.astype(jnp.float32), **metrics}
   return (state, jnp.logical_not(go)), metrics
 
 
 def saliency_mask(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: engine.LossFn,
                   fraction: float) -> PyTree:
   """SalUn mask of the forgotten task: 1 on the top `fraction` of weights by |grad| of
-  `loss_fn` (the method's first objective) on `batch`, else 0."""
+  `loss_fn` (the method's objective) on `batch`, else 0."""
   grads = jax.grad(lambda p: loss_fn(forward, p, state, batch, state.rng)[0])(state.params)
   return projection.topk_mask_tree(grads, fraction)
 
@@ -95,9 +109,9 @@ def violates(forward: Forward, state: TrainState, batch: engine.Batch, loss_fn: 
   return jnp.any(state.aux["active"] & (dots < 0))
 
 
-def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation,
-                      updates: Sequence[Update], threshold: float,
-                      train_mode_check: bool = False) -> Callable:
+def make_unlearn_step(forward: Forward, tx: optax.GradientTransformation, update: Callable,
+                      threshold: float, train_mode_check: bool = False,
+                      stop_set: str = "unlearn_buffer") -> Callable:
   """`unlearn_step` with its settings bound: ((state, done), batch) -> ((state, done), metrics)."""
-  return functools.partial(unlearn_step, forward=forward, tx=tx, updates=tuple(updates),
-                           threshold=threshold, train_mode_check=train_mode_check)
+  return functools.partial(unlearn_step, forward=forward, tx=tx, update=update, threshold=threshold,
+                           train_mode_check=train_mode_check, stop_set=stop_set)

@@ -7,7 +7,12 @@ A record is tidy rows (`results.record_rows`); `results.summary_frame` turns the
   table(summary, metrics)          one row per method, a 'mean ± ci95' cell per metric
   bar_figure(summary, panels, ..)  grouped bars with 95% interval whiskers, a panel per list
   leaderboard(records, metrics)    one table over many work directories (`results.collect`), a row per run
+  continual_run_figures(...)       a continual run's heat map, task curves, CL-ToW and CLU curves
+  continual_table(records, ..)     continual runs side by side (records with a 'run' column)
+  continual_comparison_figure(..)  their CL-ToW per forget step and final accuracies
+  tradeoff_figure(trace, runs, ..)  kept against forgotten held-out accuracy over the passes
 """
+import os
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -140,3 +145,192 @@ def write_leaderboard(paths: Sequence[str], markdown: str, csv: str, metrics: Op
                 "Mean ± 95% t-interval over each run's seeds.\n\n" + text)
   io.write_csv(csv, records.to_dict("records"))
   return text
+
+
+# ---------------------------------------------------------------------------------------
+# Continual runs: a run's figures (from its matrices and curves.csv) and comparisons of runs
+# (from their records, one 'run' label per run).
+
+
+def _save(fig, path: str) -> None:
+  fig.tight_layout()
+  io.save_figure(fig, path)
+
+
+def accuracy_heatmap(mean: np.ndarray, step_labels: Sequence[str], path: str, title: str) -> None:
+  """Rows = states of the model (initial, then after each step), columns = tasks."""
+  plt = io.pyplot()
+  rows, tasks = mean.shape
+  fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * tasks + 2), max(3.0, 0.3 * rows + 1.5)))
+  image = ax.imshow(mean, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+  ax.set_xticks(range(tasks))
+  ax.set_xlabel("task")
+  ax.set_yticks(range(rows))
+  ax.set_yticklabels(step_labels, fontsize=7)
+  ax.set_ylabel("after step")
+  if rows * tasks <= 400:  # values stay legible
+    for i in range(rows):
+      for j in range(tasks):
+        if np.isfinite(mean[i, j]):
+          ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                  color="white" if mean[i, j] < 0.6 else "black")
+  fig.colorbar(image, ax=ax, label="test accuracy (mean over seeds)")
+  ax.set_title(title)
+  _save(fig, path)
+
+
+def task_curves(mean: np.ndarray, half: np.ndarray, step_labels: Sequence[str],
+                forget_rows: Sequence[int], path: str, title: str) -> None:
+  """One line per task over the steps, with a 95% band; forget steps shaded."""
+  plt = io.pyplot()
+  rows, tasks = mean.shape
+  fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * rows + 3), 4.0))
+  x = np.arange(rows)
+  colors = plt.get_cmap("tab20" if tasks > 10 else "tab10")
+  for k in range(tasks):
+    color = colors(k % colors.N)
+    ax.plot(x, mean[:, k], color=color, lw=1.5, label=f"task {k}")
+    band = np.nan_to_num(half[:, k])
+    ax.fill_between(x, mean[:, k] - band, mean[:, k] + band, color=color, alpha=0.15)
+  for r in forget_rows:
+    ax.axvspan(r - 0.5, r + 0.5, color="grey", alpha=0.12, lw=0)
+  ax.set_xticks(x)
+  ax.set_xticklabels(step_labels, rotation=90, fontsize=7)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel("after step (grey: forget steps)")
+  ax.set_ylabel("test accuracy")
+  ax.legend(fontsize=6, ncol=2 if tasks > 10 else 1, loc="lower left")
+  ax.set_title(title)
+  _save(fig, path)
+
+
+def _curve(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+  """Mean and 95% half width over seeds of one curve of curves.csv rows, per step."""
+  part = curves[curves["metric"] == metric]
+  return results.summary_frame(part, by=("step", "action")).sort_values("step")
+
+
+def unlearning_scores(curves: pd.DataFrame, step_labels: Sequence[str], path: str, title: str) -> None:
+  """CL-ToW at the forget steps (left) and CLU_mix after every step (right), mean +- 95%."""
+  plt = io.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+  ax = axes[0]
+  tow = _curve(curves, "cl_tow")
+  if len(tow):
+    x = np.arange(len(tow))
+    ax.errorbar(x, tow["mean"], yerr=np.nan_to_num(tow["ci95"].to_numpy(float)), marker="o", capsize=3)
+    ax.set_xticks(x)
+    ax.set_xticklabels(tow["action"], rotation=90, fontsize=7)
+  else:
+    ax.text(0.5, 0.5, "no forget steps", ha="center", va="center", transform=ax.transAxes)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel("forget step")
+  ax.set_ylabel("CL-ToW")
+  ax = axes[1]
+  clu = _curve(curves, "clu_mix")
+  x = np.arange(len(clu))
+  mean, half = clu["mean"].to_numpy(float), np.nan_to_num(clu["ci95"].to_numpy(float))
+  ax.plot(x, mean, marker=".")
+  ax.fill_between(x, mean - half, mean + half, alpha=0.2)
+  ax.set_xticks(x)
+  ax.set_xticklabels(step_labels[1:], rotation=90, fontsize=7)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel("after step")
+  ax.set_ylabel("CLU_mix")
+  fig.suptitle(title)
+  _save(fig, path)
+
+
+def continual_run_figures(test_accuracy: np.ndarray, curves: Sequence[Dict[str, Any]], step_labels: Sequence[str],
+                          forget_steps: Sequence[int], directory: str, title: str) -> None:
+  """A continual run's task_accuracy_heatmap.png, task_curves.png and cl_tow.png.
+
+  test_accuracy: [S, steps + 1, T]; curves: the rows of its curves.csv.
+  """
+  mean, half = results.mean_ci(test_accuracy)
+  rows = [r + 1 for r in forget_steps]
+  accuracy_heatmap(mean, step_labels, os.path.join(directory, "task_accuracy_heatmap.png"), title)
+  task_curves(mean, half, step_labels, rows, os.path.join(directory, "task_curves.png"), title)
+  unlearning_scores(pd.DataFrame(list(curves), columns=["step", "action", "seed", "metric", "value"]), step_labels,
+                    os.path.join(directory, "cl_tow.png"), title)
+
+
+def continual_table(records: pd.DataFrame, metrics: Sequence[str], runs: Sequence[str]) -> str:
+  """One row per run (records' 'run' column, in the order `runs`), a 'mean ± 95%' cell per
+  metric ('n/a' where a run lacks it; a pooled metric is one value, without interval)."""
+  summary = results.summary_frame(records, by=("run",))
+  metrics = [m for m in metrics if m in set(summary["metric"])]
+  return table(summary, metrics, row_key="run", rows=list(runs))
+
+
+def continual_comparison_figure(records: pd.DataFrame, curves: pd.DataFrame, runs: Sequence[str], chance: float,
+                                path: str, title: str) -> None:
+  """Runs side by side: CL-ToW at every forget step (left, from the runs' curves.csv rows with
+  a 'run' column), final accuracies and CL-ToW (right, from their records)."""
+  plt = io.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+  ax = axes[0]
+  spread = 0.3 / max(len(runs) - 1, 1)
+  labels = []
+  for r, run in enumerate(runs):
+    tow = _curve(curves[curves["run"] == run], "cl_tow")
+    if len(tow):
+      labels = list(tow["action"])
+      x = np.arange(len(tow)) + (r - (len(runs) - 1) / 2) * spread
+      ax.errorbar(x, tow["mean"], yerr=np.nan_to_num(tow["ci95"].to_numpy(float)), marker="o", ms=3, capsize=2,
+                  lw=1, label=run)
+  ax.set_xticks(range(len(labels)))
+  ax.set_xticklabels(labels)
+  ax.set_xlabel("forget step")
+  ax.set_ylabel("CL-ToW (mean, 95% interval)")
+  ax.set_ylim(0, 1.02)
+  ax.legend(fontsize=7)
+  ax = axes[1]
+  cells = _lookup(results.summary_frame(records, by=("run",)), "run")
+  bars = ("final_cl_tow", "final_retained_test_accuracy", "final_forgotten_test_accuracy")
+  width = 0.8 / len(bars)
+  x = np.arange(len(runs))
+  for j, key in enumerate(bars):
+    stats = [cells.get(run, {}).get(key, {"mean": np.nan, "ci95": np.nan}) for run in runs]
+    ax.bar(x + (j - (len(bars) - 1) / 2) * width, [s["mean"] for s in stats], width,
+           yerr=[float(np.nan_to_num(s["ci95"])) for s in stats], capsize=2, label=METRICS.get(key).display)
+  ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+  ax.set_xticks(x)
+  ax.set_xticklabels(list(runs), rotation=30, ha="right", fontsize=8)
+  ax.set_ylim(0, 1.02)
+  ax.set_ylabel("test accuracy / CL-ToW")
+  ax.legend(fontsize=7, loc="lower right")
+  fig.suptitle(title)
+  _save(fig, path)
+
+
+def tradeoff_figure(trace: pd.DataFrame, runs: Sequence[str], chance: float, path: str, title: str,
+                    target: Optional[float] = None) -> None:
+  """One panel per run (trace.csv rows with a 'run' column): the kept tasks' held-out accuracy
+  against the forgotten task's over the passes of every forget step (mean over seeds; a line
+  per forget step from its start, a dot where it ended), chance and the stop target marked."""
+  plt = io.pyplot()
+  cols = min(4, len(runs))
+  rows = -(-len(runs) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+  for ax, run in zip(axes.ravel(), runs):
+    part = trace[trace["run"] == run]
+    steps = list(dict.fromkeys(part["step"]))
+    colors = plt.get_cmap("viridis")(np.linspace(0, 1, max(len(steps), 2)))
+    for color, step in zip(colors, steps):
+      mean = part[part["step"] == step].groupby("pass")[["forgotten_held_out", "kept_held_out"]].mean()
+      ax.plot(mean["forgotten_held_out"], mean["kept_held_out"], color=color, lw=1, alpha=0.8)
+      ax.plot(mean["forgotten_held_out"].iloc[-1], mean["kept_held_out"].iloc[-1], "o", color=color, ms=3)
+    ax.axvline(chance, color="grey", ls=":", lw=1)
+    if target is not None:
+      ax.axvline(target, color="red", ls="--", lw=1)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(run, fontsize=9)
+    ax.set_xlabel("forgotten task, held out")
+    ax.set_ylabel("kept tasks, held out")
+  for ax in axes.ravel()[len(runs):]:
+    ax.axis("off")
+  fig.suptitle(title + "\n(one line per forget step, early steps dark; dotted: chance"
+               + (", dashed: the stop target" if target is not None else "") + ")", fontsize=9)
+  _save(fig, path)

@@ -10,7 +10,7 @@ from rum_jax.unlearning.interface import METHODS, validate_settings
 
 def select_by_choices() -> list:
   """Metrics a sweep can choose by: of one run's logits, with a direction that is better."""
-  return [n for n in METRICS.names() if not METRICS.get(n).of_banks and METRICS.get(n).higher_is_better is not None]
+  return [n for n in METRICS.names() if METRICS.get(n).kind == "logits" and METRICS.get(n).higher_is_better is not None]
 
 
 def validate_forget(f: ml_collections.ConfigDict) -> None:

@@ -9,6 +9,8 @@ counts as one), from what the metric `needs`:
   'reference'              the same of the model retrained without the forget set
   'banks'                  banks of unlearned and retrained models (`BankOutputs`)
   'shadow'                 shadow models for U-LiRA (`BankOutputs.shadow`)
+  'matrices'               a continual run's per-task accuracies after every step of its task
+                           sequence (`continual.SequenceOutputs`)
 
 A metric asks its inputs for other metrics by name (`outputs.value('forget_accuracy')`,
 `outputs.reference.value(...)`), computed once per inputs and reused, so ToW reuses the split
@@ -26,6 +28,8 @@ from rum_jax.registry import Registry
 
 LOGIT_INPUTS = frozenset({"train", "val", "test", "reference"})
 BANK_INPUTS = frozenset({"banks", "shadow"})
+SEQUENCE_INPUTS = frozenset({"matrices"})
+INPUTS = LOGIT_INPUTS | BANK_INPUTS | SEQUENCE_INPUTS
 UNITS = ("%", "")  # '%': a fraction in [0, 1] shown in percent; '': shown as it is
 
 
@@ -42,6 +46,8 @@ class Metric:
     higher_is_better: True, False, or None where neither is (e.g. an attack's efficacy,
       which should match retraining's); a sweep chooses by it.
     description: one line for docs and errors.
+    pooled: computed once from every seed's inputs together (e.g. CL-ToW of the seed-averaged
+      accuracy matrices, as the thesis reports it): one value per run, not per seed.
   """
   name: str
   compute: Callable[[Any], Sequence[float]]
@@ -50,12 +56,13 @@ class Metric:
   unit: str = "%"
   higher_is_better: Optional[bool] = True
   description: str = ""
+  pooled: bool = False
 
   def __post_init__(self):
-    unknown = set(self.needs) - LOGIT_INPUTS - BANK_INPUTS
+    unknown = set(self.needs) - INPUTS
     if unknown or not self.needs:
       raise ValueError(f"metric {self.name!r} needs {sorted(self.needs)}; valid inputs: "
-                       f"{', '.join(sorted(LOGIT_INPUTS | BANK_INPUTS))}")
+                       f"{', '.join(sorted(INPUTS))}")
     if self.unit not in UNITS:
       raise ValueError(f"metric {self.name!r} has unit {self.unit!r}; valid units: {UNITS}")
 
@@ -63,6 +70,12 @@ class Metric:
   def of_banks(self) -> bool:
     """Computed from banks of models (the forgetting pipeline), not from one run's logits."""
     return bool(set(self.needs) & BANK_INPUTS)
+
+  @property
+  def kind(self) -> str:
+    """What it is computed from, so which pipeline computes it: 'banks' (the forgetting
+    pipeline), 'sequence' (a continual run) or 'logits' (one run's models: the evaluation)."""
+    return "banks" if self.of_banks else "sequence" if set(self.needs) & SEQUENCE_INPUTS else "logits"
 
   @property
   def scale(self) -> float:
@@ -88,12 +101,16 @@ def register(metric: Metric) -> Metric:
   return METRICS.register(metric.name)(metric)
 
 
-def check_names(names: Sequence[str], where: str, banks: Optional[bool] = None) -> Tuple[str, ...]:
+def check_names(names: Sequence[str], where: str, banks: Optional[bool] = None,
+                kind: Optional[str] = None) -> Tuple[str, ...]:
   """The registered metrics `names` (in order), or a ValueError naming the valid ones.
 
   banks: True/False restricts to metrics of banks / of one run's logits (None: any).
+  kind: restricts to metrics of that `Metric.kind` ('logits', 'banks', 'sequence').
   """
-  valid = [n for n in METRICS.names() if banks is None or METRICS.get(n).of_banks == banks]
+  if kind is None and banks is not None:
+    kind = "banks" if banks else "logits"
+  valid = [n for n in METRICS.names() if kind is None or METRICS.get(n).kind == kind]
   unknown = [n for n in names if n not in valid]
   if unknown:
     raise ValueError(f"{where} has unknown metric(s) {unknown}; valid choices: {', '.join(valid)}")
@@ -109,10 +126,12 @@ class _Values:
   def value(self, name: str) -> np.ndarray:
     """Per-seed values [S] of metric `name` on these inputs (computed once)."""
     if name not in self._values:
-      values = np.asarray(METRICS.get(name).compute(self), dtype=np.float64)
-      if values.shape != (self.num_seeds,):
-        raise ValueError(f"metric {name!r} returned shape {values.shape}; it must give one value per seed "
-                         f"({self.num_seeds})")
+      metric = METRICS.get(name)
+      values = np.asarray(metric.compute(self), dtype=np.float64)
+      expected = 1 if metric.pooled else self.num_seeds
+      if values.shape != (expected,):
+        raise ValueError(f"metric {name!r} returned shape {values.shape}; it must give "
+                         + ("one value (pooled)" if metric.pooled else f"one value per seed ({self.num_seeds})"))
       self._values[name] = values
     return self._values[name]
 

@@ -1,9 +1,10 @@
 """Metrics of continual learning (ACC, BWT, FWT) and continual unlearning (CL-ToW, CLU).
 
 All functions take per-step accuracy matrices: `acc[i, k]` is the accuracy (a fraction in
-[0, 1]) on task k measured after step i of a task sequence (`rum_jax.continual.sequences`),
-with one row per step and one column per task of the benchmark. "Initial" accuracies are
-those of the model before the first step (random initialisation).
+[0, 1]) on task k measured after step i of a task sequence, with one row per step and one
+column per task of the benchmark, and the sequence's `Timeline` (what each step learned,
+kept and forgot, as plain data: `rum_jax.continual.sequences.timeline` makes it). "Initial"
+accuracies are those of the model before the first step (random initialisation).
 
 - ACC, BWT, FWT: Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory for Continual
   Learning", NeurIPS, Sec. 2, on the learning steps only; BWT and FWT both as the paper
@@ -13,12 +14,45 @@ those of the model before the first step (random initialisation).
   Tug-of-War score of Zhao et al. 2024 (arXiv:2406.01257) over to a sequence, comparing each
   forget step with the mirrored learning step instead of a retrained model.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from rum_jax.continual.sequences import (Step, last_learned_steps, mirrored_steps,
-                                          task_sets)
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+  """What the metrics need to know of a task sequence of n steps.
+
+  learns: [n] whether step i learns (else it forgets) and which task it is about, `tasks`.
+  retained / forgotten: [n] sorted tasks currently learned / whose latest step forgot them,
+    after step i (tasks not yet seen are in neither).
+  last_learned: [n] {task: the latest step at or before i that learned it}.
+  mirrors: {forget step i: mirrored step b}, the step just before the forgotten task was last
+    learned (b = -1: the initial model); CL-ToW compares step i with step b.
+  """
+  learns: Tuple[bool, ...]
+  tasks: Tuple[int, ...]
+  retained: Tuple[Tuple[int, ...], ...]
+  forgotten: Tuple[Tuple[int, ...], ...]
+  last_learned: Tuple[Mapping[int, int], ...]
+  mirrors: Mapping[int, int]
+
+  def __len__(self) -> int:
+    return len(self.learns)
+
+  @property
+  def forget_steps(self) -> List[int]:
+    return [i for i, learn in enumerate(self.learns) if not learn]
+
+  @property
+  def first_learned(self) -> Dict[int, int]:
+    """{task: the first step that learned it}, in learning order."""
+    first: Dict[int, int] = {}
+    for i, (learn, task) in enumerate(zip(self.learns, self.tasks)):
+      if learn and task not in first:
+        first[task] = i
+    return first
 
 
 def _accuracies(name: str, acc, num_steps: Optional[int] = None,
@@ -37,10 +71,10 @@ def _accuracies(name: str, acc, num_steps: Optional[int] = None,
   return acc
 
 
-def _check_tasks(name: str, acc: np.ndarray, sequence: Sequence[Step]) -> None:
-  if len(sequence) == 0:
+def _check_tasks(name: str, acc: np.ndarray, timeline: Timeline) -> None:
+  if len(timeline) == 0:
     raise ValueError("metrics need a task sequence with at least one step; got an empty one")
-  highest = max(step.task for step in sequence)
+  highest = max(timeline.tasks)
   if acc.shape[1] <= highest:
     raise ValueError(f"{name} has {acc.shape[1]} task columns but the sequence uses task "
                      f"{highest}")
@@ -51,7 +85,7 @@ def _mean_or_zero(values: np.ndarray) -> float:
   return float(np.mean(values)) if values.size else 0.0
 
 
-def learning_matrix(acc, sequence: Sequence[Step]) -> Tuple[np.ndarray, List[int]]:
+def learning_matrix(acc, timeline: Timeline) -> Tuple[np.ndarray, List[int]]:
   """The learning-only matrix R of Lopez-Paz & Ranzato (2017, Sec. 2).
 
   R[i, j] = accuracy on the j-th task learned, after the step that first learned the i-th
@@ -59,19 +93,16 @@ def learning_matrix(acc, sequence: Sequence[Step]) -> Tuple[np.ndarray, List[int
   were first learned.
 
   Args:
-    acc: [num_steps, num_tasks] accuracies after every step of `sequence`.
-    sequence: the task sequence.
+    acc: [num_steps, num_tasks] accuracies after every step of the sequence.
+    timeline: the sequence's timeline.
 
   Returns:
     (R, order): R is [n, n] for the n tasks the sequence learns; order[j] is the task of
     column (and learning step) j.
   """
-  acc = _accuracies("acc", acc, len(sequence))
-  _check_tasks("acc", acc, sequence)
-  first: Dict[int, int] = {}
-  for i, step in enumerate(sequence):
-    if step.is_learn and step.task not in first:
-      first[step.task] = i
+  acc = _accuracies("acc", acc, len(timeline))
+  _check_tasks("acc", acc, timeline)
+  first = timeline.first_learned
   order = list(first)
   return acc[np.ix_([first[task] for task in order], order)], order
 
@@ -134,19 +165,19 @@ def forward_transfer(R, initial, average: str = "paper") -> float:
   return _transfer_mean(np.diag(R, k=1) - initial[1:], R.shape[0], average)
 
 
-def transfer_metrics(acc, sequence: Sequence[Step], initial_acc) -> Dict[str, float]:
+def transfer_metrics(acc, timeline: Timeline, initial_acc) -> Dict[str, float]:
   """ACC, BWT and FWT of a run, on its learning steps (`learning_matrix`).
 
   Args:
     acc: [num_steps, num_tasks] (test) accuracies after every step.
-    sequence: the task sequence.
+    timeline: the sequence's timeline.
     initial_acc: [num_tasks] accuracies of the randomly initialised model.
 
   Returns:
     {"acc": ACC, "bwt_paper", "bwt_gem_code", "fwt_paper", "fwt_gem_code"}: BWT and FWT
     averaged both ways (`TRANSFER_AVERAGES`).
   """
-  R, order = learning_matrix(acc, sequence)
+  R, order = learning_matrix(acc, timeline)
   initial = _accuracies("initial_acc", initial_acc, num_tasks=np.shape(acc)[1])[order]
   out = {"acc": average_accuracy(R)}
   for average in TRANSFER_AVERAGES:
@@ -155,18 +186,18 @@ def transfer_metrics(acc, sequence: Sequence[Step], initial_acc) -> Dict[str, fl
   return out
 
 
-def cl_tow(train_acc, test_acc, sequence: Sequence[Step], initial_train_acc=None,
+def cl_tow(train_acc, test_acc, timeline: Timeline, initial_train_acc=None,
            initial_test_acc=None) -> np.ndarray:
   """Continual Tug-of-War after every forget step (NaN after learning steps).
 
-  For a forget step i with mirrored learning step b (`sequences.mirrored_steps`: the step
-  just before the forgotten task was last learned, i.e. the latest model that never saw it),
+  For a forget step i with mirrored learning step b (`Timeline.mirrors`: the step just before
+  the forgotten task was last learned, i.e. the latest model that never saw it),
 
     CL-ToW_i = (1 - mean_{k in S} |A_i[k] - A_b[k]|)
              * (1 - mean_{k in R} |A_i[k] - A_b[k]|)
              * (1 - |mean_{k in R} At_i[k] - mean_{k in R} At_b[k]|),
 
-  where S and R are the forgotten and retained tasks after step i (`sequences.task_sets`),
+  where S and R are the forgotten and retained tasks after step i (`Timeline`),
   A the per-task train accuracies and At the per-task test accuracies. The first factor asks
   the forgotten tasks to look as if never learned, the second the retained tasks to keep
   their train accuracy, the third the retained tasks' mean test accuracy to be unchanged. An
@@ -176,7 +207,7 @@ def cl_tow(train_acc, test_acc, sequence: Sequence[Step], initial_train_acc=None
   Args:
     train_acc: [num_steps, num_tasks] train accuracies after every step.
     test_acc: [num_steps, num_tasks] test accuracies after every step.
-    sequence: the task sequence.
+    timeline: the sequence's timeline.
     initial_train_acc: [num_tasks] train accuracies of the initial model; needed only if a
       forgotten task was learned at step 0 (its mirror is the initial model).
     initial_test_acc: [num_tasks] the same for test accuracies.
@@ -184,10 +215,10 @@ def cl_tow(train_acc, test_acc, sequence: Sequence[Step], initial_train_acc=None
   Returns:
     [num_steps] CL-ToW in [0, 1] at forget steps, NaN at learning steps.
   """
-  train = _accuracies("train_acc", train_acc, len(sequence))
-  test = _accuracies("test_acc", test_acc, len(sequence), train.shape[1])
-  _check_tasks("train_acc", train, sequence)
-  mirrors = mirrored_steps(sequence)
+  train = _accuracies("train_acc", train_acc, len(timeline))
+  test = _accuracies("test_acc", test_acc, len(timeline), train.shape[1])
+  _check_tasks("train_acc", train, timeline)
+  mirrors = timeline.mirrors
   if -1 in mirrors.values():
     if initial_train_acc is None or initial_test_acc is None:
       raise ValueError("a forgotten task was learned at step 0, so its mirror is the initial "
@@ -200,10 +231,9 @@ def cl_tow(train_acc, test_acc, sequence: Sequence[Step], initial_train_acc=None
     offset = 1
   else:
     offset = 0
-  sets = task_sets(sequence)
-  out = np.full(len(sequence), np.nan)
+  out = np.full(len(timeline), np.nan)
   for i, b in mirrors.items():
-    retained, forgotten = (sorted(s) for s in sets[i])
+    retained, forgotten = list(timeline.retained[i]), list(timeline.forgotten[i])
     now, then = i + offset, b + offset
     forget_gap = _mean_or_zero(np.abs(train[now, forgotten] - train[then, forgotten]))
     retain_gap = _mean_or_zero(np.abs(train[now, retained] - train[then, retained]))
@@ -212,14 +242,14 @@ def cl_tow(train_acc, test_acc, sequence: Sequence[Step], initial_train_acc=None
   return out
 
 
-def clu_terms(acc, sequence: Sequence[Step], chance) -> Dict[str, np.ndarray]:
+def clu_terms(acc, timeline: Timeline, chance) -> Dict[str, np.ndarray]:
   """The three terms of CLU after every step.
 
     L_ret = mean_{k in R} max(0, a_k - A[k])   (retention loss),
     B     = mean_{k in R} max(0, A[k] - a_k)   (bonus: retained tasks that improved),
     L_res = mean_{k in S} max(0, A[k] - chance_k)   (residual knowledge of forgotten tasks),
 
-  with R, S the retained and forgotten tasks after the step (`sequences.task_sets`), A the
+  with R, S the retained and forgotten tasks after the step (`Timeline`), A the
   accuracies after the step and a_k the accuracy on task k right after its latest learning
   step (for a relearned task, the relearning; the thesis' `CUL/allMetrics.py` kept the first
   learning). A term over an empty set is 0.
@@ -227,21 +257,20 @@ def clu_terms(acc, sequence: Sequence[Step], chance) -> Dict[str, np.ndarray]:
   Args:
     acc: [num_steps, num_tasks] accuracies after every step (the thesis used train
       accuracies).
-    sequence: the task sequence.
+    timeline: the sequence's timeline.
     chance: chance accuracy of a task (1 / classes per task), a scalar or [num_tasks].
 
   Returns:
     {"retention_loss": L_ret, "residual": L_res, "bonus": B}, each [num_steps].
   """
-  acc = _accuracies("acc", acc, len(sequence))
-  _check_tasks("acc", acc, sequence)
+  acc = _accuracies("acc", acc, len(timeline))
+  _check_tasks("acc", acc, timeline)
   chance = np.broadcast_to(np.asarray(chance, dtype=np.float64), acc.shape[1:])
   if not np.all((chance >= 0) & (chance <= 1)):
     raise ValueError(f"chance accuracies must be in [0, 1]; got {chance}")
-  terms = {name: np.zeros(len(sequence)) for name in ("retention_loss", "residual", "bonus")}
-  for i, ((retained, forgotten), learned_at) in enumerate(
-      zip(task_sets(sequence), last_learned_steps(sequence))):
-    retained, forgotten = sorted(retained), sorted(forgotten)
+  terms = {name: np.zeros(len(timeline)) for name in ("retention_loss", "residual", "bonus")}
+  for i, learned_at in enumerate(timeline.last_learned):
+    retained, forgotten = list(timeline.retained[i]), list(timeline.forgotten[i])
     after_learning = np.array([acc[learned_at[k], k] for k in retained])
     gain = acc[i, retained] - after_learning
     terms["retention_loss"][i] = _mean_or_zero(np.maximum(0.0, -gain))
@@ -251,7 +280,7 @@ def clu_terms(acc, sequence: Sequence[Step], chance) -> Dict[str, np.ndarray]:
   return terms
 
 
-def clu(acc, sequence: Sequence[Step], chance, beta: float = 0.2) -> np.ndarray:
+def clu(acc, timeline: Timeline, chance, beta: float = 0.2) -> np.ndarray:
   """Continual-learning-and-unlearning utility after every step.
 
     CLU = ((1 - L_ret)(1 - L_res) + beta B) / (1 + beta),
@@ -262,7 +291,7 @@ def clu(acc, sequence: Sequence[Step], chance, beta: float = 0.2) -> np.ndarray:
 
   Args:
     acc: [num_steps, num_tasks] accuracies after every step.
-    sequence: the task sequence.
+    timeline: the sequence's timeline.
     chance: chance accuracy of a task, a scalar or [num_tasks].
     beta: weight of the bonus term (0.2).
 
@@ -271,6 +300,6 @@ def clu(acc, sequence: Sequence[Step], chance, beta: float = 0.2) -> np.ndarray:
   """
   if beta < 0:
     raise ValueError(f"CLU beta must be >= 0; got {beta}")
-  terms = clu_terms(acc, sequence, chance)
+  terms = clu_terms(acc, timeline, chance)
   return ((1 - terms["retention_loss"]) * (1 - terms["residual"]) + beta * terms["bonus"]) / (
       1 + beta)
