@@ -215,7 +215,7 @@ def test_leftover_checkpoint_folders_are_named_and_cleaned(tmp_path, caplog):
 
 @pytest.fixture(scope="module")
 def study_workdir(tmp_path_factory):
-  from test_evaluation_run import _study_config
+  from test_study import study_config as _study_config
   root = tmp_path_factory.mktemp("study")
   workdir = str(root / "study")
   text = commands.evaluate(workdir, _study_config(str(root / "results")))
