@@ -28,14 +28,14 @@ def get_config():
   # Grids around the default settings (configs/default.py), epochs an axis of each (WoodFisher is
   # one Newton step: no epochs).
   study_mnist1d.set_grids(c, {
-      "finetune": {"lr": "0.01,0.03,0.1", "epochs": "5,10"},
-      "l1_sparse": {"lr": "0.03,0.1,0.3", "epochs": "5,10"},
-      "neggrad": {"lr": "0.01,0.03,0.1", "epochs": "2,5"},
-      "neggrad_plus": {"lr": "0.01,0.03", "alpha": "0.9,0.95", "epochs": "3,5"},
-      "scrub": {"lr": "0.005,0.02,0.05", "epochs": "3,5"},
-      "wfisher": {"alpha": "20,50,150,450"},
-      "random_label": {"lr": "0.01,0.03,0.1", "epochs": "3,10"},
-      "salun": {"lr": "0.01,0.03,0.1", "epochs": "3,10"}})
+      "finetune": {"lr": "0.03,0.1,0.3", "epochs": "5,10,20"},
+      "l1_sparse": {"lr": "0.03,0.1,0.3", "epochs": "5,10,20"},
+      "neggrad": {"lr": "0.01,0.03,0.1", "epochs": "1,2,5"},
+      "neggrad_plus": {"alpha": "0.85,0.9,0.95", "epochs": "1,3,10"},
+      "scrub": {"lr": "0.005,0.02,0.05", "epochs": "3,5,10"},
+      "wfisher": {"alpha": "5,20,50,150,450"},
+      "random_label": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20"},
+      "salun": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20"}})
   c.sweep.mia = False
   c.study.mix_when_unmet = True  # RUM's plan for configs/default.py, searched on the validation mix
   c.evaluation.metrics = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_confidence", "tow", "tow_mia")

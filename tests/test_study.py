@@ -221,7 +221,7 @@ def test_a_stage_shortlist_takes_each_methods_best_first():
   ranked = [C("a", (("lr", 1),)), C("a", (("lr", 2),)), C("none"), C("b", (("lr", 1),)), C("a", (("lr", 3),)),
             C("c", (("lr", 1),))]
   assert [c.label for c in plan_lib.shortlist(ranked, 4)] == ["a (lr=1)", "b (lr=1)", "c (lr=1)", "a (lr=2)"]
-  assert plan_lib.shortlist_size(66) == 10 and plan_lib.shortlist_size(6) == 1
+  assert plan_lib.shortlist_size(66) == 10 and plan_lib.shortlist_size(6) == 2
 
 
 # ---------------------------------------------------------------------------------------
@@ -326,6 +326,7 @@ def study_config(results_dir, documented_metric=False):
   c.forget.size = 30
   c.unlearn.neggrad.update(epochs=2, batch_size=128)
   c.unlearn.neggrad_plus.update(epochs=2, batch_size=128, forget_passes=2)
+  c.unlearn.wfisher.update(num_samples=64, chunk_size=64)
   c.sweep.neggrad.lr = "0.01,0.05"
   c.sweep.neggrad.epochs = "1,2"
   c.evaluation.metrics = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_confidence", "tow", "tow_mia")
@@ -336,7 +337,8 @@ def study_config(results_dir, documented_metric=False):
     c.evaluation.metrics += (NAME,)
     claim_metrics = ("tow", NAME)
   c.study = ml_collections.ConfigDict(dict(
-      methods=("neggrad", "neggrad_plus"), levels=("high", "mix"), claim_metrics=claim_metrics, budget=6, proxy="",
+      methods=("neggrad", "neggrad_plus", "wfisher"), levels=("high", "mix"), claim_metrics=claim_metrics, budget=7,
+      proxy="",
       shuffle=True, paper_plan={"low": {"method": "none", "overrides": {}}, "mid": {"method": "neggrad", "overrides": {}},
                                 "high": {"method": "neggrad", "overrides": {"lr": 0.1}}},
       match_tolerance=0.3, criterion=dict(high_min=-1.0, mid_range=(-1.0, 1.0), low_max=1.0),
@@ -393,11 +395,12 @@ def test_tiny_study_end_to_end_resumes_reports_divergence_and_reads_the_registry
   # Holm over the whole family.
   np.testing.assert_allclose([r["p_holm"] for r in record["claims"]], claims_lib.holm([r["p"] for r in record["claims"]]))
 
-  # Both sides evaluated the budget: `none` + 4 neggrad points + neggrad_plus's settings, and as
-  # many complete sequences; each sequence's score is what RUM scores with that plan there.
+  # Both sides evaluated the budget: `none` + 4 neggrad points + neggrad_plus's and wfisher's
+  # settings, and as many complete sequences (a one-shot edit's models and a training method's in
+  # one program); each sequence's score is what RUM scores with that plan there.
   for search in record["plan_searches"].values():
-    assert search["single_evaluated"] == search["evaluated"] == config.study.budget == 6
-    assert len(search["sequences"]) == 6 and all(len(k.split(" -> ")) == 3 for k in search["sequences"])
+    assert search["single_evaluated"] == search["evaluated"] == config.study.budget == 7
+    assert len(search["sequences"]) == 7 and all(len(k.split(" -> ")) == 3 for k in search["sequences"])
   val_prep = unlearning.prepare(
       __import__("rum_jax.pipelines.sweep", fromlist=["x"]).validation_config(
           __import__("rum_jax.pipelines.study.runs", fromlist=["x"]).set_config(config, workdir, "mix", "neggrad"),
@@ -448,13 +451,37 @@ def test_tiny_study_end_to_end_resumes_reports_divergence_and_reads_the_registry
                            if "wall-clock" not in line]
   assert drop_timing(again) == drop_timing(text)
 
+  # The strong metric added to the finished study: banks of each of 2 seeds' mix, an interval
+  # over the seeds, its claims in Holm's family; no run redone.
+  strong = study_config(results_dir, documented_metric=True)
+  strong.study.strong = True
+  strong.forgetting = ml_collections.ConfigDict(dict(methods=("retrain",), num_models=4, shadow_models=16, chunk_size=8,
+                                                     seed=0, svc_targets=4, results_dir="",
+                                                     metrics=("forget_score", "ulira_auc")))
+  tried.clear()
+  scored = commands.evaluate(workdir, strong)
+  assert all(t.startswith("neggrad_plus") for t in tried)
+  banks = io.read_json(os.path.join(workdir, "study.json"))["forgetting"]
+  assert banks["seeds"] == 2 and {"retrain", "rum", "shuffle"} <= set(banks["models"])
+  for seed in range(2):
+    rows = {r["model"]: r for r in io.read_json(os.path.join(
+        workdir, "sets", "memorization_mix", "forgetting", f"seed_{seed}", "forgetting.json"))["rows"]}
+    assert banks["models"]["rum"]["per_seed"]["forget_score"][seed] == rows["rum"]["forget_score"]
+    epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "forgetting", f"seed_{seed}", "epsilons.npz"))
+    np.testing.assert_array_equal(epsilons["position"], np.sort(forget[seed]))  # that seed's reported mix
+  claims = io.read_json(os.path.join(workdir, "study.json"))["claims"]
+  f = next(r for r in claims if r["metric"] == "forget_score" and r["claim"].startswith("(iii)"))
+  diff = np.subtract(banks["models"]["rum"]["per_seed"]["forget_score"], banks["models"]["shuffle"]["per_seed"]["forget_score"])
+  np.testing.assert_allclose([f["mean"], f["n"]], [diff.mean(), 2])
+  assert "## The strong metric on the mix (2 seeds' banks)" in scored
+
 
 @pytest.mark.parametrize("update,message", [
     ({"match_tolerance": -1.0}, r"study.match_tolerance"),
     ({"criterion": {"mid_range": (0.7, 0.3)}}, "config.study.criterion needs high_min, mid_range"),
     ({"claim_metrics": ("tow", "mia_confidence")}, r"claim_metrics \['mia_confidence'\] have no better direction"),
     ({"claim_metrics": ("tow", "val_accuracy")}, r"claim_metrics \['val_accuracy'\] are not in config.evaluation.metrics"),
-    ({"budget": 7}, r"config.study.budget=7, but the single side evaluates 6 configurations"),
+    ({"budget": 8}, r"config.study.budget=8, but the single side evaluates 7 configurations"),
     ({"paper_plan": {"low": {"method": "none"}, "mid": {"method": "nothing"}, "high": {"method": "none"}}},
      "config.study.paper_plan.mid.method must be one of none, "),
 ])
@@ -469,3 +496,14 @@ def test_bad_study_settings_are_named(update, message, tmp_path):
   c.forget.draw = "ranking"
   with pytest.raises(ConfigError, match="set config.forget.draw='band'"):
     validate(c)
+
+
+def test_a_saliency_cache_of_another_number_of_models_is_stale_not_an_error(tmp_path):
+  """A grid's folder is named by its static settings, so a wider grid finds the narrower one's cache."""
+  from rum_jax.unlearning import saliency
+  params = {"w": np.ones((3, 4), np.float32)}
+  forget = [np.arange(5)] * 3
+  path = str(tmp_path / "saliency.npz")
+  saliency.save_saliency(path, np.ones((3, 4)), forget, params)
+  assert saliency.load_saliency(path, forget, params) is not None
+  assert saliency.load_saliency(path, forget + [np.arange(5)], {"w": np.ones((4, 4), np.float32)}) is None

@@ -16,8 +16,8 @@ configurations (config.study.budget):
     kept, until a pass over the three stages changes nothing; then again from the next start
     plan while budget is left. The plan is the best complete sequence scored. A stage's
     candidates are `none` and the k best single configurations on the validation mix by the
-    claim's metric (`shortlist`: each method's best first), k = (budget - 1) // 6, so that
-    two passes fit the budget; the start plans are the single configurations on every stage,
+    claim's metric (`shortlist`: each method's best first), k = (budget - 1) // 6 (at least
+    2), so that two passes fit the budget; the start plans are the single configurations on every stage,
     the best first;
   * the search stops at exactly `budget` distinct sequences (a round cut short in candidate
     order), the number of single configurations (`none` and every grid point) tuned on the
@@ -75,8 +75,8 @@ def plan_label(plan: Sequence[Candidate]) -> str:
 
 
 def shortlist_size(budget: int, stages: int = len(STAGES)) -> int:
-  """k candidates per stage besides `none`: PASSES passes over the stages fit the budget."""
-  return max(1, (budget - 1) // (PASSES * stages))
+  """k candidates per stage besides `none` (at least 2): PASSES passes over the stages fit the budget."""
+  return max(2, (budget - 1) // (PASSES * stages))
 
 
 def shortlist(ranked: Sequence[Candidate], k: int) -> List[Candidate]:
@@ -232,7 +232,7 @@ class ValidationMixScorer:
                                                base_seed=prep.config.seed, root=None,
                                                name=f"plan {STAGES[stage]}: {method}"):
           for g, j in enumerate(program.members):
-            ends[members[j]] = _slice(program.states, g, S)
+            ends[members[j]] = _like(_slice(program.states, g, S), start, S)
       for later in range(stage + 1, len(STAGES)):
         c = plan[later]
         alive = sorted(ends)
@@ -251,11 +251,21 @@ class ValidationMixScorer:
       outputs = unlearning.model_outputs(prep.setup.with_models(len(forget)), states, forget)
       for g, i in enumerate(alive):
         rows = slice(g * S, (g + 1) * S)
+        if not all(np.isfinite(v[rows]).all() for v in outputs.logits.values()):
+          continue  # logits beyond float range (a finite but exploding loss): as diverged
         one = ModelOutputs({k: v[rows] for k, v in outputs.logits.items()}, outputs.labels, forget[rows],
                            prep.reference_outputs)
         variant = plan[:stage] + (options[i],) + plan[stage + 1:]
         self._scored[self._id(variant)] = {m: one.value(m).tolist() for m in self.metrics}
     io.write_json(self._path, {"key": self._key, "sequences": self._scored})
+
+
+def _like(states: Any, start: Any, num_seeds: int) -> Any:
+  """`states` with the optimizer state, step and keys of `start`, so that the end states of
+  different methods stack into one program. The next step makes its own (a training method a
+  fresh optimizer state and keys; a one-shot edit reads neither), so nothing else changes."""
+  return states.replace(opt_state=_slice(start.opt_state, 0, num_seeds), step=_slice(start.step, 0, num_seeds),
+                        rng=_slice(start.rng, 0, num_seeds))
 
 
 def _slice(states: Any, group: int, num_seeds: int) -> Any:

@@ -202,7 +202,8 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
     lines += ["Runs left out because their loss diverged (NaN/inf): " + ", ".join(sorted(record["failures"])) + ".", ""]
   if tuned:
     lines += _settings_lines(tuned, searches, claim_metrics, levels)
-  lines += [f"## The claims, as paired differences ({n} seeds; the strong metric {strong.get('seeds', 0)} seeds)", ""]
+  lines += [f"## The claims, as paired differences ({n} seeds"
+            + (f"; the strong metric {strong['seeds']} seeds' banks)" if strong else ")"), ""]
   lines += claims_lib.summary_lines(records) or ["No claim is tested on this data set."]
   if records:
     lines += ["", "Every test (p: two-sided paired t-test; Holm p: adjusted over the family):", "",
@@ -260,10 +261,11 @@ def _mix_lines(config, mix: Dict[str, Any], tuned_mix: Dict[str, Any], searches:
     best = ch.best
     top = sorted(((v, k) for k, v in search["sequences"].items() if v is not None),
                  key=lambda vk: np.mean(vk[0]), reverse=METRICS.get(metric).higher_is_better is not False)[:5]
+    runs = "; ".join(f"start {i + 1} {'until a pass changed nothing' if done else 'until the budget ran out'}"
+                     for i, done in enumerate(search["converged"]))
     lines += [f"By {display}: RUM's plan, searched on whole sequences on the validation mix (coordinate descent "
-              f"over the stages from {sum(1 for _ in search['converged'])} start plan(s), "
-              f"{'every one' if all(search['converged']) else 'not every one'} run until a pass changed nothing; "
-              f"{len(search['rounds'])} rounds; each stage's candidates: {', '.join(search['options'])}): "
+              f"over the stages, {len(search['rounds'])} rounds: {runs}; each stage's candidates: "
+              f"{', '.join(search['options'])}): "
               f"**{_plan_text(search['plan'])}**, validation {display} "
               f"{reports.format_value(metric, search['mean'])}. It scored {search['evaluated']} complete sequences; "
               f"the single side {search['single_evaluated']} configurations (`none` and every grid point), budget "

@@ -5,14 +5,21 @@ Work directory:
   scores/memorization|proxies/   Feldman-Zhang memorization and the one-run proxies (unless
                                  config.study.scores names a memorization file)
   sets/memorization_<level>/     an unlearning work directory per level: each seed's reported
-                                 forget set and retrain reference, methods/<run>/, and
-                                 validation/ (each seed's validation set, its retrain reference,
-                                 sweeps/<method>/ the grids, plan/ RUM's plan search on the mix)
+                                 forget set and retrain reference, methods/<run>/ (a method at
+                                 the point the first claim metric chose; <method>_by_<metric>
+                                 where another claim metric chose another point; rum, rum_shuffle,
+                                 rum_proxy likewise, and rum_paper), noise_ceiling/<forget
+                                 digest>/ (the second retrain), forgetting/seed_<s>/ (the strong
+                                 metric's banks, mix only) and validation/ (each seed's
+                                 validation set, its retrain reference, sweeps/<method>/ the
+                                 grids, plan/sequences.json RUM's plan search on the mix)
+  shadow/                        the strong metric's shadow bank (shared by the seeds' mixes)
   timings.json                   seconds per piece of every invocation
   study.json / .csv / .md / .png the results (report.py), also in config.study.results_dir
 """
 import functools
 import os
+import shutil
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -167,9 +174,23 @@ class Runner:
     if finished(cfg, prep.workdir, prep.forget):
       logging.info("study: %s is done", key)
       return
+    method = METHODS.get(cfg.unlearn.method)
+    run_dir = workdir_lib.method_dir(prep.workdir, method.folder_of(cfg))
+    config_file = os.path.join(run_dir, workdir_lib.CONFIG_FILE)
+    if workdir_lib.readable(config_file) and workdir_lib.differences(
+        io.read_json(config_file), {"method": method.name, "settings": method.settings_of(cfg, prep.workdir).to_dict()},
+        ignore=unlearning.METHOD_PATH_KEYS):
+      # The study's own run of an earlier choice (other grids, or a choice that changed): replaced.
+      logging.info("study: %s was run with other settings (an earlier choice); running it again", key)
+      shutil.rmtree(run_dir)
     t0 = time.time()
     try:
       unlearning.run_method(prep, cfg, self.overwrite, evaluate=False)
+      for split in ("train", "val", "test"):
+        with np.load(os.path.join(run_dir, "predictions", f"{split}.npz")) as data:
+          if not np.isfinite(data["logits"]).all():
+            shutil.rmtree(run_dir)  # out of the evaluation; tried again on a rerun, as a diverged run
+            raise loop.NonFiniteLossError(f"[{key}] non-finite logits on the {split} split")
     except loop.NonFiniteLossError as e:
       logging.warning("study: %s diverged; it is left out of the tables: %s", key, e)
       self.failures[key] = str(e)
