@@ -90,14 +90,14 @@ def get_config():
   # The grids each method is tuned over on every level's validation sets, epochs an axis of each
   # (WoodFisher is one Newton step: no epochs); RUM's candidates per step come from them.
   set_grids(c, {
-      "finetune": {"lr": "0.03,0.1,0.3", "epochs": "10,20,40"},
-      "l1_sparse": {"lr": "0.03,0.1,0.3", "epochs": "10,20,40"},
-      "neggrad": {"lr": "0.001,0.003,0.01", "epochs": "5,10,20"},
-      "neggrad_plus": {"alpha": "0.85,0.9,0.95", "epochs": "1,3,10"},
-      "scrub": {"lr": "0.002,0.005,0.02,0.05", "epochs": "3,5,10"},
+      "finetune": {"lr": "0.03,0.1,0.3", "epochs": "20,40,80"},
+      "l1_sparse": {"lr": "0.01,0.03,0.1", "epochs": "20,40,80"},
+      "neggrad": {"lr": "0.001,0.003,0.01", "epochs": "3,10,30"},
+      "neggrad_plus": {"alpha": "0.9,0.95,0.98", "epochs": "3,10,30"},
+      "scrub": {"lr": "0.002,0.005,0.02,0.05", "epochs": "3,10,20"},
       "wfisher": {"alpha": "10,30,100,300"},
-      "random_label": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20"},
-      "salun": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20"}})
+      "random_label": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20,60"},
+      "salun": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20,60"}})
   c.sweep.mia = False  # the grids are scored by config.study.claim_metrics
   # What every set is evaluated and reported by (the registry's names): the accuracies, the SVC
   # attack on the confidence feature (RUM's ToW-MIA feature), ToW and ToW-MIA.
