@@ -38,7 +38,6 @@ if "--child" not in sys.argv:
   from rum_jax import runtime
   runtime.use_cpu_cores()  # one CPU device per core, before JAX starts
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from bench import common, floor  # noqa: E402
 

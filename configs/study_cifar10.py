@@ -26,5 +26,6 @@ def get_config():
   c.study = study_mnist1d.study_section()
   c.study.scores = ""  # e.g. RUM's estimates_results_woShuffle.npz
   c.forget.draw = "band"  # each seed's reported and validation sets from one band (6 x 3,000 of 45,000)
+  study_mnist1d.set_grids(c, {})  # RUM's settings as they are: config.study.budget = 1 + one per method
   c.study.results_dir = "results/cifar10"
   return c

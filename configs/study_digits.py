@@ -11,8 +11,6 @@ plan searched on the validation mix is configs/default.py's RUM plan, and RUM ag
 single methods on digits is reported as what it is, a comparison where refinement by
 memorization mostly sorts examples of memorization about 0.
 """
-import ml_collections
-
 from rum_jax.configs import digits, study_mnist1d
 
 
@@ -26,16 +24,20 @@ def get_config():
   # WoodFisher's Fisher from 256 retain examples (its n x n Gram costs 180 GFLOP per digits MLP
   # at n = 1,000, configs/forgetting_digits.py)
   c.unlearn.wfisher.num_samples = 256
-  grids = {"finetune": {"lr": "0.01,0.03,0.1"}, "l1_sparse": {"lr": "0.03,0.1,0.3"},
-           "neggrad": {"lr": "0.02,0.05,0.1"}, "neggrad_plus": {"lr": "0.01,0.03", "alpha": "0.9,0.95"},
-           "scrub": {"lr": "0.01,0.02,0.05"}, "wfisher": {"alpha": "50,150,450"},
-           "random_label": {"lr": "0.02,0.05,0.1"}, "salun": {"lr": "0.02,0.05,0.1"}}
-  for method, grid in grids.items():
-    c.sweep[method] = ml_collections.ConfigDict({key: grid.get(key, "") for key in c.unlearn[method]})
-  c.sweep.mia = False
   c.study = study_mnist1d.study_section()
+  # Grids around the default settings (configs/default.py), epochs an axis of each (WoodFisher is
+  # one Newton step: no epochs).
+  study_mnist1d.set_grids(c, {
+      "finetune": {"lr": "0.03,0.1,0.3", "epochs": "5,10,20"},
+      "l1_sparse": {"lr": "0.03,0.1,0.3", "epochs": "5,10,20"},
+      "neggrad": {"lr": "0.01,0.03,0.1", "epochs": "1,2,5"},
+      "neggrad_plus": {"alpha": "0.85,0.9,0.95", "epochs": "1,3,10"},
+      "scrub": {"lr": "0.005,0.02,0.05", "epochs": "3,5,10"},
+      "wfisher": {"alpha": "5,20,50,150,450"},
+      "random_label": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20"},
+      "salun": {"lr": "0.001,0.003,0.01,0.03", "epochs": "1,5,20"}})
+  c.sweep.mia = False
   c.study.mix_when_unmet = True  # RUM's plan for configs/default.py, searched on the validation mix
-  c.study.mia_features = ("confidence",)
-  c.study.loss_mia = False
+  c.evaluation.metrics = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_confidence", "tow", "tow_mia")
   c.study.results_dir = "results/digits"
   return c

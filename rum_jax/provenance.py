@@ -1,7 +1,7 @@
 """What produced a result: the command line as typed and the machine it ran on.
 
 The command lines record themselves (`record_command`, from `runtime.main`); results that
-name their command (a study's study.md) read it back, or a reconstruction when a library
+name their command (a study's report) read it back, or a reconstruction when a library
 call made them.
 """
 import os

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from rum_jax.configs import default
-from rum_jax import cli, commands, io, workdir as workdir_lib
+from rum_jax import cli, commands, io, runfolder
 from rum_jax.runfolder import RunFolder, write_config
 from rum_jax.checks import ConfigError
 
@@ -100,7 +100,7 @@ def test_a_workdir_that_is_a_file_or_cannot_be_written_says_what_to_do(tmp_path,
   a_file = tmp_path / "results.txt"
   a_file.write_text("mine")
   for workdir, what in ((a_file, "is a file"), (a_file / "run", f"is inside {a_file}, which is a file")):
-    with pytest.raises(workdir_lib.WorkdirError, match=f"^--workdir={workdir} {what}, not a folder: choose another "
+    with pytest.raises(runfolder.WorkdirError, match=f"^--workdir={workdir} {what}, not a folder: choose another "
                                                        r"--workdir \(a new folder is created\)$"):
       commands.train(_tiny(), str(workdir))
   assert a_file.read_text() == "mine"
@@ -132,7 +132,7 @@ def test_a_value_refused_at_run_time_leaves_no_config_behind(tmp_path):
   folder = RunFolder(str(workdir)).open()
   write_config(folder, {"seed": 5})
   folder.write("metrics", {})
-  with pytest.raises(workdir_lib.WorkdirError, match="holds a run with a different config"):
+  with pytest.raises(runfolder.WorkdirError, match="holds a run with a different config"):
     commands.train(_tiny(), str(workdir))
   assert io.read_json(str(workdir / "config.json")) == {"seed": 5}
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rum_jax.configs import default
-from rum_jax import commands, io, workdir as workdir_lib
+from rum_jax import commands, io, runfolder
 from rum_jax.runfolder import RunFolder
 from rum_jax.pipelines import sweep as sweep_lib, unlearning
 from rum_jax.training.checkpoint import Checkpointer
@@ -72,7 +72,7 @@ def test_a_changed_grid_is_refused_before_anything_changes_and_never_resumes_the
   new = _sweep_config(original, "0.02,0.08")
   want = commands.unlearn(new, fresh)
   before = tree_digest(used)
-  with pytest.raises(workdir_lib.WorkdirError, match=r"holds a sweep of neggrad_plus over another grid \(2 points: "
+  with pytest.raises(runfolder.WorkdirError, match=r"holds a sweep of neggrad_plus over another grid \(2 points: "
                                                      r"lr=0.01, lr=0.05; chosen by tow\).*pass --overwrite"):
     commands.unlearn(new, used)
   assert tree_digest(used) == before
@@ -183,7 +183,7 @@ def test_a_replaced_retrain_reference_is_refused_then_retrained(tmp_path, caplog
                         np.load(os.path.join(other, "forget_set.npz"))["forget_positions"])
   shutil.rmtree(os.path.join(workdir, "retrain", mine))
   shutil.copytree(os.path.join(other, "retrain", theirs), os.path.join(workdir, "retrain", mine))
-  with pytest.raises(workdir_lib.WorkdirError, match="was replaced by one of other training"):
+  with pytest.raises(runfolder.WorkdirError, match="was replaced by one of other training"):
     commands.evaluate(workdir)
   commands.unlearn(config, workdir)  # retrains the reference, with a warning naming the change
   assert "holds a retrain reference made by something else" in caplog.text

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rum_jax.configs import continual_digits, default
-from rum_jax import commands, io, provenance, results, runtime, workdir as workdir_lib
+from rum_jax import commands, io, provenance, results, runfolder, runtime
 from rum_jax.checks import ConfigError
 from rum_jax.pipelines import evaluation
 from rum_jax.runfolder import RunFolder, write_config
@@ -63,7 +63,7 @@ def test_a_changed_forget_set_is_refused_unless_overwrite_and_never_mixed(rum_wo
   commands.train(_memorization_config(48), os.path.join(workdir, "memorization"))
   finetune = _rum_config()
   finetune.unlearn.method = "finetune"
-  with pytest.raises(workdir_lib.WorkdirError, match=r"forget set of .* changed: \d+ of its 60 examples are "
+  with pytest.raises(runfolder.WorkdirError, match=r"forget set of .* changed: \d+ of its 60 examples are "
                                                      r"the same .* finished runs rum were unlearned from the old"):
     commands.unlearn(finetune, workdir)
   assert RunFolder(workdir).finished_runs() == ["rum"], "refused: nothing discarded"
@@ -90,7 +90,7 @@ def test_the_original_row_and_the_runs_share_one_forget_set(rum_workdir, tmp_pat
   data = dict(np.load(os.path.join(workdir, "forget_set.npz")))
   data["forget_positions"] = data["forget_positions"][:, ::-1] + 1  # an edited file
   io.write_npz(os.path.join(workdir, "forget_set.npz"), **data)
-  with pytest.raises(workdir_lib.WorkdirError, match="is not the forget set its runs were unlearned from"):
+  with pytest.raises(runfolder.WorkdirError, match="is not the forget set its runs were unlearned from"):
     evaluation.evaluate_workdir(workdir)
 
 
@@ -124,7 +124,7 @@ def test_a_workdir_whose_config_is_gone_accepts_no_other_config(tmp_path):
   os.remove(os.path.join(workdir, "config.json"))
   c.continual.lr = 0.05
   # Its copy in the manifest still says which config made the results.
-  with pytest.raises(workdir_lib.WorkdirError, match=r"holds a run with a different config \(continual.lr"):
+  with pytest.raises(runfolder.WorkdirError, match=r"holds a run with a different config \(continual.lr"):
     commands.continual(c, workdir)
   assert not os.path.exists(os.path.join(workdir, "config.json")), "nothing written"
   c.continual.lr = 0.1
@@ -162,9 +162,9 @@ def test_damaged_result_files(rum_workdir, tmp_path, caplog):
   # The original model's metrics: the run is not finished, so it is redone (from its checkpoints).
   with open(os.path.join(workdir, "original", "metrics.json"), "w") as f:
     f.write("garbage")
-  assert not workdir_lib.is_finished(os.path.join(workdir, "original"))
+  assert not runfolder.RunFolder(os.path.join(workdir, "original")).finished()
   commands.unlearn(_rum_config(), workdir)
-  assert workdir_lib.is_finished(os.path.join(workdir, "original"))
+  assert runfolder.RunFolder(os.path.join(workdir, "original")).finished()
   # config.json: its reading names the file and says to delete it; the run reads the copy in the
   # manifest instead (a warning), and writes config.json again; so does a run after the deletion.
   config = os.path.join(workdir, "config.json")
@@ -226,7 +226,7 @@ def test_leftover_checkpoint_folders_are_named_and_cleaned(tmp_path, caplog):
 
 @pytest.fixture(scope="module")
 def study_workdir(tmp_path_factory):
-  from test_evaluation_run import _study_config
+  from test_study import study_config as _study_config
   root = tmp_path_factory.mktemp("study")
   workdir = str(root / "study")
   text = commands.evaluate(workdir, _study_config(str(root / "results")))
@@ -309,7 +309,7 @@ def test_a_refused_workdir_is_one_line_too(tmp_path):
   folder = RunFolder(workdir).open()
   write_config(folder, {"seed": 5, "num_seeds": 1})
   folder.write("metrics", {})  # a result of that config
-  with pytest.raises(workdir_lib.WorkdirError):
+  with pytest.raises(runfolder.WorkdirError):
     commands.train(_tiny(default.get_config()), workdir)
   result = _cli("train.py", "--config=configs/digits.py", f"--workdir={workdir}")
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

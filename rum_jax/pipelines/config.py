@@ -3,13 +3,12 @@ study, forgetting-quality and evaluation runs use them."""
 import ml_collections
 
 from rum_jax import checks
-from rum_jax.evaluation import mia
 from rum_jax.evaluation.challenge import MAX_MODELS
 from rum_jax.evaluation.lira import CENTRINGS
-from rum_jax.evaluation.metrics import check_names
+from rum_jax.evaluation.metrics import METRICS, check_names
 from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum
-from rum_jax.unlearning.config import require_sweeps_only_of
+from rum_jax.unlearning.config import require_sweeps_only_of, select_by_choices, sweep_grid
 from rum_jax.unlearning.forget_sets import LEVELS
 from rum_jax.unlearning.interface import METHODS, step_methods
 
@@ -26,21 +25,21 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
                  "a study draws each seed's reported and validation forget sets from one band of the ranking: "
                  "set config.forget.draw='band'")
   checks.boolean(s.get("shuffle", True), "study.shuffle")
-  checks.boolean(s.get("loss_mia", True), "study.loss_mia")
   checks.boolean(s.get("mix_when_unmet", False), "study.mix_when_unmet")
   checks.boolean(s.get("strong", False), "study.strong")
   checks.require(not s.get("strong", False) or "forgetting" in config,
                  "config.study.strong needs a config.forgetting section (bank sizes; configs/study_mnist1d.py has one)")
+  checks.require(not s.get("strong", False) or (checks.is_int(s.get("strong_seeds")) and s.strong_seeds >= 1),
+                 f"config.study.strong_seeds must be a positive integer (the seeds whose mix gets banks), got "
+                 f"{s.get('strong_seeds')!r}")
+  _claim_metrics(config)
+  _budget(config, methods)
   checks.number(s.get("match_tolerance"), "study.match_tolerance", 0.0, 2.0)
   c = s.get("criterion")
   checks.require(c is not None and all(k in c for k in ("high_min", "mid_range", "low_max"))
                  and len(c.mid_range) == 2 and c.mid_range[0] <= c.mid_range[1],
                  "config.study.criterion needs high_min, mid_range (low, high) and low_max: the mean "
                  "memorization each level's reported sets must have for a memorization claim to be tested")
-  features = list(s.get("mia_features", ()))
-  checks.require(all(f in mia.FEATURES for f in features),
-                 f"config.study.mia_features {features!r} has an unknown feature; valid choices: "
-                 f"{', '.join(mia.FEATURES)} (empty = all)")
   paper = s.get("paper_plan")
   if paper:
     choices = [rum.NO_METHOD] + step_methods()
@@ -56,6 +55,33 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
   checks.require(not s.proxy or s.proxy in SCORE_NAMES,
                  f"config.study.proxy {s.proxy!r} is unknown; valid choices: {', '.join(SCORE_NAMES)} "
                  f"(or '' for no proxy variant)")
+
+
+def _claim_metrics(config: ml_collections.ConfigDict) -> None:
+  """config.study.claim_metrics: metrics of config.evaluation.metrics with a better direction."""
+  names = config.study.get("claim_metrics", ())
+  _metric_names(names, "config.study.claim_metrics", banks=False)
+  evaluated = tuple(config.get("evaluation", {}).get("metrics", ()))
+  missing = [m for m in names if m not in evaluated]
+  checks.require(not missing, f"config.study.claim_metrics {missing} are not in config.evaluation.metrics "
+                 f"{list(evaluated)}: a claim is made by a metric the sets are evaluated by; add them there")
+  aimless = [m for m in names if METRICS.get(m).higher_is_better is None]
+  checks.require(not aimless, f"config.study.claim_metrics {aimless} have no better direction (they should match "
+                 f"retraining's): the claims choose each side by its best value; valid choices: "
+                 f"{', '.join(select_by_choices())}")
+
+
+def _budget(config: ml_collections.ConfigDict, methods) -> None:
+  """config.study.budget: the configurations each side evaluates on the validation mix; the
+  single side evaluates `none` and every grid point, so the grids must add up to it."""
+  budget = config.study.get("budget")
+  single = 1 + sum(len(sweep_grid(config, m) or [{}]) for m in methods)
+  checks.require(checks.is_int(budget) and budget >= 2,
+                 f"config.study.budget must be an integer >= 2 (the configurations each side evaluates), got {budget!r}")
+  checks.require("mix" not in config.study.levels or budget == single,
+                 f"config.study.budget={budget}, but the single side evaluates {single} configurations (`none` and "
+                 f"every point of the grids config.sweep.<method>): set config.study.budget={single} or change the "
+                 f"grids, so that RUM's plan search and the single methods evaluate as many")
 
 
 def validate_forgetting(config: ml_collections.ConfigDict) -> None:

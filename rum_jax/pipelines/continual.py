@@ -7,27 +7,27 @@ program, spread over devices); `continual.run.ContinualRun` computes its steps, 
 keeps its files, resumes it after its last finished step and records its metrics
 (`config.continual.metrics`, entries of the metric registry over its accuracy matrices).
 
-Written into the work directory (the per-step files after every step):
-  config.json                   the resolved config
+Written into the work directory (the run folder's files of `runfolder.layout`, the per-step
+ones after every step):
+  config                        the resolved config
   checkpoints/                  after every step (resume from the last finished step)
-  steps.csv                     per step, seed and task: train/test accuracy and confidence,
+  continual_steps               per step, seed and task: train/test accuracy and confidence,
                                 loss-MIA AUC (train vs test examples of the task), accuracy
                                 on the task's unlearn buffer
-  progress.json                 the steps done so far and what each did (unlearning
+  progress                      the steps done so far and what each did (unlearning
                                 iterations, whether the threshold was reached)
-  metrics.csv                   at the end, the record: one row per seed x metric (pooled
+  metrics_record                at the end, the record: one row per seed x metric (pooled
                                 metrics of the seed-averaged matrices: seed "all"), the run's
                                 columns of `results.RECORD_COLUMNS`
-  metrics.json                  the same per metric (per_seed values, mean, 95% t-interval, n)
-  curves.csv                    CL-ToW at every forget step and CLU_mix after every step, per seed
-  trace.csv                     per forget step, pass and seed: eval-mode accuracy on the
+  metrics                       the same per metric (per_seed values, mean, 95% t-interval, n)
+  curves_rows                   CL-ToW at every forget step and CLU_mix after every step, per seed
+  trace                         per forget step, pass and seed: eval-mode accuracy on the
                                 forgotten task's held-out examples and on the kept tasks'
-                                (pass 0: before the forgetting), as in tradeoff.png
-  matrices.npz                  every per-step matrix [seeds, steps + 1, tasks] (row 0: the
+                                (pass 0: before the forgetting), as in tradeoff_figure
+  matrices                      every per-step matrix [seeds, steps + 1, tasks] (row 0: the
                                 initial model), task classes, buffers (ORIGINAL indices)
-  task_accuracy_heatmap.png, task_curves.png, cl_tow.png, tradeoff.png   (`reports`)
+  heatmap_figure, task_curves_figure, cl_tow_figure, tradeoff_figure   (`reports`)
 """
-import os
 import time
 from typing import Any, Dict, List, Optional
 
@@ -36,12 +36,14 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from rum_jax import io, results, tracking, workdir as workdir_lib
+from rum_jax import results, tracking
 from rum_jax.continual import sequences
 from rum_jax.continual.run import EVAL_KEYS, ContinualRun
 from rum_jax.evaluation.metrics import METRICS
 from rum_jax.evaluation.metrics.continual import SequenceOutputs, cl_tow_curve, clu_curve
 from rum_jax.pipelines import reports
+from rum_jax.runfolder import RunFolder, prepare
+from rum_jax.runfolder import digest as digest_of
 from rum_jax.training.checkpoint import Checkpointer, tree_digest
 from rum_jax.training.config import TRAINING_SECTIONS
 from rum_jax.training.setup import Setup, program_key
@@ -58,11 +60,11 @@ def _program_key(run: ContinualRun, states) -> Dict[str, Any]:
                      initial_states=tree_digest(run.runner.unpad(states)))
 
 
-def _write_progress(run: ContinualRun, workdir: str, record: Dict[str, Any]) -> None:
+def _write_progress(run: ContinualRun, folder: RunFolder, record: Dict[str, Any]) -> None:
   rows = [{"step": r, "action": run.step_labels[r], "seed": s, "task": t, **{k: ev[k][s][t] for k in EVAL_KEYS}}
           for r, ev in enumerate(record["evals"]) for s in range(run.num_seeds) for t in range(run.num_tasks)]
-  io.write_csv(os.path.join(workdir, "steps.csv"), rows)
-  io.write_json(os.path.join(workdir, "progress.json"), {
+  folder.write("continual_steps", rows)
+  folder.write("progress", {
       "sequence": sequences.format_sequence(run.sequence), "steps_done": len(record["steps"]),
       "num_steps": len(run.sequence), "threshold": run.threshold, "steps": record["steps"]})
 
@@ -87,7 +89,7 @@ def run_columns(run: ContinualRun) -> Dict[str, Any]:
   c = run.config.continual
   forgotten = sorted(sequences.task_sets(run.sequence)[-1][1])
   index = run.setup.dataset.train.index
-  digest = workdir_lib.digest(*[index[run.train_pos[s][t]] for s in range(run.num_seeds) for t in forgotten]) \
+  digest = digest_of(*[index[run.train_pos[s][t]] for s in range(run.num_seeds) for t in forgotten]) \
       if forgotten else ""
   settings = {"learn_algorithm": run.learn_algorithm, "tasks": c.tasks, **run.unlearning.to_dict()}
   columns = results.run_columns(run.config, c.algorithm, settings, forget_digest=digest)
@@ -111,7 +113,7 @@ def record_rows(outputs: SequenceOutputs, names, columns: Dict[str, Any]) -> Lis
 
 
 def curve_rows(run: ContinualRun, outputs: SequenceOutputs) -> List[Dict[str, Any]]:
-  """curves.csv: per step and seed, CLU_mix, and CL-ToW at the forget steps."""
+  """The curves record: per step and seed, CLU_mix, and CL-ToW at the forget steps."""
   tow, clu = cl_tow_curve(outputs), clu_curve(outputs)
   rows = []
   for i, label in enumerate(run.step_labels[1:]):
@@ -123,7 +125,7 @@ def curve_rows(run: ContinualRun, outputs: SequenceOutputs) -> List[Dict[str, An
 
 
 def trace_rows(run: ContinualRun, record: Dict[str, Any]) -> List[Dict[str, Any]]:
-  """trace.csv: where every forgetting stood after each of its passes, per seed."""
+  """The trace record: where every forgetting stood after each of its passes, per seed."""
   rows = []
   for step in record["steps"]:
     trace = step.get("held_out_trace")
@@ -133,12 +135,12 @@ def trace_rows(run: ContinualRun, record: Dict[str, Any]) -> List[Dict[str, Any]
   return rows
 
 
-def write_results(run: ContinualRun, workdir: str, record: Dict[str, Any], states) -> Dict[str, Any]:
-  """metrics.csv / .json, curves.csv, matrices.npz and the figures of a finished run."""
+def write_results(run: ContinualRun, folder: RunFolder, record: Dict[str, Any], states) -> Dict[str, Any]:
+  """The metrics (record and summary), curves, trace, matrices and figures of a finished run."""
   c = run.c
   outputs = sequence_outputs(run, record)
   rows = record_rows(outputs, c.metrics, run_columns(run))
-  io.write_csv(os.path.join(workdir, "metrics.csv"), rows, fields=results.RECORD_COLUMNS)
+  folder.write("metrics_record", rows)
   per_seed: Dict[str, list] = {}
   for r in rows:
     per_seed.setdefault(r["metric"], []).append(r["value"])
@@ -150,27 +152,26 @@ def write_results(run: ContinualRun, workdir: str, record: Dict[str, Any], state
            "num_tasks": run.num_tasks, "chance": run.chance, "forget_steps": timeline.forget_steps,
            "retained_tasks": list(timeline.retained[-1]), "forgotten_tasks": list(timeline.forgotten[-1]),
            "num_seeds": run.num_seeds, "per_seed": per_seed, "summary": summary}
-  io.write_json(os.path.join(workdir, "metrics.json"), final)
+  folder.write("metrics", final)
   curves = curve_rows(run, outputs)
-  io.write_csv(os.path.join(workdir, "curves.csv"), curves)
+  folder.write("curves_rows", curves)
   trace = trace_rows(run, record)
-  io.write_csv(os.path.join(workdir, "trace.csv"), trace,
-               fields=["step", "action", "pass", "seed", "forgotten_held_out", "kept_held_out"])
-  io.write_npz(os.path.join(workdir, "matrices.npz"), **outputs.matrices, step_labels=np.array(run.step_labels),
-               task_classes=run.layout.classes, **run.buffers_of(states))
+  folder.write("trace", trace)
+  folder.write("matrices", {**outputs.matrices, "step_labels": np.array(run.step_labels),
+                            "task_classes": run.layout.classes, **run.buffers_of(states)})
   shown = final["sequence"] if len(run.sequence) <= 12 else c.sequence
   title = (f"{run.setup.dataset.name}: {shown}\n"
            f"{c.algorithm} (learning: {run.learn_algorithm}), {run.num_seeds} seeds")
   reports.continual_run_figures(outputs.matrices["test_accuracy"], curves, run.step_labels, timeline.forget_steps,
-                                workdir, title)
+                                folder, title)
   if trace:
     reports.tradeoff_figure(pd.DataFrame(trace).assign(run=c.algorithm), [c.algorithm], run.chance,
-                            os.path.join(workdir, "tradeoff.png"), title, target=run.threshold if
+                            folder.file("tradeoff_figure"), title, target=run.threshold if
                             c.stop_set == "held_out" else None)
   return final
 
 
-def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+def run_continual(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False,
                   setup: Optional[Setup] = None) -> Dict[str, Any]:
   """Runs config.continual's task sequence for config.num_seeds seeds; see the module docstring.
 
@@ -183,14 +184,15 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
       one).
 
   Returns:
-    The contents of metrics.json.
+    The run's metrics record (what it writes as `metrics`).
   """
   run = ContinualRun(config, setup or Setup.create(config))  # refuses a bad sequence or score file first
-  workdir_lib.prepare(workdir, config, overwrite, clear=("checkpoints",), sections=SECTIONS,
-                      outputs=("steps.csv", "progress.json"))
+  folder = RunFolder.of(workdir)
+  prepare(folder, config, overwrite, clear=("checkpoints",), sections=SECTIONS,
+          results=("continual_steps", "progress", "metrics"))
   states = run.initial_states()
   runner, n = run.runner, len(run.sequence)
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  checkpointer = Checkpointer(folder.checkpoints())
   try:
     # Saved without padding seeds (their count depends on the devices): any device count resumes.
     checkpointer.claim(_program_key(run, states))
@@ -209,7 +211,7 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
       record["evals"].append(evaluation)
       record["steps"].append({"step": i + 1, "action": str(run.sequence[i]), "seconds": time.time() - t_step, **info})
       checkpointer.save(i + 1, runner.unpad(states), record)
-      _write_progress(run, workdir, record)
+      _write_progress(run, folder, record)
       test = np.nanmean(np.asarray(evaluation["test_accuracy"]), axis=0)
       logging.info("[continual] step %d/%d (%s) %.1fs, eta %.0fs: test accuracy per task %s%s", i + 1, n,
                    run.sequence[i], time.time() - t_step, (time.time() - t0) / (i + 1 - done) * (n - i - 1),
@@ -220,6 +222,6 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
           **{k: v for k, v in info.items() if k != "held_out_trace"}})
   finally:
     checkpointer.close()
-  final = write_results(run, workdir, record, states)
+  final = write_results(run, folder, record, states)
   logging.info("[continual] %s", {k: round(v["mean"], 4) for k, v in final["summary"].items()})
   return final

@@ -369,7 +369,7 @@ def evaluate_path(path: Any, output: Optional[RunFolder] = None) -> str:
   config = folder.file("config")
   where = {
       "study": (f"is a study's work directory: run it (or resume it) with python evaluate.py --config=<the study "
-                f"config, recorded in {config}> --workdir={folder}; its tables are in study.md and each forget "
+                f"config, recorded in {config}> --workdir={folder}; its tables are in {layout.name('study_table')} and each forget "
                 f"set's evaluation in sets/<set>/{layout.name('evaluation_table')}"),
       "continual": ("is a continual.py work directory: continual.py itself writes its metrics (ACC, BWT, FWT, "
                     "CL-ToW, CLU, per-task MIA) to its metrics record there"),

@@ -12,14 +12,13 @@ A record is tidy rows (`results.record_rows`); `results.summary_frame` turns the
   continual_comparison_figure(..)  their CL-ToW per forget step and final accuracies
   tradeoff_figure(trace, runs, ..)  kept against forgotten held-out accuracy over the passes
 """
-import os
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from rum_jax import io, results
-from rum_jax.runfolder import layout
+from rum_jax.runfolder import RunFolder, layout
 from rum_jax.evaluation.metrics import METRICS
 
 
@@ -148,7 +147,7 @@ def write_leaderboard(paths: Sequence[str], markdown: str, csv: str, metrics: Op
 
 
 # ---------------------------------------------------------------------------------------
-# Continual runs: a run's figures (from its matrices and curves.csv) and comparisons of runs
+# Continual runs: a run's figures (from its matrices and curve rows) and comparisons of runs
 # (from their records, one 'run' label per run).
 
 
@@ -205,7 +204,7 @@ def task_curves(mean: np.ndarray, half: np.ndarray, step_labels: Sequence[str],
 
 
 def _curve(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
-  """Mean and 95% half width over seeds of one curve of curves.csv rows, per step."""
+  """Mean and 95% half width over seeds of one curve of a run's curve rows, per step."""
   part = curves[curves["metric"] == metric]
   return results.summary_frame(part, by=("step", "action")).sort_values("step")
 
@@ -242,17 +241,19 @@ def unlearning_scores(curves: pd.DataFrame, step_labels: Sequence[str], path: st
 
 
 def continual_run_figures(test_accuracy: np.ndarray, curves: Sequence[Dict[str, Any]], step_labels: Sequence[str],
-                          forget_steps: Sequence[int], directory: str, title: str) -> None:
-  """A continual run's task_accuracy_heatmap.png, task_curves.png and cl_tow.png.
+                          forget_steps: Sequence[int], folder: Any, title: str) -> None:
+  """A continual run's accuracy heat map, task curves and CL-ToW / CLU curves, into its run
+  folder (a RunFolder or its path).
 
-  test_accuracy: [S, steps + 1, T]; curves: the rows of its curves.csv.
+  test_accuracy: [S, steps + 1, T]; curves: the rows of its curves record.
   """
+  folder = RunFolder.of(folder)
   mean, half = results.mean_ci(test_accuracy)
   rows = [r + 1 for r in forget_steps]
-  accuracy_heatmap(mean, step_labels, os.path.join(directory, "task_accuracy_heatmap.png"), title)
-  task_curves(mean, half, step_labels, rows, os.path.join(directory, "task_curves.png"), title)
+  accuracy_heatmap(mean, step_labels, folder.file("heatmap_figure"), title)
+  task_curves(mean, half, step_labels, rows, folder.file("task_curves_figure"), title)
   unlearning_scores(pd.DataFrame(list(curves), columns=["step", "action", "seed", "metric", "value"]), step_labels,
-                    os.path.join(directory, "cl_tow.png"), title)
+                    folder.file("cl_tow_figure"), title)
 
 
 def continual_table(records: pd.DataFrame, metrics: Sequence[str], runs: Sequence[str]) -> str:
@@ -265,7 +266,7 @@ def continual_table(records: pd.DataFrame, metrics: Sequence[str], runs: Sequenc
 
 def continual_comparison_figure(records: pd.DataFrame, curves: pd.DataFrame, runs: Sequence[str], chance: float,
                                 path: str, title: str) -> None:
-  """Runs side by side: CL-ToW at every forget step (left, from the runs' curves.csv rows with
+  """Runs side by side: CL-ToW at every forget step (left, from the runs' curve rows with
   a 'run' column), final accuracies and CL-ToW (right, from their records)."""
   plt = io.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
@@ -306,7 +307,7 @@ def continual_comparison_figure(records: pd.DataFrame, curves: pd.DataFrame, run
 
 def tradeoff_figure(trace: pd.DataFrame, runs: Sequence[str], chance: float, path: str, title: str,
                     target: Optional[float] = None) -> None:
-  """One panel per run (trace.csv rows with a 'run' column): the kept tasks' held-out accuracy
+  """One panel per run (trace rows with a 'run' column): the kept tasks' held-out accuracy
   against the forgotten task's over the passes of every forget step (mean over seeds; a line
   per forget step from its start, a dot where it ended), chance and the stop target marked."""
   plt = io.pyplot()

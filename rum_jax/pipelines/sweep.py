@@ -89,6 +89,12 @@ def run_grid(prep: unlearning.Prepared, method_name: str, points: Sequence[Dict[
     grid_outputs = unlearning.model_outputs(setup.with_models(len(program.seed_ids)), program.states, forget)
     for g, i in enumerate(program.members):
       rows = slice(g * num_seeds, (g + 1) * num_seeds)  # point g's models, seed s its seed s
+      if not all(np.isfinite(v[rows]).all() for v in grid_outputs.logits.values()):
+        # A finite loss can still leave logits beyond float range (gradient ascent): as diverged.
+        out[i] = {"point": dict(points[i]), "diverged": "non-finite logits"}
+        logging.warning("sweep %s: %s gives non-finite logits; it cannot be chosen", method_name,
+                        grid_lib.label(points[i]))
+        continue
       point = ModelOutputs({k: v[rows] for k, v in grid_outputs.logits.items()}, grid_outputs.labels,
                            forget[rows], prep.reference_outputs)
       per_seed = {name: point.value(name).tolist() for name in metrics}

@@ -15,10 +15,10 @@ docs/architecture.md ("Run folders") describes how a pipeline uses them.
 from rum_jax.runfolder import layout
 from rum_jax.runfolder.folder import ForeignFolderError, ReplacedFileError, RunFolder, WorkdirError
 from rum_jax.runfolder.locks import WorkdirBusyError, hold
-from rum_jax.runfolder.made_by import (ConfigCheck, check_config, claim, config_of, differences, digest, flatten,
+from rum_jax.runfolder.made_by import (ConfigCheck, check_config, claim, config_of, differences, digest, file_digest, flatten,
                                        kind_of, made_by, prepare, record_digest, write_config)
 from rum_jax.runfolder.session import make, session, writable
 
 __all__ = ["ConfigCheck", "ForeignFolderError", "ReplacedFileError", "RunFolder", "WorkdirBusyError", "WorkdirError",
-           "check_config", "claim", "config_of", "differences", "digest", "flatten", "hold", "kind_of", "layout",
+           "check_config", "claim", "config_of", "differences", "digest", "file_digest", "flatten", "hold", "kind_of", "layout",
            "made_by", "make", "prepare", "record_digest", "session", "writable", "write_config"]

@@ -96,6 +96,25 @@ FILES = {
     "epsilons_rows": File("epsilons.csv", "csv"),
     "epsilons_figure": File("forgetting_epsilons.png", "png"),
     "roc_figure": File("forgetting_roc.png", "png"),
+    # A continual run (rum_jax/pipelines/continual.py).
+    "continual_steps": File("steps.csv", "csv"),
+    "progress": File("progress.json", "json"),
+    "curves_rows": File("curves.csv", "csv"),
+    "trace": File("trace.csv", "csv", ("step", "action", "pass", "seed", "forgotten_held_out", "kept_held_out")),
+    "matrices": File("matrices.npz", "npz"),
+    "heatmap_figure": File("task_accuracy_heatmap.png", "png"),
+    "task_curves_figure": File("task_curves.png", "png"),
+    "cl_tow_figure": File("cl_tow.png", "png"),
+    "tradeoff_figure": File("tradeoff.png", "png"),
+    # A study (rum_jax/pipelines/study/): its work directory, and config.study.results_dir.
+    "timings": File("timings.json", "json"),
+    "plan_sequences": File("plan/sequences.json", "json"),
+    "study": File("study.json", "json"),
+    "study_record": File("study.csv", "csv", RECORD_COLUMNS),
+    "study_steps": File("study.steps.csv", "csv"),
+    "study_table": File("study.md", "text"),
+    "study_figure": File("study.png", "png", dpi=110),
+    "study_timings": File("study.timings.json", "json"),
 }
 
 # Folders: run folders of their own (a manifest each) and folders of a run's files.
@@ -104,6 +123,7 @@ FOLDERS = {
     "validation": "validation", "sweeps": "sweeps", "checkpoints": "checkpoints", "steps": "steps",
     "chunks": "chunks", "weights": "weights", "events": "events", "predictions": "predictions",
     "retrained": "retrained", "unlearned": "unlearned", "shadow": "shadow", "trained": "trained",
+    "sets": "sets", "noise_ceiling": "noise_ceiling", "forgetting": "forgetting",
 }
 SPLITS = ("train", "val", "test")
 

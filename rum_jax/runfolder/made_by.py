@@ -64,6 +64,15 @@ def digest(*arrays: Any) -> str:
   return h.hexdigest()[:16]
 
 
+def file_digest(path: str) -> str:
+  """sha256 (16 hex digits) of a file's bytes: what a run read, wherever the file now is."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()[:16]
+
+
 def record_digest(record: Dict[str, Any]) -> str:
   """sha256 (16 hex digits) of a JSON-able record (key order aside)."""
   return hashlib.sha256(json.dumps(io.as_json(record), sort_keys=True).encode()).hexdigest()[:16]

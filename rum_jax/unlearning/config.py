@@ -40,6 +40,11 @@ def validate_unlearn(u: ml_collections.ConfigDict) -> None:
   checks.string(u.original_workdir, "unlearn.original_workdir", "a path string")
   checks.boolean(u.get("compute_scores", True), "unlearn.compute_scores")
   checks.boolean(u.get("augment", False), "unlearn.augment")
+  folder = u.get("folder", "")
+  checks.string(folder, "unlearn.folder", "a folder name (empty: the method's name)")
+  checks.require(not folder or ("/" not in folder and folder not in METHODS),
+                 f"config.unlearn.folder {folder!r} must be a folder name other than a method's, e.g. "
+                 f"'{u.method}_2' (empty: methods/{u.method})")
   # Composites (RUM) last: a step's settings start from its method's, which are checked first.
   for name in sorted(METHODS.names(), key=lambda n: METHODS.get(n).composite):
     method = METHODS.get(name)

@@ -80,51 +80,71 @@ def label(point: Mapping[str, Any]) -> str:
 
 
 class ProgramResult(NamedTuple):
-  """One program of `unlearn_points`: the points that finished and those that diverged."""
-  members: List[int]       # indices of the finished points
+  """One program of `unlearn_points` / `unlearn_groups`: the points (groups) that finished and those that diverged."""
+  members: List[int]       # indices of the finished points (groups)
   seed_ids: List[int]      # model m of `states` is point members[m // S] on seed seed_ids[m]
   states: Any              # [len(members) * S] unlearned states; None when every point diverged
   diverged: Dict[int, str]  # index of a diverged point -> the error
 
 
-def unlearn_points(setup: Any, start: Any, method_name: str, base: ml_collections.ConfigDict,
-                   points: Sequence[Dict[str, Any]], forget: Sequence[np.ndarray], retain: Sequence[np.ndarray],
-                   *, base_seed: int, root: str, name: str) -> Iterator[ProgramResult]:
-  """Every grid point on every seed, in as few programs as the grid allows (`split_by_program`).
+def unlearn_groups(setup: Any, starts: Sequence[Any], method_name: str, settings: ml_collections.ConfigDict,
+                   forget: Sequence[np.ndarray], retain: Sequence[np.ndarray], *, base_seed: int,
+                   run_dir: Optional[str], name: str,
+                   per_model: Optional[Sequence[Dict[str, Any]]] = None) -> ProgramResult:
+  """G groups of S models as ONE program of one method: model (group g, seed s) starts from
+  seed s's state in starts[g] (each a pytree with a leading axis of S) with seed s's
+  forget/retain sets and batch order, so the groups are compared on the same seeds (paired).
 
-  Points that differ only in per-model settings (`Method.swept`) share one program of
-  len(points) x S models: model (point g, seed s) starts from seed s's state in `start` with
-  seed s's forget/retain sets and batch order, so the points are compared on the same seeds
-  (paired). A point with a diverged model is a result (reported in `diverged`, never chosen);
-  the other points of its program run again as a program of their own. Checkpoints go to
-  root/<the program's static settings>.
+  per_model[g] gives group g's values of the method's per-model settings (`Method.swept`;
+  None: every group uses `settings`). A group with a diverged model is a result (in
+  `diverged`); the others run again as a program of their own. run_dir: checkpoints (and
+  SalUn's saliency cache) of the program; None: none, every call computes.
   """
   method = METHODS.get(method_name)
   num_seeds = len(forget)
+  members = list(range(len(starts)))
+  diverged: Dict[int, str] = {}
+  states: Optional[Any] = None
+  while members:
+    seed_ids = [s for _ in members for s in range(num_seeds)]
+    values = {k: [per_model[g][k] for g in members for _ in range(num_seeds)]
+              for k in method.swept if per_model and k in per_model[members[0]]}
+    logging.info("%s: %d groups x %d seeds in one program", name, len(members), num_seeds)
+    start = jax.tree.map(lambda *group: np.concatenate([np.asarray(x)[:num_seeds] for x in group]),
+                         *[starts[g] for g in members])
+    try:
+      states, _ = unlearn(setup.with_models(len(seed_ids)), start, method_name, settings,
+                          [forget[s] for s in seed_ids], [retain[s] for s in seed_ids], base_seed=base_seed,
+                          run_dir=run_dir, saliency_path=RunFolder(run_dir).file("saliency") if run_dir else None,
+                          name=name, seed_ids=seed_ids, per_model=values)
+      break
+    except loop.NonFiniteLossError as err:
+      # The checkpoints held every group of the program: the others start over without it.
+      failed = sorted({members[m // num_seeds] for m in err.seeds}) if err.seeds else list(members)
+      diverged.update({g: str(err) for g in failed})
+      members = [g for g in members if g not in failed]
+      if run_dir:
+        io.remove(run_dir)
+  return ProgramResult(members, [s for _ in members for s in range(num_seeds)], states if members else None,
+                       diverged)
+
+
+def unlearn_points(setup: Any, start: Any, method_name: str, base: ml_collections.ConfigDict,
+                   points: Sequence[Dict[str, Any]], forget: Sequence[np.ndarray], retain: Sequence[np.ndarray],
+                   *, base_seed: int, root: Optional[str], name: str) -> Iterator[ProgramResult]:
+  """Every grid point on every seed, in as few programs as the grid allows (`split_by_program`).
+
+  Points that differ only in per-model settings (`Method.swept`) share one program of
+  len(points) x S models, each from seed s's state in `start` (`unlearn_groups`); a point with
+  a diverged model is a result (reported in `diverged`, never chosen). Checkpoints go to
+  root/<the program's static settings> (root None: no checkpoints).
+  """
+  method = METHODS.get(method_name)
   for static, members in split_by_program(points, method.swept):
     settings = ml_collections.ConfigDict(base.to_dict())
     settings.update(static)
-    run_dir = os.path.join(root, label(static).replace(", ", "_") or "all")
-    diverged: Dict[int, str] = {}
-    states: Optional[Any] = None
-    while members:
-      seed_ids = [s for _ in members for s in range(num_seeds)]
-      per_model = {k: [points[i][k] for i in members for _ in range(num_seeds)]
-                   for k in method.swept if k in points[members[0]]}
-      logging.info("%s: %d points x %d seeds in one program (%s)", name, len(members), num_seeds,
-                   label(static) or "every point")
-      try:
-        states, _ = unlearn(setup.with_models(len(seed_ids)),
-                            jax.tree.map(lambda x: np.asarray(x)[np.asarray(seed_ids)], start), method_name,
-                            settings, [forget[s] for s in seed_ids], [retain[s] for s in seed_ids],
-                            base_seed=base_seed, run_dir=run_dir, saliency_path=RunFolder(run_dir).file("saliency"),
-                            name=name, seed_ids=seed_ids, per_model=per_model)
-        break
-      except loop.NonFiniteLossError as err:
-        # The checkpoints held every point of the program: the others start over without it.
-        failed = sorted({members[m // num_seeds] for m in err.seeds}) if err.seeds else list(members)
-        diverged.update({i: str(err) for i in failed})
-        members = [i for i in members if i not in failed]
-        io.remove(run_dir)
-    yield ProgramResult(list(members), [s for _ in members for s in range(num_seeds)],
-                        states if members else None, diverged)
+    run_dir = os.path.join(root, label(static).replace(", ", "_") or "all") if root else None
+    out = unlearn_groups(setup, [start] * len(members), method_name, settings, forget, retain, base_seed=base_seed,
+                         run_dir=run_dir, name=name, per_model=[points[i] for i in members])
+    yield ProgramResult([members[g] for g in out.members], out.seed_ids, out.states,
+                        {members[g]: e for g, e in out.diverged.items()})

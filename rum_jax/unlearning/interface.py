@@ -192,8 +192,11 @@ class Method:
     return config.unlearn[self.name]
 
   def folder_of(self, config: ml_collections.ConfigDict) -> str:
-    """Its folder name under methods/."""
-    return self.custom_folder(config) if self.custom_folder is not None else self.name
+    """Its folder name under methods/: its own rule (RUM's plan name), else
+    config.unlearn.folder if given (two runs of one method in a work directory), else its name."""
+    if self.custom_folder is not None:
+      return self.custom_folder(config)
+    return config.unlearn.get("folder", "") or self.name
 
   def validate(self, unlearn: ml_collections.ConfigDict) -> None:
     """Raises checks.ConfigError if config.unlearn is wrong for this method."""

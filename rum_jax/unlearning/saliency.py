@@ -87,7 +87,10 @@ def load_saliency(path: str, forget: Sequence[np.ndarray], params: Any) -> Optio
   with np.load(path) as f:
     same_sets = all(f"forget_{s}" in f and np.array_equal(f[f"forget_{s}"], np.asarray(fs))
                     for s, fs in enumerate(forget))
-    same_model = np.allclose(f["params_fingerprint"], _fingerprint(params), rtol=1e-6)
+    fingerprint = _fingerprint(params)
+    # Another number of models (a grid of another size in the same folder) is another model.
+    same_model = (f["params_fingerprint"].shape == fingerprint.shape
+                  and np.allclose(f["params_fingerprint"], fingerprint, rtol=1e-6))
     if not (same_sets and same_model and len(f["magnitudes"]) == len(forget)):
       return None
     return f["magnitudes"]

@@ -96,7 +96,7 @@ class SequenceOutputs(_Values):
 
 
 # ---------------------------------------------------------------------------------------
-# Per-step curves, per seed (also what the pipeline writes as curves.csv).
+# Per-step curves, per seed (also what the pipeline writes as its curves record).
 
 
 def cl_tow_curve(outputs: SequenceOutputs) -> np.ndarray:
