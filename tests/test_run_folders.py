@@ -20,6 +20,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OWNERS = ("rum_jax/runfolder/", "rum_jax/manifest.py")
 
 
+def test_a_key_names_either_a_file_or_a_folder():
+  # check_config's `results` and `clear` take both kinds of key (a folder's key wins): a file key
+  # that is also a folder key elsewhere would make a finished run's result invisible, and a
+  # refused run would then train over it (as config.forgetting's banks once did). The three
+  # shared keys name a folder and the files kept in it.
+  assert set(layout.FILES) & set(layout.FOLDERS) == {"predictions", "weights", "scores"}
+  assert layout.FILES["predictions"].pattern.startswith(layout.FOLDERS["predictions"] + "/")
+  assert layout.FILES["weights"].pattern.startswith(layout.FOLDERS["weights"] + "/")
+  assert RunFolder("w").scores().file("scores").startswith(os.path.join("w", layout.FOLDERS["scores"]) + os.sep)
+
+
 def test_result_file_names_appear_only_in_the_run_folder_modules():
   names = sorted({os.path.basename(f.pattern) for f in layout.FILES.values() if "{" not in os.path.basename(f.pattern)})
   assert {"forget_set.npz", "metrics.json", "evaluation.csv", "config.json", "grid.json"} <= set(names)

@@ -123,7 +123,7 @@ FOLDERS = {
     "validation": "validation", "sweeps": "sweeps", "checkpoints": "checkpoints", "steps": "steps",
     "chunks": "chunks", "weights": "weights", "events": "events", "predictions": "predictions",
     "retrained": "retrained", "unlearned": "unlearned", "shadow": "shadow", "trained": "trained",
-    "sets": "sets", "noise_ceiling": "noise_ceiling", "forgetting": "forgetting",
+    "sets": "sets", "noise_ceiling": "noise_ceiling",
 }
 SPLITS = ("train", "val", "test")
 
