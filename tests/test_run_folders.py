@@ -21,14 +21,24 @@ OWNERS = ("rum_jax/runfolder/", "rum_jax/manifest.py")
 
 
 def test_a_key_names_either_a_file_or_a_folder():
-  # check_config's `results` and `clear` take both kinds of key (a folder's key wins): a file key
-  # that is also a folder key elsewhere would make a finished run's result invisible, and a
-  # refused run would then train over it (as config.forgetting's banks once did). The three
-  # shared keys name a folder and the files kept in it.
+  # check_config's `results` and `clear` take both kinds of key: a key that named another path
+  # than the result would make a finished run invisible, and a refused run would then train
+  # over it (as the audit's banks once did). The three shared keys name a folder and the files
+  # kept in it; a fixed file name wins (scores: memorization.npz), a pattern is its folder.
   assert set(layout.FILES) & set(layout.FOLDERS) == {"predictions", "weights", "scores"}
   assert layout.FILES["predictions"].pattern.startswith(layout.FOLDERS["predictions"] + "/")
   assert layout.FILES["weights"].pattern.startswith(layout.FOLDERS["weights"] + "/")
   assert RunFolder("w").scores().file("scores").startswith(os.path.join("w", layout.FOLDERS["scores"]) + os.sep)
+
+
+def test_a_score_file_holds_its_folder_against_another_config(tmp_path, tree_digest):
+  folder = RunFolder(str(tmp_path / "proxies")).open()
+  write_config(folder, {"mode": "proxies", "seed": 0})
+  folder.write("scores", {"memorization": np.zeros(3)})
+  before = tree_digest(folder.path)
+  with pytest.raises(WorkdirError, match=r"holds a run with a different config \(seed: 0 -> 1\)"):
+    check_config(folder, {"mode": "proxies", "seed": 1}, results=("scores",))
+  assert tree_digest(folder.path) == before
 
 
 def test_result_file_names_appear_only_in_the_run_folder_modules():

@@ -100,10 +100,13 @@ def write_config(folder: RunFolder, config: Dict[str, Any]) -> None:
 
 
 def _rel(name: str) -> str:
+  """A key as a path: a file key of a fixed name (config, metrics, scores: memorization.npz),
+  else a folder key (checkpoints, and predictions / weights: folders of per-split or per-chunk
+  files), else the path as given."""
+  if name in layout.FILES and "{" not in layout.FILES[name].pattern:
+    return layout.name(name)
   if name in layout.FOLDERS:
     return layout.folder(name)
-  if name in layout.FILES:
-    return layout.name(name)
   return name
 
 
