@@ -44,7 +44,7 @@ METHOD = "finetune"
 
 def banks(setup, original, config, forget, retain, base_seed=0):
   """Both banks of the challenge score on every model of `setup`'s runner; blocks until done."""
-  n = setup.runner.num_seeds
+  n = setup.runner.num_models
   replicated = jax.tree.map(lambda a: np.repeat(np.asarray(a)[:1], n, axis=0), original)
   retrained, _ = unlearn(setup, None, "retrain", config.train, forget, retain, base_seed=base_seed)
   out = [forgetting.challenge_outputs(setup, retrained, forget, retain)]
@@ -100,7 +100,7 @@ def main():
   parser.add_argument("--baseline-models", type=int, default=16)
   args = parser.parse_args()
   config = digits.get_config()
-  one = trainer.Setup.create(config, num_seeds=1)
+  one = trainer.Setup.create(config, num_models=1)
   ds = one.dataset
   n_train = len(ds.train)
   forget = forget_sets.select_random(150, num_train=n_train, seed=0)
@@ -108,7 +108,7 @@ def main():
   original, _ = trainer.train_on(one, [np.arange(n_train)], config.train, config.seed, None)
 
   t = time.perf_counter()
-  banks(trainer.Setup.create(config, num_seeds=args.models), original, config, forget, retain)
+  banks(trainer.Setup.create(config, num_models=args.models), original, config, forget, retain)
   ours = time.perf_counter() - t
 
   k = min(args.baseline_models, args.models)

@@ -5,7 +5,7 @@ scalars in <workdir>/scalars.jsonl and TensorBoard files, its log in <workdir>/l
 progress line per phase shown in a Python session too).
 
   train.py      `train`      config.mode train | memorization | proxies
-  unlearn.py    `unlearn`    any method of `unlearning.METHODS`, RUM included
+  unlearn.py    `unlearn`    any method of `unlearning.UNLEARNING_METHODS`, RUM included
   continual.py  `continual`  a task sequence of learning and unlearning
   evaluate.py   `evaluate`   finished unlearning runs, a study (config.mode study) or forgetting
                              quality from banks of models (config.mode forgetting)

@@ -155,7 +155,7 @@ def test_a_method_added_later_unlearns_the_kept_shadow_weights(planted, monkeypa
   identity = interface.Method("identity", lambda ctx, states: (ctx.setup.runner.pad(states), {}), sgd_recipe=False,
                               custom_settings=lambda config, workdir: ml_collections.ConfigDict(),
                               custom_validate=lambda unlearn: None)
-  monkeypatch.setitem(interface.METHODS._entries, "identity", identity)
+  monkeypatch.setitem(interface.UNLEARNING_METHODS._entries, "identity", identity)
   monkeypatch.setattr(rum_jax.training.setup, "load_dataset", load)
   config = _config(methods=("retrain", "finetune", "identity"))
   validate(config)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from rum_jax import commands, io, results, runfolder
 from rum_jax.pipelines.study import claims as claims_lib, plan as plan_lib, report, sets
-from rum_jax.unlearning import METHODS, forget_kinds, runners
+from rum_jax.unlearning import UNLEARNING_METHODS, forget_kinds, runners
 from rum_jax.unlearning.interface import MethodContext
 
 N, SIZE, SEEDS = 900, 40, 16
@@ -101,7 +101,7 @@ def _neggrad_plus_ascent(forget, retain, passes, batch=8, epoch=0):
   the sum over its appearances of 1 / (the weight of its batch), each batch's loss being a weighted mean."""
   settings = ml_collections.ConfigDict(dict(batch_size=batch, forget_passes=passes))
   ctx = MethodContext(None, settings, [forget], [retain])
-  phases = METHODS.get("neggrad_plus").phases(settings, ctx)
+  phases = UNLEARNING_METHODS.get("neggrad_plus").phases(settings, ctx)
   plan = runners._plan(ctx, phases, epoch)["forget"]
   idx, w = plan["idx"][0], plan["weight"][0]
   share = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
@@ -350,14 +350,14 @@ def test_tiny_study_end_to_end_resumes_reports_divergence_and_reads_the_registry
   from rum_jax.evaluation.metrics import METRICS
   from rum_jax.pipelines import unlearning
   from rum_jax.training import loop
-  from rum_jax.unlearning import METHODS
+  from rum_jax.unlearning import UNLEARNING_METHODS
   results_dir = str(tmp_path / "results")
   workdir = str(tmp_path / "study")
   tried = []
   real = unlearning.run_method
 
   def diverging_neggrad_plus(prep, cfg, *args, **kwargs):
-    name = METHODS.get(cfg.unlearn.method).folder_of(cfg)
+    name = UNLEARNING_METHODS.get(cfg.unlearn.method).folder_of(cfg)
     tried.append(name)
     if name.startswith("neggrad_plus") and prep.workdir.endswith("memorization_high"):
       raise loop.NonFiniteLossError(f"[{name}] non-finite loss at epoch 1")

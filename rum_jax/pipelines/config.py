@@ -10,7 +10,7 @@ from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum
 from rum_jax.unlearning.config import require_sweeps_only_of, select_by_choices, sweep_grid
 from rum_jax.unlearning.forget_sets import LEVELS
-from rum_jax.unlearning.interface import METHODS, step_methods
+from rum_jax.unlearning.interface import UNLEARNING_METHODS, step_methods
 
 
 def validate_study(config: ml_collections.ConfigDict) -> None:
@@ -87,8 +87,8 @@ def _budget(config: ml_collections.ConfigDict, methods) -> None:
 def validate_forgetting(config: ml_collections.ConfigDict) -> None:
   """config.forgetting (evaluate.py's forgetting quality): methods, bank sizes, seeds."""
   f = config.forgetting
-  methods = checks.distinct_choices(f.get("methods", ()), "forgetting.methods", METHODS.names(), "unlearning methods")
-  missing = [m for m in methods if METHODS.get(m).custom_settings is None and m not in config.unlearn]
+  methods = checks.distinct_choices(f.get("methods", ()), "forgetting.methods", UNLEARNING_METHODS.names(), "unlearning methods")
+  missing = [m for m in methods if UNLEARNING_METHODS.get(m).custom_settings is None and m not in config.unlearn]
   checks.require(not missing, f"config.unlearn lacks the settings of forgetting methods {missing}")
   checks.require(checks.is_int(f.num_models) and 2 <= f.num_models <= MAX_MODELS,
                  f"config.forgetting.num_models must be an integer in [2, {MAX_MODELS}]: each forget example's "

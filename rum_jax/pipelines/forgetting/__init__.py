@@ -97,10 +97,10 @@ def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: Any, forget:
   f = config.forgetting
   cache: Dict[int, Setup] = {}
 
-  def setups(num_seeds: int) -> Setup:  # one runner per chunk size, its programs compiled once
-    if num_seeds not in cache:
-      cache[num_seeds] = Setup.create(config, num_seeds=num_seeds)
-    return cache[num_seeds]
+  def setups(num_models: int) -> Setup:  # one runner per chunk size, its programs compiled once
+    if num_models not in cache:
+      cache[num_models] = Setup.create(config, num_models=num_models)
+    return cache[num_models]
 
   dataset = setups(min(f.chunk_size, f.num_models)).dataset
   n = len(dataset.train)

@@ -20,7 +20,7 @@ from rum_jax.pipelines.forgetting.banks import (ACCURACIES, SHADOW, SHADOW_FORGE
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup, make_tx, train_on
 from rum_jax.training.state import TrainState
-from rum_jax.unlearning import METHODS
+from rum_jax.unlearning import UNLEARNING_METHODS
 
 
 def shadow_forget_masks(seed: int, halves: np.ndarray, size: int, first_model: int = 0) -> np.ndarray:
@@ -68,7 +68,7 @@ def _restore_weights(setup: Setup, weights: Dict[str, np.ndarray], train_cfg) ->
   Weights are saved without padding models (chunks written before were padded to the devices
   of their run: their first chunk_size rows are the models), so any device count reads them."""
   template = setup.runner.unpad(setup.init_states(make_tx(train_cfg, 1), 0))
-  leaves = [weights[f"w{i}"][:setup.runner.num_seeds] for i in range(len(weights))]
+  leaves = [weights[f"w{i}"][:setup.runner.num_models] for i in range(len(weights))]
   params, batch_stats = jax.tree.unflatten(jax.tree.structure((template.params, template.batch_stats)), leaves)
   return template.replace(params=params, batch_stats=batch_stats)
 
@@ -77,14 +77,14 @@ def shadow_banks(config, workdir: Any, shadow_dir: Any, setups, forget_size: int
   """The trained shadow bank and, for every method, the same models after unlearning."""
   f = config.forgetting
   setup = setups(min(f.chunk_size, f.shadow_models))
-  chunk, n = setup.runner.num_seeds, len(setup.dataset.train)
+  chunk, n = setup.runner.num_models, len(setup.dataset.train)
   base = {"training": training_spec(config), "seed": f.seed, "chunk_size": chunk, "ratio": SHADOW_RATIO}
   shadow = RunFolder.of(shadow_dir)
   trained = Bank(shadow.sub("trained"), {"bank": "shadow", **base}, f.shadow_models, chunk,
                  "shadow trained", overwrite)
   banks, settings = {}, {}
   for name in f.methods:
-    method = METHODS.get(name)
+    method = UNLEARNING_METHODS.get(name)
     settings[name] = method.settings_of(config, workdir)
     spec = {"bank": "shadow_unlearned", "method": name, "settings": settings[name].to_dict(),
             "forget_size": forget_size, **base, **augment_spec(config)}
@@ -124,7 +124,7 @@ def shadow_banks(config, workdir: Any, shadow_dir: Any, setups, forget_size: int
       bank.save(j, time.time() - t0, forget_mask=masks,
                 confidence=confidence.logit_scaled_confidence(out["train_logits"], setup.dataset.train.y),
                 **{k: out[k] for k in ACCURACIES})
-  return {"trained": trained.arrays(), "methods": {METHODS.get(m).folder_of(config): b.arrays()
+  return {"trained": trained.arrays(), "methods": {UNLEARNING_METHODS.get(m).folder_of(config): b.arrays()
                                                    for m, b in banks.items() if m not in diverged},
           "diverged": diverged}
 

@@ -36,7 +36,7 @@ from rum_jax.training import loop
 from rum_jax.pipelines.training import write_predictions
 from rum_jax.runfolder import RunFolder, flatten, layout
 from rum_jax.training.setup import Setup
-from rum_jax.unlearning import METHODS, rum, unlearn
+from rum_jax.unlearning import UNLEARNING_METHODS, rum, unlearn
 from rum_jax.unlearning.config import sweep_grid
 
 MEMORIZATION = "memorization"
@@ -114,7 +114,7 @@ def set_dir(workdir: str, level: str) -> str:
 def finished(cfg: ml_collections.ConfigDict, set_dir: str, forget: List[np.ndarray]) -> bool:
   """Whether the run of cfg in set_dir is done with the same settings and forget sets, and
   everything it and its evaluation read is there (its predictions, its retrain reference)."""
-  method = METHODS.get(cfg.unlearn.method)
+  method = UNLEARNING_METHODS.get(cfg.unlearn.method)
   run = RunFolder(set_dir).method(method.folder_of(cfg))
   if not run.finished(also=("config", "forget_set", "predictions")):
     return False
@@ -164,11 +164,11 @@ class Runner:
 
   def run(self, prep: unlearning.Prepared, cfg: ml_collections.ConfigDict) -> None:
     """One (forget set, method) unless finished; a diverging method is recorded, not fatal."""
-    key = f"{prep.folder.name()}/{METHODS.get(cfg.unlearn.method).folder_of(cfg)}"
+    key = f"{prep.folder.name()}/{UNLEARNING_METHODS.get(cfg.unlearn.method).folder_of(cfg)}"
     if finished(cfg, prep.folder.path, prep.forget):
       logging.info("study: %s is done", key)
       return
-    method = METHODS.get(cfg.unlearn.method)
+    method = UNLEARNING_METHODS.get(cfg.unlearn.method)
     run = prep.folder.method(method.folder_of(cfg))
     if run.readable("config") and unlearning.method_check(cfg, prep.folder, overwrite=True).diff:
       # The study's own run of an earlier choice (other grids, or a choice that changed): replaced.
