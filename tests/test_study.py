@@ -455,20 +455,20 @@ def test_tiny_study_end_to_end_resumes_reports_divergence_and_reads_the_registry
   # over the seeds, its claims in Holm's family; no run redone.
   strong = study_config(results_dir, documented_metric=True)
   strong.study.strong = True
-  strong.forgetting = ml_collections.ConfigDict(dict(methods=("retrain",), num_models=4, shadow_models=16, chunk_size=8,
-                                                     seed=0, svc_targets=4, results_dir="",
-                                                     metrics=("forget_score", "ulira_auc")))
+  strong.audit = ml_collections.ConfigDict(dict(methods=("retrain",), num_models=4, shadow_models=16, chunk_size=8,
+                                                seed=0, svc_targets=4, results_dir="",
+                                                metrics=("forget_score", "ulira_auc")))
   tried.clear()
   scored = commands.evaluate(workdir, strong)
   assert all(t.startswith("neggrad_plus") for t in tried)
-  banks = io.read_json(os.path.join(workdir, "study.json"))["forgetting"]
+  banks = io.read_json(os.path.join(workdir, "study.json"))["audit"]
   assert banks["seeds"] == 2 and {"retrain", "rum", "shuffle"} <= set(banks["models"])
   for seed in range(2):
     rows = {r["model"]: r for r in io.read_json(os.path.join(
-        workdir, "sets", "memorization_mix", "forgetting", f"seed_{seed}", "forgetting.json"))["rows"]}
-    # forgetting.json holds the last bank scored there (Shuffle's); the study keeps every one's.
+        workdir, "sets", "memorization_mix", "audit", f"seed_{seed}", "audit.json"))["rows"]}
+    # audit.json holds the last bank scored there (Shuffle's); the study keeps every one's.
     assert banks["models"]["shuffle"]["per_seed"]["forget_score"][seed] == rows["rum_shuffle"]["forget_score"]
-    epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "forgetting", f"seed_{seed}", "epsilons.npz"))
+    epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "audit", f"seed_{seed}", "epsilons.npz"))
     np.testing.assert_array_equal(epsilons["position"], np.sort(forget[seed]))  # that seed's reported mix
   claims = io.read_json(os.path.join(workdir, "study.json"))["claims"]
   f = next(r for r in claims if r["metric"] == "forget_score" and r["claim"].startswith("(iii)"))
