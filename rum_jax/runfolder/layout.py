@@ -123,7 +123,8 @@ FOLDERS = {
     "validation": "validation", "sweeps": "sweeps", "checkpoints": "checkpoints", "steps": "steps",
     "chunks": "chunks", "weights": "weights", "events": "events", "predictions": "predictions",
     "retrained": "retrained", "unlearned": "unlearned", "shadow": "shadow", "trained": "trained",
-    "sets": "sets", "noise_ceiling": "noise_ceiling", "audit": "audit",
+    "sets": "sets", "noise_ceiling": "noise_ceiling",
+    "audits": "audit",  # a study's audit work directories (not "audit": that key names audit.json)
 }
 SPLITS = ("train", "val", "test")
 

@@ -330,7 +330,7 @@ class Runner:
       for cfg, methods, roles in calls:
         cfg.audit = ml_collections.ConfigDict(self.config.audit.to_dict())
         cfg.audit.update(methods=methods, results_dir="")
-        record = audit.evaluate_forget_set(cfg, RunFolder(self.set_dir("mix")).sub("audit", f"seed_{seed}"),
+        record = audit.evaluate_forget_set(cfg, RunFolder(self.set_dir("mix")).sub("audits", f"seed_{seed}"),
                                            prep.forget[seed], original=original,
                                            shadow_dir=RunFolder(self.workdir).sub("shadow").path,
                                            overwrite=self.overwrite)
