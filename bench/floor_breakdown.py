@@ -75,7 +75,7 @@ class Chunk:
   def __init__(self, models, epochs, vmap_size=0, flat_optimizer=False):
     self.config = _config(epochs, vmap_size)
     self.t = self.config.train
-    self.setup = trainer.Setup.create(self.config, num_seeds=models)
+    self.setup = trainer.Setup.create(self.config, num_models=models)
     self.runner = self.setup.runner
     n = len(self.setup.dataset.train)
     self.masks = sample_subset_masks(0, models, n)
@@ -87,7 +87,7 @@ class Chunk:
       self.epoch_fn = loop.make_epoch_fn(self.runner, self.setup.forward, self.tx)
     self.init = self.setup.init_states(self.tx, 0)
     self.data = self.setup.train_data()
-    rngs = lambda e: [plans.epoch_rng(0, s, e) for s in range(self.runner.padded_seeds)]  # noqa: E731
+    rngs = lambda e: [plans.epoch_rng(0, s, e) for s in range(self.runner.padded_models)]  # noqa: E731
     self.plans = [self.runner.shard({"train": plans.stream_plan(self.positions, self.t.batch_size, rngs(e),
                                                                 steps=self.steps)}) for e in range(epochs)]
     self.sizes = [40] + list(self.config.model.kwargs.hidden) + [self.setup.dataset.num_classes]

@@ -29,7 +29,7 @@ from bench import common, floor
 from rum_jax.continual import buffers, updates
 from rum_jax.models import create_model
 from rum_jax.training import loop, optim
-from rum_jax.training.parallel import SeedRunner
+from rum_jax.training.parallel import ModelRunner
 from rum_jax.training.state import Forward, init_state
 
 NUM_TASKS, CLASSES_PER_TASK, INPUTS, HIDDEN = 20, 5, 3072, (256, 256)
@@ -46,7 +46,7 @@ def make_data(memories, rng):
 
 
 def jax_programs(x, y, task, memories, steps):
-  runner = SeedRunner(1, [jax.devices()[0]])
+  runner = ModelRunner(1, [jax.devices()[0]])
   model = create_model("mlp", NUM_TASKS * CLASSES_PER_TASK, hidden=HIDDEN)
   forward = Forward(model)
   tx = optim.make_optimizer(LR, 0.0, 0.0)

@@ -412,7 +412,7 @@ def measure_memorization(name: str, config, sizes: Sizes, args, with_torch: bool
   steps = min(args.steps, full_steps)
   workdir = tempfile.mkdtemp(prefix=f"rum_jax_gpu_{name}_")
   # The chunk the pipeline would choose for the full data (memorization.chunk_size = 0).
-  chunk = memorization_pipeline.models_per_program(config, workdir, Setup.create(config, num_seeds=1), 0)
+  chunk = memorization_pipeline.models_per_program(config, workdir, Setup.create(config, num_models=1), 0)
   if sizes.max_chunk and chunk > sizes.max_chunk:
     print(f"[{name}] the pipeline chooses {chunk} models per program; --quick caps it at {sizes.max_chunk}")
     chunk = sizes.max_chunk
@@ -508,7 +508,7 @@ def measure_gem(sizes: Sizes, args, with_torch: bool) -> List[Row]:
 
 def measure_salun(config, sizes: Sizes) -> List[Row]:
   """(c): one SalUn epoch of ResNet-18 for 3 seeds in one program."""
-  setup = Setup.create(_synthetic_data(config, sizes.train, sizes.val, sizes.test, 10, sizes.image), num_seeds=3)
+  setup = Setup.create(_synthetic_data(config, sizes.train, sizes.val, sizes.test, 10, sizes.image), num_models=3)
   n = len(setup.dataset.train)
   forget = np.random.default_rng(0).choice(n, sizes.salun_forget, replace=False)
   retain = np.setdiff1d(np.arange(n), forget)

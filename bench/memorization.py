@@ -52,7 +52,7 @@ def timings(config, num_models, chunk, with_torch=True):
   """
   if num_models % chunk:
     raise SystemExit(f"--models {num_models} must be a multiple of --chunk {chunk}")
-  setup = trainer.Setup.create(config, num_seeds=chunk)
+  setup = trainer.Setup.create(config, num_models=chunk)
   ds = setup.dataset
   n = len(ds.train)
   masks = sample_subset_masks(0, num_models, n)
@@ -68,9 +68,9 @@ def timings(config, num_models, chunk, with_torch=True):
   looped = estimator(setup)  # the CPU default: each device loops over its models
   all_vmapped = config.copy_and_resolve_references()
   all_vmapped.vmap_size = chunk
-  vmapped = estimator(trainer.Setup.create(all_vmapped, num_seeds=chunk))
+  vmapped = estimator(trainer.Setup.create(all_vmapped, num_models=chunk))
 
-  one = trainer.Setup.create(config, num_seeds=1)
+  one = trainer.Setup.create(config, num_models=1)
   steps = math.ceil(len(positions[0]) / t.batch_size)
   tx, fn = one.compiled_training(t, steps)
   data = one.train_data()

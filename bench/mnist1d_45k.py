@@ -41,7 +41,7 @@ from rum_jax import commands  # noqa: E402
 from rum_jax.memorization.estimator import MemorizationStats  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METHODS = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher", "random_label", "salun", "rum")
+RUN_METHODS = ("finetune", "l1_sparse", "neggrad", "neggrad_plus", "scrub", "wfisher", "random_label", "salun", "rum")
 PROXIES = ("confidence", "max_confidence", "entropy", "binary_accuracy", "heldout_retraining")
 
 
@@ -99,7 +99,7 @@ def main():
   parser.add_argument("--workdir", default="runs/mnist1d_45k")
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--skip-unlearning", action="store_true")
-  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--methods", default=",".join(RUN_METHODS))
   args = parser.parse_args()
   from absl import logging
   logging.set_verbosity("info")

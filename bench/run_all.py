@@ -20,7 +20,7 @@ BENCHMARKS = [
     ("gem_step.py", [], ["--steps", "3"]),
     ("epsilon.py", [], ["--examples", "100", "--reference-examples", "2"]),
     ("sweep.py", [], ["--lrs", "2", "--seeds", "2"]),
-    ("forgetting.py", [], ["--models", "16", "--baseline-models", "2"]),
+    ("audit.py", [], ["--models", "16", "--baseline-models", "2"]),
     ("floor_breakdown.py", [], ["--models", "8", "--epochs", "2", "--no-flags"]),
     ("scaling.py", [], ["--quick"]),
 ]

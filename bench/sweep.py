@@ -28,7 +28,7 @@ import numpy as np
 from bench import common, floor
 from rum_jax.configs import digits
 from rum_jax.training import optim
-from rum_jax.training.parallel import SeedRunner
+from rum_jax.training.parallel import ModelRunner
 from rum_jax.training.setup import Setup
 from rum_jax.unlearning import forget_sets, unlearn
 
@@ -37,7 +37,7 @@ METHOD = "salun"
 
 def _fresh(setup: Setup, num_models: int) -> Setup:
   """The data and model of `setup` with a new runner: new programs, as a new invocation has."""
-  return Setup(setup.config, setup.dataset, setup.model, setup.forward, SeedRunner(num_models))
+  return Setup(setup.config, setup.dataset, setup.model, setup.forward, ModelRunner(num_models))
 
 
 def main():

@@ -28,21 +28,21 @@ def jax_program(config, num_seeds, vmap_size=0):
   """All seeds as one program; vmap_size 0 = the default (a loop per device on CPUs)."""
   config = config.copy_and_resolve_references()
   config.vmap_size = vmap_size
-  setup = trainer.Setup.create(config, num_seeds=num_seeds)
+  setup = trainer.Setup.create(config, num_models=num_seeds)
   n = len(setup.dataset.train)
   return lambda: trainer.train_on(setup, [np.arange(n)] * num_seeds, config.train, 0, None)
 
 
 def jax_sequential(config, num_seeds):
   """The same seeds, one program per seed, compiled once and reused."""
-  setup = trainer.Setup.create(config, num_seeds=1)
+  setup = trainer.Setup.create(config, num_models=1)
   ds = setup.dataset
   n = len(ds.train)
   steps = math.ceil(n / config.train.batch_size)
   tx = trainer.make_tx(config.train, steps)
   fn = loop.make_epoch_fn(setup.runner, setup.forward, tx)
   data = setup.train_data()
-  wide = trainer.Setup.create(config, num_seeds=num_seeds)
+  wide = trainer.Setup.create(config, num_models=num_seeds)
   init = wide.init_states(tx, 0)
 
   def run():
@@ -58,7 +58,7 @@ def jax_sequential(config, num_seeds):
 
 def torch_loop(config, num_seeds):
   import torch
-  ds = trainer.Setup.create(config, num_seeds=1).dataset
+  ds = trainer.Setup.create(config, num_models=1).dataset
   x = torch.from_numpy(ds.train.x.reshape(len(ds.train), -1))
   y = torch.from_numpy(ds.train.y.astype(np.int64))
 
@@ -82,7 +82,7 @@ def main():
   vec(), vmapped(), seq()  # compile
   t_vec, t_vmap, t_seq = common.best_time(vec), common.best_time(vmapped), common.best_time(seq)
   t_torch = None if args.no_torch else common.torch_best_time(tor)
-  n = len(trainer.Setup.create(config, num_seeds=1).dataset.train)
+  n = len(trainer.Setup.create(config, num_models=1).dataset.train)
   sizes = [64] + list(config.model.kwargs.hidden) + [10]
   large = common.floor_time(common.mlp_flops(sizes, n * args.epochs * args.seeds))
   steps = args.epochs * math.ceil(n / config.train.batch_size)

@@ -29,12 +29,12 @@ from rum_jax.training import optim
 from rum_jax.training import setup as trainer
 from rum_jax.unlearning import forget_sets, runners
 
-METHODS = ("neggrad_plus", "salun")
+RUN_METHODS = ("neggrad_plus", "salun")
 
 
 def jax_epoch(config, method, num_seeds, forget, retain):
   """A function running one epoch of `method` on all seeds (compiled on its first call)."""
-  setup = trainer.Setup.create(config, num_seeds=num_seeds)
+  setup = trainer.Setup.create(config, num_models=num_seeds)
   states = setup.init_states(optim.make_optimizer(0.1), config.seed)
   program = runners.build_program(setup, states, method, config.unlearn[method], forget, retain)
   runner = setup.runner
@@ -51,7 +51,7 @@ def jax_epoch(config, method, num_seeds, forget, retain):
 def torch_epoch(config, method, num_seeds, forget, retain):
   """The same epoch as a plain PyTorch loop over the seeds' models."""
   import torch
-  ds = trainer.Setup.create(config, num_seeds=1).dataset
+  ds = trainer.Setup.create(config, num_models=1).dataset
   x = torch.from_numpy(ds.train.x.reshape(len(ds.train), -1))
   y = torch.from_numpy(ds.train.y.astype(np.int64))
   s = config.unlearn[method]
@@ -116,12 +116,12 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
   config = digits.get_config()
-  n = len(trainer.Setup.create(config, num_seeds=1).dataset.train)
+  n = len(trainer.Setup.create(config, num_models=1).dataset.train)
   forget = forget_sets.select_random(150, num_train=n, seed=0)
   retain = np.setdiff1d(np.arange(n), forget)
   sizes = [64] + list(config.model.kwargs.hidden) + [10]
   rows = []
-  for method in METHODS:
+  for method in RUN_METHODS:
     batch = config.unlearn[method].batch_size
     # Examples through forward + backward in one epoch of one seed.
     examples = (2 * math.ceil(len(retain) / batch) * batch if method == "neggrad_plus" else n)

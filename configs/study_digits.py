@@ -22,7 +22,7 @@ def get_config():
   c.forget.draw = "band"
   c.unlearn.neggrad_plus.forget_passes = 8  # about the 1,107 / 150 of one retain pass on a set of 150
   # WoodFisher's Fisher from 256 retain examples (its n x n Gram costs 180 GFLOP per digits MLP
-  # at n = 1,000, configs/forgetting_digits.py)
+  # at n = 1,000, configs/audit_digits.py)
   c.unlearn.wfisher.num_samples = 256
   c.study = study_mnist1d.study_section()
   # Grids around the default settings (configs/default.py), epochs an axis of each (WoodFisher is

@@ -19,7 +19,7 @@ on 2 CPU cores (evaluate.py on a set's work directory computes them all).
 """
 import ml_collections
 
-from rum_jax.configs import forgetting_digits, mnist1d
+from rum_jax.configs import audit_digits, mnist1d
 from rum_jax.unlearning.config import sweep_grid
 
 
@@ -103,11 +103,11 @@ def get_config():
   # attack on the confidence feature (RUM's ToW-MIA feature), ToW and ToW-MIA.
   c.evaluation.metrics = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_confidence", "tow", "tow_mia")
   # The challenge's forgetting score and U-LiRA AUC of the best single configuration, RUM and Shuffle on
-  # the mix of seeds 0-2 (docs/forgetting.md): banks of 32 models and 32 shadow models, what fits the
+  # the mix of seeds 0-2 (docs/audit.md): banks of 32 models and 32 shadow models, what fits the
   # half hour (the challenge uses 512: F from different bank sizes does not compare).
   c.study.strong = True
-  c.forgetting = forgetting_digits.get_config().forgetting
-  c.forgetting.update(methods=("retrain",), num_models=32, shadow_models=32, chunk_size=32, svc_targets=8,
-                      metrics=("forget_score", "ulira_auc"))
+  c.audit = audit_digits.get_config().audit
+  c.audit.update(methods=("retrain",), num_models=32, shadow_models=32, chunk_size=32, svc_targets=8,
+                 metrics=("forget_score", "ulira_auc"))
   c.study.results_dir = "results/mnist1d"
   return c

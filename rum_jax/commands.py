@@ -5,10 +5,10 @@ scalars in <workdir>/scalars.jsonl and TensorBoard files, its log in <workdir>/l
 progress line per phase shown in a Python session too).
 
   train.py      `train`      config.mode train | memorization | proxies
-  unlearn.py    `unlearn`    any method of `unlearning.METHODS`, RUM included
+  unlearn.py    `unlearn`    any method of `unlearning.UNLEARNING_METHODS`, RUM included
   continual.py  `continual`  a task sequence of learning and unlearning
-  evaluate.py   `evaluate`   finished unlearning runs, a study (config.mode study) or forgetting
-                             quality from banks of models (config.mode forgetting)
+  evaluate.py   `evaluate`   finished unlearning runs, a study (config.mode study) or an audit
+                             (forgetting quality from banks of models, config.mode audit)
 """
 import contextlib
 import os
@@ -20,12 +20,12 @@ from rum_jax import checks, runfolder, tracking
 from rum_jax.config_validation import require_mode, validate
 from rum_jax.evaluation.metrics import check_names
 from rum_jax.pipelines import continual as continual_pipeline
-from rum_jax.pipelines import evaluation, forgetting, memorization, reports, study, sweep, training, unlearning
+from rum_jax.pipelines import audit, evaluation, memorization, reports, study, sweep, training, unlearning
 from rum_jax.unlearning.config import require_sweeps_only_of, sweep_grid
 
 TRAIN_MODES = {"train": training.train_and_evaluate, "memorization": memorization.run_memorization,
                "proxies": memorization.run_proxies}
-EVALUATE_MODES = {"study": study.run_study, "forgetting": forgetting.run_forgetting}
+EVALUATE_MODES = {"study": study.run_study, "audit": audit.run_audit}
 
 
 @contextlib.contextmanager
@@ -76,7 +76,7 @@ def continual(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
 
 def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, overwrite: bool = False,
              output: Optional[str] = None) -> str:
-  """evaluate.py: with a config, the study or forgetting run it describes; without, the finished
+  """evaluate.py: with a config, the study or audit it describes; without, the finished
   runs in `workdir`, their evaluation written there or, with `output`, into that folder (for a
   work directory this user may only read)."""
   if config is None:
@@ -89,7 +89,7 @@ def evaluate(workdir: str, config: Optional[ml_collections.ConfigDict] = None, o
     with _running_in(held, hint="pass --output=<a folder you can write> to write the evaluation there"):
       return evaluation.evaluate_path(workdir)
   checks.require(not output, "--output is for the evaluation of finished runs (evaluate.py without --config); a study "
-                 "or forgetting run writes into --workdir")
+                 "or audit writes into --workdir")
   validate(config)
   mode = require_mode(config, "evaluate.py", EVALUATE_MODES)
   with _running_in(workdir) as folder:

@@ -17,7 +17,7 @@ from rum_jax.unlearning import config as unlearning_config
 
 # config.mode -> the command line that runs it.
 MODES = {"train": "train.py", "memorization": "train.py", "proxies": "train.py", "study": "evaluate.py",
-         "forgetting": "evaluate.py"}
+         "audit": "evaluate.py"}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

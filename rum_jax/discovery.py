@@ -38,8 +38,8 @@ def _entries(registry: Registry) -> List[Dict[str, str]]:
 
 def _methods(defaults: Any) -> List[Dict[str, Any]]:
   out = []
-  for name in unlearning.METHODS.names():
-    method = unlearning.METHODS.get(name)
+  for name in unlearning.UNLEARNING_METHODS.names():
+    method = unlearning.UNLEARNING_METHODS.get(name)
     kind = ("from scratch" if method.from_scratch else "composite" if method.composite
             else "one-shot" if method.apply is not None else "training")
     settings = defaults.unlearn[name].to_dict() if name in defaults.unlearn else {}

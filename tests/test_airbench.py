@@ -209,13 +209,13 @@ def test_setup_whitens_each_seed_from_the_examples_it_trains_on(model):
   """A memorization model must not see its held-out examples, not even through its init."""
   import ml_collections
   from rum_jax.data.base import Dataset, Split
-  from rum_jax.training.parallel import SeedRunner
+  from rum_jax.training.parallel import ModelRunner
   from rum_jax.training.setup import Setup
   x = _correlated_images(60, 16, seed=3)
   split = Split(x, np.arange(60, dtype=np.int32) % 10, np.arange(60))
   ds = Dataset("toy", split, split, split, 10, tuple(map(str, range(10))))
   config = ml_collections.ConfigDict({"data": {"augment": False}})
-  setup = Setup(config, ds, model, Forward(model), SeedRunner(2, jax.devices()[:2]))
+  setup = Setup(config, ds, model, Forward(model), ModelRunner(2, jax.devices()[:2]))
   positions = [np.arange(0, 30), np.arange(30, 60)]  # model.whiten_examples = 20 of each
   states = setup.init_states(optim.make_optimizer(0.1), 0, positions)
   for s, p in enumerate(positions):

@@ -18,8 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_LINES = [
     ("unlearn", ["--config.unlearn.methd=salun"], "the config has no field unlearn.methd (did you mean unlearn.method?)"),
     ("train", ["--config.train.epochz=3"], "the config has no field train.epochz (did you mean train.epochs?)"),
-    ("evaluate", ["--config=configs/forgetting_digits.py", "--config.forgetting.num_model=32"],
-     "the config has no field forgetting.num_model (did you mean forgetting.num_models?)"),
+    ("evaluate", ["--config=configs/audit_digits.py", "--config.audit.num_model=32"],
+     "the config has no field audit.num_model (did you mean audit.num_models?)"),
     ("continual", ["--config.algoritm=neggem"], "the config has no field algoritm (did you mean algorithm?)"),
     ("unlearn", ["--config.sweep.neggrad_plus.lrate=0.01,0.03"],
      "the config has no field sweep.neggrad_plus.lrate (did you mean sweep.neggrad_plus.lr?)"),
@@ -51,7 +51,7 @@ def test_a_mistake_in_the_config_flags_is_one_message_naming_the_fix(command, ar
 def test_a_missing_config_file_with_overrides_names_the_shipped_configs(tmp_path):
   message = _message("train", ["--config=configs/nonexist.py", "--config.num_seeds=2"])
   assert message.startswith("the config file configs/nonexist.py does not exist (from ")
-  assert "--config=configs/<name>.py: cifar100_resnet18, " in message and ", study_mnist1d (rum-jax-list" in message
+  assert "--config=configs/<name>.py: audit_digits, audit_mnist1d, cifar100_resnet18, " in message and ", study_mnist1d (rum-jax-list" in message
   broken = tmp_path / "broken.py"
   broken.write_text("def get_config(:\n")
   assert _message("train", [f"--config={broken}"]).startswith(f"the config file {broken} fails to load: SyntaxError")

@@ -7,7 +7,7 @@ import pytest
 
 from rum_jax.configs import default
 from rum_jax.training.setup import Setup
-from rum_jax.unlearning import METHODS, unlearn
+from rum_jax.unlearning import UNLEARNING_METHODS, unlearn
 
 
 def _config():
@@ -15,7 +15,7 @@ def _config():
   c.num_seeds = 2
   c.model.kwargs.hidden = (8,)
   c.train.update(epochs=1, batch_size=256)
-  for name in METHODS.names():
+  for name in UNLEARNING_METHODS.names():
     if name in c.unlearn and "epochs" in c.unlearn[name]:
       c.unlearn[name].update(epochs=1, batch_size=256)
   c.unlearn.scrub.msteps = 1
@@ -36,10 +36,10 @@ def tiny():
   return config, setup, forget, retain, original
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("name", UNLEARNING_METHODS.names())
 def test_every_method_runs_one_epoch(tiny, name, tmp_path):
   config, setup, forget, retain, original = tiny
-  method = METHODS.get(name)
+  method = UNLEARNING_METHODS.get(name)
   config = ml_collections.ConfigDict(config.to_dict())
   config.unlearn.method = name
   settings = method.settings_of(config, str(tmp_path))

@@ -1,7 +1,7 @@
 """A work directory made on N devices resumes and extends on M with equal results.
 
 3 seeds on 2 devices are padded to 4, a bank chunk of 6 models on 4 devices to 8: what is
-saved holds the real seeds only, so train.py, unlearn.py, continual.py and the forgetting
+saved holds the real seeds only, so train.py, unlearn.py, continual.py and the audit
 banks resume (and take new methods) on 1, 2 or 4 devices. Continual runs are bit-equal: a run
 made on 1, 2 or 4 devices, and one killed on 2 devices and resumed on 1 or 4, give the same
 matrices, metrics and forget steps to the last bit. A process's device count is fixed when
@@ -25,7 +25,7 @@ def _rewind(checkpoints: str, run_dir: str) -> None:
 
 
 def _configs():
-  from configs import continual_digits, default, forgetting_digits
+  from configs import audit_digits, continual_digits, default
   train = default.get_config()
   train.num_seeds = 3
   train.model.kwargs.hidden = (16,)
@@ -44,14 +44,14 @@ def _configs():
   continual.continual.epochs = 1
   continual.continual.unlearn_max_epochs = 2
   continual_digits.set_memories(continual, memories=8, agem_memories=8)
-  forgetting = forgetting_digits.get_config()
-  forgetting.model.kwargs.hidden = (16,)
-  forgetting.train.update(epochs=2, batch_size=128)
-  forgetting.forget.size = 500  # of 628 per shadow half: every example is unlearned by a few of the 6
-  forgetting.unlearn.finetune.update(epochs=1, batch_size=128)
-  forgetting.unlearn.neggrad.update(epochs=1, batch_size=128)
-  forgetting.forgetting.update(num_models=6, shadow_models=6, chunk_size=6, svc_targets=2)
-  return train, unlearn, continual, forgetting
+  audit = audit_digits.get_config()
+  audit.model.kwargs.hidden = (16,)
+  audit.train.update(epochs=2, batch_size=128)
+  audit.forget.size = 500  # of 628 per shadow half: every example is unlearned by a few of the 6
+  audit.unlearn.finetune.update(epochs=1, batch_size=128)
+  audit.unlearn.neggrad.update(epochs=1, batch_size=128)
+  audit.audit.update(num_models=6, shadow_models=6, chunk_size=6, svc_targets=2)
+  return train, unlearn, continual, audit
 
 
 def _stage(stage: str, base: str) -> None:
@@ -59,7 +59,7 @@ def _stage(stage: str, base: str) -> None:
   from absl import logging
   from rum_jax import commands
   logging.set_verbosity(logging.INFO)
-  train, unlearn, continual, forgetting = _configs()
+  train, unlearn, continual, audit = _configs()
 
   def method(name):
     c = unlearn.copy_and_resolve_references()
@@ -67,8 +67,8 @@ def _stage(stage: str, base: str) -> None:
     return c
 
   def banks(*methods):
-    c = forgetting.copy_and_resolve_references()
-    c.forgetting.methods = methods
+    c = audit.copy_and_resolve_references()
+    c.audit.methods = methods
     return c
 
   path = lambda name: os.path.join(base, name)  # noqa: E731
@@ -92,10 +92,10 @@ def _stage(stage: str, base: str) -> None:
   commands.continual(continual, path(f"continual_{n}"))  # resumes from its next-to-last step
   commands.continual(continual, path(f"continual_fresh_{n}"))  # made on n devices from the start
   if n == 4:  # a bank chunk of 6 models on 4 devices: padded to 8
-    commands.evaluate(path("forgetting_4"), banks("finetune"))
-    shutil.copytree(path("forgetting_4"), path("forgetting_1"))
+    commands.evaluate(path("audit_4"), banks("finetune"))
+    shutil.copytree(path("audit_4"), path("audit_1"))
   # neggrad added later: unlearned from the saved shadow models (made on 4 devices)
-  commands.evaluate(path(f"forgetting_{n}"), banks("finetune", "neggrad"))
+  commands.evaluate(path(f"audit_{n}"), banks("finetune", "neggrad"))
 
 
 def _run(stage: str, base: str) -> str:
@@ -143,12 +143,12 @@ def test_runs_resume_and_extend_on_other_device_counts(tmp_path):
       assert steps == [{k: v for k, v in step.items() if k != "seconds"}
                        for step in io.read_json(f"{want}/progress.json")["steps"]], got
   for bank in ("shadow/neggrad", "unlearned/neggrad"):
-    got = np.load(f"{base}/forgetting_1/{bank}/chunks/chunk_00000.npz")
-    want = np.load(f"{base}/forgetting_4/{bank}/chunks/chunk_00000.npz")
+    got = np.load(f"{base}/audit_1/{bank}/chunks/chunk_00000.npz")
+    want = np.load(f"{base}/audit_4/{bank}/chunks/chunk_00000.npz")
     for key in ("forget_accuracy", "test_accuracy"):
       assert got[key].shape == (6,)
       close(got[key], want[key], f"{bank}: {key}")
-  weights = np.load(f"{base}/forgetting_4/shadow/trained/weights/chunk_00000.npz")
+  weights = np.load(f"{base}/audit_4/shadow/trained/weights/chunk_00000.npz")
   assert all(weights[k].shape[0] == 6 for k in weights.files), "saved without the 2 padding models"
 
 

@@ -21,7 +21,7 @@ def _names(listing, section):
 
 def test_the_listing_holds_every_registry_entry_with_its_settings():
   listing = discovery.describe()
-  assert _names(listing, "unlearning methods") == unlearning.METHODS.names()
+  assert _names(listing, "unlearning methods") == unlearning.UNLEARNING_METHODS.names()
   assert _names(listing, "data sets") == data.DATASETS.names()
   assert _names(listing, "models") == models.MODELS.names()
   assert _names(listing, "continual sequences") == sequences.SEQUENCES.names()
@@ -33,7 +33,7 @@ def test_the_listing_holds_every_registry_entry_with_its_settings():
     expected = defaults[entry["name"]].to_dict() if entry["name"] in defaults else {}
     assert entry["settings"] == expected and entry["about"], entry["name"]
   salun = next(e for e in listing["unlearning methods"] if e["name"] == "salun")
-  assert salun["swept_per_model"] == list(unlearning.METHODS.get("salun").swept)
+  assert salun["swept_per_model"] == list(unlearning.UNLEARNING_METHODS.get("salun").swept)
 
 
 def test_every_shipped_config_is_listed_with_its_docstring():

@@ -27,7 +27,7 @@ LIBRARY_RANK = {
 }
 # Pipelines by rank: a pipeline imports only pipelines of lower rank.
 PIPELINE_RANK = {"config": 0, "reports": 0, "training": 0, "memorization": 1, "evaluation": 1, "continual": 1,
-                 "unlearning": 2, "sweep": 3, "forgetting": 3, "study": 4}
+                 "unlearning": 2, "sweep": 3, "audit": 3, "study": 4}
 
 
 def _modules() -> Dict[str, str]:

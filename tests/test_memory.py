@@ -45,7 +45,7 @@ def test_free_bytes_of_a_cpu_device_is_a_share_of_the_host_memory():
 def digits_setup():
   config = digits_memorization.get_config()
   config.model.kwargs.hidden = (32,)
-  return config, Setup.create(config, num_seeds=1)
+  return config, Setup.create(config, num_models=1)
 
 
 def test_the_chunk_follows_the_measured_bytes_of_the_compiled_program(digits_setup):

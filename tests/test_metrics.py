@@ -179,10 +179,10 @@ def test_summary_frame_matches_pandas_groupby():
   assert set(mia.FEATURES) <= {n[4:] for n in METRICS.names() if n.startswith("mia_")}
 
 
-def test_the_forgetting_table_shows_the_configured_bank_metrics():
+def test_the_audit_table_shows_the_configured_bank_metrics():
   import ml_collections
-  from rum_jax.pipelines.forgetting import report
-  config = ml_collections.ConfigDict({"forgetting": {"metrics": ("ulira_auc", "forget_score"), "seed": 3}})
+  from rum_jax.pipelines.audit import report
+  config = ml_collections.ConfigDict({"audit": {"metrics": ("ulira_auc", "forget_score"), "seed": 3}})
   assert report._columns(config) == ["forget_score", "forget_accuracy", "retain_accuracy", "test_accuracy",
                                      "ulira_auc"]
   outputs = _tiny_bank(np.random.default_rng(7))

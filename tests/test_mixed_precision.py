@@ -69,7 +69,7 @@ def test_an_mlp_trained_in_bfloat16_learns_like_float32():
     config.model.dtype = dtype
     config.model.kwargs.hidden = (64,)
     config.train.epochs = 8
-    setup = Setup.create(config, num_seeds=2)
+    setup = Setup.create(config, num_models=2)
     n = len(setup.dataset.train)
     states, history = train_on(setup, [np.arange(n)] * 2, config.train, 0, None)
     _, acc = accuracies(setup, states)

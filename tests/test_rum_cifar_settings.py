@@ -18,7 +18,7 @@ from rum_jax.data import normalize
 from rum_jax.data.base import Dataset, Split
 from rum_jax.models import create_model
 from rum_jax.training import optim
-from rum_jax.training.parallel import SeedRunner
+from rum_jax.training.parallel import ModelRunner
 from rum_jax.training.setup import Setup, crop_flip, train_on
 from rum_jax.training.state import Forward
 from rum_jax.unlearning import unlearn
@@ -44,7 +44,7 @@ def setups():
   config.unlearn.finetune.batch_size = 16
   dataset = _images()
   model = create_model("mlp", dataset.num_classes, hidden=(16,))
-  base = Setup(config, dataset, model, Forward(model), SeedRunner(2))
+  base = Setup(config, dataset, model, Forward(model), ModelRunner(2))
   out = {}
   for data_aug in (False, True):
     for unlearn_aug in (False, True):

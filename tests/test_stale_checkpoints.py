@@ -93,7 +93,7 @@ POINTS = [{"lr": 0.01, "alpha": 0.9}, {"lr": 0.05, "alpha": 0.5}]
 
 
 def test_a_shrunk_grid_runs_and_equals_a_fresh_one(prep, tmp_path):
-  """Was `leading axis 4 is neither num_seeds 2 nor padded_seeds 2`: 2 points -> 1."""
+  """Was `leading axis 4 is neither num_seeds 2 nor padded_models 2`: 2 points -> 1."""
   root = str(tmp_path / "root")
   sweep_lib.run_grid(prep, METHOD, POINTS, root)
   got, cached = sweep_lib.run_grid(prep, METHOD, POINTS[:1], root)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from rum_jax import commands, io, results, runfolder
 from rum_jax.pipelines.study import claims as claims_lib, plan as plan_lib, report, sets
-from rum_jax.unlearning import METHODS, forget_kinds, runners
+from rum_jax.unlearning import UNLEARNING_METHODS, forget_kinds, runners
 from rum_jax.unlearning.interface import MethodContext
 
 N, SIZE, SEEDS = 900, 40, 16
@@ -101,7 +101,7 @@ def _neggrad_plus_ascent(forget, retain, passes, batch=8, epoch=0):
   the sum over its appearances of 1 / (the weight of its batch), each batch's loss being a weighted mean."""
   settings = ml_collections.ConfigDict(dict(batch_size=batch, forget_passes=passes))
   ctx = MethodContext(None, settings, [forget], [retain])
-  phases = METHODS.get("neggrad_plus").phases(settings, ctx)
+  phases = UNLEARNING_METHODS.get("neggrad_plus").phases(settings, ctx)
   plan = runners._plan(ctx, phases, epoch)["forget"]
   idx, w = plan["idx"][0], plan["weight"][0]
   share = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
@@ -350,14 +350,14 @@ def test_tiny_study_end_to_end_resumes_reports_divergence_and_reads_the_registry
   from rum_jax.evaluation.metrics import METRICS
   from rum_jax.pipelines import unlearning
   from rum_jax.training import loop
-  from rum_jax.unlearning import METHODS
+  from rum_jax.unlearning import UNLEARNING_METHODS
   results_dir = str(tmp_path / "results")
   workdir = str(tmp_path / "study")
   tried = []
   real = unlearning.run_method
 
   def diverging_neggrad_plus(prep, cfg, *args, **kwargs):
-    name = METHODS.get(cfg.unlearn.method).folder_of(cfg)
+    name = UNLEARNING_METHODS.get(cfg.unlearn.method).folder_of(cfg)
     tried.append(name)
     if name.startswith("neggrad_plus") and prep.workdir.endswith("memorization_high"):
       raise loop.NonFiniteLossError(f"[{name}] non-finite loss at epoch 1")
@@ -455,20 +455,20 @@ def test_tiny_study_end_to_end_resumes_reports_divergence_and_reads_the_registry
   # over the seeds, its claims in Holm's family; no run redone.
   strong = study_config(results_dir, documented_metric=True)
   strong.study.strong = True
-  strong.forgetting = ml_collections.ConfigDict(dict(methods=("retrain",), num_models=4, shadow_models=16, chunk_size=8,
-                                                     seed=0, svc_targets=4, results_dir="",
-                                                     metrics=("forget_score", "ulira_auc")))
+  strong.audit = ml_collections.ConfigDict(dict(methods=("retrain",), num_models=4, shadow_models=16, chunk_size=8,
+                                                seed=0, svc_targets=4, results_dir="",
+                                                metrics=("forget_score", "ulira_auc")))
   tried.clear()
   scored = commands.evaluate(workdir, strong)
   assert all(t.startswith("neggrad_plus") for t in tried)
-  banks = io.read_json(os.path.join(workdir, "study.json"))["forgetting"]
+  banks = io.read_json(os.path.join(workdir, "study.json"))["audit"]
   assert banks["seeds"] == 2 and {"retrain", "rum", "shuffle"} <= set(banks["models"])
   for seed in range(2):
     rows = {r["model"]: r for r in io.read_json(os.path.join(
-        workdir, "sets", "memorization_mix", "forgetting", f"seed_{seed}", "forgetting.json"))["rows"]}
-    # forgetting.json holds the last bank scored there (Shuffle's); the study keeps every one's.
+        workdir, "sets", "memorization_mix", "audit", f"seed_{seed}", "audit.json"))["rows"]}
+    # audit.json holds the last bank scored there (Shuffle's); the study keeps every one's.
     assert banks["models"]["shuffle"]["per_seed"]["forget_score"][seed] == rows["rum_shuffle"]["forget_score"]
-    epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "forgetting", f"seed_{seed}", "epsilons.npz"))
+    epsilons = np.load(os.path.join(workdir, "sets", "memorization_mix", "audit", f"seed_{seed}", "epsilons.npz"))
     np.testing.assert_array_equal(epsilons["position"], np.sort(forget[seed]))  # that seed's reported mix
   claims = io.read_json(os.path.join(workdir, "study.json"))["claims"]
   f = next(r for r in claims if r["metric"] == "forget_score" and r["claim"].startswith("(iii)"))

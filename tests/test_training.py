@@ -14,7 +14,7 @@ from rum_jax.models import create_model
 from rum_jax.training import engine, loop, optim, plans
 from rum_jax.training import setup as trainer
 from rum_jax.training.checkpoint import Checkpointer
-from rum_jax.training.parallel import SeedRunner
+from rum_jax.training.parallel import ModelRunner
 from rum_jax.training.state import Forward, init_state
 
 
@@ -119,7 +119,7 @@ def _toy_setup(num_seeds, devices=None, n=96, epochs=3, lr=0.1, vmap_size=0):
       "train": {"epochs": epochs, "batch_size": 16, "lr": lr, "schedule": "cosine",
                 "momentum": 0.9, "weight_decay": 5e-4, "eval_batch_size": 32}})
   model = create_model("mlp", 4, hidden=(16,))
-  return trainer.Setup(config, ds, model, Forward(model), SeedRunner(num_seeds, devices, vmap_size)), config
+  return trainer.Setup(config, ds, model, Forward(model), ModelRunner(num_seeds, devices, vmap_size)), config
 
 
 def _train(setup, config, ckpt=None, positions=None):
@@ -137,7 +137,7 @@ def test_vmapped_seeds_equal_separately_trained_seeds(vmap_size):
   tx = trainer.make_tx(config.train, 4)
   states = setup.init_states(tx, config.seed)
   for s in range(3):
-    alone = SeedRunner(1, one)
+    alone = ModelRunner(1, one)
     fn = loop.make_epoch_fn(alone, setup.forward, tx)
     st = alone.shard(jax.tree.map(lambda a: a[s:s + 1], states))
     data = alone.replicate({"x": setup.dataset.train.x, "y": setup.dataset.train.y,
@@ -164,11 +164,11 @@ def test_sharded_over_4_devices_equals_single_device():
 
 
 def test_vmap_size_defaults_to_one_seed_at_a_time_on_cpu_and_is_capped_per_device():
-  assert SeedRunner(8).vmap_size == 1  # CPU: each seed's program stays in cache
-  assert SeedRunner(8, vmap_size=16).vmap_size == 2  # 8 seeds on 4 devices: 2 per device
-  assert SeedRunner(3, [jax.devices()[0]], vmap_size=2).vmap_size == 2
+  assert ModelRunner(8).vmap_size == 1  # CPU: each seed's program stays in cache
+  assert ModelRunner(8, vmap_size=16).vmap_size == 2  # 8 seeds on 4 devices: 2 per device
+  assert ModelRunner(3, [jax.devices()[0]], vmap_size=2).vmap_size == 2
   with pytest.raises(ValueError, match="vmap_size must be >= 0"):
-    SeedRunner(2, vmap_size=-1)
+    ModelRunner(2, vmap_size=-1)
   from configs import digits
   config = digits.get_config()
   config.num_seeds, config.vmap_size = 8, 2  # the config field reaches every command's runner

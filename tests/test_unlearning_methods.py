@@ -12,7 +12,7 @@ from rum_jax import config_validation
 from rum_jax.models import create_model
 from rum_jax.training import engine, optim
 from rum_jax.training.state import Forward, init_state
-from rum_jax.unlearning import METHODS, gradients, methods, saliency, woodfisher
+from rum_jax.unlearning import UNLEARNING_METHODS, gradients, methods, saliency, woodfisher
 
 D, C = 5, 4
 
@@ -288,7 +288,7 @@ def test_inverse_fisher_vector_product_is_the_sherman_morrison_recursion():
 def test_unknown_method_lists_the_valid_ones():
   with pytest.raises(ValueError, match="valid choices: finetune, l1_sparse, neggrad, neggrad_plus, "
                                        "random_label, retrain, rum, salun, scrub, wfisher"):
-    METHODS.get("gradient_ascent")
+    UNLEARNING_METHODS.get("gradient_ascent")
 
 
 def _config(**unlearn):

@@ -1,6 +1,6 @@
 """Host-side state of a continual run and its compiled programs (`pipelines.continual`).
 
-States carry the runner's padded_seeds rows; padded seeds copy seed 0's layout and buffers
+States carry the runner's padded_models rows; padded seeds copy seed 0's layout and buffers
 (their results are discarded). Each program factory takes the runner first, so
 `runner.compiled(factory, ...)` builds it once per set of arguments and reuses it.
 """

@@ -50,7 +50,7 @@ class ContinualRun:
     c = config.continual
     self.config, self.c = config, c
     self.runner = setup.runner
-    self.num_seeds, self.padded = self.runner.num_seeds, self.runner.padded_seeds
+    self.num_seeds, self.padded = self.runner.num_models, self.runner.padded_models
     try:
       self.task_set = task_sets.build(c.tasks, setup.dataset, c.num_tasks, c.classes_per_task,
                                       c.samples_per_task, self.num_seeds, config.seed)

@@ -4,7 +4,7 @@
   against retraining.
 * `mia`: the SalUn/RUM SVC membership-inference attack (MIA-efficacy per output feature),
   the loss-threshold logistic attack's AUC, and `per_example_ce`.
-* forgetting quality from banks of many models, on `confidence.logit_scaled_confidence`s:
+* forgetting quality (the audit) from banks of many models, on `confidence.logit_scaled_confidence`s:
   `challenge`, the NeurIPS 2023 unlearning challenge score (`challenge_epsilons`,
   `forget_score`, `challenge_score`), and `lira`, LiRA / U-LiRA (`lira_scores`,
   `attack_metrics`).

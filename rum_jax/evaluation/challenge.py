@@ -289,7 +289,7 @@ def challenge_epsilons(unlearned, retrained, chunk_size: int = 8, cells: int = 2
   kept (both distributions the same constant) the epsilon is 0: nothing tells them apart.
 
   The published code loops over examples and evaluates every threshold against every model
-  (`bench/epsilon_reference.py` ports it; equal epsilons to 1e-6, tests/test_forgetting_metrics.py).
+  (`bench/epsilon_reference.py` ports it; equal epsilons to 1e-6, tests/test_audit_metrics.py).
   Here a chunk of examples is done at once: sorted confidences turn each rate into a count,
   read for all 160,400 thresholds of an example at once (`_count_codes`), and the epsilon of
   a threshold is one lookup in a table indexed by its (false positive, false negative) counts.

@@ -80,7 +80,7 @@ def fit_gaussians(confidences, mask, fixed_variance: bool = True,
     dof = np.sum(count - 1)
     if dof == 0:
       raise ValueError("no example has two selected models: the pooled variance is undefined; train more "
-                       "shadow models (config.forgetting.shadow_models)")
+                       "shadow models (config.audit.shadow_models)")
     var = np.full(mean.shape, squares.sum() / dof)
   else:
     var = squares / (count - 1)

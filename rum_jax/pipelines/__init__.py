@@ -4,7 +4,8 @@
   memorization   Feldman-Zhang estimates and one-run proxies (train.py, modes memorization/proxies)
   unlearning     original -> forget set -> retrain reference -> a method -> metrics -> evaluation (unlearn.py)
   evaluation     accuracies, attacks, ToW of finished unlearning runs (evaluate.py on a work directory)
-  forgetting     the NeurIPS 2023 challenge score and U-LiRA from banks of models (evaluate.py, mode forgetting)
+  audit          forgetting quality: the NeurIPS 2023 challenge score and U-LiRA from banks of models
+                 (evaluate.py, mode audit)
   study          the RUM paper's study over methods and forget sets (evaluate.py with a study config)
   continual      learning and unlearning task after task (continual.py)
 

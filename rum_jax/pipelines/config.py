@@ -1,5 +1,5 @@
-"""config.study, config.forgetting and config.evaluation, validated by the pipelines package whose
-study, forgetting-quality and evaluation runs use them."""
+"""config.study, config.audit and config.evaluation, validated by the pipelines package whose
+study, audit (forgetting quality) and evaluation runs use them."""
 import ml_collections
 
 from rum_jax import checks
@@ -10,7 +10,7 @@ from rum_jax.memorization.config import SCORE_NAMES
 from rum_jax.unlearning import rum
 from rum_jax.unlearning.config import require_sweeps_only_of, select_by_choices, sweep_grid
 from rum_jax.unlearning.forget_sets import LEVELS
-from rum_jax.unlearning.interface import METHODS, step_methods
+from rum_jax.unlearning.interface import UNLEARNING_METHODS, step_methods
 
 
 def validate_study(config: ml_collections.ConfigDict) -> None:
@@ -27,8 +27,8 @@ def validate_study(config: ml_collections.ConfigDict) -> None:
   checks.boolean(s.get("shuffle", True), "study.shuffle")
   checks.boolean(s.get("mix_when_unmet", False), "study.mix_when_unmet")
   checks.boolean(s.get("strong", False), "study.strong")
-  checks.require(not s.get("strong", False) or "forgetting" in config,
-                 "config.study.strong needs a config.forgetting section (bank sizes; configs/study_mnist1d.py has one)")
+  checks.require(not s.get("strong", False) or "audit" in config,
+                 "config.study.strong needs a config.audit section (bank sizes; configs/study_mnist1d.py has one)")
   checks.require(not s.get("strong", False) or (checks.is_int(s.get("strong_seeds")) and s.strong_seeds >= 1),
                  f"config.study.strong_seeds must be a positive integer (the seeds whose mix gets banks), got "
                  f"{s.get('strong_seeds')!r}")
@@ -84,25 +84,25 @@ def _budget(config: ml_collections.ConfigDict, methods) -> None:
                  f"grids, so that RUM's plan search and the single methods evaluate as many")
 
 
-def validate_forgetting(config: ml_collections.ConfigDict) -> None:
-  """config.forgetting (evaluate.py's forgetting quality): methods, bank sizes, seeds."""
-  f = config.forgetting
-  methods = checks.distinct_choices(f.get("methods", ()), "forgetting.methods", METHODS.names(), "unlearning methods")
-  missing = [m for m in methods if METHODS.get(m).custom_settings is None and m not in config.unlearn]
-  checks.require(not missing, f"config.unlearn lacks the settings of forgetting methods {missing}")
+def validate_audit(config: ml_collections.ConfigDict) -> None:
+  """config.audit (evaluate.py's audit of forgetting quality): methods, bank sizes, seeds."""
+  f = config.audit
+  methods = checks.distinct_choices(f.get("methods", ()), "audit.methods", UNLEARNING_METHODS.names(), "unlearning methods")
+  missing = [m for m in methods if UNLEARNING_METHODS.get(m).custom_settings is None and m not in config.unlearn]
+  checks.require(not missing, f"config.unlearn lacks the settings of audit methods {missing}")
   checks.require(checks.is_int(f.num_models) and 2 <= f.num_models <= MAX_MODELS,
-                 f"config.forgetting.num_models must be an integer in [2, {MAX_MODELS}]: each forget example's "
+                 f"config.audit.num_models must be an integer in [2, {MAX_MODELS}]: each forget example's "
                  f"epsilon compares its confidences under two banks of that many models; got {f.num_models!r}")
   checks.require(checks.is_int(f.shadow_models) and (f.shadow_models == 0 or f.shadow_models >= 3),
-                 "config.forgetting.shadow_models must be 0 (no attacks) or an integer >= 3: each shadow model "
+                 "config.audit.shadow_models must be 0 (no attacks) or an integer >= 3: each shadow model "
                  f"is the target in turn and needs an in- and an out-model among the others; got {f.shadow_models!r}")
-  checks.positive_int(f.chunk_size, "forgetting.chunk_size")
-  checks.non_negative_int(f.seed, "forgetting.seed")
-  checks.non_negative_int(f.svc_targets, "forgetting.svc_targets")
-  checks.string(f.results_dir, "forgetting.results_dir", "a string (empty for none)")
+  checks.positive_int(f.chunk_size, "audit.chunk_size")
+  checks.non_negative_int(f.seed, "audit.seed")
+  checks.non_negative_int(f.svc_targets, "audit.svc_targets")
+  checks.string(f.results_dir, "audit.results_dir", "a string (empty for none)")
   if "metrics" in f:
-    _metric_names(f.metrics, "config.forgetting.metrics", banks=True)
-  checks.choice(f.get("lira_centring", "mean"), "forgetting.lira_centring", CENTRINGS)
+    _metric_names(f.metrics, "config.audit.metrics", banks=True)
+  checks.choice(f.get("lira_centring", "mean"), "audit.lira_centring", CENTRINGS)
 
 
 def _metric_names(names, where: str, banks: bool) -> None:
@@ -120,13 +120,13 @@ def validate_evaluation(config: ml_collections.ConfigDict) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """config.study and config.forgetting, if the config has them (mode 'forgetting' needs its own)."""
+  """config.study and config.audit, if the config has them (mode 'audit' needs its own)."""
   if "study" in config:
     validate_study(config)
-  checks.require(config.get("mode") != "forgetting" or ("forgetting" in config and "forget" in config),
-                 "config.mode='forgetting' needs config.forgetting and config.forget; start from "
-                 "configs/forgetting_digits.py")
-  if "forgetting" in config:
-    validate_forgetting(config)
+  checks.require(config.get("mode") != "audit" or ("audit" in config and "forget" in config),
+                 "config.mode='audit' needs config.audit and config.forget; start from "
+                 "configs/audit_digits.py")
+  if "audit" in config:
+    validate_audit(config)
   if "evaluation" in config:
     validate_evaluation(config)

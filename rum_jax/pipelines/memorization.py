@@ -33,7 +33,7 @@ from rum_jax.runfolder import ConfigCheck, RunFolder, check_config, layout
 from rum_jax.training import engine, loop, memory, optim, plans
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import SPLITS, Setup, accuracies, train_on
-from rum_jax.unlearning import METHODS
+from rum_jax.unlearning import UNLEARNING_METHODS
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS
 from rum_jax.unlearning.interface import ScoreSource
 
@@ -109,7 +109,7 @@ def run_memorization(config: ml_collections.ConfigDict, workdir: Any, overwrite:
   m = config.memorization
   folder = RunFolder.of(workdir)
   check_memorization(config, folder, overwrite).apply()
-  setup = Setup.create(config, num_seeds=1)
+  setup = Setup.create(config, num_models=1)
   ds = setup.dataset
   n, t = len(ds.train), len(ds.test)
   stats_path = folder.file("stats")
@@ -209,10 +209,10 @@ def heldout_finetune(setup: Setup, states: Any, config: ml_collections.ConfigDic
   val = setup.dataset.val
   data = runner.replicate({"x": val.x, "y": val.y, "pos": np.arange(len(val), dtype=np.int32)})
   epoch_fn = loop.make_epoch_fn(runner, setup.forward, tx)
-  best, best_states, waited = np.full(runner.num_seeds, np.inf), states, 0
+  best, best_states, waited = np.full(runner.num_models, np.inf), states, 0
   for epoch in range(p.heldout_max_epochs):
-    rngs = [plans.epoch_rng(config.seed, s, epoch, "heldout") for s in range(runner.padded_seeds)]
-    plan = {"train": plans.stream_plan([np.arange(len(val))] * runner.padded_seeds,
+    rngs = [plans.epoch_rng(config.seed, s, epoch, "heldout") for s in range(runner.padded_models)]
+    plan = {"train": plans.stream_plan([np.arange(len(val))] * runner.padded_models,
                                        config.train.batch_size, rngs)}
     dev, _ = epoch_fn(runner.shard(states), runner.shard(plan), data)
     states = runner.to_host(dev, keep_padding=True)
@@ -318,7 +318,7 @@ def ensure_scores(config: ml_collections.ConfigDict, workdir: Any) -> List[str]:
   Raises:
     FileNotFoundError: a score file is absent and may not be computed (the message says how).
   """
-  sources = [forget_score_source(config, workdir)] + METHODS.get(config.unlearn.method).score_sources(config, workdir)
+  sources = [forget_score_source(config, workdir)] + UNLEARNING_METHODS.get(config.unlearn.method).score_sources(config, workdir)
   default = default_scores_path(workdir)
   computed = []
   for source in [s for s in sources if s is not None]:

@@ -35,7 +35,7 @@ from rum_jax.runfolder import RunFolder, WorkdirError, layout
 from rum_jax.training import loop
 from rum_jax.training.checkpoint import tree_digest
 from rum_jax.training.setup import Setup
-from rum_jax.unlearning import METHODS, grid as grid_lib
+from rum_jax.unlearning import UNLEARNING_METHODS, grid as grid_lib
 from rum_jax.unlearning.config import sweep_grid
 
 
@@ -184,10 +184,10 @@ def check_sweep(config: ml_collections.ConfigDict, folder: RunFolder, overwrite:
                          f"by {record.get('select_by')}). Use another --workdir, or pass --overwrite to discard it.")
   unlearning.workdir_check(config, folder, overwrite)
   unlearning.workdir_check(validation_config(config, _original_of(config, folder)), folder.validation(), overwrite)
-  run = folder.method(METHODS.get(method_name).folder_of(config))
+  run = folder.method(UNLEARNING_METHODS.get(method_name).folder_of(config))
   if not overwrite and run.finished():
     settings = run.read("metrics")["settings"]
-    candidates = [unlearning.recorded_settings(METHODS.get(method_name).settings_of(tuned(config, method_name, p),
+    candidates = [unlearning.recorded_settings(UNLEARNING_METHODS.get(method_name).settings_of(tuned(config, method_name, p),
                                                                                      folder.path), folder)
                   for p in points]
     if io.as_json(settings) not in io.as_json(candidates):
@@ -206,7 +206,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool =
   sweep = tune(config, folder, method_name, overwrite, prep.setup)
   point = sweep["points"][sweep["chosen"]]
   record = unlearning.run_method(prep, tuned(config, method_name, point), overwrite, evaluate=True)
-  reported = record["evaluation"][METHODS.get(method_name).folder_of(config)]
+  reported = record["evaluation"][UNLEARNING_METHODS.get(method_name).folder_of(config)]
   write_sweep(folder, config, method_name, sweep, reported["summary"])
   return {**sweep, "record": record}
 

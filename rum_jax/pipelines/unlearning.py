@@ -1,7 +1,7 @@
 """Unlearning runs (unlearn.py): original -> forget set -> retrain reference -> a method -> evaluation.
 
 `run_unlearning(config, workdir)` runs config.unlearn.method, any entry of
-`unlearning.METHODS` (RUM included), on all seeds at once, in the work directory's run folder
+`unlearning.UNLEARNING_METHODS` (RUM included), on all seeds at once, in the work directory's run folder
 (its layout: `runfolder.layout`): the score file a forget set or method reads (computed first
 when absent and config.unlearn.compute_scores allows), the original models (unless
 config.unlearn.original_workdir names a finished train.py run), the forget set, the retrain
@@ -36,7 +36,7 @@ from rum_jax.training import loop
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import Setup, accuracies
 from rum_jax.training.state import TrainState
-from rum_jax.unlearning import METHODS, unlearn
+from rum_jax.unlearning import UNLEARNING_METHODS, unlearn
 from rum_jax.unlearning.forget_kinds import FORGET_KINDS, ForgetRequest
 from rum_jax.unlearning.interface import Report
 from rum_jax.unlearning.runners import augments
@@ -150,7 +150,7 @@ def recorded_settings(settings: ml_collections.ConfigDict, folder: RunFolder) ->
 
 def method_check(config: ml_collections.ConfigDict, folder: RunFolder, overwrite: bool = False) -> ConfigCheck:
   """The run folder of config.unlearn.method: its settings (a finished run of others is refused)."""
-  method = METHODS.get(config.unlearn.method)
+  method = UNLEARNING_METHODS.get(config.unlearn.method)
   settings = recorded_settings(method.settings_of(config, folder.path), folder)
   # A score file computed by this run has no digest yet: the check in `run_method` compares it.
   unknown = ("settings.scores_digest",) if settings.get("scores_digest") == "" else ()
@@ -395,7 +395,7 @@ def write_summary(folder: Any, forget_digest: str, records: Optional[Dict[str, D
 def run_method(prep: Prepared, config: ml_collections.ConfigDict, overwrite: bool = False,
                evaluate: bool = True) -> Dict[str, Any]:
   """config.unlearn.method on a prepared work directory: its run, metrics, summary (and evaluation)."""
-  method = METHODS.get(config.unlearn.method)
+  method = UNLEARNING_METHODS.get(config.unlearn.method)
   folder, setup, forget, retain, forget_digest = prep.folder, prep.setup, prep.forget, prep.retain, prep.forget_digest
   run_name, settings = method.folder_of(config), method.settings_of(config, folder.path)
   run = folder.method(run_name)

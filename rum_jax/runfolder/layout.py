@@ -29,9 +29,9 @@ Layout of an unlearning work directory (the other commands use parts of it):
   validation/                 a sweep's validation work directory (the same layout)
   sweeps/<method>/            sweep.json/.csv/.md/.png (and grid.json in validation/sweeps/)
 
-A forgetting work directory adds retrained/, unlearned/<method>/ and shadow/ banks (each
-config.json, chunks/chunk_<j>.npz, shadow weights/), forgetting.{json,csv,md},
-epsilons.{npz,csv} and the figures forgetting_epsilons.png, forgetting_roc.png.
+An audit work directory adds retrained/, unlearned/<method>/ and shadow/ banks (each
+config.json, chunks/chunk_<j>.npz, shadow weights/), audit.{json,csv,md},
+epsilons.{npz,csv} and the figures audit_epsilons.png, audit_roc.png.
 """
 import dataclasses
 from typing import Any, Optional, Tuple
@@ -88,14 +88,14 @@ FILES = {
     "memorization_histogram": File("memorization_hist.png", "png"),
     "proxies_summary": File("proxies_summary.json", "json"),
     "proxies_histogram": File("proxies_hist.png", "png"),
-    # Forgetting quality.
-    "forgetting": File("forgetting.json", "json"),
-    "forgetting_record": File("forgetting.csv", "csv", RECORD_COLUMNS),
-    "forgetting_table": File("forgetting.md", "text"),
+    # An audit (forgetting quality from banks of models).
+    "audit": File("audit.json", "json"),
+    "audit_record": File("audit.csv", "csv", RECORD_COLUMNS),
+    "audit_table": File("audit.md", "text"),
     "epsilons": File("epsilons.npz", "npz"),
     "epsilons_rows": File("epsilons.csv", "csv"),
-    "epsilons_figure": File("forgetting_epsilons.png", "png"),
-    "roc_figure": File("forgetting_roc.png", "png"),
+    "epsilons_figure": File("audit_epsilons.png", "png"),
+    "roc_figure": File("audit_roc.png", "png"),
     # A continual run (rum_jax/pipelines/continual.py).
     "continual_steps": File("steps.csv", "csv"),
     "progress": File("progress.json", "json"),
@@ -124,11 +124,12 @@ FOLDERS = {
     "chunks": "chunks", "weights": "weights", "events": "events", "predictions": "predictions",
     "retrained": "retrained", "unlearned": "unlearned", "shadow": "shadow", "trained": "trained",
     "sets": "sets", "noise_ceiling": "noise_ceiling",
+    "audits": "audit",  # a study's audit work directories (not "audit": that key names audit.json)
 }
 SPLITS = ("train", "val", "test")
 
 # The tidy record files `results.collect` reads from many work directories.
-RECORD_FILES = (FILES["evaluation_record"].pattern, FILES["forgetting_record"].pattern)
+RECORD_FILES = (FILES["evaluation_record"].pattern, FILES["audit_record"].pattern)
 # Bookkeeping of a run folder that is not a result.
 BOOKKEEPING = manifest.OWN
 

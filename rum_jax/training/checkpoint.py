@@ -13,7 +13,7 @@ and of the first epoch's plan, ...), recorded in program.json. A folder holding 
 program's checkpoints (a sweep whose grid changed, a method run with other settings, a folder
 from an older version that recorded no key) is emptied, with a warning naming what changed,
 and the run starts over: a checkpoint is never resumed by a program it does not belong to.
-States are saved without the padding seeds (`SeedRunner.unpad`), so a run resumes on any
+States are saved without the padding seeds (`ModelRunner.unpad`), so a run resumes on any
 number of devices.
 """
 import contextlib

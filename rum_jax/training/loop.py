@@ -19,7 +19,7 @@ from absl import logging
 from rum_jax import tracking
 from rum_jax.training import engine
 from rum_jax.training.checkpoint import Checkpointer, tree_digest
-from rum_jax.training.parallel import SeedRunner
+from rum_jax.training.parallel import ModelRunner
 from rum_jax.training.state import Forward, TrainState
 
 PlanFn = Callable[[int], Dict[str, Dict[str, np.ndarray]]]
@@ -48,7 +48,7 @@ def _format_seconds(s: float) -> str:
   return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def make_epoch_fn(runner: SeedRunner, forward: Forward, tx: optax.GradientTransformation,
+def make_epoch_fn(runner: ModelRunner, forward: Forward, tx: optax.GradientTransformation,
                   loss_fn: engine.LossFn = engine.supervised_loss,
                   grad_transform: Optional[engine.GradTransform] = None,
                   augment: Optional[engine.Augment] = None) -> Callable:
@@ -65,13 +65,13 @@ def make_epoch_fn(runner: SeedRunner, forward: Forward, tx: optax.GradientTransf
   return runner.map(one_seed, n_seeded=2, donate=True)
 
 
-def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, Any],
+def fit(states: Any, *, runner: ModelRunner, epoch_fn: Callable, data: Dict[str, Any],
         plan_fn: PlanFn, epochs: int, checkpointer: Optional[Checkpointer] = None,
         name: str = "train", on_epoch: Optional[Callable[[int, Dict[str, np.ndarray]], None]] = None,
         key: Optional[Dict[str, Any]] = None, on_resume: Optional[Callable[[int], None]] = None) -> tuple:
   """Runs `epochs` epochs; resumes from `checkpointer` if it holds a checkpoint of this program.
 
-  states: host pytree of per-seed states (leading axis num_seeds or padded_seeds), the initial state.
+  states: host pytree of per-seed states (leading axis num_seeds or padded_models), the initial state.
   data: device-replicated per-example arrays (runner.replicate).
   plan_fn(epoch): host plan, stream -> {"idx", "weight"} with leading seed axis.
   on_epoch(epoch, metrics): called with host per-step metrics [seeds, steps, ...] (e.g. to
@@ -87,7 +87,7 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
   history: Dict[str, list] = {}
   start = 0
   if checkpointer is not None:
-    checkpointer.claim({**(key or {}), "epochs": epochs, "num_seeds": runner.num_seeds,
+    checkpointer.claim({**(key or {}), "epochs": epochs, "num_seeds": runner.num_models,
                         "initial_states": tree_digest(runner.unpad(states)),
                         "first_plan": tree_digest(runner.unpad(plan_fn(0)))})
     restored = checkpointer.restore(runner.unpad(states))
@@ -112,7 +112,7 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
       plan = plan_fn(epoch)
       device_states, metrics = epoch_fn(device_states, runner.shard(plan), data)
       metrics = runner.to_host(metrics)
-      weights = next(iter(plan.values()))["weight"][: runner.num_seeds].sum(-1)  # [S, steps]
+      weights = next(iter(plan.values()))["weight"][: runner.num_models].sum(-1)  # [S, steps]
       per_step = {k: v for k, v in metrics.items() if v.ndim == 2}
       summary = {k: (v * weights).sum(1) / np.maximum(weights.sum(1), 1e-12) for k, v in per_step.items()}
       if "loss" in summary and not np.all(np.isfinite(summary["loss"])):
@@ -149,7 +149,7 @@ def fit(states: Any, *, runner: SeedRunner, epoch_fn: Callable, data: Dict[str, 
   return host_states, history
 
 
-def predict_program(runner: SeedRunner, forward: Forward, features: bool) -> Callable:
+def predict_program(runner: ModelRunner, forward: Forward, features: bool) -> Callable:
   """(states, x batch) -> eval-mode logits (or penultimate features) of every seed."""
   def one_seed(state: TrainState, xb):
     if features:
@@ -158,7 +158,7 @@ def predict_program(runner: SeedRunner, forward: Forward, features: bool) -> Cal
   return runner.map(one_seed, n_seeded=1)
 
 
-def predict(runner: SeedRunner, forward: Forward, states: Any, x: np.ndarray,
+def predict(runner: ModelRunner, forward: Forward, states: Any, x: np.ndarray,
             batch_size: int = 1024, features: bool = False) -> np.ndarray:
   """Eval-mode logits (or penultimate features) of every seed: [num_seeds, N, C]."""
   fn = runner.compiled(predict_program, forward, features)

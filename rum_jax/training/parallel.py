@@ -1,19 +1,22 @@
-"""Seeds as one program: shard_map across devices, vmap (or a loop) over seeds inside each.
+"""Models as one program: shard_map across devices, vmap (or a loop) over models inside each.
 
-A `SeedRunner` owns a 1-D mesh with axis "seeds". Per-seed pytrees (states, plans) have a
-leading seed axis and are split across devices; shared inputs (the data) are replicated.
-Inside a device, groups of `vmap_size` seeds run as one vmapped batch and the groups run
+A model slot is one model of a program: a seed of a run, a grid point's seed in a sweep, a
+member of a memorization or shadow bank.
+
+A `ModelRunner` owns a 1-D mesh with axis "models". Per-model pytrees (states, plans) have a
+leading model axis and are split across devices; shared inputs (the data) are replicated.
+Inside a device, groups of `vmap_size` models run as one vmapped batch and the groups run
 one after another in the same program (`jax.lax.map`). On accelerators the default vmaps
-all of a device's seeds; on CPUs it runs them one at a time, because each seed's small
+all of a device's models; on CPUs it runs them one at a time, because each model's small
 program then stays in the core's cache: training 64 MLPs (bench/memorization.py) is 1.4-1.7x
-faster that way than with each device's 32 seeds vmapped, and XLA's CPU convolutions gain
-nothing from a batch of models either. With only a few seeds per device the two are close
+faster that way than with each device's 32 models vmapped, and XLA's CPU convolutions gain
+nothing from a batch of models either. With only a few models per device the two are close
 (3 seeds of a study's scrub run: vmapping them was ~10% faster; groups of 2 or 4 train the
 64 MLPs as fast as a loop), so `vmap_size` is worth setting for such runs. Multi-host runs
 join their cluster first (`rum_jax.runtime`); every process builds the same host arrays, so
 `make_array_from_callback` takes its part.
 
-Compiled programs are kept per runner by `SeedRunner.compiled(factory, *args)`: the factory
+Compiled programs are kept per runner by `ModelRunner.compiled(factory, *args)`: the factory
 (a module-level function) and its hashable arguments are the key, so a program is traced and
 compiled once per runner however many runs use it (memorization chunks, resumed runs,
 benchmarks).
@@ -25,30 +28,30 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXIS = "seeds"
+AXIS = "models"
 
-class SeedRunner:
-  """Runs per-seed functions for `num_seeds` seeds, vmapped and sharded over devices.
+class ModelRunner:
+  """Runs per-model functions for `num_models` model slots, vmapped and sharded over devices.
 
-  The number of seeds is padded up to a multiple of the devices used; padded seeds compute
-  real (discarded) work, so the first `num_seeds` results never depend on the padding.
+  The number of models is padded up to a multiple of the devices used; padded models compute
+  real (discarded) work, so the first `num_models` results never depend on the padding.
   """
 
-  def __init__(self, num_seeds: int, devices: Sequence[Any] = None, vmap_size: int = 0):
-    """vmap_size: seeds vmapped together on a device; 0 = 1 on CPUs, all on accelerators."""
-    if num_seeds < 1:
-      raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+  def __init__(self, num_models: int, devices: Sequence[Any] = None, vmap_size: int = 0):
+    """vmap_size: models vmapped together on a device; 0 = 1 on CPUs, all on accelerators."""
+    if num_models < 1:
+      raise ValueError(f"num_models must be >= 1, got {num_models}")
     if vmap_size < 0:
       raise ValueError(f"vmap_size must be >= 0 (0 = automatic), got {vmap_size}")
     devices = list(devices if devices is not None else jax.devices())
-    n_dev = min(len(devices), num_seeds)
-    self.num_seeds = num_seeds
-    self.padded_seeds = math.ceil(num_seeds / n_dev) * n_dev
+    n_dev = min(len(devices), num_models)
+    self.num_models = num_models
+    self.padded_models = math.ceil(num_models / n_dev) * n_dev
     self.mesh = Mesh(np.array(devices[:n_dev]), (AXIS,))
     self._seeded = NamedSharding(self.mesh, P(AXIS))
     self._shared = NamedSharding(self.mesh, P())
     self._programs: Dict[Tuple[Callable, Tuple[Hashable, ...]], Any] = {}
-    per_device = self.padded_seeds // n_dev
+    per_device = self.padded_models // n_dev
     if vmap_size == 0:
       vmap_size = 1 if devices[0].platform == "cpu" else per_device
     self.vmap_size = min(vmap_size, per_device)
@@ -75,27 +78,27 @@ class SeedRunner:
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
   def pad(self, tree: Any) -> Any:
-    """Host pytree with leading axis num_seeds -> padded_seeds (copies of seed 0 appended);
+    """Host pytree with leading axis num_models -> padded_models (copies of seed 0 appended);
     already padded leaves pass through."""
     def pad_leaf(x):
       x = np.asarray(x)
-      if x.shape[0] == self.num_seeds and self.padded_seeds != self.num_seeds:
-        x = np.concatenate([x, np.repeat(x[:1], self.padded_seeds - self.num_seeds, axis=0)])
-      if x.shape[0] != self.padded_seeds:
-        raise ValueError(f"leading axis {x.shape[0]} is neither num_seeds {self.num_seeds} "
-                         f"nor padded_seeds {self.padded_seeds}")
+      if x.shape[0] == self.num_models and self.padded_models != self.num_models:
+        x = np.concatenate([x, np.repeat(x[:1], self.padded_models - self.num_models, axis=0)])
+      if x.shape[0] != self.padded_models:
+        raise ValueError(f"leading axis {x.shape[0]} is neither num_models {self.num_models} "
+                         f"nor padded_models {self.padded_models}")
       return x
     return jax.tree.map(pad_leaf, tree)
 
   def unpad(self, tree: Any) -> Any:
-    """Host pytree with leading axis padded_seeds (or num_seeds) -> num_seeds: what is saved.
+    """Host pytree with leading axis padded_models (or num_models) -> num_models: what is saved.
 
     Padding depends on the number of devices, so nothing written to disk keeps it: a run saved
     on N devices resumes on M."""
-    return jax.tree.map(lambda x: np.asarray(x)[: self.num_seeds], tree)
+    return jax.tree.map(lambda x: np.asarray(x)[: self.num_models], tree)
 
   def shard(self, tree: Any) -> Any:
-    """Host pytree with leading axis num_seeds (or padded_seeds) -> arrays split over devices."""
+    """Host pytree with leading axis num_models (or padded_models) -> arrays split over devices."""
     return jax.tree.map(lambda x: self._put(x, self._seeded), self.pad(tree))
 
   def replicate(self, tree: Any) -> Any:
@@ -103,7 +106,7 @@ class SeedRunner:
     return jax.tree.map(lambda x: self._put(x, self._shared), tree)
 
   def abstract(self, tree: Any, seeded: bool = True) -> Any:
-    """Shapes and dtypes of a pytree placed as `shard` (seeded, leading axis padded_seeds) or
+    """Shapes and dtypes of a pytree placed as `shard` (seeded, leading axis padded_models) or
     `replicate` would place it, for lowering a program without its data (jax.ShapeDtypeStruct)."""
     sharding = self._seeded if seeded else self._shared
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree)
@@ -116,7 +119,7 @@ class SeedRunner:
     tree = jax.device_get(tree)
     if keep_padding:
       return jax.tree.map(np.asarray, tree)
-    return jax.tree.map(lambda x: np.asarray(x)[: self.num_seeds], tree)
+    return jax.tree.map(lambda x: np.asarray(x)[: self.num_models], tree)
 
   def map(self, fn: Callable, n_seeded: int, donate: bool = False) -> Callable:
     """jit(shard_map(map of vmap(fn))): the first `n_seeded` args are per-seed, the rest shared.
@@ -141,5 +144,5 @@ class SeedRunner:
     """One PRNG key per (padded) model: fold_in(PRNGKey(base_seed), s), s = the model's seed
     (its position, unless `seed_ids` maps models to seeds, as in a sweep of settings)."""
     base = jax.random.PRNGKey(base_seed)
-    ids = np.arange(self.padded_seeds) if seed_ids is None else np.asarray(seed_ids)
+    ids = np.arange(self.padded_models) if seed_ids is None else np.asarray(seed_ids)
     return np.asarray(jax.vmap(lambda s: jax.random.fold_in(base, s))(ids))

@@ -1,6 +1,6 @@
 """What every run needs from a config, and the recipes built on it.
 
-`Setup.create(config)` loads config.data, builds config.model and a `SeedRunner` for the
+`Setup.create(config)` loads config.data, builds config.model and a `ModelRunner` for the
 seeds. On top of it: `train_on` (fresh models, seed s on its own train positions, resumable),
 `accuracies` (logits and accuracy of every seed on every split) and `prediction_arrays`.
 """
@@ -23,7 +23,7 @@ from rum_jax.models import create_model, data_init_size
 from rum_jax.training import engine, loop, memory, optim, plans
 from rum_jax.training.checkpoint import Checkpointer, tree_digest
 from rum_jax.training.data_init import init_sample, init_state_from_data
-from rum_jax.training.parallel import SeedRunner
+from rum_jax.training.parallel import ModelRunner
 from rum_jax.training.state import Forward
 
 SPLITS = ("train", "val", "test")
@@ -48,7 +48,7 @@ def crop_flip(pad_value: Optional[Tuple[float, ...]]) -> engine.Augment:
   return functools.partial(random_crop_flip, fill=pad_value)
 
 
-def _init_program(runner: SeedRunner, forward: Forward, tx: optax.GradientTransformation,
+def _init_program(runner: ModelRunner, forward: Forward, tx: optax.GradientTransformation,
                   shape: Tuple[int, ...], dtype: str) -> Callable:
   """(keys [S, 2], data [S, n, ...] or None) -> freshly initialised states of every seed.
 
@@ -62,7 +62,7 @@ def _init_program(runner: SeedRunner, forward: Forward, tx: optax.GradientTransf
   return jax.jit(lambda keys, data: jax.lax.map(one, (keys, data)))
 
 
-def _training_program(runner: SeedRunner, forward: Forward, recipe: str, steps_per_epoch: int,
+def _training_program(runner: ModelRunner, forward: Forward, recipe: str, steps_per_epoch: int,
                       loss_fn: Optional[Callable], augment: Optional[engine.Augment]
                       ) -> Tuple[optax.GradientTransformation, Callable]:
   """(tx, epoch_fn) of a training recipe (its config section as JSON)."""
@@ -82,27 +82,28 @@ class Setup:
   dataset: Dataset
   model: nn.Module
   forward: Forward
-  runner: SeedRunner
+  runner: ModelRunner
   _by_size: Dict[int, "Setup"] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
   def with_models(self, num_models: int) -> "Setup":
     """This data and model with a runner of `num_models` models (e.g. a grid of settings x
     seeds); one per size, so its compiled programs serve every grid of that size."""
-    if num_models == self.runner.num_seeds:
+    if num_models == self.runner.num_models:
       return self
     if num_models not in self._by_size:
-      runner = SeedRunner(num_models, vmap_size=self.config.get("vmap_size", 0))
+      runner = ModelRunner(num_models, vmap_size=self.config.get("vmap_size", 0))
       self._by_size[num_models] = Setup(self.config, self.dataset, self.model, self.forward, runner)
     return self._by_size[num_models]
 
   @classmethod
-  def create(cls, config: ml_collections.ConfigDict, num_seeds: Optional[int] = None) -> "Setup":
-    """Loads config.data, builds config.model and a runner for num_seeds (default config.num_seeds)."""
+  def create(cls, config: ml_collections.ConfigDict, num_models: Optional[int] = None) -> "Setup":
+    """Loads config.data, builds config.model and a runner of num_models model slots (default
+    config.num_seeds: one per seed)."""
     dataset = load_dataset(config.data.name, data_dir=config.data.data_dir or None,
                            split_seed=config.data.split_seed, **config.data.get("options", {}))
     model = create_model(config.model.name, dataset.num_classes, config.model.get("dtype", "float32"),
                          **config.model.kwargs.to_dict())
-    runner = SeedRunner(num_seeds or config.num_seeds, vmap_size=config.get("vmap_size", 0))
+    runner = ModelRunner(num_models or config.num_seeds, vmap_size=config.get("vmap_size", 0))
     return cls(config, dataset, model, Forward(model), runner)
 
   @functools.cached_property
@@ -135,10 +136,10 @@ class Setup:
     tx, epoch_fn = self.compiled_training(train_cfg, steps, loss_fn, augment)
     init = runner.compiled(_init_program, self.forward, tx, (2,) + x.shape[1:], str(x.dtype))
     sample = init_sample(self.model, x)
-    data_x = None if sample is None else jax.ShapeDtypeStruct((runner.padded_seeds,) + sample.shape, sample.dtype)
-    keys = jax.ShapeDtypeStruct((runner.padded_seeds, 2), np.uint32)
+    data_x = None if sample is None else jax.ShapeDtypeStruct((runner.padded_models,) + sample.shape, sample.dtype)
+    keys = jax.ShapeDtypeStruct((runner.padded_models, 2), np.uint32)
     states = jax.eval_shape(init, keys, data_x)
-    batch = (runner.padded_seeds, steps, train_cfg.batch_size)
+    batch = (runner.padded_models, steps, train_cfg.batch_size)
     plan = {"train": {"idx": jax.ShapeDtypeStruct(batch, np.int32),
                       "weight": jax.ShapeDtypeStruct(batch, np.float32)}}
     n = len(self.dataset.train)
@@ -164,7 +165,7 @@ class Setup:
     init = self.runner.compiled(_init_program, self.forward, tx, (2,) + x.shape[1:], str(x.dtype))
     data = None
     if data_init_size(self.model):
-      per_seed = list(positions) if positions is not None else [None] * self.runner.padded_seeds
+      per_seed = list(positions) if positions is not None else [None] * self.runner.padded_models
       data = np.stack([init_sample(self.model, x, p) for p in per_seed])
     return jax.device_get(init(self.runner.seed_keys(base_seed), data))
 
@@ -201,7 +202,7 @@ def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collec
   Returns (host states of the num_seeds seeds, history).
   """
   runner = setup.runner
-  positions = list(positions) + [positions[0]] * (runner.padded_seeds - len(positions))
+  positions = list(positions) + [positions[0]] * (runner.padded_models - len(positions))
   largest = max(len(p) for p in positions)
   if train_cfg.batch_size > largest:
     raise ValueError(f"[{name}] batch_size={train_cfg.batch_size} is larger than the {largest} examples a "
@@ -212,7 +213,7 @@ def train_on(setup: Setup, positions: Sequence[np.ndarray], train_cfg: ml_collec
   states = setup.init_states(tx, base_seed, positions)
 
   def plan_fn(epoch):
-    rngs = [plans.epoch_rng(base_seed, s, epoch) for s in range(runner.padded_seeds)]
+    rngs = [plans.epoch_rng(base_seed, s, epoch) for s in range(runner.padded_models)]
     return {"train": plans.stream_plan(positions, train_cfg.batch_size, rngs, steps=steps)}
 
   checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir else None

@@ -5,7 +5,7 @@ from rum_jax import checks
 from rum_jax.evaluation.metrics import METRICS
 from rum_jax.unlearning import forget_sets, grid
 from rum_jax.unlearning.forget_kinds import DRAWS, FORGET_KINDS, SPLITS
-from rum_jax.unlearning.interface import METHODS, validate_settings
+from rum_jax.unlearning.interface import UNLEARNING_METHODS, validate_settings
 
 
 def select_by_choices() -> list:
@@ -36,18 +36,18 @@ def validate_forget(f: ml_collections.ConfigDict) -> None:
 
 def validate_unlearn(u: ml_collections.ConfigDict) -> None:
   """The method name and the settings of every method in the config (each method validates its own)."""
-  checks.choice(u.method, "unlearn.method", METHODS.names())
+  checks.choice(u.method, "unlearn.method", UNLEARNING_METHODS.names())
   checks.string(u.original_workdir, "unlearn.original_workdir", "a path string")
   checks.boolean(u.get("compute_scores", True), "unlearn.compute_scores")
   checks.boolean(u.get("augment", False), "unlearn.augment")
   folder = u.get("folder", "")
   checks.string(folder, "unlearn.folder", "a folder name (empty: the method's name)")
-  checks.require(not folder or ("/" not in folder and folder not in METHODS),
+  checks.require(not folder or ("/" not in folder and folder not in UNLEARNING_METHODS),
                  f"config.unlearn.folder {folder!r} must be a folder name other than a method's, e.g. "
                  f"'{u.method}_2' (empty: methods/{u.method})")
   # Composites (RUM) last: a step's settings start from its method's, which are checked first.
-  for name in sorted(METHODS.names(), key=lambda n: METHODS.get(n).composite):
-    method = METHODS.get(name)
+  for name in sorted(UNLEARNING_METHODS.names(), key=lambda n: UNLEARNING_METHODS.get(n).composite):
+    method = UNLEARNING_METHODS.get(name)
     if method.custom_validate is None and name not in u:
       checks.require(name != u.method, f"config.unlearn.{name} (the settings of method {name!r}) is missing")
       continue
@@ -89,9 +89,9 @@ def validate_sweep(config: ml_collections.ConfigDict) -> None:
   for name, section in sw.items():
     if not isinstance(section, ml_collections.ConfigDict):
       continue
-    checks.require(name in METHODS and METHODS.get(name).is_step_method and name in config.unlearn,
+    checks.require(name in UNLEARNING_METHODS and UNLEARNING_METHODS.get(name).is_step_method and name in config.unlearn,
                    f"config.sweep.{name} sweeps no unlearning method of config.unlearn; sweepable: "
-                   f"{', '.join(m for m in METHODS.names() if METHODS.get(m).is_step_method)}")
+                   f"{', '.join(m for m in UNLEARNING_METHODS.names() if UNLEARNING_METHODS.get(m).is_step_method)}")
     try:
       points = sweep_grid(config, name)
     except ValueError as err:
@@ -99,7 +99,7 @@ def validate_sweep(config: ml_collections.ConfigDict) -> None:
     for point in points:
       settings = ml_collections.ConfigDict(config.unlearn[name].to_dict())
       settings.update(point)
-      validate_settings(METHODS.get(name), settings, f"sweep.{name}")
+      validate_settings(UNLEARNING_METHODS.get(name), settings, f"sweep.{name}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

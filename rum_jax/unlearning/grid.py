@@ -17,7 +17,7 @@ from absl import logging
 from rum_jax import io
 from rum_jax.runfolder import RunFolder
 from rum_jax.training import loop
-from rum_jax.unlearning.interface import METHODS, unlearn
+from rum_jax.unlearning.interface import UNLEARNING_METHODS, unlearn
 
 
 def parse_values(text: str, default: Any, name: str) -> List[Any]:
@@ -100,7 +100,7 @@ def unlearn_groups(setup: Any, starts: Sequence[Any], method_name: str, settings
   `diverged`); the others run again as a program of their own. run_dir: checkpoints (and
   SalUn's saliency cache) of the program; None: none, every call computes.
   """
-  method = METHODS.get(method_name)
+  method = UNLEARNING_METHODS.get(method_name)
   num_seeds = len(forget)
   members = list(range(len(starts)))
   diverged: Dict[int, str] = {}
@@ -139,7 +139,7 @@ def unlearn_points(setup: Any, start: Any, method_name: str, base: ml_collection
   a diverged model is a result (reported in `diverged`, never chosen). Checkpoints go to
   root/<the program's static settings> (root None: no checkpoints).
   """
-  method = METHODS.get(method_name)
+  method = UNLEARNING_METHODS.get(method_name)
   for static, members in split_by_program(points, method.swept):
     settings = ml_collections.ConfigDict(base.to_dict())
     settings.update(static)

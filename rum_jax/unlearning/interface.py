@@ -1,6 +1,6 @@
 """The one interface every unlearning method has, its registry, and `unlearn`.
 
-A `Method` is a registry entry of `METHODS`, keyed by the name users type. Every method,
+A `Method` is a registry entry of `UNLEARNING_METHODS`, keyed by the name users type. Every method,
 the retrain reference and the RUM meta-method alike, runs through `unlearn(...)`, which
 builds a `MethodContext` and calls `method.run(ctx, states)`; no caller knows which method
 it runs. What a method reads from the config is its own too:
@@ -215,17 +215,17 @@ class Method:
     return not (self.from_scratch or self.composite)
 
 
-METHODS: Registry[Method] = Registry("unlearning method")
+UNLEARNING_METHODS: Registry[Method] = Registry("unlearning method")
 
 
 def register(method: Method) -> Method:
-  """Adds `method` to METHODS under its name."""
-  return METHODS.register(method.name)(method)
+  """Adds `method` to UNLEARNING_METHODS under its name."""
+  return UNLEARNING_METHODS.register(method.name)(method)
 
 
 def step_methods() -> List[str]:
   """Names of the methods that unlearn from given models by themselves, sorted."""
-  return [m for m in METHODS.names() if METHODS.get(m).is_step_method]
+  return [m for m in UNLEARNING_METHODS.names() if UNLEARNING_METHODS.get(m).is_step_method]
 
 
 def validate_settings(method: Method, settings: ml_collections.ConfigDict, prefix: str) -> None:
@@ -243,12 +243,12 @@ def validate_settings(method: Method, settings: ml_collections.ConfigDict, prefi
 def per_seed(positions: Positions, runner: Any, what: str) -> List[np.ndarray]:
   """One int64 array per padded seed, from one shared array or one array per seed."""
   if (isinstance(positions, np.ndarray) and positions.ndim == 1) or np.ndim(positions[0]) == 0:
-    positions = [positions] * runner.num_seeds
+    positions = [positions] * runner.num_models
   out = [np.asarray(p, np.int64) for p in positions]
-  if len(out) == runner.num_seeds:
-    out += [out[0]] * (runner.padded_seeds - runner.num_seeds)
-  if len(out) != runner.padded_seeds:
-    raise ValueError(f"{what} positions: got {len(out)} arrays for {runner.num_seeds} seeds")
+  if len(out) == runner.num_models:
+    out += [out[0]] * (runner.padded_models - runner.num_models)
+  if len(out) != runner.padded_models:
+    raise ValueError(f"{what} positions: got {len(out)} arrays for {runner.num_models} seeds")
   return out
 
 
@@ -280,10 +280,10 @@ def swept_values(method: Method, settings: Optional[ml_collections.ConfigDict], 
                      f"{', '.join(method.swept) or 'nothing'}")
   out = {}
   for key in method.swept:
-    values = np.asarray(per_model[key] if key in per_model else [settings[key]] * runner.num_seeds, np.float64)
-    if values.shape != (runner.num_seeds,):
+    values = np.asarray(per_model[key] if key in per_model else [settings[key]] * runner.num_models, np.float64)
+    if values.shape != (runner.num_models,):
       raise ValueError(f"per-model {key}: got {values.shape[0] if values.ndim else 1} values for "
-                       f"{runner.num_seeds} models")
+                       f"{runner.num_models} models")
     out[key] = runner.pad(values)
   return out
 
@@ -301,7 +301,7 @@ def context(setup: Any, method_name: str, settings: Optional[ml_collections.Conf
   ctx = MethodContext(setup, settings, per_seed(forget_positions, runner, "forget"),
                       per_seed(retain_positions, runner, "retain"), base_seed, run_dir, saliency_path,
                       name or method_name, seed_ids,
-                      swept_values(METHODS.get(method_name), settings, runner, per_model), report)
+                      swept_values(UNLEARNING_METHODS.get(method_name), settings, runner, per_model), report)
   check_sets(ctx.forget, ctx.retain, len(setup.dataset.train))
   return ctx
 
@@ -317,9 +317,9 @@ def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
 
   Args:
     setup: data, model and seed runner (`training.setup.Setup`).
-    states: host per-seed states to start from (leading axis num_seeds or padded_seeds);
+    states: host per-seed states to start from (leading axis num_seeds or padded_models);
       ignored by methods that train from scratch (`retrain`).
-    method_name: a name in `METHODS` (an unknown one lists the valid names).
+    method_name: a name in `UNLEARNING_METHODS` (an unknown one lists the valid names).
     settings: the method's settings (its `settings_of`); for `retrain` the training
       settings (None: `setup.config.train`).
     forget_positions / retain_positions: train-split positions, one array shared by all seeds
@@ -342,7 +342,7 @@ def unlearn(setup: Any, states: Optional[TrainState], method_name: str,
   Raises:
     training.loop.NonFiniteLossError: the method diverged; the last good epoch stays in run_dir.
   """
-  method = METHODS.get(method_name)
+  method = UNLEARNING_METHODS.get(method_name)
   ctx = context(setup, method_name, settings, forget_positions, retain_positions, base_seed=base_seed,
                 run_dir=run_dir, saliency_path=saliency_path, name=name, seed_ids=seed_ids, per_model=per_model,
                 report=report)

@@ -1,6 +1,6 @@
 """The unlearning methods of the RUM paper's study: each a loss and/or a gradient transform.
 
-Registered in `interface.METHODS` under the names users type (`config.unlearn.method`),
+Registered in `interface.UNLEARNING_METHODS` under the names users type (`config.unlearn.method`),
 each with the one `Method` interface (rum_jax/unlearning/interface.py):
   training methods  `phases(settings, ctx)` gives the losses the one training engine runs
                     every epoch (one phase for most methods; SCRUB: a max pass on the forget
@@ -188,7 +188,7 @@ def forget_saliency(ctx: MethodContext, states: TrainState) -> np.ndarray:
   """|grad of the forget CE| per padded seed [S, P], read from ctx.saliency_path or computed (and
   saved there without the padding seeds, so the file serves any number of devices)."""
   runner = ctx.setup.runner
-  n = runner.num_seeds
+  n = runner.num_models
   params = runner.unpad(states.params)
   cached = saliency.load_saliency(ctx.saliency_path, ctx.forget[:n], params) if ctx.saliency_path else None
   if cached is not None:

@@ -8,7 +8,7 @@ Triantafillou 2024, "Scalability of memorization-based machine unlearning" (arXi
      it into thirds F_1 (low), F_2 (mid), F_3 (high) (`forget_sets.refine`).
   2. Meta-unlearning, from theta_0 = the original model, for k = 1, 2, 3:
        theta_k = A_k(theta_{k-1}; forget F_k, retain D \\ (F_1 u ... u F_k)),
-     A_k any step method of `METHODS` with its own settings, or "none" (theta_k = theta_{k-1}).
+     A_k any step method of `UNLEARNING_METHODS` with its own settings, or "none" (theta_k = theta_{k-1}).
      The retain set of step k excludes the current AND earlier subsets; later subsets are not
      forgotten yet and stay in it (the original's `--sequential` runs), so the retain sets
      shrink step by step down to D \\ F.
@@ -43,7 +43,7 @@ from rum_jax.memorization import files as score_files
 from rum_jax.training.setup import Setup, accuracies
 from rum_jax.training.state import TrainState
 from rum_jax.unlearning import forget_sets
-from rum_jax.unlearning.interface import (METHODS, History, Method, MethodContext, ScoreSource, register,
+from rum_jax.unlearning.interface import (UNLEARNING_METHODS, History, Method, MethodContext, ScoreSource, register,
                                           step_methods, unlearn, validate_settings)
 
 NAME = "rum"
@@ -173,7 +173,7 @@ def run(ctx: MethodContext, original: TrainState) -> Tuple[TrainState, History]:
   step's history (folder steps/<k>_<level>) and the steps table (stem "steps").
   """
   setup, settings = ctx.setup, ctx.settings
-  num_seeds = setup.runner.num_seeds
+  num_seeds = setup.runner.num_models
   forget = ctx.forget[:num_seeds]
   train = setup.dataset.train
   if settings.get("refine", "score") == "shuffle":
@@ -222,9 +222,9 @@ def validate(unlearn_cfg: ml_collections.ConfigDict) -> None:
   for key in ("name", "scores", "score_key"):
     checks.string(r.get(key), f"unlearn.rum.{key}")
   checks.choice(r.get("refine", "score"), "unlearn.rum.refine", REFINE)
-  checks.require(bool(r.name) and "/" not in r.name and (r.name == NAME or r.name not in METHODS),
+  checks.require(bool(r.name) and "/" not in r.name and (r.name == NAME or r.name not in UNLEARNING_METHODS),
                  f"config.unlearn.rum.name {r.name!r} must be a folder name other than another method's "
-                 f"({', '.join(m for m in METHODS.names() if m != NAME)}), e.g. '{NAME}'")
+                 f"({', '.join(m for m in UNLEARNING_METHODS.names() if m != NAME)}), e.g. '{NAME}'")
   choices = [NO_METHOD] + step_methods()
   for level in LEVELS:
     checks.require(level in r and "method" in r[level],
@@ -239,7 +239,7 @@ def validate(unlearn_cfg: ml_collections.ConfigDict) -> None:
     unknown = sorted(set(step.get("overrides", {})) - set(unlearn_cfg[step.method]))
     checks.require(not unknown, f"config.unlearn.rum.{level}.overrides has {unknown}, which are not settings "
                    f"of {step.method}; valid keys: {', '.join(sorted(unlearn_cfg[step.method]))}")
-    validate_settings(METHODS.get(step.method), step_settings(unlearn_cfg, level),
+    validate_settings(UNLEARNING_METHODS.get(step.method), step_settings(unlearn_cfg, level),
                       f"unlearn.rum.{level} ({step.method})")
 
 

@@ -19,7 +19,7 @@ from rum_jax.training import loop, optim, plans
 from rum_jax.training.checkpoint import Checkpointer, tree_digest
 from rum_jax.training.setup import program_key, train_on
 from rum_jax.training.state import TrainState
-from rum_jax.unlearning.interface import METHODS, History, MethodContext, Phase, context
+from rum_jax.unlearning.interface import UNLEARNING_METHODS, History, MethodContext, Phase, context
 
 # Folded into each seed's key so unlearning draws differ from the original training's.
 _RNG_STREAM = 0x0C1EA2
@@ -51,7 +51,7 @@ def _fresh_states(ctx: MethodContext, states: TrainState, tx, aux: Dict[str, Any
   opt_state = jax.device_get(jax.jit(jax.vmap(tx.init))(states.params))
   opt_state.hyperparams["learning_rate"] = ctx.value("lr")
   return jax.device_get(TrainState(
-      step=np.zeros(runner.padded_seeds, np.int32), params=states.params, batch_stats=states.batch_stats,
+      step=np.zeros(runner.padded_models, np.int32), params=states.params, batch_stats=states.batch_stats,
       opt_state=opt_state, rng=keys, aux=aux))
 
 
@@ -131,7 +131,7 @@ def build_program(setup: Any, states: TrainState, method_name: str, settings, fo
   """The pieces `train_run` hands to `loop.fit`, for a training method (also used by bench/)."""
   ctx = context(setup, method_name, settings, forget, retain, base_seed=base_seed, saliency_path=saliency_path,
                 seed_ids=seed_ids, per_model=per_model)
-  return _build_program(METHODS.get(method_name), ctx, states)
+  return _build_program(UNLEARNING_METHODS.get(method_name), ctx, states)
 
 
 def _build_program(method, ctx: MethodContext, states: TrainState) -> Program:
@@ -156,7 +156,7 @@ def _sgd_program(runner, momentum: float, weight_decay: float) -> optax.Gradient
 
 def _program_key(method_name: str, ctx: MethodContext) -> Dict[str, Any]:
   """What decides a method's checkpoints besides its initial states and plans (`loop.fit`)."""
-  n = ctx.setup.runner.num_seeds
+  n = ctx.setup.runner.num_models
   return program_key(ctx.setup, program="unlearn", method=method_name,
                      settings=None if ctx.settings is None else ctx.settings.to_dict(),
                      augment=augments(ctx.setup.config), base_seed=ctx.base_seed,
@@ -166,7 +166,7 @@ def _program_key(method_name: str, ctx: MethodContext) -> Dict[str, Any]:
 
 def train_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple[TrainState, History]:
   """A training method's epochs on every seed, resumable from ctx.checkpoint_dir."""
-  program = _build_program(METHODS.get(method_name), ctx, states)
+  program = _build_program(UNLEARNING_METHODS.get(method_name), ctx, states)
   checkpointer = Checkpointer(ctx.checkpoint_dir) if ctx.checkpoint_dir else None
   try:
     out, history = loop.fit(program.states, runner=ctx.setup.runner, epoch_fn=program.epoch_fn,
@@ -180,7 +180,7 @@ def train_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple
 
 def one_shot_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tuple[TrainState, History]:
   """A one-shot weight edit (`Method.apply`) of every seed, checkpointed once."""
-  method = METHODS.get(method_name)
+  method = UNLEARNING_METHODS.get(method_name)
   runner = ctx.setup.runner
   states = runner.pad(states)
   checkpointer = Checkpointer(ctx.checkpoint_dir) if ctx.checkpoint_dir else None
@@ -191,7 +191,7 @@ def one_shot_run(method_name: str, ctx: MethodContext, states: TrainState) -> Tu
     if restored is not None:
       return restored[1].replace(aux={}), {}
     out = runner.unpad(method.apply(ctx, states))
-    loop.check_finite_weights(out.params, runner.num_seeds, f"[{ctx.label}] the update",
+    loop.check_finite_weights(out.params, runner.num_models, f"[{ctx.label}] the update",
                               "the given models are unchanged. Lower alpha or raise damping.")
     if checkpointer:
       checkpointer.save(1, out, {"history": {}, "epoch": 1})

@@ -1,8 +1,8 @@
 """The NeurIPS 2023 unlearning challenge score of a method's bank (Triantafillou et al. 2024).
 
 Per forget example, the privacy epsilon separating its logit-scaled confidences under the N
-unlearned and N retrained models (`forgetting.challenge_epsilons`), bucketed into points
-(`forgetting.epsilon_points`):
+unlearned and N retrained models (`challenge.challenge_epsilons`), bucketed into points
+(`challenge.epsilon_points`):
 
   forget_score F = mean over forget examples of the points,
   final_score    = F x (retain acc ratio) x (test acc ratio), unlearned bank over retrained.

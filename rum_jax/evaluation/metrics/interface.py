@@ -2,7 +2,7 @@
 
 A metric is a `Metric(name, compute, needs, ...)` entry of `METRICS`, found by the name users
 type in a config (`config.evaluation.metrics`, `config.sweep.select_by`,
-`config.forgetting.metrics`). `compute(outputs)` returns one value per seed (a model bank
+`config.audit.metrics`). `compute(outputs)` returns one value per seed (a model bank
 counts as one), from what the metric `needs`:
 
   'train', 'val', 'test'   the logits of every seed's model on that split (`ModelOutputs`)
@@ -68,12 +68,12 @@ class Metric:
 
   @property
   def of_banks(self) -> bool:
-    """Computed from banks of models (the forgetting pipeline), not from one run's logits."""
+    """Computed from banks of models (the audit pipeline), not from one run's logits."""
     return bool(set(self.needs) & BANK_INPUTS)
 
   @property
   def kind(self) -> str:
-    """What it is computed from, so which pipeline computes it: 'banks' (the forgetting
+    """What it is computed from, so which pipeline computes it: 'banks' (the audit
     pipeline), 'sequence' (a continual run) or 'logits' (one run's models: the evaluation)."""
     return "banks" if self.of_banks else "sequence" if set(self.needs) & SEQUENCE_INPUTS else "logits"
 
@@ -92,7 +92,7 @@ METRICS: Registry[Metric] = Registry("metric")
 # attack, ToW, ToW-MIA).
 DEFAULT_METRICS = ("forget_accuracy", "retain_accuracy", "val_accuracy", "test_accuracy", "mia_confidence",
                    "loss_mia_auc", "tow", "tow_mia")
-# Of banks (config.forgetting.metrics): the challenge score and U-LiRA.
+# Of banks (config.audit.metrics): the challenge score and U-LiRA.
 DEFAULT_BANK_METRICS = ("forget_score", "final_score", "ulira_auc", "ulira_balanced_accuracy",
                         "ulira_tpr_at_fpr_0.01", "ulira_tpr_at_fpr_0.001")
 
@@ -182,7 +182,7 @@ class ModelOutputs(_Values):
 
 @dataclasses.dataclass
 class BankOutputs(_Values):
-  """What the forgetting pipeline measured of one method's banks (one 'seed': the bank).
+  """What the audit pipeline measured of one method's banks (one 'seed': the bank).
 
   Attributes:
     unlearned: arrays of the N models unlearned from the original: 'forget_confidence'

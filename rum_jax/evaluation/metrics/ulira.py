@@ -1,11 +1,11 @@
 """U-LiRA on a method's shadow bank (Hayes et al. 2024): how well a likelihood-ratio attack tells
 the examples a shadow model unlearned from those it never saw (every model the target in turn,
-`forgetting.leave_one_out_scores`), summarised by `forgetting.attack_metrics` over the pool's
+`lira.leave_one_out_scores`), summarised by `lira.attack_metrics` over the pool's
 (model, example) pairs: ROC AUC, balanced accuracy and the TPR at 1% and 0.1% FPR. 0.5 / chance
 is what retraining scores.
 
 options['centring'] ('mean' default, or 'median' as tensorflow/privacy's LiRA) and
-options['fixed_variance'] choose the Gaussians' fit (docs/forgetting.md).
+options['fixed_variance'] choose the Gaussians' fit (docs/audit.md).
 
 References: Hayes et al. 2024, arXiv:2403.01218; Carlini et al. 2022, arXiv:2112.03570.
 """
@@ -24,7 +24,7 @@ def attack(scores: np.ndarray, in_mask: np.ndarray, out_mask: np.ndarray, pool: 
   if not (members.size and nonmembers.size):
     raise ValueError(f"the attack has {members.size} member and {nonmembers.size} non-member pairs to score: "
                      "too few shadow models for every example to be unlearned (or held out) by one of them; "
-                     "raise forgetting.shadow_models")
+                     "raise audit.shadow_models")
   metrics = lira.attack_metrics(members, nonmembers)
   metrics.update(members=int(members.size), nonmembers=int(nonmembers.size),
                  examples=int((scored & (in_mask | out_mask)).any(0).sum()))

@@ -24,7 +24,7 @@ each metric of config.study.claim_metrics with both of its sides chosen by that 
      proxy variant (thirds by config.study.proxy) and the paper's plan (config.study.paper_plan);
   4. claims (claims.py): paired differences over seeds with 95% intervals, verdicts
      Holm-corrected over the family; with config.study.strong, the bank metrics of
-     config.forgetting.metrics (forgetting score F, U-LiRA) of the best single configuration,
+     config.audit.metrics (forgetting score F, U-LiRA) of the best single configuration,
      RUM and Shuffle on the mix of each of the first config.study.strong_seeds seeds;
   5. report (report.py): the study's markdown, JSON, tidy per-seed record, steps record (RUM's
      per-seed accuracy on every third after every step, and every mix run's per memorization
@@ -57,7 +57,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, overwrite: bool =
   s = config.study
   folder = RunFolder.of(workdir)
   prepare(folder, config, overwrite, clear=(),
-          ignore=[k for k in flatten(config) if k.startswith(("study.", "unlearn.", "sweep.", "forgetting.", "evaluation."))],
+          ignore=[k for k in flatten(config) if k.startswith(("study.", "unlearn.", "sweep.", "audit.", "evaluation."))],
           results=("sets", "study", "metrics"))
   original_dir = folder.original().path
   new_original = not folder.original().finished()

@@ -12,7 +12,7 @@ sides of a claim are the runs chosen on the validation sets BY M (`Choices`):
   (iii) RUM - the Shuffle control (the same plan on random thirds);
   (iv)  the proxy variant - the best single configuration, - RUM, - Shuffle;
 
-and with the strong metric (the metrics of config.forgetting.metrics that have a direction,
+and with the strong metric (the metrics of config.audit.metrics that have a direction,
 over the banks of the first config.study.strong_seeds seeds): (ii) and (iii) again.
 
 Each record {claim, a, b, metric, mean, ci95, n, p, p_holm, verdict}: the mean paired

@@ -158,7 +158,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
   levels = [lv for lv in LEVEL_ORDER if lv in collected]
   n = config.num_seeds
   strong = record.get("strong") or {}
-  bank_metrics = [m for m in config.get("forgetting", {}).get("metrics", ())
+  bank_metrics = [m for m in config.get("audit", {}).get("metrics", ())
                   if METRICS.get(m).higher_is_better is not None] if strong else []
   records = claims_lib.claims(collected, s.methods, choices, record["criterion"]["met"], strong.get("models"),
                               bank_metrics)
@@ -216,7 +216,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
              "metrics": list(metrics), "claim_metrics": list(claim_metrics), "budget": s.get("budget"),
              "scores": {"file": os.path.basename(scores_file), "sha256": digest},
              "levels": levels, "sets": record["stats"], "criterion": crit, "tuned": tuned, "plan_searches": searches,
-             "choices": {m: vars(c) for m, c in choices.items()}, "claims": records, "forgetting": strong,
+             "choices": {m: vars(c) for m, c in choices.items()}, "claims": records, "audit": strong,
              "edges": edge_flags(tuned, searches, claim_metrics), "diverged": record["failures"],
              "invocations": record["invocations"], "commands": record["commands"],
              "results": {lv: {name: m["summary"] for name, m in ms.items()} for lv, ms in collected.items()}}
@@ -306,7 +306,7 @@ def _thirds_lines(steps: List[Dict[str, Any]], n: int) -> List[str]:
 def _strong_lines(strong: Dict[str, Any], bank_metrics: Sequence[str]) -> List[str]:
   seeds = strong["seeds"]
   lines = [f"## The strong metric on the mix ({seeds} seeds' banks)", "",
-           f"{', '.join(METRICS.get(m).display for m in bank_metrics)} (docs/forgetting.md): per seed, "
+           f"{', '.join(METRICS.get(m).display for m in bank_metrics)} (docs/audit.md): per seed, "
            f"{strong['num_models']} unlearned vs {strong['num_models']} retrained models from that seed's original "
            f"model and reported mix, {strong['shadow_models']} shadow models; mean ± 95% t-interval over the {seeds} "
            f"seeds. 'retrain' is retraining judged the same way: what the ideal scores with this many models "
@@ -350,7 +350,7 @@ def _timing_lines(invocations: List[Dict[str, float]]) -> List[str]:
       if piece == "total":
         continue
       kind = ("plan search" if "/plan_search" in piece else
-              "strong metric (banks)" if piece.endswith("/forgetting") else
+              "strong metric (banks)" if piece.endswith("/audit") else
               "second retrain (noise ceiling)" if piece.endswith(runs_lib.NOISE_CEILING) else
               "tuning on validation sets" if "/validation/" in piece else
               "original models" if piece == "original" else "scores" if piece.startswith("scores")

@@ -9,7 +9,7 @@ Work directory:
                                  the point the first claim metric chose; <method>_by_<metric>
                                  where another claim metric chose another point; rum, rum_shuffle,
                                  rum_proxy likewise, and rum_paper), noise_ceiling/<forget
-                                 digest>/ (the second retrain), forgetting/seed_<s>/ (the strong
+                                 digest>/ (the second retrain), audit/seed_<s>/ (the strong
                                  metric's banks, mix only) and validation/ (each seed's
                                  validation set, its retrain reference, sweeps/<method>/ the
                                  grids, plan/ RUM's plan search on the mix)
@@ -30,13 +30,13 @@ from absl import logging
 from rum_jax import io, provenance, results
 from rum_jax.evaluation.metrics import DEFAULT_BANK_METRICS, METRICS
 from rum_jax.memorization import files as score_files
-from rum_jax.pipelines import evaluation, forgetting, memorization, sweep, unlearning
+from rum_jax.pipelines import audit, evaluation, memorization, sweep, unlearning
 from rum_jax.pipelines.study import plan as plan_lib
 from rum_jax.training import loop
 from rum_jax.pipelines.training import write_predictions
 from rum_jax.runfolder import RunFolder, flatten, layout
 from rum_jax.training.setup import Setup
-from rum_jax.unlearning import METHODS, rum, unlearn
+from rum_jax.unlearning import UNLEARNING_METHODS, rum, unlearn
 from rum_jax.unlearning.config import sweep_grid
 
 MEMORIZATION = "memorization"
@@ -85,7 +85,7 @@ def set_config(config: ml_collections.ConfigDict, workdir: str, level: str, meth
   """The unlearn.py config of one run: the study's data/model/training/unlearning settings, the
   forget set `level` by memorization, the shared original model, unlearn.method = `method`."""
   d = config.to_dict()
-  for field in ("study", "mode", "memorization", "proxies", "forgetting"):
+  for field in ("study", "mode", "memorization", "proxies", "audit"):
     d.pop(field, None)  # not part of an unlearning run: changing them must not invalidate it
   d["forget"].update(kind=MEMORIZATION, level=level, score_key="",
                      scores=os.path.abspath(scores_path(config, workdir, MEMORIZATION)))
@@ -114,7 +114,7 @@ def set_dir(workdir: str, level: str) -> str:
 def finished(cfg: ml_collections.ConfigDict, set_dir: str, forget: List[np.ndarray]) -> bool:
   """Whether the run of cfg in set_dir is done with the same settings and forget sets, and
   everything it and its evaluation read is there (its predictions, its retrain reference)."""
-  method = METHODS.get(cfg.unlearn.method)
+  method = UNLEARNING_METHODS.get(cfg.unlearn.method)
   run = RunFolder(set_dir).method(method.folder_of(cfg))
   if not run.finished(also=("config", "forget_set", "predictions")):
     return False
@@ -164,11 +164,11 @@ class Runner:
 
   def run(self, prep: unlearning.Prepared, cfg: ml_collections.ConfigDict) -> None:
     """One (forget set, method) unless finished; a diverging method is recorded, not fatal."""
-    key = f"{prep.folder.name()}/{METHODS.get(cfg.unlearn.method).folder_of(cfg)}"
+    key = f"{prep.folder.name()}/{UNLEARNING_METHODS.get(cfg.unlearn.method).folder_of(cfg)}"
     if finished(cfg, prep.folder.path, prep.forget):
       logging.info("study: %s is done", key)
       return
-    method = METHODS.get(cfg.unlearn.method)
+    method = UNLEARNING_METHODS.get(cfg.unlearn.method)
     run = prep.folder.method(method.folder_of(cfg))
     if run.readable("config") and unlearning.method_check(cfg, prep.folder, overwrite=True).diff:
       # The study's own run of an earlier choice (other grids, or a choice that changed): replaced.
@@ -306,11 +306,11 @@ class Runner:
 
   def strong_metric(self, prep: unlearning.Prepared, best: Optional[Tuple[str, Dict[str, Any]]],
                     plan: Dict[str, Tuple[str, Dict[str, Any]]], names: Dict[str, str]) -> Dict[str, Any]:
-    """The bank metrics of config.forgetting.metrics (the challenge's forgetting score F,
-    U-LiRA; pipelines/forgetting.py, docs/forgetting.md) of the best single configuration, RUM
+    """The bank metrics of config.audit.metrics (the challenge's forgetting score F,
+    U-LiRA; pipelines/audit/, docs/audit.md) of the best single configuration, RUM
     and Shuffle (the first claim metric's) on the reported mix of each of the first
     config.study.strong_seeds seeds, from that seed's original model: banks of
-    config.forgetting.num_models models in sets/memorization_mix/forgetting/seed_<s>, the
+    config.audit.num_models models in sets/memorization_mix/audit/seed_<s>, the
     shadow bank (shadow_models, it depends on the forget set's size only) shared in
     <workdir>/shadow. Returns {"seeds", "num_models", "shadow_models", "models": role ->
     {"name", "per_seed": {metric: [one value per seed]}, "ci95": {metric: [F's interval over
@@ -322,18 +322,18 @@ class Runner:
              (rum_config(base, names["rum"], plan), (rum.NAME,), {names["rum"]: "rum"})]
     if names.get("shuffle"):
       calls.append((rum_config(base, names["shuffle"], plan, refine="shuffle"), (rum.NAME,), {names["shuffle"]: "shuffle"}))
-    bank_metrics = list(self.config.forgetting.get("metrics", DEFAULT_BANK_METRICS))
+    bank_metrics = list(self.config.audit.get("metrics", DEFAULT_BANK_METRICS))
     out: Dict[str, Any] = {"seeds": s.strong_seeds, "models": {}}
     t0 = time.time()
     for seed in range(s.strong_seeds):
       original = jax.tree.map(lambda x: np.asarray(x)[seed:seed + 1], prep.original)
       for cfg, methods, roles in calls:
-        cfg.forgetting = ml_collections.ConfigDict(self.config.forgetting.to_dict())
-        cfg.forgetting.update(methods=methods, results_dir="")
-        record = forgetting.evaluate_forget_set(cfg, RunFolder(self.set_dir("mix")).child("forgetting", f"seed_{seed}"),
-                                                prep.forget[seed], original=original,
-                                                shadow_dir=RunFolder(self.workdir).sub("shadow").path,
-                                                overwrite=self.overwrite)
+        cfg.audit = ml_collections.ConfigDict(self.config.audit.to_dict())
+        cfg.audit.update(methods=methods, results_dir="")
+        record = audit.evaluate_forget_set(cfg, RunFolder(self.set_dir("mix")).sub("audits", f"seed_{seed}"),
+                                           prep.forget[seed], original=original,
+                                           shadow_dir=RunFolder(self.workdir).sub("shadow").path,
+                                           overwrite=self.overwrite)
         out.update(num_models=record["num_models"], shadow_models=record["shadow_models"])
         for r in record["rows"]:
           role = roles.get(r["model"])
@@ -344,7 +344,7 @@ class Runner:
           for m in bank_metrics:
             model["per_seed"][m].append(r.get(m, float("nan")))
           model["ci95"].setdefault("forget_score", []).append(r.get("forget_score_ci95", float("nan")))
-    self.timings[f"{MEMORIZATION}_mix/forgetting"] = time.time() - t0
+    self.timings[f"{MEMORIZATION}_mix/audit"] = time.time() - t0
     return out
 
 

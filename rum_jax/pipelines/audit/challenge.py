@@ -9,20 +9,20 @@ from absl import logging
 
 from rum_jax.evaluation import confidence
 from rum_jax.evaluation.metrics import BankOutputs, challenge as challenge_metrics
-from rum_jax.pipelines.forgetting.banks import (ACCURACIES, RETRAINED, UNLEARNED, Bank, bank_seed, digest, replicate,
+from rum_jax.pipelines.audit.banks import (ACCURACIES, RETRAINED, UNLEARNED, Bank, bank_seed, digest, replicate,
                                                 run_method, split_outputs, training_spec, augment_spec)
 from rum_jax.runfolder import RunFolder
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
 from rum_jax.results import mean_ci
-from rum_jax.unlearning import METHODS
+from rum_jax.unlearning import UNLEARNING_METHODS
 
 
 def challenge_outputs(setup: Setup, states: TrainState, forget: np.ndarray, retain: np.ndarray) -> Dict[str, np.ndarray]:
   """What the challenge score needs from every model of a runner: the logit-scaled confidence
   of each forget example [S, |F|] and the forget, retain and test accuracies [S]."""
-  out = split_outputs(setup, states, [forget] * setup.runner.num_seeds)
+  out = split_outputs(setup, states, [forget] * setup.runner.num_models)
   conf = confidence.logit_scaled_confidence(out["train_logits"][:, forget], setup.dataset.train.y[forget])
   return {"forget_confidence": conf, **{k: out[k] for k in ACCURACIES}}
 
@@ -31,16 +31,16 @@ def _challenge_bank(directory: Any, spec: Dict[str, Any], setup: Setup, config, 
                     name: str, run: Callable[[int], TrainState], forget: np.ndarray,
                     retain: np.ndarray) -> Dict[str, np.ndarray]:
   """A bank of num_models models on one forget set: `challenge_outputs` of every chunk `run(j)`."""
-  bank = Bank(directory, spec, config.forgetting.num_models, setup.runner.num_seeds, name, overwrite)
+  bank = Bank(directory, spec, config.audit.num_models, setup.runner.num_models, name, overwrite)
   return bank.fill(lambda j: challenge_outputs(setup, run(j), forget, retain))
 
 
 def challenge(config, workdir: Any, setups, forget: np.ndarray, retain: np.ndarray, original: TrainState,
                overwrite: bool) -> Dict[str, Any]:
   """Retrained bank once, an unlearned bank per method, and each method's `BankOutputs` and epsilons."""
-  f = config.forgetting
+  f = config.audit
   setup = setups(min(f.chunk_size, f.num_models))
-  chunk = setup.runner.num_seeds
+  chunk = setup.runner.num_models
   base = {"training": training_spec(config), "forget": digest(forget), "seed": f.seed, "chunk_size": chunk,
           **augment_spec(config)}
   retrained = _challenge_bank(
@@ -51,7 +51,7 @@ def challenge(config, workdir: Any, setups, forget: np.ndarray, retain: np.ndarr
   original_digest = digest(*jax.tree.leaves(original.params))
   out = {"retrained": retrained, "methods": {}, "diverged": {}}
   for name in f.methods:
-    method = METHODS.get(name)
+    method = UNLEARNING_METHODS.get(name)
     settings = method.settings_of(config, workdir)
     folder = method.folder_of(config)
     spec = {"bank": "unlearned", "method": name, "settings": settings.to_dict(), "original": original_digest, **base}
@@ -61,7 +61,7 @@ def challenge(config, workdir: Any, setups, forget: np.ndarray, retain: np.ndarr
           lambda j: run_method(setup, replicated, name, settings, forget, retain, bank_seed(f.seed, UNLEARNED, j),
                                 f"{folder} chunk {j + 1}"), forget, retain)
     except loop.NonFiniteLossError as e:  # a diverging method is reported, not fatal
-      logging.warning("forgetting: %s diverged; it is left out: %s", folder, e)
+      logging.warning("audit: %s diverged; it is left out: %s", folder, e)
       out["diverged"][folder] = str(e)
       continue
     # The scores themselves are `METRICS` entries, computed from these outputs by name.

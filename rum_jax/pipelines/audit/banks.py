@@ -1,4 +1,4 @@
-"""Banks of models for the forgetting-quality measures: seed streams, what decides a bank, the
+"""Banks of models for the audit (forgetting-quality measures): seed streams, what decides a bank, the
 resumable chunked `Bank`, and running any method on every model of a chunk at once."""
 import hashlib
 import math

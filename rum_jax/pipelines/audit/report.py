@@ -1,4 +1,4 @@
-"""The forgetting pipeline's reports: rows per model (metrics by name from `METRICS`), the tidy
+"""The audit pipeline's reports: rows per model (metrics by name from `METRICS`), the tidy
 record, the markdown table and the figures of the epsilons and of the U-LiRA ROC curves."""
 import math
 from typing import Any, Dict, List, Optional, Sequence
@@ -10,14 +10,14 @@ from rum_jax import io, results
 from rum_jax.runfolder import RunFolder, layout
 from rum_jax.evaluation.metrics import DEFAULT_BANK_METRICS, METRICS, BankOutputs, challenge as challenge_metrics
 from rum_jax.pipelines import reports
-from rum_jax.pipelines.forgetting.banks import digest
+from rum_jax.pipelines.audit.banks import digest
 from rum_jax.results import mean_ci
 
 ACCURACY_COLUMNS = ("forget_accuracy", "retain_accuracy", "test_accuracy")  # means over each bank
 
 
 def _metrics(config) -> List[str]:
-  return list(config.forgetting.get("metrics", DEFAULT_BANK_METRICS))
+  return list(config.audit.get("metrics", DEFAULT_BANK_METRICS))
 
 
 def _row(name: str, accuracy: Dict[str, float], outputs: Optional[BankOutputs], metrics: Sequence[str],
@@ -50,7 +50,7 @@ def _cells(row: Dict[str, Any], columns: Sequence[str]) -> List[str]:
 
 
 def records(config, rows: List[Dict[str, Any]], forget_digest: str) -> List[Dict[str, Any]]:
-  """The tidy record of the banks: one row per model x metric (seed: config.forgetting.seed,
+  """The tidy record of the banks: one row per model x metric (seed: config.audit.seed,
   the bank's; a value is over its models, an accuracy the mean over them)."""
   out = []
   for row in rows:
@@ -58,7 +58,7 @@ def records(config, rows: List[Dict[str, Any]], forget_digest: str) -> List[Dict
     # 'original (no unlearning)' is the original as in every record; the reference bank keeps its
     # label, apart from the scored method 'retrain' (other models: a bank of their own).
     method = "original" if row["model"].startswith("original") else row["model"]
-    out += [{**r, "seed": config.forgetting.seed}
+    out += [{**r, "seed": config.audit.seed}
             for r in results.record_rows(values, **results.run_columns(config, method, {}, forget_digest))]
   return out
 
@@ -71,10 +71,10 @@ def _columns(config) -> List[str]:
 
 
 def _markdown(config, rows: List[Dict[str, Any]], record: Dict[str, Any]) -> str:
-  f = config.forgetting
+  f = config.audit
   columns = _columns(config)
   header = ["model"] + [reports.header(m) for m in columns] + ["seconds"]
-  lines = [f"# Forgetting quality on {config.data.name}", "",
+  lines = [f"# Audit of forgetting quality on {config.data.name}", "",
            f"Forget set: {record['forget_size']} of {record['num_train']} train examples ({config.forget.kind}"
            + (f", {config.forget.level}" if config.forget.kind in ("memorization", "proxy") else "") + "). "
            f"Challenge score (Triantafillou et al. 2024) from {record['num_models']} retrained and "
@@ -160,10 +160,10 @@ def _plot_roc(curves: Dict[str, Dict[str, Any]], anchors: Sequence[str], title: 
 
 def write(config, workdir: Any, forget: np.ndarray, dataset, original_acc: Dict[str, float],
           challenge: Dict[str, Any], attacks: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-  """The forgetting record (rows per model), its tidy rows, the table, every forget example's
-  epsilons and the two figures (also in config.forgetting.results_dir)."""
+  """The audit record (rows per model), its tidy rows, the table, every forget example's
+  epsilons and the two figures (also in config.audit.results_dir)."""
   workdir = RunFolder.of(workdir)
-  f = config.forgetting
+  f = config.audit
   retrained = challenge["retrained"]
   methods = challenge["methods"]
   num_models = len(retrained["retain_accuracy"])
@@ -203,16 +203,16 @@ def write(config, workdir: Any, forget: np.ndarray, dataset, original_acc: Dict[
     curves.update({k: v["forget_set"] for k, v in attacks["methods"].items()})
     curves[anchors[1]] = attacks["lira"]["all"]
   for folder in [workdir] + ([RunFolder(f.results_dir)] if f.results_dir else []):
-    folder.write("forgetting", record)
-    folder.write("forgetting_record", records(config, rows, digest(forget)))
-    folder.write("forgetting_table", text)
+    folder.write("audit", record)
+    folder.write("audit_record", records(config, rows, digest(forget)))
+    folder.write("audit_table", text)
     folder.write("epsilons_figure", _plot_epsilons(
         {k: m["epsilons"] for k, m in methods.items()}, num_models,
         f"{config.data.name}: challenge epsilons of {len(forget)} forget examples, {num_models} models"))
     if curves:
       folder.write("roc_figure", _plot_roc(curves, anchors, f"{config.data.name}: U-LiRA on the forget set, "
                                                             f"{f.shadow_models} shadow models"))
-  logging.info("forgetting quality written to %s:\n%s", workdir.file("forgetting_table"), text)
+  logging.info("audit written to %s:\n%s", workdir.file("audit_table"), text)
   return record
 
 

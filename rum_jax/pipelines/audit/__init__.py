@@ -1,7 +1,7 @@
-"""Forgetting quality from banks of many models (evaluate.py with config.mode 'forgetting').
+"""The audit: forgetting quality from banks of many models (evaluate.py with config.mode 'audit').
 
 Two strong measures of how well a method forgets, each from hundreds of models trained as one
-program per chunk (docs/forgetting.md has the protocols and what they cost):
+program per chunk (docs/audit.md has the protocols and what they cost):
 
 * the NeurIPS 2023 unlearning challenge score (Triantafillou et al. 2024): one original model;
   N models retrained without the forget set F (cached, shared by every method) and, per method,
@@ -16,9 +16,9 @@ program per chunk (docs/forgetting.md has the protocols and what they cost):
   the trained models, compared with the SVC attack on the same models, and its halves give a
   Feldman-Zhang memorization estimate (subset ratio 0.5).
 
-`run_forgetting(config, workdir)` trains the original model, picks the forget set from
+`run_audit(config, workdir)` trains the original model, picks the forget set from
 config.forget and calls `evaluate_forget_set`, the function a study calls for each of its
-forget sets. A forgetting work directory (file names: `runfolder.layout`) holds the config,
+forget sets. An audit work directory (file names: `runfolder.layout`) holds the config,
 the one original model (train.py's layout, one seed), the scores a memorization forget set
 (or RUM) reads (computed if absent), the forget set (train positions and ORIGINAL indices),
 and banks, each a run folder of its own with its spec as config and one file per chunk:
@@ -31,7 +31,7 @@ and banks, each a run folder of its own with its spec as config and one file per
 
 and shadow/'s Feldman-Zhang memorization from the halves (the score-file format), then the
 results: per method F, the final score, accuracies and U-LiRA, LiRA and the SVC (a record, a
-table, and the tidy rows: one per model x metric of config.forgetting.metrics), every forget
+table, and the tidy rows: one per model x metric of config.audit.metrics), every forget
 example's epsilon per method, and figures of the epsilons and of the ROC curves.
 
 Every bank resumes from its last finished chunk; raising N or K later adds chunks. A bank
@@ -48,7 +48,7 @@ References:
 The package: `banks` (seed streams, the resumable `Bank`), `challenge` (the retrained and
 unlearned banks), `shadow` (the shadow banks, U-LiRA, LiRA, the SVC comparison), `report` (rows,
 the record, tables, figures); the scores are `rum_jax.evaluation.metrics` entries, chosen by name
-in config.forgetting.metrics.
+in config.audit.metrics.
 """
 import time
 from typing import Any, Dict, Optional, Sequence
@@ -59,29 +59,29 @@ import numpy as np
 from absl import logging
 
 from rum_jax.pipelines import memorization, training, unlearning
-from rum_jax.pipelines.forgetting.banks import Bank, split_outputs
-from rum_jax.pipelines.forgetting.challenge import challenge, challenge_outputs
-from rum_jax.pipelines.forgetting.report import write
+from rum_jax.pipelines.audit.banks import Bank, split_outputs
+from rum_jax.pipelines.audit.challenge import challenge, challenge_outputs
+from rum_jax.pipelines.audit.report import write
 from rum_jax.runfolder import RunFolder, check_config
-from rum_jax.pipelines.forgetting.shadow import attacks, check_shadow_forget_size, shadow_forget_masks, svc_comparison
+from rum_jax.pipelines.audit.shadow import attacks, check_shadow_forget_size, shadow_forget_masks, svc_comparison
 from rum_jax.training.config import TRAINING_SECTIONS, training_config
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
 
 __all__ = ["Bank", "challenge_outputs", "check_shadow_forget_size", "evaluate_forget_set",
-           "run_forgetting", "shadow_forget_masks", "svc_comparison"]
+           "run_audit", "shadow_forget_masks", "svc_comparison"]
 
 
 def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: Any, forget: Sequence[int],
                         original: Optional[TrainState] = None, shadow_dir: Optional[Any] = None,
                         overwrite: bool = False) -> Dict[str, Any]:
-  """The challenge score and U-LiRA of every method of config.forgetting.methods on one forget set.
+  """The challenge score and U-LiRA of every method of config.audit.methods on one forget set.
 
-  What a study calls for each of its forget sets (docs/forgetting.md): the banks live in
+  What a study calls for each of its forget sets (docs/audit.md): the banks live in
   `workdir` (layout in the module docstring) and resume there.
 
   Args:
-    config: a validated config with data, model, train, unlearn and forgetting sections.
+    config: a validated config with data, model, train, unlearn and audit sections.
     workdir: where the retrained and unlearned banks and the results go.
     forget: train-split positions of the forget set.
     original: the original model, a host TrainState with a leading axis of 1 (e.g. seed 0 of
@@ -92,15 +92,15 @@ def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: Any, forget:
     overwrite: discard banks made with other settings instead of refusing them.
 
   Returns:
-    The forgetting record (also written to the work directory).
+    The audit record (also written to the work directory).
   """
-  f = config.forgetting
+  f = config.audit
   cache: Dict[int, Setup] = {}
 
-  def setups(num_seeds: int) -> Setup:  # one runner per chunk size, its programs compiled once
-    if num_seeds not in cache:
-      cache[num_seeds] = Setup.create(config, num_seeds=num_seeds)
-    return cache[num_seeds]
+  def setups(num_models: int) -> Setup:  # one runner per chunk size, its programs compiled once
+    if num_models not in cache:
+      cache[num_models] = Setup.create(config, num_models=num_models)
+    return cache[num_models]
 
   dataset = setups(min(f.chunk_size, f.num_models)).dataset
   n = len(dataset.train)
@@ -127,11 +127,11 @@ def evaluate_forget_set(config: ml_collections.ConfigDict, workdir: Any, forget:
   return write(config, folder, forget, dataset, original_acc, banks, shadow)
 
 
-def run_forgetting(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False) -> str:
-  """evaluate.py with a forgetting config: original model, forget set, banks, scores; returns the table.
+def run_audit(config: ml_collections.ConfigDict, workdir: Any, overwrite: bool = False) -> str:
+  """evaluate.py with an audit config: original model, forget set, banks, scores; returns the table.
 
   Args:
-    config: a validated config with config.mode == 'forgetting' (configs/forgetting_*.py).
+    config: a validated config with config.mode == 'audit' (configs/audit_*.py).
     workdir: the work directory (layout in the module docstring).
     overwrite: discard results made with another config instead of refusing them.
   """
@@ -141,13 +141,13 @@ def run_forgetting(config: ml_collections.ConfigDict, workdir: Any, overwrite: b
   setup = Setup.create(one)
   n = len(setup.dataset.train)
   unlearning.check_forget_size(one, n)  # before anything is written
-  if config.forgetting.shadow_models:
+  if config.audit.shadow_models:
     check_shadow_forget_size(config.forget.size, n)
   # Training and forget-set settings decide everything; each bank checks the rest itself.
   folder = RunFolder.of(workdir)
   check_config(folder, config, overwrite, clear=(), sections=TRAINING_SECTIONS + ("forget",), ignore=("num_seeds",),
-               results=("forgetting",)).apply()
-  for method in config.forgetting.methods:  # score files a forget set or a method reads
+               results=("audit",)).apply()
+  for method in config.audit.methods:  # score files a forget set or a method reads
     with_method = ml_collections.ConfigDict(one.to_dict())
     with_method.unlearn.method = method
     memorization.ensure_scores(with_method, folder)
@@ -159,5 +159,5 @@ def run_forgetting(config: ml_collections.ConfigDict, workdir: Any, overwrite: b
   folder.write("forget_set_info", {**{k: v for k, v in report.items() if k != "entanglement_per_group"},
                                    "forget_positions": forget.tolist(), "forget_index": train.index[forget].tolist()})
   evaluate_forget_set(config, folder, forget, original, overwrite=overwrite)
-  logging.info("forgetting: done in %.1f min (this invocation)", (time.time() - t0) / 60)
-  return folder.read("forgetting_table")
+  logging.info("audit: done in %.1f min (this invocation)", (time.time() - t0) / 60)
+  return folder.read("audit_table")

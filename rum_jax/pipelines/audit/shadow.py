@@ -15,12 +15,12 @@ from rum_jax.evaluation.metrics.ulira import attack
 from rum_jax.evaluation.mia import shadow_positions, svc_mia
 from rum_jax.memorization.estimator import MemorizationStats, sample_subset_masks
 from rum_jax.runfolder import RunFolder
-from rum_jax.pipelines.forgetting.banks import (ACCURACIES, SHADOW, SHADOW_FORGET, SHADOW_RATIO, SHADOW_UNLEARNED,
+from rum_jax.pipelines.audit.banks import (ACCURACIES, SHADOW, SHADOW_FORGET, SHADOW_RATIO, SHADOW_UNLEARNED,
                                                 Bank, bank_seed, run_method, split_outputs, training_spec, augment_spec)
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup, make_tx, train_on
 from rum_jax.training.state import TrainState
-from rum_jax.unlearning import METHODS
+from rum_jax.unlearning import UNLEARNING_METHODS
 
 
 def shadow_forget_masks(seed: int, halves: np.ndarray, size: int, first_model: int = 0) -> np.ndarray:
@@ -29,7 +29,7 @@ def shadow_forget_masks(seed: int, halves: np.ndarray, size: int, first_model: i
   Model k's subset depends only on (seed, k, size), like its half (`sample_subset_masks`).
 
   Args:
-    seed: forgetting.seed.
+    seed: audit.seed.
     halves: bool [K, N], the halves of models first_model..first_model+K-1.
     size: |F_k|, at most each half's size - 1 (a shadow model keeps a retain set).
     first_model: index of the first model.
@@ -54,7 +54,7 @@ def check_shadow_forget_size(forget_size: int, num_train: int) -> None:
   if not 0 < forget_size < half:
     raise ValueError(f"the forget set has {forget_size} examples, but a shadow model (U-LiRA) trains on half of "
                      f"the {num_train} train examples ({half}) and unlearns a forget subset of the same size "
-                     f"from it: use a forget set of at most {half - 1} examples, or forgetting.shadow_models=0 "
+                     f"from it: use a forget set of at most {half - 1} examples, or audit.shadow_models=0 "
                      f"to skip the attacks")
 
 
@@ -68,23 +68,23 @@ def _restore_weights(setup: Setup, weights: Dict[str, np.ndarray], train_cfg) ->
   Weights are saved without padding models (chunks written before were padded to the devices
   of their run: their first chunk_size rows are the models), so any device count reads them."""
   template = setup.runner.unpad(setup.init_states(make_tx(train_cfg, 1), 0))
-  leaves = [weights[f"w{i}"][:setup.runner.num_seeds] for i in range(len(weights))]
+  leaves = [weights[f"w{i}"][:setup.runner.num_models] for i in range(len(weights))]
   params, batch_stats = jax.tree.unflatten(jax.tree.structure((template.params, template.batch_stats)), leaves)
   return template.replace(params=params, batch_stats=batch_stats)
 
 
 def shadow_banks(config, workdir: Any, shadow_dir: Any, setups, forget_size: int, overwrite: bool) -> Dict[str, Any]:
   """The trained shadow bank and, for every method, the same models after unlearning."""
-  f = config.forgetting
+  f = config.audit
   setup = setups(min(f.chunk_size, f.shadow_models))
-  chunk, n = setup.runner.num_seeds, len(setup.dataset.train)
+  chunk, n = setup.runner.num_models, len(setup.dataset.train)
   base = {"training": training_spec(config), "seed": f.seed, "chunk_size": chunk, "ratio": SHADOW_RATIO}
   shadow = RunFolder.of(shadow_dir)
   trained = Bank(shadow.sub("trained"), {"bank": "shadow", **base}, f.shadow_models, chunk,
                  "shadow trained", overwrite)
   banks, settings = {}, {}
   for name in f.methods:
-    method = METHODS.get(name)
+    method = UNLEARNING_METHODS.get(name)
     settings[name] = method.settings_of(config, workdir)
     spec = {"bank": "shadow_unlearned", "method": name, "settings": settings[name].to_dict(),
             "forget_size": forget_size, **base, **augment_spec(config)}
@@ -117,14 +117,14 @@ def shadow_banks(config, workdir: Any, shadow_dir: Any, setups, forget_size: int
         unlearned = run_method(setup, states, name, settings[name], forget, retain,
                                 bank_seed(f.seed, SHADOW_UNLEARNED, j), f"shadow {name} chunk {j + 1}")
       except loop.NonFiniteLossError as e:
-        logging.warning("forgetting: shadow %s diverged; its attacks are left out: %s", name, e)
+        logging.warning("audit: shadow %s diverged; its attacks are left out: %s", name, e)
         diverged[name] = str(e)
         continue
       out = split_outputs(setup, unlearned, forget, retain)
       bank.save(j, time.time() - t0, forget_mask=masks,
                 confidence=confidence.logit_scaled_confidence(out["train_logits"], setup.dataset.train.y),
                 **{k: out[k] for k in ACCURACIES})
-  return {"trained": trained.arrays(), "methods": {METHODS.get(m).folder_of(config): b.arrays()
+  return {"trained": trained.arrays(), "methods": {UNLEARNING_METHODS.get(m).folder_of(config): b.arrays()
                                                    for m, b in banks.items() if m not in diverged},
           "diverged": diverged}
 
@@ -176,7 +176,7 @@ def attacks(config, workdir: Any, shadow_dir: Any, setups, forget: np.ndarray, o
   outputs: folder -> the method's `BankOutputs` (of its challenge banks), which get the shadow
   inputs (a method without one gets new outputs); "original" in the result is those of the
   trained models as if unlearned."""
-  f = config.forgetting
+  f = config.audit
   bank = shadow_banks(config, workdir, shadow_dir, setups, len(forget), overwrite)
   ds = setups(min(f.chunk_size, f.shadow_models)).dataset
   trained = bank["trained"]

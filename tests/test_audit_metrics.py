@@ -1,4 +1,5 @@
-"""Forgetting quality from many models: closed-form cases, the published loop, LiRA/U-LiRA."""
+"""The audit's formulas (forgetting quality from many models): closed-form cases, the published loop,
+LiRA/U-LiRA."""
 import numpy as np
 import pytest
 from scipy import special

@@ -3,7 +3,7 @@
 Ours: each bank as ONE program of N models (`Setup` with num_seeds = N, the models spread
 over the devices and looped within each), run by `unlearning.unlearn` ("retrain", then the
 method from one original model), followed by the forward passes the challenge score needs
-(`pipelines.forgetting.challenge_outputs`: forget-set confidences, retain and test accuracy).
+(`pipelines.audit.challenge_outputs`: forget-set confidences, retain and test accuracy).
 Timed on the first call, so compilation counts against us.
 Baselines, on the same data, model, forget set and recipes: the same JAX engine one model
 after another (a runner of one model, compiled once before timing), and a straightforward
@@ -17,7 +17,7 @@ forget set a random 150 of digits' 1,257 train examples, the retrain recipe conf
 (30 epochs). Floor: training FLOPs (3 x forward) of every model's epochs plus the forward
 passes over the train and test splits, at the measured matmul rate.
 
-python bench/forgetting.py [--models 512] [--baseline-models 16]
+python bench/audit.py [--models 512] [--baseline-models 16]
 """
 import argparse
 import math
@@ -35,7 +35,7 @@ import numpy as np
 
 from bench import common
 from rum_jax.configs import digits
-from rum_jax.pipelines import forgetting
+from rum_jax.pipelines import audit
 from rum_jax.training import setup as trainer
 from rum_jax.unlearning import forget_sets, unlearn
 
@@ -44,12 +44,12 @@ METHOD = "finetune"
 
 def banks(setup, original, config, forget, retain, base_seed=0):
   """Both banks of the challenge score on every model of `setup`'s runner; blocks until done."""
-  n = setup.runner.num_seeds
+  n = setup.runner.num_models
   replicated = jax.tree.map(lambda a: np.repeat(np.asarray(a)[:1], n, axis=0), original)
   retrained, _ = unlearn(setup, None, "retrain", config.train, forget, retain, base_seed=base_seed)
-  out = [forgetting.challenge_outputs(setup, retrained, forget, retain)]
+  out = [audit.challenge_outputs(setup, retrained, forget, retain)]
   unlearned, _ = unlearn(setup, replicated, METHOD, config.unlearn[METHOD], forget, retain, base_seed=base_seed)
-  out.append(forgetting.challenge_outputs(setup, unlearned, forget, retain))
+  out.append(audit.challenge_outputs(setup, unlearned, forget, retain))
   return out
 
 
@@ -100,7 +100,7 @@ def main():
   parser.add_argument("--baseline-models", type=int, default=16)
   args = parser.parse_args()
   config = digits.get_config()
-  one = trainer.Setup.create(config, num_seeds=1)
+  one = trainer.Setup.create(config, num_models=1)
   ds = one.dataset
   n_train = len(ds.train)
   forget = forget_sets.select_random(150, num_train=n_train, seed=0)
@@ -108,7 +108,7 @@ def main():
   original, _ = trainer.train_on(one, [np.arange(n_train)], config.train, config.seed, None)
 
   t = time.perf_counter()
-  banks(trainer.Setup.create(config, num_seeds=args.models), original, config, forget, retain)
+  banks(trainer.Setup.create(config, num_models=args.models), original, config, forget, retain)
   ours = time.perf_counter() - t
 
   k = min(args.baseline_models, args.models)

@@ -1,4 +1,4 @@
-"""Forgetting quality end to end with shrunk banks: U-LiRA and LiRA on planted memorization,
+"""The audit (forgetting quality) end to end with shrunk banks: U-LiRA and LiRA on planted memorization,
 the challenge score's files, resume per chunk, and bad input."""
 import os
 
@@ -8,12 +8,12 @@ import pytest
 
 import rum_jax.data
 import rum_jax.training.setup
-from rum_jax.configs import forgetting_digits
+from rum_jax.configs import audit_digits
 from rum_jax import commands, io
 from rum_jax.config_validation import ConfigError, validate
 from rum_jax.evaluation import lira
 from rum_jax.memorization.files import scores_for_split
-from rum_jax.pipelines import forgetting as run
+from rum_jax.pipelines import audit as run
 from rum_jax.unlearning import interface
 
 FLIPPED = 300  # mislabelled train examples: memorized when trained on, the forget set
@@ -22,12 +22,12 @@ FLIPPED = 300  # mislabelled train examples: memorized when trained on, the forg
 def _config(methods=("retrain", "finetune"), num_models=8, shadow_models=16, chunk_size=8, hidden=(512,),
             epochs=40):
   """Shrunk banks; the default MLP fits ~94% of the flipped labels it trains on."""
-  c = forgetting_digits.get_config()
+  c = audit_digits.get_config()
   c.model.kwargs.hidden = hidden
   c.train.update(epochs=epochs, batch_size=64)
   c.unlearn.finetune.update(epochs=3, batch_size=128)
-  c.forgetting.update(methods=methods, num_models=num_models, shadow_models=shadow_models,
-                      chunk_size=chunk_size, svc_targets=4)
+  c.audit.update(methods=methods, num_models=num_models, shadow_models=shadow_models,
+                 chunk_size=chunk_size, svc_targets=4)
   return c
 
 
@@ -124,8 +124,8 @@ def test_challenge_files_and_scores(planted):
   # Fine-tuning on the retain set leaves mislabelled examples more recognisable than retraining.
   assert np.median(eps["finetune"]) > np.median(eps["retrain"])
   assert rows["retrain"]["forget_score"] > rows["finetune"]["forget_score"]
-  for name in ("forgetting.json", "forgetting.csv", "forgetting.md", "epsilons.csv", "forgetting_epsilons.png",
-               "forgetting_roc.png"):
+  for name in ("audit.json", "audit.csv", "audit.md", "epsilons.csv", "audit_epsilons.png",
+               "audit_roc.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
 
 
@@ -155,7 +155,7 @@ def test_a_method_added_later_unlearns_the_kept_shadow_weights(planted, monkeypa
   identity = interface.Method("identity", lambda ctx, states: (ctx.setup.runner.pad(states), {}), sgd_recipe=False,
                               custom_settings=lambda config, workdir: ml_collections.ConfigDict(),
                               custom_validate=lambda unlearn: None)
-  monkeypatch.setitem(interface.METHODS._entries, "identity", identity)
+  monkeypatch.setitem(interface.UNLEARNING_METHODS._entries, "identity", identity)
   monkeypatch.setattr(rum_jax.training.setup, "load_dataset", load)
   config = _config(methods=("retrain", "finetune", "identity"))
   validate(config)
@@ -178,7 +178,7 @@ def _small(**kw):
   c = _config(methods=("finetune",), num_models=8, shadow_models=0, chunk_size=4, hidden=(32,), epochs=3)
   c.forget.size = 100
   for k, v in kw.items():
-    c.forgetting[k] = v
+    c.audit[k] = v
   return c
 
 
@@ -208,7 +208,7 @@ def test_killed_run_resumes_from_the_last_finished_chunk(tmp_path, monkeypatch):
   assert _chunks(resumed) == _chunks(full)
   np.testing.assert_array_equal(np.load(os.path.join(resumed, "epsilons.npz"))["finetune"],
                                 np.load(os.path.join(full, "epsilons.npz"))["finetune"])
-  rows = [[{k: v for k, v in r.items() if k != "seconds"} for r in io.read_json(os.path.join(d, "forgetting.json"))["rows"]]
+  rows = [[{k: v for k, v in r.items() if k != "seconds"} for r in io.read_json(os.path.join(d, "audit.json"))["rows"]]
           for d in (resumed, full)]
   assert rows[0] == rows[1]
 
@@ -231,19 +231,19 @@ def test_killed_run_resumes_from_the_last_finished_chunk(tmp_path, monkeypatch):
                                                                        real_save(self, j, seconds, **a)))
   commands.evaluate(full, _small(num_models=12))
   assert saved == [("retrained", 2), ("unlearned finetune", 2)]
-  assert io.read_json(os.path.join(full, "forgetting.json"))["num_models"] == 12
+  assert io.read_json(os.path.join(full, "audit.json"))["num_models"] == 12
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("num_models", 1, "forgetting.num_models must be an integer in [2, 4096]"),
-    ("shadow_models", 2, "forgetting.shadow_models must be 0 (no attacks) or an integer >= 3"),
+    ("num_models", 1, "audit.num_models must be an integer in [2, 4096]"),
+    ("shadow_models", 2, "audit.shadow_models must be 0 (no attacks) or an integer >= 3"),
     ("methods", ("finetune", "forget_everything"), "valid choices: finetune, l1_sparse"),
-    ("chunk_size", 0, "forgetting.chunk_size must be a positive integer"),
+    ("chunk_size", 0, "audit.chunk_size must be a positive integer"),
 ])
 def test_bad_config_is_refused_before_any_work(tmp_path, field, value, message):
   config = _small()
-  with config.forgetting.ignore_type():
-    config.forgetting[field] = value
+  with config.audit.ignore_type():
+    config.audit[field] = value
   with pytest.raises(ConfigError) as err:
     commands.evaluate(str(tmp_path / "run"), config)
   assert message in str(err.value)
