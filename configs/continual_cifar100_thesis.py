@@ -2,7 +2,7 @@
 images each: the full 50k train split, as GEM and the thesis use), reduced ResNet-18 (nf=20),
 GEM learning (3 epochs, batch 10, lr 0.1, 256 memories per task) or A-GEM learning (lr 0.03,
 65 memories), and each method's unlearning settings from the thesis' final A4 runs
-(the `thesis` entries of rum_jax/continual/methods.py; docs/continual.md). One command per method:
+(the `thesis` entries of rum_jax/continual/methods/; docs/continual.md). One command per method:
 
 python continual.py --config=configs/continual_cifar100_thesis.py --config.algorithm=neggem \
     --config.data.data_dir=/path/to/cifar --workdir=runs/thesis_a4/neggem

@@ -1,9 +1,13 @@
 """Name -> object registries, so users select data sets, models, methods, etc. by name.
 
 Adding a component is adding one decorated function in one file; unknown names fail with
-the list of valid ones.
+the list of valid ones. A package of plug-ins (data sets, models, unlearning and continual
+methods, metrics) calls `import_modules` in its `__init__.py`, so a new file there registers
+its entries without an edit anywhere else.
 """
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+import importlib
+import pkgutil
+from typing import Callable, Dict, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -42,3 +46,16 @@ class Registry(Generic[T]):
 
   def __iter__(self) -> Iterator[str]:
     return iter(self.names())
+
+
+def import_modules(package: str, path: Iterable[str], skip: Iterable[str] = ()) -> None:
+  """Imports every module of `package` found on `path` (its `__path__`) but those in `skip`.
+
+  pkgutil lists the modules in the order of their file names; the registries' names are sorted,
+  so that order never shows. Importing a module twice is a no-op, so a later call picks up only
+  modules added since (a folder appended to `__path__`).
+  """
+  skip = set(skip)
+  for module in pkgutil.iter_modules(list(path)):
+    if module.name not in skip:
+      importlib.import_module(f"{package}.{module.name}")

@@ -375,30 +375,6 @@ def test_every_continual_method_keeps_its_contract(name):
   assert np.all(G @ d >= -tolerance(d)), (name, G @ d, tolerance(d))
 
 
-def test_the_documented_continual_method_is_one_entry(tmp_path):
-  """docs/extending.md's block, run as an entry of rum_jax/continual/methods.py: the registry,
-  the config built from it, validation and the contract take it with nothing else changed."""
-  import os
-  import re
-  from configs import continual_digits
-  from rum_jax.config_validation import ConfigError, validate
-  doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "extending.md")).read()
-  block = re.search(r"## Adding a continual method.*?```python\n(.*?)```", doc, re.S).group(1)
-  exec(compile(block, "rum_jax/continual/methods.py", "exec"), dict(vars(methods)))
-  try:
-    assert "neg_agem_rl_gem" in methods.CONTINUAL_METHODS.names()
-    c = continual_digits.get_config()
-    assert c.continual.unlearn.neg_agem_rl_gem.weight == 1.0 and c.continual.unlearn.neg_agem_rl_gem.lr == 0.01
-    c.algorithm = "neg_agem_rl_gem"
-    validate(c)
-    c.continual.unlearn.neg_agem_rl_gem.weight = 11.0
-    with pytest.raises(ConfigError, match=r"weight must be a number in \[0, 10\]"):
-      validate(c)
-    test_every_continual_method_keeps_its_contract("neg_agem_rl_gem")
-  finally:
-    methods.CONTINUAL_METHODS._entries.pop("neg_agem_rl_gem", None)
-
-
 def test_the_held_out_stop_set_decides_where_the_unlearn_buffer_would_not():
   """stop_set 'held_out' measures aux['held_out'] (the forgotten task's held-out examples), not
   its unlearn buffer: the same state stops on held-out examples the model gets wrong while the

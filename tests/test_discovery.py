@@ -3,6 +3,7 @@ configs/default.py, every shipped config with its docstring, and the metrics."""
 import importlib
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ import pytest
 from rum_jax.configs import default
 from rum_jax import data, discovery, models, unlearning
 from rum_jax.continual import methods as continual_methods, sequences
+from rum_jax.evaluation import metrics
+from rum_jax.unlearning import methods as unlearning_methods
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +37,18 @@ def test_the_listing_holds_every_registry_entry_with_its_settings():
     assert entry["settings"] == expected and entry["about"], entry["name"]
   salun = next(e for e in listing["unlearning methods"] if e["name"] == "salun")
   assert salun["swept_per_model"] == list(unlearning.UNLEARNING_METHODS.get("salun").swept)
+
+
+def test_every_module_of_a_plugin_package_is_imported_and_a_method_is_one_file():
+  """The packages import every module in them (a new file is found with no edit elsewhere), and
+  each unlearning or continual method is the file named as it (RUM, the meta-method, is
+  unlearning/rum.py; common.py and interface.py hold what the methods share)."""
+  for package in (data, models, metrics, unlearning_methods, continual_methods):
+    for module in pkgutil.iter_modules(package.__path__):
+      assert f"{package.__name__}.{module.name}" in sys.modules, f"{package.__name__}.{module.name} was not imported"
+  stems = lambda package, shared: {m.name for m in pkgutil.iter_modules(package.__path__)} - {shared}  # noqa: E731
+  assert stems(unlearning_methods, "common") == set(unlearning.UNLEARNING_METHODS.names()) - {"rum"}
+  assert stems(continual_methods, "interface") == set(continual_methods.CONTINUAL_METHODS.names())
 
 
 def test_every_shipped_config_is_listed_with_its_docstring():

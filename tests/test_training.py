@@ -10,7 +10,7 @@ import pytest
 
 from rum_jax import io
 from rum_jax.data.base import Dataset, Split
-from rum_jax.models import create_model
+from rum_jax.models import MODELS, create_model
 from rum_jax.training import engine, loop, optim, plans
 from rum_jax.training import setup as trainer
 from rum_jax.training.checkpoint import Checkpointer
@@ -63,13 +63,23 @@ def test_weighted_loss_ignores_zero_weight_rows():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), full.params, padded.params)
 
 
-@pytest.mark.parametrize("name,kwargs,shape", [
+# Every registered model, small: (name, kwargs, input shape). airbench has its own tests
+# (tests/test_airbench.py: shapes, features, its data-dependent init, learning).
+MODEL_CASES = [
     ("mlp", {"hidden": (16,)}, (8, 8, 1)),
     ("cnn", {"channels": (4, 8), "dense": 16}, (8, 8, 1)),
     ("cnn", {"channels": (4,), "dense": 8}, (40, 1)),
     ("resnet18", {"nf": 4}, (32, 32, 3)),
     ("reduced_resnet18", {"nf": 4}, (32, 32, 3)),
-])
+]
+
+
+def test_every_registered_model_has_a_contract_case():
+  assert {case[0] for case in MODEL_CASES} | {"airbench"} == set(MODELS.names()), \
+      "add the new model to MODEL_CASES (docs/extending.md, 'A model')"
+
+
+@pytest.mark.parametrize("name,kwargs,shape", MODEL_CASES)
 def test_models_output_shape_and_one_step_lowers_loss(name, kwargs, shape):
   model = create_model(name, 5, **kwargs)
   x = np.random.default_rng(0).normal(size=(4,) + shape).astype(np.float32)

@@ -12,7 +12,8 @@ from rum_jax import config_validation
 from rum_jax.models import create_model
 from rum_jax.training import engine, optim
 from rum_jax.training.state import Forward, init_state
-from rum_jax.unlearning import UNLEARNING_METHODS, gradients, methods, saliency, woodfisher
+from rum_jax.unlearning import UNLEARNING_METHODS, gradients, saliency, woodfisher
+from rum_jax.unlearning.methods import common, l1_sparse, neggrad, neggrad_plus, salun, scrub
 
 D, C = 5, 4
 
@@ -64,9 +65,9 @@ def test_tempered_kl_matches_numpy():
   for temperature in (1.0, 4.0, 0.5):
     p, q = _softmax(t / temperature), _softmax(s / temperature)
     expected = temperature ** 2 * special.rel_entr(p, q).sum(-1)
-    np.testing.assert_allclose(methods.tempered_kl(jnp.asarray(s), jnp.asarray(t), temperature), expected,
+    np.testing.assert_allclose(scrub.tempered_kl(jnp.asarray(s), jnp.asarray(t), temperature), expected,
                                rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(methods.tempered_kl(jnp.asarray(s), jnp.asarray(s), 4.0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(scrub.tempered_kl(jnp.asarray(s), jnp.asarray(s), 4.0), 0.0, atol=1e-5)
 
 
 def _hp(**values):
@@ -86,7 +87,7 @@ def test_scrub_min_step_against_closed_form():
   forward, tx, state, x, y = _linear(lr=lr, wd=wd, aux=aux)
   weight = np.array([1, 1, 1, 1, 1, 0, 0], np.float32)  # the last two rows are padding
   batch = {"retain": _stream(x, y, weight)}
-  new_state, metrics = _step(forward, tx, methods.scrub_min_loss)(state, batch)
+  new_state, metrics = _step(forward, tx, scrub.scrub_min_loss)(state, batch)
 
   w, b = _wb(state.params)
   wt, bt = _wb(aux["teacher"]["params"])
@@ -106,7 +107,7 @@ def test_scrub_max_step_ascends_the_kl():
   temperature, lr, wd = 2.0, 0.1, 0.0
   aux = {**_teacher_aux(), "hp": _hp(temperature=temperature)}
   forward, tx, state, x, y = _linear(lr=lr, wd=wd, aux=aux)
-  new_state, metrics = _step(forward, tx, methods.scrub_max_loss)(state, {"forget": _stream(x, y)})
+  new_state, metrics = _step(forward, tx, scrub.scrub_max_loss)(state, {"forget": _stream(x, y)})
   w, b = _wb(state.params)
   wt, bt = _wb(aux["teacher"]["params"])
   p_t = _softmax((x @ wt + bt) / temperature)
@@ -122,7 +123,7 @@ def test_l1_sparse_decay_schedule_and_loss():
   """a_t = alpha (1 - epoch / E), epoch = step // steps_per_epoch; loss = CE + a_t sum |theta|."""
   alpha, epochs, steps_per_epoch = 0.3, 4, 3
   forward, _, state, x, y = _linear(aux={"hp": _hp(alpha=alpha)})
-  loss_fn = methods.l1_sparse_loss(epochs, steps_per_epoch)
+  loss_fn = l1_sparse.l1_sparse_loss(epochs, steps_per_epoch)
   w, b = _wb(state.params)
   ce = -np.log(_softmax(x @ w + b)[np.arange(len(y)), y]).mean()
   l1 = np.abs(w).sum() + np.abs(b).sum()
@@ -148,11 +149,11 @@ def test_neggrad_and_neggrad_plus_mixing():
   ce_r = -np.log(pr[np.arange(6), yr]).mean()
   ce_f = -np.log(pf[np.arange(3), yf]).mean()
 
-  loss, _ = methods.neggrad_loss(forward, state.params, state, {"forget": _stream(xf, yf)}, None)
+  loss, _ = neggrad.neggrad_loss(forward, state.params, state, {"forget": _stream(xf, yf)}, None)
   np.testing.assert_allclose(loss, -ce_f, rtol=1e-5)
 
   batch = {"retain": _stream(xr, yr), "forget": _stream(xf, yf)}
-  new_state, metrics = _step(forward, tx, methods.neggrad_plus_loss)(state, batch)
+  new_state, metrics = _step(forward, tx, neggrad_plus.neggrad_plus_loss)(state, batch)
   np.testing.assert_allclose(metrics["loss"], alpha * ce_r - (1 - alpha) * ce_f, rtol=1e-5)
   dz_r = alpha * (pr - _onehot(yr)) / 6
   dz_f = -(1 - alpha) * (pf - _onehot(yf)) / 3
@@ -164,7 +165,7 @@ def test_neggrad_and_neggrad_plus_mixing():
 @pytest.mark.parametrize("num_classes", [2, 3, 10, 100])
 def test_random_labels_are_never_the_true_label_and_uniform_over_the_rest(num_classes):
   labels = jnp.asarray(np.arange(30_000) % num_classes, jnp.int32)
-  new = np.asarray(methods.random_relabel(jax.random.PRNGKey(num_classes), labels, num_classes))
+  new = np.asarray(common.random_relabel(jax.random.PRNGKey(num_classes), labels, num_classes))
   assert new.min() >= 0 and new.max() < num_classes
   assert not np.any(new == np.asarray(labels))
   # The shift (y' - y) mod C is uniform on {1, ..., C-1}.
@@ -181,16 +182,16 @@ def test_random_label_loss_relabels_only_forget_examples():
   w, b = _wb(state.params)
   p = _softmax(x @ w + b)
   rng = jax.random.PRNGKey(3)
-  loss_fn = methods.random_label_loss(C)
+  loss_fn = common.random_label_loss(C)
   is_forget = np.array([0, 1, 0, 0, 1, 1, 0, 0], bool)
   st = state.replace(aux={"forget_mask": jnp.asarray(is_forget)})
   loss, (_, metrics) = loss_fn(forward, st.params, st, {"train": _stream(x, y)}, rng)
-  drawn = np.asarray(methods.random_relabel(rng, jnp.asarray(y), C))
+  drawn = np.asarray(common.random_relabel(rng, jnp.asarray(y), C))
   labels = np.where(is_forget, drawn, y)
   assert np.all(labels[is_forget] != y[is_forget]) and np.all(labels[~is_forget] == y[~is_forget])
   np.testing.assert_allclose(loss, -np.log(p[np.arange(8), labels]).mean(), rtol=1e-5)
   with pytest.raises(ValueError, match="at least 2 classes"):
-    methods.random_label_loss(1)
+    common.random_label_loss(1)
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5, 0.9, 1.0])
@@ -224,7 +225,7 @@ def test_saliency_magnitudes_and_masked_step():
   mask = jax.tree.map(lambda m: m[0], saliency.masks_like(np.asarray(g)[None], 0.5, stacked))
   assert sum(float(m.sum()) for m in jax.tree.leaves(mask)) == round(0.5 * g.size)
   st = state.replace(aux={"forget_mask": jnp.zeros(9, bool), "saliency_mask": mask})
-  new_state, _ = _step(forward, tx, methods.random_label_loss(C), methods.apply_saliency_mask)(
+  new_state, _ = _step(forward, tx, common.random_label_loss(C), salun.apply_saliency_mask)(
       st, {"train": _stream(x, y)})
   keep = np.asarray(mask["Dense_0"]["kernel"]) == 1
   w1, _ = _one_sgd_step(w, b, (_softmax(x @ w + b) - _onehot(y)) / 9, x, lr, wd)

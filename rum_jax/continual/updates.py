@@ -1,5 +1,5 @@
 """The pieces of continual learning and unlearning: losses and gradient transforms of the one
-engine, from which the learning algorithms and the continual methods (`methods.py`) are made.
+engine, from which the learning algorithms and the continual methods (`methods/`) are made.
 
 Every update is `engine.train_step` with one of the losses below and, for GEM/A-GEM and the
 unlearning methods, a `grad_transform` that projects the gradient against the episodic

@@ -6,8 +6,13 @@ Zhao et al. 2024, Sec. 4). BatchNorm statistics live in the `batch_stats` collec
 part of the explicit functional training state. A model that initialises from training
 data (airbench's whitening layer) says so through `data_init_size`, and
 `data_dependent_init` applies it (the identity for the others).
+
+Every module of this package is imported here, and a model module registers its models when
+imported, so a new model is one new file here (docs/extending.md).
 """
 from rum_jax.models.registry import MODELS, create_model, data_dependent_init, data_init_size
-from rum_jax.models import mlp, cnn, resnet, airbench  # noqa: F401  (registers the models)
+from rum_jax.registry import import_modules
+
+import_modules(__name__, __path__)
 
 __all__ = ["MODELS", "create_model", "data_dependent_init", "data_init_size"]

@@ -1,5 +1,5 @@
-"""Continual methods and learning algorithms: the registries `CONTINUAL_METHODS` and
-`LEARN_ALGORITHMS`, each entry built from the pieces of `updates.py`.
+"""The interface of continual methods and learning algorithms: the registries `CONTINUAL_METHODS`
+and `LEARN_ALGORITHMS`, and the pieces of `updates.py` a method is built from.
 
 A continual method is one `ContinualMethod` entry, found by the name users type
 (`config.continual.algorithm`). Its interface is a factory, as optax's transforms are:
@@ -19,12 +19,16 @@ Its settings are the shared ones of config.continual (margins, A-GEM's reference
 SalUn switch, the loss scale: `ForgetSettings`) and its own `options`, which sit with the
 shared per-method settings in config.continual.unlearn.<name> (NegGrad+'s `alpha`).
 `thesis` holds its settings in the thesis' final A4 runs, which the configs' thesis preset
-applies. `constraint` names what its projected updates must satisfy (the contract test checks
-it on every method): 'gem' (<g~, g_k> >= 0 for every retained task k), 'gem_with_forget' (also
-<g~, g_f> >= 0 for its own forget gradient), 'agem' (<g~, g_ref> >= 0) or '' (none).
+applies (4tests/A4/*/...HYPERPARAMETERS.csv of DROP-TABLE-CS407/Machine-Unlearning-x-
+Continual-Learning, and negGemGradA4.py: unlearn batch, unlearn lr, stop accuracy 0.275 / 0.3 /
+0.35 on 5-class tasks = chance + 0.075 / 0.1 / 0.15, SalUn fraction; its runs predate the later
+x5 loss scale: scale 1). `constraint` names what its projected updates must satisfy (the
+contract test checks it on every method): 'gem' (<g~, g_k> >= 0 for every retained task k),
+'gem_with_forget' (also <g~, g_f> >= 0 for its own forget gradient), 'agem' (<g~, g_ref> >= 0)
+or '' (none).
 
-Adding a method is one `register(ContinualMethod(...))` here (docs/extending.md); configs
-build their per-method sections from the registry.
+A method is one file of this package holding one `register(ContinualMethod(...))`
+(docs/extending.md); configs build their per-method sections from the registry.
 """
 import dataclasses
 import functools
@@ -109,6 +113,7 @@ CONTINUAL_METHODS: Registry[ContinualMethod] = Registry("continual unlearning me
 
 
 def register(method: ContinualMethod) -> ContinualMethod:
+  """Adds `method` to CONTINUAL_METHODS under its name."""
   return CONTINUAL_METHODS.register(method.name)(method)
 
 
@@ -199,39 +204,3 @@ def chain(*pairs: Tuple[Objective, Projection]) -> Callable[[ForgetSettings], Fo
     steps = tuple((with_memories(objective(s), s), projection(s)) for objective, projection in pairs)
     return Forgetting(pairs[0][0](s), functools.partial(apply_updates, steps=steps))
   return make
-
-
-# The thesis' settings per method: its final A4 runs (4tests/A4/*/...HYPERPARAMETERS.csv of
-# DROP-TABLE-CS407/Machine-Unlearning-x-Continual-Learning, and negGemGradA4.py): unlearn
-# batch, unlearn lr, stop accuracy (0.275 / 0.3 / 0.35 on 5-class tasks = chance + 0.075 /
-# 0.1 / 0.15) and SalUn fraction. Its runs predate the later x5 loss scale: scale 1.
-# NegGrad+ is its a = 0.5 run (NEGGRAD_FINAL); its a = 0.95 run (neggrad095) used batch 2 and
-# SalUn 0.02. Our random-label variants of NegAGEM and ALT-NegGEM take their base's values.
-_NEGAGEM_THESIS = dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.05)
-_ALT_THESIS = dict(lr=0.01, batch_size=2, stop_above_chance=0.15, salun=0.02)
-for _method in (
-    ContinualMethod("neggem", chain((negative, gem), (random_labels, gem)), "gem", "gem",
-                    "negative step, then random-label step, both GEM-projected (the thesis' NegGEM)",
-                    thesis=dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.02)),
-    ContinualMethod("negagem", chain((negative, agem)), "agem", "agem",
-                    "negative step, A-GEM-projected (NegAGEM)", thesis=_NEGAGEM_THESIS),
-    ContinualMethod("rl_gem", chain((random_labels, gem)), "gem", "gem",
-                    "random-label step, GEM-projected (RL-GEM)",
-                    thesis=dict(lr=0.01, batch_size=2, stop_above_chance=0.075, salun=0.05)),
-    ContinualMethod("rl_agem", chain((random_labels, agem)), "agem", "agem",
-                    "random-label step, A-GEM-projected (RL-AGEM)",
-                    thesis=dict(lr=0.003, batch_size=1, stop_above_chance=0.1, salun=0.02)),
-    ContinualMethod("alt_neggem", chain((negative, gem_with_forget)), "gem", "gem_with_forget",
-                    "negative step, GEM rows of every observed task, the forgotten one's its own "
-                    "gradient (ALT-NegGEM)", thesis=_ALT_THESIS),
-    ContinualMethod("neggrad_plus", chain((negative, neggrad_plus)), "gem", "",
-                    "a mean_R g_r + (1 - a) g_f, always applied (the thesis' neggrad; Kurmanji et al. 2023)",
-                    options=(Option("alpha", 0.5, 0.0, 1.0, "weight a of the retained tasks' mean gradient"),),
-                    thesis=dict(lr=0.01, batch_size=8, stop_above_chance=0.075, salun=0.5, alpha=0.5)),
-    ContinualMethod("negagem_rl", chain((negative, agem), (random_labels, agem)), "agem", "agem",
-                    "ours: NegAGEM plus NegGEM's random-label step", thesis=_NEGAGEM_THESIS),
-    ContinualMethod("alt_neggem_rl", chain((negative, gem_with_forget), (random_labels, gem_with_forget)),
-                    "gem", "gem_with_forget", "ours: ALT-NegGEM plus NegGEM's random-label step",
-                    thesis=_ALT_THESIS),
-):
-  register(_method)
