@@ -70,10 +70,10 @@ def main():
   scores = os.path.join(workdir, "memorization", "memorization.npz")
   t0 = time.time()
   if not os.path.exists(scores):
-    memorization = importlib.import_module(f"configs.{args.data}_memorization").get_config()
+    memorization = importlib.import_module(f"rum_jax.configs.{args.data}_memorization").get_config()
     commands.train(memorization, os.path.dirname(scores))
   t_scores = time.time() - t0
-  preset = importlib.import_module(f"configs.continual_{args.data}")
+  preset = importlib.import_module(f"rum_jax.configs.continual_{args.data}")
   runs, timings, failed, learning = [], {}, {}, {}
   for label, method, overrides in RUNS:
     config = preset.get_config("thesis")

@@ -33,12 +33,12 @@ from rum_jax.training import setup as trainer
 
 
 def get_config(dataset):
-  from configs import digits, mnist1d
+  from rum_jax.configs import digits, mnist1d
   return {"digits": digits, "mnist1d": mnist1d}[dataset].get_config()
 
 
 def memorization_chunk(dataset):
-  from configs import digits_memorization, mnist1d_memorization
+  from rum_jax.configs import digits_memorization, mnist1d_memorization
   mod = {"digits": digits_memorization, "mnist1d": mnist1d_memorization}[dataset]
   return mod.get_config().memorization.chunk_size
 
@@ -144,7 +144,7 @@ def correlations(dataset):
   """Spearman rho of each proxy with the 256-model estimate, via the real commands."""
   from scipy.stats import spearmanr
   from rum_jax import commands
-  from configs import digits_memorization, digits_proxies, mnist1d_memorization, mnist1d_proxies
+  from rum_jax.configs import digits_memorization, digits_proxies, mnist1d_memorization, mnist1d_proxies
   mods = {"digits": (digits_memorization, digits_proxies), "mnist1d": (mnist1d_memorization, mnist1d_proxies)}
   mem_cfg, proxy_cfg = (m.get_config() for m in mods[dataset])
   mem_dir, proxy_dir = f"runs/bench_{dataset}_mem", f"runs/bench_{dataset}_proxies"

@@ -80,7 +80,7 @@ def _num_train_option(examples: int) -> int:
 
 
 def memorization_config(models: int, epochs: int, examples: int = 0):
-  from configs import mnist1d_memorization
+  from rum_jax.configs import mnist1d_memorization
   c = mnist1d_memorization.get_config()
   c.train.epochs = epochs
   c.memorization.num_models = models
@@ -125,7 +125,7 @@ def point_examples(examples: int) -> dict:
 
 
 def point_seeds(seeds: int) -> dict:
-  from configs import mnist1d
+  from rum_jax.configs import mnist1d
   from rum_jax import commands
   from rum_jax.data import load_dataset
   c = mnist1d.get_config()
@@ -141,7 +141,7 @@ def point_seeds(seeds: int) -> dict:
 
 
 def continual_config(tasks: int):
-  from configs import continual_permuted
+  from rum_jax.configs import continual_permuted
   c = continual_permuted.get_config()
   c.continual.num_tasks = tasks
   c.num_seeds = CONTINUAL_SEEDS

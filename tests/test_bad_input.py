@@ -87,7 +87,7 @@ def test_a_sweep_the_command_does_not_run_or_with_an_empty_value_is_refused(tmp_
   with pytest.raises(ConfigError, match=r"config.sweep.neggrad_plus.lr='0.01,,0.03' has an empty value between "
                                         r"commas; give comma-separated numbers"):
     commands.unlearn(c, str(tmp_path / "w"))
-  from configs import study_digits
+  from rum_jax.configs import study_digits
   s = study_digits.get_config()
   s.study.methods = ("finetune",)
   with pytest.raises(ConfigError, match=r"config.sweep.l1_sparse lists values, but the study runs "

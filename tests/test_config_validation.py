@@ -166,7 +166,7 @@ RUNTIME = """## Run-time checks
 
 def test_a_command_refuses_a_mode_it_does_not_run_and_names_the_one_that_does(tmp_path):
   from rum_jax import commands
-  from configs import study_mnist1d
+  from rum_jax.configs import study_mnist1d
   with pytest.raises(ConfigError, match=r"config.mode='study' is run by evaluate.py, not train.py .*"
                                         r"python evaluate.py --config="):
     commands.train(study_mnist1d.get_config(), str(tmp_path / "w"))

@@ -496,7 +496,7 @@ def test_train_py_on_a_cifar_archive_and_a_clear_error_without_one(cifar_files, 
 
   The model is swapped for a tiny CNN: compiling ResNet-18 on this CPU takes ~30 s and is
   covered by test_training's one-step test; here the data path and the command are tested."""
-  from configs import cifar10_resnet18
+  from rum_jax.configs import cifar10_resnet18
   from rum_jax import commands
   _, _, packed = cifar_files
   c = cifar10_resnet18.get_config()

@@ -25,7 +25,7 @@ def _rewind(checkpoints: str, run_dir: str) -> None:
 
 
 def _configs():
-  from configs import audit_digits, continual_digits, default
+  from rum_jax.configs import audit_digits, continual_digits, default
   train = default.get_config()
   train.num_seeds = 3
   train.model.kwargs.hidden = (16,)

@@ -56,7 +56,7 @@ def test_every_shipped_config_is_listed_with_its_docstring():
   files = sorted(f for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py") and f != "__init__.py")
   assert _names(listing, "configs") == [f"configs/{f}" for f in files]
   for entry, f in zip(listing["configs"], files):
-    first = importlib.import_module(f"configs.{f[:-3]}").__doc__.strip().splitlines()[0]
+    first = importlib.import_module(f"rum_jax.configs.{f[:-3]}").__doc__.strip().splitlines()[0]
     assert entry["about"].startswith(first), f
 
 

@@ -144,7 +144,7 @@ def test_a_jitted_train_step_uses_the_options():
 def test_fast_cifar_config_is_airbenchs_recipe_on_the_mean_loss():
   """configs/cifar10_memorization_fast.py's lr and weight decay, applied to the batch-mean
   gradient, make the same updates as airbench94's torch settings on the batch-sum gradient."""
-  from configs import cifar10_memorization_fast
+  from rum_jax.configs import cifar10_memorization_fast
   c = cifar10_memorization_fast.get_config()
   assert (c.mode, c.model.name, c.train.schedule, c.memorization.num_models) == (
       "memorization", "airbench", "triangle", 2000)

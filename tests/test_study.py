@@ -295,7 +295,7 @@ def test_every_single_method_tunes_its_epochs_and_both_sides_get_the_budget(name
   import importlib
   from rum_jax.config_validation import validate
   from rum_jax.unlearning.config import sweep_grid
-  c = importlib.import_module(f"configs.{name}").get_config()
+  c = importlib.import_module(f"rum_jax.configs.{name}").get_config()
   validate(c)
   for method in c.study.methods:
     points = sweep_grid(c, method)
@@ -316,7 +316,7 @@ def study_config(results_dir, documented_metric=False):
   """A tiny study on digits: two methods, the high set and the mix, 2 seeds. With
   documented_metric, docs/extending.md's test_loss is added as that page says (one file, one
   config entry) and is a claim metric beside ToW."""
-  from configs import default
+  from rum_jax.configs import default
   c = default.get_config()
   c.mode = "study"
   c.num_seeds = 2

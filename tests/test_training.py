@@ -179,7 +179,7 @@ def test_vmap_size_defaults_to_one_seed_at_a_time_on_cpu_and_is_capped_per_devic
   assert ModelRunner(3, [jax.devices()[0]], vmap_size=2).vmap_size == 2
   with pytest.raises(ValueError, match="vmap_size must be >= 0"):
     ModelRunner(2, vmap_size=-1)
-  from configs import digits
+  from rum_jax.configs import digits
   config = digits.get_config()
   config.num_seeds, config.vmap_size = 8, 2  # the config field reaches every command's runner
   assert trainer.Setup.create(config).runner.vmap_size == 2

@@ -293,7 +293,7 @@ def test_unknown_method_lists_the_valid_ones():
 
 
 def _config(**unlearn):
-  from configs import default
+  from rum_jax.configs import default
   config = default.get_config()
   config.unlearn.update(unlearn)
   return config
