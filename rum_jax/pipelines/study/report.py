@@ -238,7 +238,11 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
 def _cell(model: Optional[Dict[str, Any]], metric: str) -> str:
   if model is None or metric not in model["summary"]:
     return "n/a"
-  leaf = model["summary"][metric]
+  return _cell_of(metric, model["summary"][metric])
+
+
+def _cell_of(metric: str, leaf: Dict[str, Any]) -> str:
+  """A summary's 'mean ± ci95' in the metric's unit."""
   return reports.format_value(metric, leaf["mean"], results.half_width(leaf))
 
 
@@ -295,8 +299,7 @@ def _thirds_lines(steps: List[Dict[str, Any]], n: int) -> List[str]:
     row = [name]
     for third in rum.LEVELS:
       values = [r["accuracy"] for r in ends if r["model"] == name and r["subset"] == third]
-      mean, half = results.mean_ci(values)
-      row.append(results.cell({"mean": mean, "ci95": None if np.isnan(half) else half}))
+      row.append(results.cell(results.summarize(values)))
     cells.append(row)
   return [f"Accuracy (%) on the reported mix's thirds by memorization at the end ({n} seeds; every seed and every "
           f"step of the RUM runs in {layout.name('study_steps')}):", "",
@@ -316,7 +319,7 @@ def _strong_lines(strong: Dict[str, Any], bank_metrics: Sequence[str]) -> List[s
     model = strong["models"].get(role)
     if model:
       cells.append([f"{model['name']} ({role})"] + [
-          reports.format_value(m, *results.mean_ci(model["per_seed"][m])) + " (" + ", ".join(
+          _cell_of(m, results.summarize(model["per_seed"][m])) + " (" + ", ".join(
               f"{v:.3f}" for v in model["per_seed"][m]) + ")" for m in bank_metrics])
   return lines + [results.markdown_table(["model"] + [f"{reports.header(m)} (per seed)" for m in bank_metrics], cells)]
 
