@@ -212,9 +212,8 @@ def kept_at_forgetting(traces: pd.DataFrame, labels: Sequence[str], levels: Sequ
         reached.append(hits / seed["step"].nunique())
       kept = np.asarray(kept)
       kept = kept[np.isfinite(kept)]
-      row += [results.cell({"mean": float(np.mean(kept)), "ci95": results.mean_ci(kept)[1] if len(kept) > 1 else None},
-                           scale=1.0, digits=3) + (f" ({len(kept)} seeds)" if len(kept) < part["seed"].nunique() else "")
-              if len(kept) else "n/a",
-              results.cell({"mean": float(np.mean(reached)), "ci95": results.mean_ci(reached)[1]}, scale=1.0, digits=2)]
+      row += [results.cell(results.summarize(kept), scale=1.0, digits=3)
+              + (f" ({len(kept)} seeds)" if len(kept) < part["seed"].nunique() else "") if len(kept) else "n/a",
+              results.cell(results.summarize(reached), scale=1.0, digits=2)]
     rows.append(row)
   return results.markdown_table(header, rows)

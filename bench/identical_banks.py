@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 
 from rum_jax.evaluation import challenge
-from rum_jax.results import mean_ci
+from rum_jax.results import summarize
 
 
 def identical_banks(models: int, examples: int, rng: np.random.Generator):
@@ -32,8 +32,8 @@ def score(models: int, examples: int, seed: int = 0):
   """(F, its 95% half width over examples, median epsilon) of two identical banks."""
   a, b = identical_banks(models, examples, np.random.default_rng([seed, models]))
   eps = challenge.challenge_epsilons(a, b)
-  f, half = mean_ci(challenge.epsilon_points(eps, models))
-  return f, half, float(np.median(eps))
+  f = summarize(challenge.epsilon_points(eps, models))
+  return f["mean"], f["ci95"], float(np.median(eps))
 
 
 def main():

@@ -2,23 +2,24 @@
 
 A record is the per-seed values of every metric of a run with the run's settings, as tidy
 rows: one per run x seed x metric (`record_rows`, columns `RECORD_COLUMNS`), written as CSV
-beside the run's JSON. Means and intervals are computed from records (`summary_frame`,
-`summarize`), never stored as rows; `collect(paths)` reads the records of many work
-directories into one pandas DataFrame. Tables (`markdown_table`, `cell`) and training curves
-(`history_rows`, `history_figure`) are made the same way by every command.
+beside the run's JSON. Means and intervals are computed from records, never stored as rows;
+`collect(paths)` reads the records of many work directories into one pandas DataFrame. Tables
+(`markdown_table`, `cell`) and training curves (`history_rows`, `history_figure`) are made the
+same way by every command.
 
-Means over seeds come with Student-t confidence intervals, as RUM reports its results. For
-values v_1..v_n (one per seed) the interval is mean +- h with
+Means over seeds come with Student-t confidence intervals, as RUM reports its results, and
+one function computes them: `summarize(values)` -> {mean, ci95, n}; `summarize_columns` (a
+run's metrics) and `summary_frame` (groups of records) apply it. For values v_1..v_n (one per
+seed) the interval is mean +- h with
 
-  h = t_{(1 + confidence)/2, n-1} * s / sqrt(n),   s = sample std (ddof = 1),
+  h = t_{0.975, n-1} * s / sqrt(n),   s = sample std (ddof = 1),
 
-the two-sided t interval of the mean (RUM's `analysis.py` computes it with
+the two-sided 95% t interval of the mean (RUM's `analysis.py` computes it with
 `scipy.stats.t.ppf(0.975, n - 1) * scipy.stats.sem(...)`). With one seed there is no
 spread to estimate: h is NaN, not 0, so a single run is never mistaken for an exact one.
 """
 import hashlib
 import json
-import numbers
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -38,96 +39,58 @@ RUN_KEY = RUN_COLUMNS + ("forget_digest", "original_digest")
 # The comparison rows every work directory of one forget set and one original shares.
 REFERENCE_METHODS = ("original", "retrain")
 
-ArrayOrFloat = Union[float, np.ndarray]
+CONFIDENCE = 0.95  # of every interval rum-jax reports (the 'ci95' of a summary)
 
 
-def mean_ci(values: Any, confidence: float = 0.95) -> Tuple[ArrayOrFloat, ArrayOrFloat]:
-  """(mean, half width) of the t confidence interval over the first axis (the seeds).
+def summarize(values: Any) -> Dict[str, Any]:
+  """Mean, 95% t-interval half width and number of values over the first axis (the seeds).
+
+  The one place rum-jax computes a mean with its interval: every table, figure and summary is
+  built on it (`summarize_columns`, `summary_frame`).
 
   Args:
-    values: array-like [n_seeds] or [n_seeds, ...]; extra axes are summarised elementwise.
-    confidence: two-sided level in (0, 1).
+    values: array-like [n] or [n, ...]; extra axes are summarised elementwise (e.g. an
+      accuracy matrix per seed).
 
   Returns:
-    (mean, h): floats for 1-D input, arrays of shape values.shape[1:] otherwise; h is NaN
-    when n_seeds == 1.
+    {"mean", "ci95", "n"}: mean and half width h (module docstring) as floats for 1-D input,
+    arrays of shape values.shape[1:] otherwise; n the number of values. h is NaN when n == 1;
+    a NaN among the values makes its mean and h NaN (a diverged seed is never averaged away).
+
+  Raises:
+    ValueError: no value along the first axis.
   """
-  if not 0.0 < confidence < 1.0:
-    raise ValueError(f"confidence must be in (0, 1); got {confidence}")
   values = np.asarray(values, dtype=np.float64)
   if values.ndim == 0 or values.shape[0] == 0:
-    raise ValueError(f"mean_ci needs at least one value along the seed axis; got shape {values.shape}")
+    raise ValueError(f"summarize needs at least one value along the seed axis; got shape {values.shape}")
   n = values.shape[0]
   mean = values.mean(axis=0)
   if n == 1:
     half = np.full_like(mean, np.nan)
   else:
-    half = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * scipy_stats.sem(values, axis=0, ddof=1)
+    half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * scipy_stats.sem(values, axis=0, ddof=1)
   if values.ndim == 1:
-    return float(mean), float(half)
-  return mean, half
+    return {"mean": float(mean), "ci95": float(half), "n": n}
+  return {"mean": mean, "ci95": half, "n": n}
 
 
-def _is_number(x: Any) -> bool:
-  return isinstance(x, (numbers.Number, np.number)) and not isinstance(x, complex)
+def summarize_columns(columns: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+  """{metric: per-seed values} -> {metric: {"mean", "ci95", "n", "values"}} (`summarize` of
+  each), JSON-serialisable: plain floats, or nested lists for per-seed arrays.
 
-
-def summarize(per_seed: Sequence[Mapping[str, Any]]) -> dict:
-  """Per-seed metric dicts -> the same nesting with {'mean', 'ci95', 'values'} at each leaf.
-
-  Leaves may be numbers or equal-shape numeric arrays/lists (e.g. an accuracy matrix), which
-  are summarised elementwise; 'mean' and 'ci95' (the 95% half width of `mean_ci`) then are
-  nested lists. Every seed must have the same keys.
-
-  Args:
-    per_seed: one (possibly nested) dict of metrics per seed.
-
-  Returns:
-    A dict mirroring the input's nesting, JSON-serialisable (plain floats and lists).
+  Raises:
+    ValueError: the metrics have different numbers of seeds.
   """
-  if not per_seed:
-    raise ValueError("summarize needs at least one per-seed dict")
-  return _summarize(list(per_seed), path="")
-
-
-def _summarize(nodes: list, path: str) -> Any:
-  where = path or "the top level"
-  if all(isinstance(node, Mapping) for node in nodes):
-    keys = list(nodes[0])
-    for i, node in enumerate(nodes[1:], start=1):
-      if set(node) != set(keys):
-        raise ValueError(f"seed {i} has keys {sorted(node)} at {where}, seed 0 has {sorted(keys)}")
-    return {k: _summarize([node[k] for node in nodes], f"{path}.{k}" if path else str(k))
-            for k in keys}
-  if any(isinstance(node, Mapping) for node in nodes):
-    raise ValueError(f"{where} is a dict for some seeds and not for others")
-  if all(_is_number(node) for node in nodes):
-    mean, half = mean_ci(nodes)
-    return {"mean": mean, "ci95": half, "values": [float(v) for v in nodes]}
-  try:
-    arrays = np.asarray(nodes)
-  except ValueError:  # ragged: shapes differ between seeds
-    arrays = None
-  if arrays is None or arrays.dtype.kind not in "biuf":
-    raise ValueError(f"{where} must hold numbers or equal-shape numeric arrays in every seed; "
-                     f"got {[type(node).__name__ for node in nodes]}")
-  mean, half = mean_ci(arrays)
-  return {"mean": mean.tolist(), "ci95": half.tolist(), "values": arrays.astype(np.float64).tolist()}
-
-
-def summarize_columns(columns: Mapping[str, Any]) -> dict:
-  """{metric: per-seed values} -> {metric: {'mean', 'ci95', 'values'}} (`summarize` of the rows)."""
-  return summarize(columns_to_seeds(columns))
-
-
-def columns_to_seeds(columns: Mapping[str, Any]) -> List[Dict[str, Any]]:
-  """{metric: [v_seed0, v_seed1, ...]} -> [{metric: v_seed0}, {metric: v_seed1}, ...]."""
-  arrays = {k: np.asarray(v) for k, v in columns.items()}
-  lengths = {len(v) for v in arrays.values()}
-  if len(lengths) != 1:
+  arrays = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+  lengths = {len(v) if v.ndim else 0 for v in arrays.values()}
+  if len(lengths) > 1:
     raise ValueError(f"every metric needs one value per seed; got lengths {sorted(lengths)}")
-  n = lengths.pop()
-  return [{k: (v[s].item() if v[s].ndim == 0 else v[s].tolist()) for k, v in arrays.items()} for s in range(n)]
+  out = {}
+  for k, v in arrays.items():
+    stats = summarize(v)
+    out[k] = {"mean": np.asarray(stats["mean"]).tolist(), "ci95": np.asarray(stats["ci95"]).tolist(),
+              "n": stats["n"], "values": v.tolist()}
+  return out
 
 
 def run_columns(config: Mapping[str, Any], method: str, settings: Optional[Mapping[str, Any]] = None,
@@ -161,8 +124,8 @@ def record_rows(values: Mapping[str, Sequence[float]], **run: Any) -> List[Dict[
 
 
 def summary_frame(records: Union[pd.DataFrame, Sequence[Mapping[str, Any]]],
-                  by: Sequence[str] = ("method",), confidence: float = 0.95) -> pd.DataFrame:
-  """Mean, t-interval half width (`mean_ci`) and number of seeds of every metric per group.
+                  by: Sequence[str] = ("method",)) -> pd.DataFrame:
+  """`summarize` of every metric's values per group of tidy rows.
 
   Args:
     records: tidy rows (`record_rows`) or their DataFrame.
@@ -178,8 +141,7 @@ def summary_frame(records: Union[pd.DataFrame, Sequence[Mapping[str, Any]]],
   if frame.empty:
     return pd.DataFrame(out, columns=keys + ["mean", "ci95", "n"])
   for key, group in frame.groupby(keys, sort=False, dropna=False):
-    mean, half = mean_ci(group["value"].to_numpy(np.float64), confidence)
-    out.append({**dict(zip(keys, key)), "mean": mean, "ci95": half, "n": len(group)})
+    out.append({**dict(zip(keys, key)), **summarize(group["value"].to_numpy(np.float64))})
   return pd.DataFrame(out, columns=keys + ["mean", "ci95", "n"])
 
 

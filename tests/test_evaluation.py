@@ -1,5 +1,4 @@
-"""Tests of rum_jax.evaluation: accuracy, ToW, MIA features and attacks, seed statistics."""
-import json
+"""Tests of rum_jax.evaluation: accuracy, ToW, MIA features and attacks (seed statistics: test_summary.py)."""
 import math
 
 import numpy as np
@@ -7,7 +6,6 @@ import pytest
 from scipy import stats as scipy_stats
 
 from rum_jax.evaluation import mia
-from rum_jax import results as stats
 from rum_jax.evaluation.tow import SPLITS
 from rum_jax.evaluation.tow import accuracy
 from rum_jax.evaluation.tow import tow
@@ -256,69 +254,6 @@ def test_loss_mia_auc_rejects_bad_input():
     mia.loss_mia_auc(np.array([1.0]), np.array([1.0, 2.0]))
   with pytest.raises(ValueError, match="NaN"):
     mia.loss_mia_auc(np.array([1.0, np.inf]), np.array([1.0, 2.0]))
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-@pytest.mark.parametrize("confidence", [0.95, 0.9])
-def test_mean_ci_matches_scipy_interval(confidence):
-  values = np.array([0.61, 0.64, 0.58, 0.66, 0.63])
-  mean, half = stats.mean_ci(values, confidence)
-  lo, hi = scipy_stats.t.interval(confidence, len(values) - 1, loc=values.mean(),
-                                  scale=scipy_stats.sem(values))
-  np.testing.assert_allclose(mean, (lo + hi) / 2)
-  np.testing.assert_allclose(half, (hi - lo) / 2)
-
-
-def test_mean_ci_elementwise_and_single_seed():
-  rng = np.random.default_rng(8)
-  values = rng.normal(size=(4, 3, 2))
-  mean, half = stats.mean_ci(values)
-  for i in range(3):
-    for j in range(2):
-      m, h = stats.mean_ci(values[:, i, j])
-      np.testing.assert_allclose([mean[i, j], half[i, j]], [m, h])
-  mean1, half1 = stats.mean_ci([0.7])
-  assert mean1 == 0.7 and math.isnan(half1)
-  with pytest.raises(ValueError):
-    stats.mean_ci([])
-  with pytest.raises(ValueError):
-    stats.mean_ci([1.0, 2.0], confidence=95)
-
-
-def test_summarize_nested():
-  per_seed = [
-      {"acc": {"forget": 0.2, "test": 0.8}, "tow": 0.9, "R": [[1.0, 0.0], [0.5, 1.0]]},
-      {"acc": {"forget": 0.4, "test": 0.7}, "tow": 0.8, "R": [[1.0, 0.0], [0.7, 0.9]]},
-      {"acc": {"forget": 0.3, "test": 0.9}, "tow": 1.0, "R": [[1.0, 0.0], [0.6, 0.8]]},
-  ]
-  out = stats.summarize(per_seed)
-  assert set(out) == {"acc", "tow", "R"} and set(out["acc"]) == {"forget", "test"}
-  forget = out["acc"]["forget"]
-  assert forget["values"] == [0.2, 0.4, 0.3]
-  np.testing.assert_allclose(forget["mean"], 0.3)
-  lo, hi = scipy_stats.t.interval(0.95, 2, loc=0.3, scale=np.std([0.2, 0.4, 0.3], ddof=1) / math.sqrt(3))
-  np.testing.assert_allclose(forget["ci95"], (hi - lo) / 2)
-  np.testing.assert_allclose(out["R"]["mean"], [[1.0, 0.0], [0.6, 0.9]])
-  np.testing.assert_allclose(out["R"]["ci95"][0], [0.0, 0.0])
-  np.testing.assert_allclose(out["R"]["ci95"][1][0], out["acc"]["forget"]["ci95"])  # same spread
-  json.dumps(out)  # plain floats and lists
-
-
-def test_summarize_single_seed_and_errors():
-  out = stats.summarize([{"a": {"b": 1}}])
-  assert out["a"]["b"]["mean"] == 1.0 and math.isnan(out["a"]["b"]["ci95"])
-  with pytest.raises(ValueError, match="keys"):
-    stats.summarize([{"a": 1.0}, {"b": 1.0}])
-  with pytest.raises(ValueError, match="numbers"):
-    stats.summarize([{"a": "x"}, {"a": "y"}])
-  with pytest.raises(ValueError, match="dict for some seeds"):
-    stats.summarize([{"a": {"b": 1.0}}, {"a": 1.0}])
-  with pytest.raises(ValueError, match="numbers"):
-    stats.summarize([{"a": [1.0, 2.0]}, {"a": [1.0]}])
-  with pytest.raises(ValueError):
-    stats.summarize([])
 
 
 def test_loss_mia_auc_is_not_fooled_by_near_zero_losses_with_outliers():

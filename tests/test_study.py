@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-import pandas as pd
-
 from rum_jax import commands, io, results, runfolder
 from rum_jax.pipelines.study import claims as claims_lib, plan as plan_lib, report, sets
 from rum_jax.unlearning import UNLEARNING_METHODS, forget_kinds, runners
@@ -422,19 +420,29 @@ def test_tiny_study_end_to_end_resumes_reports_divergence_and_reads_the_registry
   tow = records.query("forget_level == 'high' and method == 'neggrad' and metric == 'tow'")
   np.testing.assert_allclose(tow.sort_values("seed")["value"], models["neggrad"]["per_seed"]["tow"], rtol=1e-12)
   # Per-seed accuracy on every third after every RUM step, and every mix model's on the memorization thirds.
-  steps = pd.read_csv(os.path.join(results_dir, "study.steps.csv"))
-  rum_steps = steps.query("model == 'rum' and step != 'end'")
-  assert set(rum_steps["subset"]) >= {"low", "mid", "high", "retain", "test"} and set(rum_steps["seed"]) == {0, 1}
+  # They are in the record layout, each row with its run's columns in study.csv.
+  steps = results.read_records(os.path.join(results_dir, "study.steps.csv"))
+  assert list(steps.columns) == list(results.RECORD_COLUMNS + ("thirds", "step", "stage", "step_method"))
+  mix = records[records["forget_level"] == "mix"].drop_duplicates("method").set_index("method")
+  run_columns = [c for c in results.RUN_KEY if c != "method"]
+  for method, part in steps.groupby("method"):
+    assert (part[run_columns].astype(str) == mix.loc[method, run_columns].astype(str)).all(axis=None), method
+  rum_steps = steps.query("method == 'rum' and step != 'end'")
+  assert set(rum_steps["metric"]) >= {"low_accuracy", "mid_accuracy", "high_accuracy", "retain_accuracy",
+                                      "test_accuracy"} and set(rum_steps["seed"]) == {0, 1}
   ends = steps.query("step == 'end'")
-  assert {"original", "retrain", "retrain_2", "rum", "rum_shuffle"} <= set(ends["model"])
+  assert {"original", "retrain", "retrain_2", "rum", "rum_shuffle"} <= set(ends["method"])
   with np.load(os.path.join(workdir, "sets", "memorization_mix", "methods", "rum", "predictions", "train.npz")) as p:
     correct = p["logits"].argmax(-1) == p["labels"][None]
   with np.load(os.path.join(workdir, "sets", "memorization_mix", "forget_set.npz")) as f:
     forget = f["forget_positions"]
   scores = runs_lib.train_scores(config, workdir, val_prep.setup, runs_lib.MEMORIZATION)
   high = np.sort(forget[1])[np.argsort(scores[np.sort(forget[1])], kind="stable")][-10:]
-  np.testing.assert_allclose(ends.query("model == 'rum' and subset == 'high' and seed == 1")["accuracy"],
+  np.testing.assert_allclose(ends.query("method == 'rum' and metric == 'high_accuracy' and seed == 1")["value"],
                              correct[1, high].mean())
+  # study.md's table of the thirds is a groupby of this record.
+  high_mean = 100 * ends.query("method == 'rum' and metric == 'high_accuracy'")["value"].mean()
+  assert any(line.startswith("| rum | ") and f"| {high_mean:.1f} ± " in line for line in text.splitlines())
   # Reproducible: the score file's digest, a relative command.
   assert record["scores"]["sha256"] == runfolder.file_digest(
       os.path.join(workdir, "scores", "memorization", "memorization.npz"))

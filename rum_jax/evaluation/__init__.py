@@ -10,7 +10,7 @@
   `attack_metrics`).
 * `metrics`: `METRICS`, the registry of every reported number built on these formulas, each
   found by name from a config (docs/extending.md).
-Means over seeds with t intervals are `rum_jax.results.mean_ci` / `summarize`.
+Means over seeds with t intervals are `rum_jax.results.summarize`.
 
 The re-exported function `tow` shadows the submodule of the same name as a package
 attribute; import the module's other names with `from rum_jax.evaluation.tow import ...`.

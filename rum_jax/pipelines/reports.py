@@ -1,7 +1,7 @@
 """Reports: markdown tables and figures rendered from records (never a metric recomputed here).
 
 A record is tidy rows (`results.record_rows`); `results.summary_frame` turns them into means and
-95% t-intervals over seeds per group, and this module shows those, each metric as its
+95% t-intervals over seeds per group (`results.summarize`), and this module shows those, each metric as its
 `METRICS` entry says (header, unit, digits):
 
   table(summary, metrics)          one row per method, a 'mean ± ci95' cell per metric
@@ -248,7 +248,8 @@ def continual_run_figures(test_accuracy: np.ndarray, curves: Sequence[Dict[str, 
   test_accuracy: [S, steps + 1, T]; curves: the rows of its curves record.
   """
   folder = RunFolder.of(folder)
-  mean, half = results.mean_ci(test_accuracy)
+  summary = results.summarize(test_accuracy)
+  mean, half = summary["mean"], summary["ci95"]
   rows = [r + 1 for r in forget_steps]
   accuracy_heatmap(mean, step_labels, folder.file("heatmap_figure"), title)
   task_curves(mean, half, step_labels, rows, folder.file("task_curves_figure"), title)

@@ -46,9 +46,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Any, overwrit
   states, history = train_on(setup, all_train, config.train, config.seed, folder.checkpoints())
   logits, acc = accuracies(setup, states, config.train.eval_batch_size)
   write_predictions(folder, ds, logits)
-  per_seed = results.columns_to_seeds({f"{split}_accuracy": acc[split] for split in SPLITS})
-  record = {"per_seed": {f"{split}_accuracy": acc[split].tolist() for split in SPLITS},
-            "summary": results.summarize(per_seed)}
+  acc_columns = {f"{split}_accuracy": acc[split] for split in SPLITS}
+  record = {"per_seed": {k: v.tolist() for k, v in acc_columns.items()},
+            "summary": results.summarize_columns(acc_columns)}
   folder.write("metrics", record)
   # The record: one row per seed x metric (means and intervals are in the metrics record).
   folder.write("metrics_record", results.record_rows(record["per_seed"], **results.run_columns(config, "original")))

@@ -106,7 +106,7 @@ def forget_arrays(train: Any, forget: Sequence[np.ndarray], retain: Optional[Seq
 def _entanglement_rows(per_group: List[List[float]]) -> List[Dict[str, Any]]:
   rows = []
   for g, values in enumerate(per_group):
-    stats = results.summarize_columns({"es": np.asarray(values)})["es"]
+    stats = results.summarize(values)
     rows.append({"group": g, "es_mean": stats["mean"], "es_ci95": stats["ci95"],
                  **{f"es_seed{s}": v for s, v in enumerate(values)}})
   return rows

@@ -13,7 +13,7 @@ import numpy as np
 
 from rum_jax.evaluation import challenge
 from rum_jax.evaluation.metrics.interface import BankOutputs, Metric, register
-from rum_jax.results import mean_ci
+from rum_jax.results import summarize
 
 
 def epsilons(outputs: BankOutputs) -> np.ndarray:
@@ -29,7 +29,7 @@ def points(outputs: BankOutputs) -> np.ndarray:
 
 
 def forget_score(outputs: BankOutputs) -> np.ndarray:
-  return np.array([mean_ci(points(outputs))[0]])
+  return np.array([summarize(points(outputs))["mean"]])
 
 
 def final_score(outputs: BankOutputs) -> np.ndarray:

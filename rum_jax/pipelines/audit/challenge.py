@@ -15,7 +15,7 @@ from rum_jax.runfolder import RunFolder
 from rum_jax.training import loop
 from rum_jax.training.setup import Setup
 from rum_jax.training.state import TrainState
-from rum_jax.results import mean_ci
+from rum_jax.results import summarize
 from rum_jax.unlearning import UNLEARNING_METHODS
 
 
@@ -68,5 +68,5 @@ def challenge(config, workdir: Any, setups, forget: np.ndarray, retain: np.ndarr
     outputs = BankOutputs(unlearned=bank, retrained=retrained,
                           options={"centring": f.get("lira_centring", "mean")})
     out["methods"][folder] = {"bank": bank, "outputs": outputs, "epsilons": challenge_metrics.epsilons(outputs),
-                              "forget_score_ci95": mean_ci(challenge_metrics.points(outputs))[1]}
+                              "forget_score_ci95": summarize(challenge_metrics.points(outputs))["ci95"]}
   return out

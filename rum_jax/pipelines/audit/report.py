@@ -11,7 +11,7 @@ from rum_jax.runfolder import RunFolder, layout
 from rum_jax.evaluation.metrics import DEFAULT_BANK_METRICS, METRICS, BankOutputs, challenge as challenge_metrics
 from rum_jax.pipelines import reports
 from rum_jax.pipelines.audit.banks import digest
-from rum_jax.results import mean_ci
+from rum_jax.results import summarize
 
 ACCURACY_COLUMNS = ("forget_accuracy", "retain_accuracy", "test_accuracy")  # means over each bank
 
@@ -31,7 +31,7 @@ def _row(name: str, accuracy: Dict[str, float], outputs: Optional[BankOutputs], 
         "banks" not in needs or outputs.unlearned is not None):
       row[m] = float(outputs.value(m)[0])
   if outputs is not None and outputs.unlearned is not None:
-    row["forget_score_ci95"] = float(mean_ci(challenge_metrics.points(outputs))[1])
+    row["forget_score_ci95"] = summarize(challenge_metrics.points(outputs))["ci95"]
   if seconds is not None:
     row["seconds"] = seconds
   return row

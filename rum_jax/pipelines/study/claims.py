@@ -21,7 +21,7 @@ adjustment over the whole family of records (`holm`); the verdict is 'higher' or
 the adjusted p is below 0.05 (a family-wise error rate of 5%), else 'not distinguishable'.
 """
 import dataclasses
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -51,11 +51,6 @@ class Choices:
 
 def values(model: Dict[str, Any], metric: str) -> np.ndarray:
   return np.array(model["per_seed"][metric], np.float64)
-
-
-def paired_difference(a: Dict[str, Any], b: Dict[str, Any], metric: str = "tow") -> Tuple[float, float]:
-  """(mean, 95% t half width) over seeds of metric(a) - metric(b), seeds paired."""
-  return results.mean_ci(values(a, metric) - values(b, metric))
 
 
 def paired_p(diff: np.ndarray) -> float:
@@ -103,9 +98,7 @@ def _record(claim: str, a_name: str, b_name: str, a: Optional[Dict[str, Any]], b
   if a is None or b is None or metric not in a["per_seed"] or metric not in b["per_seed"]:
     return None
   diff = values(a, metric) - values(b, metric)
-  mean, half = results.mean_ci(diff)
-  return {"claim": claim, "a": a_name, "b": b_name, "metric": metric, "mean": mean, "ci95": half,
-          "n": len(diff), "p": paired_p(diff)}
+  return {"claim": claim, "a": a_name, "b": b_name, "metric": metric, **results.summarize(diff), "p": paired_p(diff)}
 
 
 def claims(by_level: Dict[str, Dict[str, Dict[str, Any]]], methods: Sequence[str], choices: Dict[str, Choices],

@@ -28,7 +28,12 @@ RUN_NOTES = {RUM_NAME: "plan searched on the validation mix, thirds by memorizat
              PROXY_NAME: "the searched plan, thirds by the proxy",
              SECOND_RETRAIN: "a second retrain, another initialisation: the noise ceiling",
              "retrain": "the reference", "original": "nothing unlearned"}
-STEPS_COLUMNS = ("model", "thirds", "step", "stage", "method", "subset", "seed", "accuracy")
+# The steps record: the record layout (each row with its run's columns, `method` the study's run,
+# `metric` the accuracy on one subset) and which step it is: how the thirds were cut ("thirds":
+# by memorization, the proxy, or at random), the step ("end" after the whole run), its stage
+# (the third it unlearned) and the method of that step.
+STEP_COLUMNS = ("thirds", "step", "stage", "step_method")
+STEPS_COLUMNS = results.RECORD_COLUMNS + STEP_COLUMNS
 
 
 def _note(name: str) -> str:
@@ -108,7 +113,8 @@ def study_records(workdir: str, levels: Sequence[str], collected: Dict[str, Dict
 def steps_rows(workdir: str, models: Sequence[str], scores: np.ndarray) -> List[Dict[str, Any]]:
   """Per seed, the accuracy on every third: after every step of each RUM run (its steps.json,
   thirds by its own refinement), and at the end of every model of the mix on the thirds by
-  memorization (from the saved predictions)."""
+  memorization (from the saved predictions). Rows {method, seed, metric, value} + STEP_COLUMNS;
+  `steps_record` adds the runs' columns."""
   mix = RunFolder(runs_lib.set_dir(workdir, "mix"))
   rows: List[Dict[str, Any]] = []
   forget = list(mix.read("forget_set")["forget_positions"])
@@ -125,18 +131,27 @@ def steps_rows(workdir: str, models: Sequence[str], scores: np.ndarray) -> List[
       for step in record["steps"]:
         for key, leaf in step["after"].items():
           for s, value in enumerate(leaf["values"]):
-            rows.append({"model": name, "thirds": by, "step": step["step"], "stage": step["level"],
-                         "method": step["method"], "subset": key.replace("_accuracy", ""), "seed": s,
-                         "accuracy": value})
+            rows.append({"method": name, "seed": s, "metric": key, "value": value, "thirds": by,
+                         "step": step["step"], "stage": step["level"], "step_method": step["method"]})
     if not run.exists("predictions", split="train"):
       continue
     data = run.read("predictions", split="train")
     correct = data["logits"].argmax(-1) == data["labels"][None]
     for k, third in enumerate(thirds):
       for s, positions in enumerate(third.forget):
-        rows.append({"model": name, "thirds": "memorization", "step": "end", "stage": "", "method": "",
-                     "subset": third.level, "seed": s, "accuracy": float(correct[s, positions].mean())})
+        rows.append({"method": name, "seed": s, "metric": f"{third.level}_accuracy",
+                     "value": float(correct[s, positions].mean()), "thirds": "memorization", "step": "end",
+                     "stage": "", "step_method": ""})
   return rows
+
+
+def steps_record(records: Sequence[Dict[str, Any]], steps: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """The steps rows (`steps_rows`) in the record layout: each with the columns of its run's rows
+  on the reported mix in the study's record (`study_records`), so one key joins the two files."""
+  run_columns = [k for k in results.RECORD_COLUMNS if k not in ("seed", "metric", "value")]
+  runs = {r["method"]: {k: r.get(k, "") for k in run_columns} for r in records if r["forget_level"] == "mix"}
+  blank = dict.fromkeys(results.RECORD_COLUMNS, "")
+  return [{**blank, **runs.get(row["method"], {}), **row} for row in steps]
 
 
 def evaluation_original(set_dir: str) -> str:
@@ -230,7 +245,7 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
       folder.write("study_figure", plot_study(collected, s.methods, levels, choices,
                                               f"{config.data.name}: {n} seeds, forget sets of {config.forget.size}"))
     if record.get("steps"):
-      io.write_csv(folder.file("study_steps"), record["steps"], fields=STEPS_COLUMNS)
+      io.write_csv(folder.file("study_steps"), steps_record(rows, record["steps"]), fields=STEPS_COLUMNS)
   logging.info("study written to %s (and %s):\n%s", RunFolder(workdir).file("study_table"), s.results_dir or "-", text)
   return text
 
@@ -238,7 +253,11 @@ def write_study(config: ml_collections.ConfigDict, workdir: str, record: Dict[st
 def _cell(model: Optional[Dict[str, Any]], metric: str) -> str:
   if model is None or metric not in model["summary"]:
     return "n/a"
-  leaf = model["summary"][metric]
+  return _cell_of(metric, model["summary"][metric])
+
+
+def _cell_of(metric: str, leaf: Dict[str, Any]) -> str:
+  """A summary's 'mean ± ci95' in the metric's unit."""
   return reports.format_value(metric, leaf["mean"], results.half_width(leaf))
 
 
@@ -259,8 +278,8 @@ def _mix_lines(config, mix: Dict[str, Any], tuned_mix: Dict[str, Any], searches:
   for metric, search in searches.items():
     display, ch = METRICS.get(metric).display, choices[metric]
     best = ch.best
-    top = sorted(((v, k) for k, v in search["sequences"].items() if v is not None),
-                 key=lambda vk: np.mean(vk[0]), reverse=METRICS.get(metric).higher_is_better is not False)[:5]
+    top = sorted(((results.summarize(v)["mean"], k) for k, v in search["sequences"].items() if v is not None),
+                 key=lambda mk: mk[0], reverse=METRICS.get(metric).higher_is_better is not False)[:5]
     runs = "; ".join(f"start {i + 1} {'until a pass changed nothing' if done else 'until the budget ran out'}"
                      for i, done in enumerate(search["converged"]))
     lines += [f"By {display}: RUM's plan, searched on whole sequences on the validation mix (coordinate descent "
@@ -272,7 +291,7 @@ def _mix_lines(config, mix: Dict[str, Any], tuned_mix: Dict[str, Any], searches:
               f"{config.study.budget}. The best single configuration on the validation mix: **{best}**. The best "
               f"five sequences:", "",
               results.markdown_table(["sequence", f"validation {display}"],
-                                     [[k, reports.format_value(metric, float(np.mean(v)))] for v, k in top])]
+                                     [[k, reports.format_value(metric, mean)] for mean, k in top])]
   names = ["original", "retrain", SECOND_RETRAIN]
   for ch in choices.values():
     names += [x for x in (ch.best, ch.rum, ch.shuffle, ch.paper, ch.proxy) if x]
@@ -289,15 +308,10 @@ def _thirds_lines(steps: List[Dict[str, Any]], n: int) -> List[str]:
   ends = [r for r in steps if r["step"] == "end"]
   if not ends:
     return []
-  models = list(dict.fromkeys(r["model"] for r in ends))
-  cells = []
-  for name in models:
-    row = [name]
-    for third in rum.LEVELS:
-      values = [r["accuracy"] for r in ends if r["model"] == name and r["subset"] == third]
-      mean, half = results.mean_ci(values)
-      row.append(results.cell({"mean": mean, "ci95": None if np.isnan(half) else half}))
-    cells.append(row)
+  summary = results.summary_frame(ends, by=("method",))
+  stats = {(r["method"], r["metric"]): r for r in summary.to_dict("records")}
+  cells = [[name] + [results.cell(stats[(name, f"{third}_accuracy")]) for third in rum.LEVELS]
+           for name in dict.fromkeys(summary["method"])]
   return [f"Accuracy (%) on the reported mix's thirds by memorization at the end ({n} seeds; every seed and every "
           f"step of the RUM runs in {layout.name('study_steps')}):", "",
           results.markdown_table(["model"] + [f"{lv} third" for lv in rum.LEVELS], cells)]
@@ -316,7 +330,7 @@ def _strong_lines(strong: Dict[str, Any], bank_metrics: Sequence[str]) -> List[s
     model = strong["models"].get(role)
     if model:
       cells.append([f"{model['name']} ({role})"] + [
-          reports.format_value(m, *results.mean_ci(model["per_seed"][m])) + " (" + ", ".join(
+          _cell_of(m, results.summarize(model["per_seed"][m])) + " (" + ", ".join(
               f"{v:.3f}" for v in model["per_seed"][m]) + ")" for m in bank_metrics])
   return lines + [results.markdown_table(["model"] + [f"{reports.header(m)} (per seed)" for m in bank_metrics], cells)]
 
