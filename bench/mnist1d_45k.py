@@ -13,7 +13,8 @@
    evaluates (<workdir>/evaluation.md).
 
 Every step is a command function in this process (the data set is generated once), resumes
-where a killed run stopped, and is timed (<workdir>/bench_seconds.json keeps the time of each
+where a killed run stopped, and is timed (<workdir>.bench_seconds.json, beside the work directory
+so that it stays rum-jax's own folder, keeps the time of each
 finished step, so a resumed invocation reports what the steps took, not the resume). Writes bench/mnist1d_45k.json and the section
 "MNIST-1D at CIFAR's size" of bench/RESULTS.md.
 
@@ -64,11 +65,11 @@ def timed(fn, *args):
 
 
 class Times:
-  """Seconds of each step, kept in <workdir>/bench_seconds.json: a step that finished in an
+  """Seconds of each step, kept in <workdir>.bench_seconds.json: a step that finished in an
   earlier (killed or partial) invocation keeps the time it took then, not its resume's."""
 
   def __init__(self, workdir):
-    self.path = os.path.join(workdir, "bench_seconds.json")
+    self.path = os.path.normpath(workdir) + ".bench_seconds.json"  # not inside: unlearn.py owns the folder
     self.seconds = {}
     if os.path.exists(self.path):
       with open(self.path) as f:
