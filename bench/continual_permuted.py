@@ -199,7 +199,7 @@ def main():
   timings["load_at_end"] = os.getloadavg()
   for out in outs:
     path = os.path.join(out, f"{name}_timings.json")
-    earlier = io.read_json(path)["runs"] if os.path.exists(path) else {}  # other protocols' runs
+    earlier = io.read_json(path).get("runs", {}) if os.path.exists(path) else {}  # other protocols' runs (none in an older file)
     io.write_json(path, {**timings, "runs": {**earlier, **timings["runs"]}})
 
 
