@@ -8,7 +8,7 @@ python continual.py --config=configs/continual_permuted.py:rotated ...   # GEM's
 Each task learns 250 of the 1,257 training images (a tenth of the thesis' 2,500 per CIFAR-100
 task, as configs/continual_digits.py:thesis), so the thesis' 256 / 65 memories per task
 scale to 26 / 7. Learning interferes: plain SGD forgets most earlier tasks, GEM much less
-(results/continual/permuted_digits.md), the regime of the thesis' CIFAR-100 runs, where the
+(results/continual/permuted_digits_layernorm.md), the regime of the thesis' CIFAR-100 runs, where the
 methods differ in what forgetting does to the tasks they keep.
 
 The thesis' settings (`continual_digits.thesis`), with two differences:
