@@ -229,6 +229,14 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+def _parse_flags(args: List[str]) -> List[str]:
+  """absl's flag parsing, a bad flag failing in one line (app.run's flags_parser)."""
+  try:
+    return flags.FLAGS(args)
+  except flags.Error as err:
+    _fail(f"{' '.join(str(err).split())} (--helpfull lists the flags)")
+
+
 def leaderboard_main(argv: Sequence[str]) -> None:
   """leaderboard.py --workdirs=a,b [--output=leaderboard.md] [--metrics=tow,...] [--pool]."""
   main_module = sys.argv[0]
@@ -243,17 +251,11 @@ def leaderboard_main(argv: Sequence[str]) -> None:
                            "models) found in several work directories into one row; the table says what it "
                            "pooled. Without it such runs are refused.", module_name=main_module)
 
-  def parse(args: List[str]) -> List[str]:
-    try:
-      return flags.FLAGS(args)
-    except flags.Error as err:
-      _fail(f"{' '.join(str(err).split())} (--helpfull lists the flags)")
-
   def run(_):
     from rum_jax import commands, runtime  # pylint: disable=import-outside-toplevel
     runtime.main(lambda: print(commands.leaderboard(workdirs.value, output.value, metrics.value, pool.value)))
 
-  app.run(run, argv=list(argv), flags_parser=parse)
+  app.run(run, argv=list(argv), flags_parser=_parse_flags)
 
 
 def main(command: str, argv: Optional[Sequence[str]] = None) -> None:
@@ -286,12 +288,6 @@ def main(command: str, argv: Optional[Sequence[str]] = None) -> None:
                                 "itself); for a work directory you may only read, e.g. a colleague's.",
                                 module_name=main_module) if command == "evaluate" else None)
 
-  def parse(args: List[str]) -> List[str]:
-    try:
-      return flags.FLAGS(args)
-    except flags.Error as err:
-      _fail(f"{' '.join(str(err).split())} (--helpfull lists the flags)")
-
   def run(_):
     from rum_jax import commands, runtime  # pylint: disable=import-outside-toplevel
     function = getattr(commands, line.function)
@@ -300,7 +296,7 @@ def main(command: str, argv: Optional[Sequence[str]] = None) -> None:
     else:
       runtime.main(lambda: function(config, workdir.value, overwrite=overwrite.value))
 
-  app.run(run, argv=rest, flags_parser=parse)
+  app.run(run, argv=rest, flags_parser=_parse_flags)
 
 
 def command_line(command: str) -> Callable[[], None]:

@@ -64,13 +64,9 @@ def digest(*arrays: Any) -> str:
   return h.hexdigest()[:16]
 
 
-def file_digest(path: str) -> str:
-  """sha256 (16 hex digits) of a file's bytes: what a run read, wherever the file now is."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()[:16]
+# sha256 (16 hex digits) of a file's bytes: what a run read, wherever the file now is (the
+# manifest's digest of a file, one function for both).
+file_digest = manifest.file_sha
 
 
 def record_digest(record: Dict[str, Any]) -> str:
